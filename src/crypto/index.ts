@@ -1,0 +1,33 @@
+/**
+ * The crypto primitives of ockam-enroll, in one place. Names are listed one by one rather
+ * than with `export *`, so that the public surface changes only on purpose.
+ */
+export {
+  abytes,
+  asBuffer,
+  concat,
+  equalBytes,
+  fromHex,
+  isAllZero,
+  toBase64Url,
+  toHex,
+  utf8,
+  wipe,
+} from './bytes.js';
+export { systemRandom } from './random.js';
+export type { RandomSource } from './random.js';
+export { HKDF_SHA256_MAX, hkdfSha256, sha256, sha512 } from './hash.js';
+export { AES_KEY_LEN, GCM_NONCE_LEN, GCM_TAG_LEN, aesGcmDecrypt, aesGcmEncrypt } from './aead.js';
+export {
+  KeyPair,
+  X25519_KEY_LEN,
+  generateX25519,
+  importX25519Private,
+  importX25519Public,
+  keyPairFromPrivate,
+  x25519,
+  x25519PublicKey,
+} from './x25519.js';
+export type { X25519KeyPair } from './x25519.js';
+export { ed25519Verify, importEd25519Public } from './ed25519.js';
+export { XEDDSA_SIGNATURE_LEN, calculateKeyPair, xeddsaSign, xeddsaVerify } from './xeddsa.js';
