@@ -1,0 +1,84 @@
+/**
+ * Shared wiring for commands: the common flags every command takes, and the action wrapper
+ * that turns an EnrollError into `ockam-enroll: error: …` + `hint: …` and its exit status.
+ */
+import { Command, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { EnrollError } from '../errors.js';
+import { makeOutput, reportError, type Output } from './output.js';
+import { resolveHome, type CommonOptions } from './options.js';
+import { EXIT } from './exit-codes.js';
+
+export interface Ctx {
+  out: Output;
+  home: string;
+  opts: CommonOptions & Record<string, unknown>;
+}
+
+/** Adds the flags every command takes, and an example to its --help. */
+export function leaf(parent: Command, nameAndArgs: string, description: string, example: string): Command {
+  return parent
+    .command(nameAndArgs)
+    .description(description)
+    .option('--home <dir>', 'home directory (default: $OCKAM_ENROLL_HOME, the configured home, or ~/.ockam-enroll)')
+    .option('--json', 'write machine-readable JSON to stdout')
+    .option('-q, --quiet', 'no progress lines on stderr')
+    .addOption(new Option('--passphrase-file <file>', 'read the key passphrase from FILE (mode 0600)'))
+    .addOption(new Option('--passphrase-env <name>', 'read the key passphrase from env variable NAME (default OCKAM_ENROLL_PASSPHRASE when set)'))
+    .addOption(new Option('--passphrase-prompt', 'prompt for the key passphrase on the terminal'))
+    .addHelpText('after', `\nExample:\n  ${example.split('\n').join('\n  ')}\n`);
+}
+
+/** Wraps a command's action: builds the context, runs it, maps errors to exit statuses. */
+export function action(fn: (ctx: Ctx, ...args: any[]) => Promise<void | number>) {
+  return async (...args: any[]): Promise<void> => {
+    const cmd = args[args.length - 1] as Command;
+    const opts = cmd.opts() as CommonOptions & Record<string, unknown>;
+    const out = makeOutput({ json: opts.json === true, quiet: opts.quiet === true });
+    try {
+      const home = await resolveHome(opts.home);
+      const code = await fn({ out, home, opts }, ...args.slice(0, -2));
+      process.exitCode = typeof code === 'number' ? code : EXIT.OK;
+    } catch (err) {
+      process.exitCode = reportError(err);
+    }
+  };
+}
+
+/** Reads TEXT, @FILE or - (stdin) into a string. */
+export function readTextArg(value: string, what: string): string {
+  if (value === '-') {
+    try {
+      return readFileSync(0, 'utf8');
+    } catch (cause) {
+      throw new EnrollError('ERR_USAGE', `cannot read the ${what} from standard input`, { cause });
+    }
+  }
+  if (value.startsWith('@')) {
+    const path = value.slice(1);
+    try {
+      const text = readFileSync(path, 'utf8');
+      if (text.length > 64 * 1024) throw new EnrollError('ERR_USAGE', `${path} is too large to hold a ${what}`);
+      return text;
+    } catch (cause) {
+      if (cause instanceof EnrollError) throw cause;
+      throw new EnrollError('ERR_USAGE', `cannot read the ${what} from ${path}: ${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message}`);
+    }
+  }
+  return value;
+}
+
+/** Prints `text` as a QR code on stdout (refusing --json, where it makes no sense). */
+export async function printQr(out: Output, text: string): Promise<void> {
+  const qr = (await import('qrcode-terminal')).default;
+  await new Promise<void>((resolve) => {
+    qr.generate(text, { small: true }, (code: string) => {
+      out.raw(code);
+      resolve();
+    });
+  });
+}
+
+export function isoTime(seconds: number | null | undefined): string | null {
+  return seconds == null ? null : new Date(seconds * 1000).toISOString();
+}

@@ -1,0 +1,125 @@
+/**
+ * `ockam-enroll demo`: a full onboarding with the three roles as separate local processes
+ * (this same binary), each with its own home in a temporary directory, narrated step by
+ * step. The narration is the command's output (stdout); the roles' own diagnostics are
+ * indented beneath it.
+ */
+import type { Command } from 'commander';
+import { execa, type ResultPromise } from 'execa';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { EnrollError } from '../errors.js';
+import { action } from './command.js';
+
+const BIN = fileURLToPath(new URL('../../../bin/ockam-enroll.js', import.meta.url));
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export function register(program: Command): void {
+  program
+    .command('demo')
+    .description('run all three roles as separate local processes and narrate one onboarding')
+    .option('--keep', 'keep the temporary homes afterwards')
+    .option('--json', 'print a JSON summary instead of the narration')
+    .addHelpText('after', '\nExample:\n  ockam-enroll demo\n')
+    .action(
+      action(async ({ out, opts }) => {
+        const say = (s: string) => {
+          if (!out.json) process.stdout.write(`${s}\n`);
+        };
+        const root = mkdtempSync(join(tmpdir(), 'ockam-enroll-demo-'));
+        const homes = { service: join(root, 'service'), enroller: join(root, 'enroller'), enrollee: join(root, 'device') };
+        const children: ResultPromise[] = [];
+        const indent = (chunk: unknown) => {
+          if (!out.json) process.stdout.write(String(chunk).replace(/^(?=.)/gm, '      │ '));
+        };
+        const run = async (who: keyof typeof homes, args: string[]) => {
+          say(`  $ ockam-enroll ${args.map((a) => (/\s/.test(a) ? JSON.stringify(a) : a)).join(' ')}`);
+          const r = await execa(process.execPath, [BIN, ...args, '--home', homes[who]], { reject: false, env: { NO_COLOR: '1' } });
+          if (r.stderr) indent(`${r.stderr}\n`);
+          if (r.exitCode !== 0) throw new EnrollError('ERR_INTERNAL', `demo step failed: ockam-enroll ${args.join(' ')} (exit ${r.exitCode})`);
+          return r.stdout.trim();
+        };
+        try {
+          const port = await freePort();
+          const onboardPort = await freePort();
+          const address = `tcp://127.0.0.1:${port}`;
+
+          say('\n1. The service makes its identity key IK_A, a signed prekey and its store.');
+          const serviceKey = await run('service', ['service', 'init', '--address', address]);
+          say(`   service key (IK_A): ${serviceKey}`);
+
+          say('\n2. The service starts listening (its decision log is shown as it happens).');
+          say(`  $ ockam-enroll service start --listen 127.0.0.1:${port}`);
+          const service = execa(process.execPath, [BIN, 'service', 'start', '--listen', `127.0.0.1:${port}`, '--home', homes.service], { env: { NO_COLOR: '1' }, reject: false });
+          children.push(service);
+          await new Promise<void>((resolve, reject) => {
+            const t = setTimeout(() => reject(new EnrollError('ERR_TIMEOUT', 'the demo service did not start')), 15_000);
+            service.stderr?.on('data', (d: Buffer) => {
+              indent(d);
+              if (d.toString().includes(' listening ')) {
+                clearTimeout(t);
+                resolve();
+              }
+            });
+          });
+
+          say('\n3. The enroller (a terminal next to the device) makes its key; the service allows it.');
+          const enrollerKey = await run('enroller', ['enroller', 'init']);
+          await run('service', ['service', 'enroller', 'allow', enrollerKey, '--name', 'demo terminal']);
+
+          say('\n4. The enroller fetches bundles over Noise XX, pinning the service key.');
+          await run('enroller', ['enroller', 'bundle', 'fetch', '--service', address, '--count', '3', '--service-key', serviceKey]);
+
+          say('\n5. The device makes its enrollment key EIK_B; its card carries it.');
+          const card = await run('enrollee', ['enrollee', 'init', '--name', 'Robot Axiom']);
+          say(`   card: ${card.slice(0, 40)}…`);
+
+          say('\n6. Enroller and device meet over Noise XX; both show the same short authentication string.');
+          say('   The enroller hands over a bundle, approves the card with the service, and steps aside;');
+          say('   the device sends its 176-byte enrollment message straight to the service.');
+          say(`  $ ockam-enroll enroller onboard --listen 127.0.0.1:${onboardPort} --name "Robot Axiom"`);
+          const onboard = execa(process.execPath, [BIN, 'enroller', 'onboard', '--listen', `127.0.0.1:${onboardPort}`, '--name', 'Robot Axiom', '--home', homes.enroller], { env: { NO_COLOR: '1' }, reject: false });
+          children.push(onboard);
+          await new Promise<void>((resolve) => {
+            onboard.stderr?.on('data', (d: Buffer) => {
+              indent(d);
+              if (d.toString().includes('waiting for the enrollee')) resolve();
+            });
+          });
+          const joined = await run('enrollee', ['enrollee', 'join', '--enroller', `tcp://127.0.0.1:${onboardPort}`]);
+          say(`   ${joined}`);
+          const ob = await onboard;
+          if (ob.exitCode !== 0) throw new EnrollError('ERR_INTERNAL', `the enroller's onboard failed (exit ${ob.exitCode})`);
+          say(`   enroller: ${ob.stdout.trim()}`);
+
+          say('\n7. The device and the service now share a mutually authenticated channel (IK_B ↔ IK_A).');
+          const status = await run('enrollee', ['enrollee', 'status']);
+          say(`   ${status}`);
+
+          say('\n8. The service knows the device by its long-term key.');
+          const list = await run('service', ['service', 'enrollee', 'list']);
+          say(list.replace(/^/gm, '   '));
+          const json = JSON.parse(await run('service', ['service', 'enrollee', 'list', '--json'])) as { enrollees: unknown[] };
+          out.result({ ok: true, service_key: serviceKey, enrollees: json.enrollees, homes: opts.keep ? homes : undefined }, '\nDone: one device onboarded across three processes.');
+        } finally {
+          for (const c of children) c.kill('SIGTERM');
+          await Promise.allSettled(children);
+          if (!opts.keep) rmSync(root, { recursive: true, force: true });
+          else say(`homes kept in ${root}`);
+        }
+      }),
+    );
+}

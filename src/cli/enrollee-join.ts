@@ -1,0 +1,72 @@
+import type { Command } from 'commander';
+import { toHex } from '../crypto/bytes.js';
+import { EnrollError } from '../errors.js';
+import { bundleFromText, bundleToText, cardToText } from '../protocol/codec/index.js';
+import { EnrolleeHome } from '../roles/enrollee/home.js';
+import { enrollWithBundle, joinViaEnroller, type JoinResult } from '../roles/enrollee/join.js';
+import { stdioConnection } from '../transport/stdio.js';
+import { connectTcp } from '../transport/tcp.js';
+import { action, isoTime, leaf, readTextArg } from './command.js';
+import { makeOutput } from './output.js';
+import { nowSeconds, parseDuration, passphraseSource } from './options.js';
+
+export function register(enrollee: Command): void {
+  leaf(
+    enrollee,
+    'join',
+    'enroll with the service: from a bundle (text, @FILE or -), or through an enroller over TCP or stdin/stdout',
+    'ockam-enroll enrollee join --enroller tcp://10.0.0.5:4200\nockam-enroll enrollee join --bundle @bundle.txt --wait 5m',
+  )
+    .option('--bundle <text|@file|->', 'a bundle\'s text form (OEB1:…), @FILE, or - for stdin')
+    .option('--enroller <tcp://HOST:PORT>', 'meet an enroller running `enroller onboard --listen`')
+    .option('--stdio', 'meet an enroller over stdin/stdout (as run by `enroller onboard --exec`)')
+    .option('--wait <duration>', 'with --bundle: keep retrying while the service has no approval yet', '0s')
+    .action(
+      action(async ({ out, home, opts }) => {
+        const modes = [opts.bundle, opts.enroller, opts.stdio].filter((x) => x !== undefined && x !== false);
+        if (modes.length !== 1) throw new EnrollError('ERR_USAGE', 'choose exactly one of --bundle, --enroller or --stdio');
+        const e = EnrolleeHome.open(home, { passphrase: passphraseSource(opts) });
+        let r: JoinResult & { sas?: string };
+        // In --stdio mode stdout is the channel: results go to stderr.
+        const results = opts.stdio ? makeOutput({ json: out.json, quiet: true }) : out;
+        if (opts.bundle !== undefined) {
+          const bundle = bundleFromText(readTextArg(opts.bundle as string, 'bundle'), { now: nowSeconds() });
+          e.holdBundle(bundleToText(bundle));
+          const waitSeconds = parseDuration(opts.wait as string, '--wait', 0, 7 * 86400);
+          out.info(`enrolling with the service at ${bundle.addr} (enrollee id ${toHex(e.enrolleeId())})`);
+          r = await enrollWithBundle(e, bundle, {
+            now: nowSeconds,
+            waitSeconds,
+            onWaiting: () => {
+              out.info('the service has no approval for this enrollee yet; waiting. The enroller should approve this card:');
+              out.info(cardToText(e.card(bundle.bundleId)));
+            },
+          });
+        } else {
+          const conn = opts.stdio ? stdioConnection() : await connectTcp(opts.enroller as string);
+          try {
+            r = await joinViaEnroller(e, conn, {
+              now: nowSeconds,
+              onSas: (sas) => out.info(`short authentication string: ${sas} (check the enroller shows the same)`),
+              onBundle: (b) => out.info(`received a bundle for ${b.addr}; waiting for the enroller's approval`),
+            });
+          } finally {
+            conn.destroy();
+          }
+        }
+        results.result(
+          {
+            enrolled: true,
+            enrollee_id: r.enrolleeId,
+            identity_key: r.identityKey,
+            service_key: r.serviceKey,
+            address: r.address,
+            name: r.petName || null,
+            enrolled_at: isoTime(r.enrolledAt),
+            ...(r.sas ? { sas: r.sas } : {}),
+          },
+          `enrolled as ${r.enrolleeId}${r.petName ? ` (${r.petName})` : ''} with the service at ${r.address}`,
+        );
+      }),
+    );
+}

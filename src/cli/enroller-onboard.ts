@@ -1,0 +1,117 @@
+import type { Command } from 'commander';
+import { EnrollError } from '../errors.js';
+import { ENROLL_STATUS, enrollStatusError } from '../protocol/messages/service.js';
+import { EnrollerHome } from '../roles/enroller/home.js';
+import { onboard, type OnboardResult } from '../roles/enroller/onboard.js';
+import { parseListenAddress } from '../transport/address.js';
+import type { FramedConnection } from '../transport/connection.js';
+import { spawnConnection, stdioConnection } from '../transport/stdio.js';
+import { listenTcp } from '../transport/tcp.js';
+import { action, isoTime, leaf } from './command.js';
+import { EXIT } from './exit-codes.js';
+import { makeOutput } from './output.js';
+import { nowSeconds, parseDuration, parsePetName, passphraseSource } from './options.js';
+
+export function register(enroller: Command): void {
+  leaf(
+    enroller,
+    'onboard',
+    'meet one enrollee over Noise XX, hand it a bundle, approve its card and tell it to enroll',
+    'ockam-enroll enroller onboard --listen 0.0.0.0:4200 --name "Robot Axiom"\n# or through ssh: ockam-enroll enroller onboard --exec "ssh robot ockam-enroll enrollee join --stdio"',
+  )
+    .option('--listen <HOST:PORT>', 'wait for the enrollee to connect here (`enrollee join --enroller`)')
+    .option('--stdio', 'talk over this process\'s stdin/stdout (results then go to stderr)')
+    .option('--exec <command>', 'run COMMAND (e.g. ssh device ockam-enroll enrollee join --stdio) and talk over its stdin/stdout')
+    .option('--name <pet>', 'pet name for the enrollee (overrides its card\'s)')
+    .option('--ttl <duration>', 'how long the approval stays pending', '1h')
+    .option('--timeout <duration>', 'how long to wait for the enrollee at each step', '2m')
+    .action(
+      action(async ({ out, home, opts }) => {
+        const modes = [opts.listen, opts.stdio, opts.exec].filter((x) => x !== undefined && x !== false);
+        if (modes.length !== 1) {
+          throw new EnrollError('ERR_USAGE', 'choose exactly one of --listen, --stdio or --exec');
+        }
+        const ttl = parseDuration(opts.ttl as string, '--ttl', 60, 30 * 86400);
+        const stepTimeoutMs = 1000 * parseDuration(opts.timeout as string, '--timeout', 1, 3600);
+        const petName = parsePetName(opts.name as string | undefined);
+        const enr = EnrollerHome.open(home, { passphrase: passphraseSource(opts) });
+        // In --stdio mode stdout is the channel: results go to stderr.
+        const results = opts.stdio ? makeOutput({ json: out.json, quiet: true }) : out;
+        const run = (conn: FramedConnection) =>
+          onboard(enr, conn, {
+            ttl,
+            stepTimeoutMs,
+            now: nowSeconds,
+            ...(petName ? { petName } : {}),
+            onSas: (sas) => out.info(`short authentication string: ${sas} (check the enrollee shows the same)`),
+          });
+
+        let result: OnboardResult;
+        if (opts.listen) {
+          const addr = parseListenAddress(opts.listen as string);
+          let settle!: { resolve: (r: OnboardResult) => void; reject: (e: unknown) => void };
+          const settled = new Promise<OnboardResult>((resolve, reject) => (settle = { resolve, reject }));
+          let taken = false;
+          const server = await listenTcp({
+            host: addr.host,
+            port: addr.port,
+            maxConnections: 1,
+            async onConnection(conn) {
+              if (taken) return; // one onboarding per run
+              taken = true;
+              try {
+                settle.resolve(await run(conn));
+              } catch (err) {
+                settle.reject(err);
+              }
+            },
+          }).catch((err: unknown) => {
+            throw new EnrollError('ERR_UNREACHABLE', `cannot listen on ${addr.host}:${addr.port}: ${(err as Error).message}`, {
+              hint: 'choose another --listen address',
+            });
+          });
+          const a = server.address();
+          out.info(`waiting for the enrollee on ${a.host}:${a.port} (ockam-enroll enrollee join --enroller tcp://${a.host}:${a.port})`);
+          try {
+            result = await settled;
+          } finally {
+            await server.close();
+          }
+        } else if (opts.stdio) {
+          result = await run(stdioConnection());
+        } else {
+          const spawned = spawnConnection(opts.exec as string);
+          try {
+            result = await run(spawned.conn);
+          } finally {
+            spawned.conn.destroy();
+            const exit = await Promise.race([spawned.exited, new Promise<undefined>((r) => setTimeout(r, 10_000, undefined))]);
+            if (exit === undefined) spawned.child.kill();
+          }
+        }
+
+        const accepted = result.enrollStatus === ENROLL_STATUS.ACCEPTED;
+        const data = {
+          sas: result.sas,
+          enrollee: result.enrolleeId,
+          name: result.petName ?? null,
+          bundle: result.bundleId,
+          approval_expires_at: isoTime(result.approvalExpiresAt),
+          enrolled: accepted,
+          enroll_status: result.enrollStatus ?? null,
+        };
+        if (result.enrollStatus !== undefined && !accepted) {
+          const e = enrollStatusError(result.enrollStatus);
+          results.result(data, `approved ${result.enrolleeId}, but its enrollment was refused: ${e.message}`);
+          return EXIT.REJECTED;
+        }
+        results.result(
+          data,
+          accepted
+            ? `onboarded ${result.petName ?? result.enrolleeId} (enrollee ${result.enrolleeId})`
+            : `approved ${result.enrolleeId}; the enrollee did not report its enrollment`,
+        );
+        return EXIT.OK;
+      }),
+    );
+}

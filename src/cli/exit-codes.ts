@@ -1,0 +1,46 @@
+/**
+ * Exit statuses, documented in README §"Exit codes". Scripts rely on them: keep them stable.
+ */
+import type { ErrorCode } from '../errors.js';
+
+export const EXIT = {
+  OK: 0,
+  /** Anything else went wrong: bad input file, keystore problem, a bug. */
+  FAILURE: 1,
+  /** Bad flags or arguments. */
+  USAGE: 2,
+  /** The service (or the enroller, relaying it) refused the request. */
+  REJECTED: 3,
+  /** The peer could not be reached, or went silent. */
+  UNREACHABLE: 4,
+  /** The peer could not be authenticated: pinned key mismatch, bad bundle signature, channel tampering. */
+  AUTH: 5,
+} as const;
+
+const BY_CODE: Partial<Record<ErrorCode, number>> = {
+  ERR_USAGE: EXIT.USAGE,
+  ERR_ADDRESS: EXIT.USAGE,
+  ERR_REJECTED: EXIT.REJECTED,
+  ERR_REPLAY: EXIT.REJECTED,
+  ERR_ENROLLEE_UNKNOWN: EXIT.REJECTED,
+  ERR_APPROVAL_EXPIRED: EXIT.REJECTED,
+  ERR_ENROLLEE_REVOKED: EXIT.REJECTED,
+  ERR_ENROLLEE_LOCKED: EXIT.REJECTED,
+  ERR_BUNDLE_USED: EXIT.REJECTED,
+  ERR_BUNDLE_UNKNOWN: EXIT.REJECTED,
+  ERR_OPK_USED: EXIT.REJECTED,
+  ERR_ENROLLER_NOT_ALLOWED: EXIT.REJECTED,
+  ERR_RATE_LIMITED: EXIT.REJECTED,
+  ERR_MESSAGE_LENGTH: EXIT.REJECTED,
+  ERR_UNREACHABLE: EXIT.UNREACHABLE,
+  ERR_TIMEOUT: EXIT.UNREACHABLE,
+  ERR_CONNECTION_CLOSED: EXIT.UNREACHABLE,
+  ERR_SERVICE_KEY_MISMATCH: EXIT.AUTH,
+  ERR_BUNDLE_SIGNATURE: EXIT.AUTH,
+  ERR_NOISE_DECRYPT: EXIT.AUTH,
+  ERR_SESSION_DECRYPT: EXIT.AUTH,
+};
+
+export function exitCodeFor(code: ErrorCode): number {
+  return BY_CODE[code] ?? EXIT.FAILURE;
+}

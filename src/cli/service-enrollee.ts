@@ -1,0 +1,95 @@
+import type { Command } from 'commander';
+import { toHex } from '../crypto/bytes.js';
+import { EnrollError } from '../errors.js';
+import { ServiceHome } from '../roles/service/home.js';
+import type { EnrolleeRecord, EnrolleeState } from '../store/types.js';
+import { action, isoTime, leaf } from './command.js';
+import { nowSeconds, passphraseSource } from './options.js';
+
+function view(r: EnrolleeRecord, now: number) {
+  const expired = r.state === 'pending' && r.expiresAt !== null && r.expiresAt <= now;
+  return {
+    id: toHex(r.id),
+    method: r.method,
+    state: r.state,
+    expired,
+    name: r.petName,
+    identity_key: r.ikB ? toHex(r.ikB) : null,
+    enroller: r.enroller ? toHex(r.enroller) : null,
+    bundle: r.bundleId ? toHex(r.bundleId) : null,
+    approved_at: isoTime(r.approvedAt),
+    expires_at: isoTime(r.expiresAt),
+    enrolled_at: isoTime(r.enrolledAt),
+    revoked_at: isoTime(r.revokedAt),
+    failed_attempts: r.failedAttempts,
+  };
+}
+
+async function find(svc: ServiceHome, id: string): Promise<EnrolleeRecord> {
+  const rec = await svc.store.findEnrollee(id);
+  if (!rec) throw new EnrollError('ERR_USAGE', `no enrollee has id ${id}`, { hint: 'see `ockam-enroll service enrollee list`' });
+  return rec;
+}
+
+export function register(service: Command): void {
+  const enrollee = service.command('enrollee').description('inspect and revoke enrollees');
+
+  leaf(enrollee, 'list', 'list enrollees (pending, enrolled, revoked)', 'ockam-enroll service enrollee list --state enrolled')
+    .option('--state <state>', 'only this state: pending, enrolled or revoked')
+    .action(
+      action(async ({ out, home, opts }) => {
+        const state = opts.state as string | undefined;
+        if (state !== undefined && !['pending', 'enrolled', 'revoked'].includes(state)) {
+          throw new EnrollError('ERR_USAGE', `--state must be pending, enrolled or revoked, got "${state}"`);
+        }
+        const svc = await ServiceHome.open(home, { passphrase: passphraseSource(opts) });
+        try {
+          const now = nowSeconds();
+          const rows = (await svc.store.listEnrollees(state as EnrolleeState | undefined)).map((r) => view(r, now));
+          out.result({ enrollees: rows }, () =>
+            rows.length === 0
+              ? 'no enrollees'
+              : [
+                  `${'ID'.padEnd(16)}  ${'METHOD'.padEnd(6)}  ${'STATE'.padEnd(16)}  NAME`,
+                  ...rows.map((r) => `${r.id.slice(0, 16)}  ${r.method.padEnd(6)}  ${(r.state + (r.expired ? ' (expired)' : '')).padEnd(16)}  ${r.name ?? ''}`),
+                ].join('\n'),
+          );
+        } finally {
+          await svc.close();
+        }
+      }),
+    );
+
+  leaf(enrollee, 'show <id>', 'show one enrollee (full id or a prefix of at least 8 hex characters)', 'ockam-enroll service enrollee show 5e1f03a2')
+    .action(
+      action(async ({ out, home, opts }, id: string) => {
+        const svc = await ServiceHome.open(home, { passphrase: passphraseSource(opts) });
+        try {
+          const v = view(await find(svc, id), nowSeconds());
+          out.result(v, () =>
+            Object.entries(v)
+              .map(([k, val]) => `${k.padEnd(16)} ${val ?? '-'}`)
+              .join('\n'),
+          );
+        } finally {
+          await svc.close();
+        }
+      }),
+    );
+
+  leaf(enrollee, 'revoke <id>', 'revoke an enrollee: the service refuses it from now on', 'ockam-enroll service enrollee revoke 5e1f03a2')
+    .action(
+      action(async ({ out, home, opts }, id: string) => {
+        const svc = await ServiceHome.open(home, { passphrase: passphraseSource(opts) });
+        try {
+          const rec = await find(svc, id);
+          if (!(await svc.store.revokeEnrollee(rec.id, nowSeconds()))) {
+            throw new EnrollError('ERR_USAGE', `enrollee ${toHex(rec.id)} is already revoked`);
+          }
+          out.result({ id: toHex(rec.id), state: 'revoked' }, `revoked ${toHex(rec.id)}`);
+        } finally {
+          await svc.close();
+        }
+      }),
+    );
+}

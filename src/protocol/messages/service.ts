@@ -1,0 +1,272 @@
+/**
+ * Messages to and from the service's TCP listener (docs/protocol.md §7).
+ *
+ * The first frame of every connection is one kind byte, so one port serves every party:
+ * - KIND_ENROLL:   then one frame holding the enrollment message (176 bytes); the service
+ *                  answers with one ENROLL_RESPONSE frame and closes.
+ * - KIND_ENROLLER: then Noise XX (prologue PROLOGUE_ENROLLER_SERVICE) and the enroller's
+ *                  requests below.
+ * - KIND_SESSION:  then Noise XX (prologue PROLOGUE_ENROLLEE_SERVICE): an enrolled
+ *                  enrollee's authenticated channel.
+ */
+import { EnrollError } from '../../errors.js';
+import { utf8 } from '../../crypto/bytes.js';
+import { ByteReader } from '../codec/reader.js';
+import { ByteWriter } from '../codec/writer.js';
+import { messageType, reader, writer } from './common.js';
+
+export const KIND_ENROLL = 0x01;
+export const KIND_ENROLLER = 0x02;
+export const KIND_SESSION = 0x03;
+
+export const PROLOGUE_ENROLLER_SERVICE = utf8('ockam-enroll/v1/enroller-service');
+export const PROLOGUE_ENROLLEE_SERVICE = utf8('ockam-enroll/v1/enrollee-service');
+export const PROLOGUE_ENROLLER_ENROLLEE = utf8('ockam-enroll/v1/enroller-enrollee');
+
+// enroller → service
+export const MSG_FETCH_BUNDLES = 0x10;
+export const MSG_BUNDLE = 0x11;
+export const MSG_BUNDLES_END = 0x12;
+export const MSG_APPROVE = 0x20;
+export const MSG_APPROVED = 0x21;
+
+/** Most bundles one FETCH_BUNDLES may ask for; the enroller loops for more. */
+export const MAX_BUNDLES_PER_REQUEST = 1000;
+/** Longest approval TTL a request may ask for (30 days). */
+export const MAX_APPROVAL_TTL = 30 * 24 * 3600;
+
+export type ConnectionKind = typeof KIND_ENROLL | typeof KIND_ENROLLER | typeof KIND_SESSION;
+
+export function kindFrame(kind: ConnectionKind): Uint8Array {
+  return Uint8Array.of(kind);
+}
+
+export function decodeKindFrame(frame: Uint8Array): ConnectionKind {
+  const k = frame.length === 1 ? frame[0] : undefined;
+  if (k !== KIND_ENROLL && k !== KIND_ENROLLER && k !== KIND_SESSION) {
+    throw new EnrollError('ERR_FRAME_MALFORMED', 'the first frame is not a known connection kind');
+  }
+  return k;
+}
+
+// ---- enroller requests
+
+export function encodeFetchBundles(count: number): Uint8Array {
+  return writer(MSG_FETCH_BUNDLES).u16be(count, 'count').finish();
+}
+
+export function decodeFetchBundles(msg: Uint8Array): { count: number } {
+  messageType(msg, [MSG_FETCH_BUNDLES], 'fetch bundles');
+  const r = reader(msg, 'fetch bundles');
+  const count = r.u16be('count');
+  r.end();
+  if (count < 1 || count > MAX_BUNDLES_PER_REQUEST) {
+    throw new EnrollError('ERR_FRAME_MALFORMED', `fetch bundles: count must be 1..${MAX_BUNDLES_PER_REQUEST}, got ${count}`);
+  }
+  return { count };
+}
+
+export function encodeBundleMsg(bundle: Uint8Array): Uint8Array {
+  return writer(MSG_BUNDLE).bytes(bundle, undefined, 'bundle').finish();
+}
+
+export function encodeBundlesEnd(count: number): Uint8Array {
+  return writer(MSG_BUNDLES_END).u16be(count, 'count').finish();
+}
+
+/** Returns the bundle bytes of a BUNDLE, or the count of a BUNDLES_END. */
+export function decodeBundleStream(msg: Uint8Array): { bundle: Uint8Array } | { end: number } {
+  const t = messageType(msg, [MSG_BUNDLE, MSG_BUNDLES_END], 'bundle fetch');
+  if (t === MSG_BUNDLE) return { bundle: msg.slice(1) };
+  const r = reader(msg, 'bundles end');
+  const end = r.u16be('count');
+  r.end();
+  return { end };
+}
+
+export interface ApproveRequest {
+  bundleId: Uint8Array;
+  /** Seconds the approval stays pending. */
+  ttl: number;
+  card: Uint8Array;
+}
+
+export function encodeApprove(req: ApproveRequest): Uint8Array {
+  return writer(MSG_APPROVE)
+    .bytes(req.bundleId, 16, 'bundle_id')
+    .u64be(req.ttl, 'ttl')
+    .u16be(req.card.length, 'card_len')
+    .bytes(req.card, undefined, 'card')
+    .finish();
+}
+
+export function decodeApprove(msg: Uint8Array): ApproveRequest {
+  messageType(msg, [MSG_APPROVE], 'approve');
+  const r = reader(msg, 'approve');
+  const bundleId = r.bytes(16, 'bundle_id');
+  const ttl = r.u64be('ttl');
+  const card = r.bytes(r.u16be('card_len'), 'card');
+  r.end();
+  if (ttl < 1 || ttl > MAX_APPROVAL_TTL) {
+    throw new EnrollError('ERR_FRAME_MALFORMED', `approve: ttl must be 1..${MAX_APPROVAL_TTL} seconds, got ${ttl}`);
+  }
+  return { bundleId, ttl, card };
+}
+
+export interface Approved {
+  enrolleeId: Uint8Array;
+  expiresAt: number;
+}
+
+export function encodeApproved(a: Approved): Uint8Array {
+  return writer(MSG_APPROVED).bytes(a.enrolleeId, 32, 'enrollee_id').u64be(a.expiresAt, 'expires_at').finish();
+}
+
+export function decodeApproved(msg: Uint8Array): Approved {
+  messageType(msg, [MSG_APPROVED], 'approve');
+  const r = reader(msg, 'approved');
+  const enrolleeId = r.bytes(32, 'enrollee_id');
+  const expiresAt = r.u64be('expires_at');
+  r.end();
+  return { enrolleeId, expiresAt };
+}
+
+// ---- the enrollment response
+
+/**
+ * ENROLL_RESPONSE: `status u8 ‖ …`. Status 0 is followed by the acceptance sealed with
+ * k_s2e at counter 0; any other status is a rejection and the frame ends there.
+ * Crypto failures (decryption, POP) share the opaque status REJECTED: the enrollee learns
+ * nothing about which check failed; the service logs the precise reason.
+ */
+export const ENROLL_STATUS = {
+  ACCEPTED: 0,
+  REJECTED: 1,
+  MALFORMED: 2,
+  REPLAY: 3,
+  UNKNOWN: 4,
+  EXPIRED: 5,
+  REVOKED: 6,
+  USED: 7,
+  RATE_LIMITED: 8,
+  LOCKED: 9,
+  UNAVAILABLE: 10,
+} as const;
+export type EnrollStatus = (typeof ENROLL_STATUS)[keyof typeof ENROLL_STATUS];
+
+const STATUS_ERRORS: Record<number, [EnrollError['code'], string, string?]> = {
+  [ENROLL_STATUS.REJECTED]: ['ERR_REJECTED', 'the service rejected the enrollment message', 'the bundle may not match this enrollee\'s approval; ask the enroller for a new bundle and approval'],
+  [ENROLL_STATUS.MALFORMED]: ['ERR_MESSAGE_LENGTH', 'the service could not parse the enrollment message'],
+  [ENROLL_STATUS.REPLAY]: ['ERR_REPLAY', 'the service already accepted this enrollment message (replay)', 'run `ockam-enroll enrollee join` again to make a fresh message'],
+  [ENROLL_STATUS.UNKNOWN]: ['ERR_ENROLLEE_UNKNOWN', 'the service has no pending approval for this enrollee', 'ask the enroller to approve this enrollee\'s card (`ockam-enroll enroller approve`)'],
+  [ENROLL_STATUS.EXPIRED]: ['ERR_APPROVAL_EXPIRED', 'this enrollee\'s approval has expired', 'ask the enroller to approve it again'],
+  [ENROLL_STATUS.REVOKED]: ['ERR_ENROLLEE_REVOKED', 'this enrollee has been revoked by the service'],
+  [ENROLL_STATUS.USED]: ['ERR_BUNDLE_USED', 'this bundle or enrollee was already used for an enrollment', 'ask the enroller for a new bundle and approval'],
+  [ENROLL_STATUS.RATE_LIMITED]: ['ERR_RATE_LIMITED', 'the service is rate-limiting this peer', 'wait and try again'],
+  [ENROLL_STATUS.LOCKED]: ['ERR_ENROLLEE_LOCKED', 'this enrollee is locked out after too many failed attempts', 'ask the enroller to approve it again'],
+  [ENROLL_STATUS.UNAVAILABLE]: ['ERR_REJECTED', 'the service could not process the enrollment right now', 'try again later'],
+};
+
+export function enrollStatusError(status: number): EnrollError {
+  const e = STATUS_ERRORS[status];
+  if (!e) return new EnrollError('ERR_REJECTED', `the service rejected the enrollment (status ${status})`);
+  return new EnrollError(e[0], e[1], e[2] ? { hint: e[2] } : {});
+}
+
+export function encodeEnrollResponse(status: EnrollStatus, sealedAcceptance?: Uint8Array): Uint8Array {
+  if (status === ENROLL_STATUS.ACCEPTED) {
+    if (!sealedAcceptance) throw new EnrollError('ERR_INVALID_ARG', 'an acceptance needs its sealed body');
+    const out = new Uint8Array(1 + sealedAcceptance.length);
+    out.set(sealedAcceptance, 1);
+    return out;
+  }
+  return Uint8Array.of(status);
+}
+
+/** Returns the sealed acceptance, or throws the rejection as an EnrollError. */
+export function decodeEnrollResponse(frame: Uint8Array): Uint8Array {
+  if (frame.length === 0) throw new EnrollError('ERR_FRAME_MALFORMED', 'empty enrollment response');
+  const status = frame[0]!;
+  if (status !== ENROLL_STATUS.ACCEPTED) {
+    if (frame.length !== 1) throw new EnrollError('ERR_FRAME_MALFORMED', 'malformed rejection');
+    throw enrollStatusError(status);
+  }
+  if (frame.length < 1 + 16) throw new EnrollError('ERR_FRAME_MALFORMED', 'truncated acceptance');
+  return frame.slice(1);
+}
+
+/**
+ * The acceptance, sealed under k_s2e with AAD = ACCEPT_AAD ‖ enrollee id:
+ * `version u8 = 1 ‖ enrollee_id 32 ‖ enrolled_at u64 ‖ pet_len u8 ‖ pet name ‖ addr_len u16 ‖ Addr`.
+ * Addr is the service's current address, so a moved service is learnt at once.
+ */
+export const ACCEPT_AAD = utf8('ockam-enroll/v1/accept');
+
+export interface Acceptance {
+  enrolleeId: Uint8Array;
+  enrolledAt: number;
+  petName: string;
+  addr: string;
+}
+
+export function encodeAcceptance(a: Acceptance): Uint8Array {
+  return new ByteWriter()
+    .u8(1, 'version')
+    .bytes(a.enrolleeId, 32, 'enrollee_id')
+    .u64be(a.enrolledAt, 'enrolled_at')
+    .u8(Buffer.byteLength(a.petName), 'pet_len')
+    .utf8(a.petName, 'pet_name')
+    .u16be(Buffer.byteLength(a.addr), 'addr_len')
+    .utf8(a.addr, 'addr')
+    .finish();
+}
+
+export function decodeAcceptance(plain: Uint8Array): Acceptance {
+  const r = new ByteReader(plain, 'ERR_FRAME_MALFORMED', 'acceptance');
+  if (r.u8('version') !== 1) r.fail('unsupported version');
+  const enrolleeId = r.bytes(32, 'enrollee_id');
+  const enrolledAt = r.u64be('enrolled_at');
+  const petName = r.utf8(r.u8('pet_len'), 'pet_name');
+  const addr = r.utf8(r.u16be('addr_len'), 'addr');
+  r.end();
+  return { enrolleeId, enrolledAt, petName, addr };
+}
+
+// ---- an enrolled enrollee's session (KIND_SESSION)
+
+export const MSG_STATUS_REQUEST = 0x30;
+export const MSG_STATUS = 0x31;
+
+/** STATUS: `enrollee_id 32 ‖ enrolled_at u64 ‖ pet_len u8 ‖ pet ‖ addr_len u16 ‖ Addr` (state is "enrolled": only enrolled keys are admitted). */
+export interface StatusReport {
+  enrolleeId: Uint8Array;
+  enrolledAt: number;
+  petName: string;
+  addr: string;
+}
+
+export function encodeStatusRequest(): Uint8Array {
+  return Uint8Array.of(MSG_STATUS_REQUEST);
+}
+
+export function encodeStatus(s: StatusReport): Uint8Array {
+  return writer(MSG_STATUS)
+    .bytes(s.enrolleeId, 32, 'enrollee_id')
+    .u64be(s.enrolledAt, 'enrolled_at')
+    .u8(Buffer.byteLength(s.petName), 'pet_len')
+    .utf8(s.petName, 'pet_name')
+    .u16be(Buffer.byteLength(s.addr), 'addr_len')
+    .utf8(s.addr, 'addr')
+    .finish();
+}
+
+export function decodeStatus(msg: Uint8Array): StatusReport {
+  messageType(msg, [MSG_STATUS], 'status');
+  const r = reader(msg, 'status');
+  const enrolleeId = r.bytes(32, 'enrollee_id');
+  const enrolledAt = r.u64be('enrolled_at');
+  const petName = r.utf8(r.u8('pet_len'), 'pet_name');
+  const addr = r.utf8(r.u16be('addr_len'), 'addr');
+  r.end();
+  return { enrolleeId, enrolledAt, petName, addr };
+}

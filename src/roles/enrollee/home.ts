@@ -1,0 +1,156 @@
+/**
+ * The enrollee's home: `<home>/enrollee/` holds
+ * - `eik_b.key`          EIK_B, made once by `enrollee init`, before meeting an enroller;
+ * - `settings.json`      its pet name (conf);
+ * - `bundle.txt`         the last bundle it was given (its id goes on the card);
+ * - `ik_b.pending.key`   IK_B while an enrollment is in flight: kept so that a retry after a
+ *                        crash uses the same identity the service may already have accepted;
+ * - `ik_b.key`           IK_B, the long-term identity, once the service accepted it;
+ * - `service.json`       the service's key (IK_A), address, enrollee id and times;
+ * - `session.json`       the session keys and counters after acceptance (secret, 0600).
+ */
+import { toHex } from '../../crypto/bytes.js';
+import { generateX25519, type KeyPair } from '../../crypto/x25519.js';
+import { EnrollError } from '../../errors.js';
+import { Keystore } from '../../keystore/keystore.js';
+import type { PassphraseSource } from '../../keystore/passphrase.js';
+import type { EnrolleeCard } from '../../protocol/codec/card.js';
+import { enrolleeId } from '../../protocol/enrollment/index.js';
+
+export const EIK_B_FILE = 'eik_b.key';
+export const IK_B_FILE = 'ik_b.key';
+export const IK_B_PENDING_FILE = 'ik_b.pending.key';
+export const SERVICE_FILE = 'service.json';
+export const SESSION_FILE = 'session.json';
+export const BUNDLE_FILE = 'bundle.txt';
+export const SETTINGS_FILE = 'enrollee.json';
+
+export interface EnrolledService {
+  service_key: string;
+  address: string;
+  enrollee_id: string;
+  identity_key: string;
+  pet_name: string;
+  enrolled_at: number;
+}
+
+export interface SessionState {
+  k_s2e: string;
+  k_e2s: string;
+  send_counter: string;
+  recv_counter: string;
+}
+
+interface Settings {
+  pet_name?: string;
+}
+
+export class EnrolleeHome {
+  readonly keystore: Keystore;
+  readonly encrypt: boolean;
+
+  private constructor(keystore: Keystore, encrypt: boolean) {
+    this.keystore = keystore;
+    this.encrypt = encrypt;
+  }
+
+  static async init(home: string, opts: { petName?: string; force?: boolean; passphrase?: PassphraseSource }): Promise<EnrolleeHome> {
+    const e = EnrolleeHome.#openKeystore(home, opts.passphrase);
+    if (e.keystore.hasKey(EIK_B_FILE) && !opts.force) {
+      throw new EnrollError('ERR_KEY_EXISTS', `an enrollee is already initialised in ${e.keystore.dir}`, {
+        hint: 'print its card with `ockam-enroll enrollee card`, or use --force to make a new EIK_B',
+      });
+    }
+    const eikB = generateX25519();
+    await e.keystore.saveKeyPair(EIK_B_FILE, eikB, { purpose: 'EIK_B', force: opts.force ?? false, encrypt: e.encrypt });
+    eikB.wipe();
+    if (opts.force) {
+      for (const f of [BUNDLE_FILE, IK_B_PENDING_FILE]) e.keystore.remove(f);
+    }
+    e.keystore.writeJson(SETTINGS_FILE, opts.petName ? { pet_name: opts.petName } : {}, { overwrite: true });
+    return e;
+  }
+
+  static open(home: string, opts: { passphrase?: PassphraseSource } = {}): EnrolleeHome {
+    const e = EnrolleeHome.#openKeystore(home, opts.passphrase);
+    if (!e.keystore.hasKey(EIK_B_FILE)) {
+      throw new EnrollError('ERR_KEY_MISSING', `no enrollee is initialised in ${e.keystore.dir}`, {
+        hint: 'run `ockam-enroll enrollee init` first, or pass the right --home',
+      });
+    }
+    return e;
+  }
+
+  static #openKeystore(home: string, passphrase: PassphraseSource | undefined): EnrolleeHome {
+    const keystore = Keystore.open(home, 'enrollee', passphrase ? { passphrase } : {});
+    return new EnrolleeHome(keystore, passphrase !== undefined && passphrase.kind !== 'none');
+  }
+
+  eikBPublic(): Uint8Array {
+    return this.keystore.loadPublicKey(EIK_B_FILE);
+  }
+
+  eikB(): Promise<KeyPair> {
+    return this.keystore.loadKeyPair(EIK_B_FILE);
+  }
+
+  enrolleeId(): Uint8Array {
+    return enrolleeId(this.eikBPublic());
+  }
+
+  petName(): string | undefined {
+    const s = this.keystore.readJson<Settings>(SETTINGS_FILE);
+    return typeof s?.pet_name === 'string' ? s.pet_name : undefined;
+  }
+
+  /** The card: EIK_B, the pet name, and the id of the bundle it holds (if any). */
+  card(bundleId?: Uint8Array): EnrolleeCard {
+    const name = this.petName();
+    return {
+      version: 1,
+      eikB: this.eikBPublic(),
+      ...(bundleId ? { bundleId } : {}),
+      ...(name ? { petName: name } : {}),
+    };
+  }
+
+  heldBundleText(): string | undefined {
+    const b = this.keystore.readBytes(BUNDLE_FILE);
+    return b ? Buffer.from(b).toString('utf8').trim() : undefined;
+  }
+
+  holdBundle(text: string): void {
+    this.keystore.writeBytes(BUNDLE_FILE, `${text}\n`, { overwrite: true });
+  }
+
+  enrolled(): EnrolledService | undefined {
+    return this.keystore.readJson<EnrolledService>(SERVICE_FILE);
+  }
+
+  /** IK_B for this attempt: the pending one from an interrupted attempt, else a fresh one saved before use. */
+  async identityForAttempt(): Promise<KeyPair> {
+    if (this.keystore.hasKey(IK_B_PENDING_FILE)) return this.keystore.loadKeyPair(IK_B_PENDING_FILE);
+    const ikB = generateX25519();
+    await this.keystore.saveKeyPair(IK_B_PENDING_FILE, ikB, { purpose: 'IK_B', encrypt: this.encrypt });
+    return ikB;
+  }
+
+  /** Records an accepted enrollment. The pending IK_B becomes the identity last, so a crash leaves a retryable state. */
+  async commitEnrollment(ikB: KeyPair, service: EnrolledService, session: SessionState): Promise<void> {
+    this.keystore.writeJson(SESSION_FILE, session, { secret: true, overwrite: true });
+    this.keystore.writeJson(SERVICE_FILE, service, { overwrite: true });
+    await this.keystore.saveKeyPair(IK_B_FILE, ikB, { purpose: 'IK_B', force: true, encrypt: this.encrypt });
+    this.keystore.remove(IK_B_PENDING_FILE);
+  }
+
+  identity(): Promise<KeyPair> {
+    if (!this.keystore.hasKey(IK_B_FILE)) {
+      throw new EnrollError('ERR_KEY_MISSING', 'this enrollee is not enrolled yet', { hint: 'run `ockam-enroll enrollee join` first' });
+    }
+    return this.keystore.loadKeyPair(IK_B_FILE);
+  }
+
+  describe(): { enrollee_id: string; eik_b: string; pet_name: string | undefined } {
+    return { enrollee_id: toHex(this.enrolleeId()), eik_b: toHex(this.eikBPublic()), pet_name: this.petName() };
+  }
+}

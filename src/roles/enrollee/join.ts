@@ -1,0 +1,168 @@
+/**
+ * `enrollee join`: compute the enrollment message from a bundle and send it straight to
+ * the bundle's Addr; or first meet an enroller over Noise XX to receive the bundle and
+ * be approved.
+ */
+import { concat, equalBytes, toHex } from '../../crypto/bytes.js';
+import { EnrollError, isEnrollError } from '../../errors.js';
+import type { Bundle } from '../../protocol/codec/bundle.js';
+import { bundleToText, decodeBundle, encodeCard, verifyBundle } from '../../protocol/codec/index.js';
+import { enrolleeSession, initiate } from '../../protocol/enrollment/index.js';
+import { decodeGo, decodeOffer, encodeCardMsg, encodeResult } from '../../protocol/messages/onboard.js';
+import {
+  ACCEPT_AAD,
+  decodeAcceptance,
+  decodeEnrollResponse,
+  ENROLL_STATUS,
+  KIND_ENROLL,
+  kindFrame,
+  PROLOGUE_ENROLLER_ENROLLEE,
+} from '../../protocol/messages/service.js';
+import { shortAuthString } from '../../protocol/sas.js';
+import { initiateChannel } from '../../transport/channel.js';
+import type { FramedConnection } from '../../transport/connection.js';
+import { connectTcp } from '../../transport/tcp.js';
+import type { EnrolleeHome, EnrolledService } from './home.js';
+
+export interface JoinResult {
+  enrolleeId: string;
+  identityKey: string;
+  serviceKey: string;
+  address: string;
+  petName: string;
+  enrolledAt: number;
+}
+
+/** Rejection statuses worth retrying while waiting for an approval to arrive. */
+const WAITABLE = new Set(['ERR_ENROLLEE_UNKNOWN']);
+
+export async function enrollWithBundle(
+  enrollee: EnrolleeHome,
+  bundle: Bundle,
+  opts: { now: () => number; waitSeconds?: number; onWaiting?: () => void; timeoutMs?: number },
+): Promise<JoinResult> {
+  const deadline = opts.now() + (opts.waitSeconds ?? 0);
+  let told = false;
+  for (;;) {
+    try {
+      return await enrollOnce(enrollee, bundle, opts.timeoutMs ?? 15_000);
+    } catch (err) {
+      if (err instanceof EnrollError && WAITABLE.has(err.code) && opts.now() < deadline) {
+        if (!told) opts.onWaiting?.();
+        told = true;
+        await new Promise((r) => setTimeout(r, 1000));
+        continue;
+      }
+      throw err;
+    }
+  }
+}
+
+async function enrollOnce(enrollee: EnrolleeHome, bundle: Bundle, timeoutMs: number): Promise<JoinResult> {
+  if (enrollee.enrolled()) {
+    throw new EnrollError('ERR_KEY_EXISTS', 'this enrollee is already enrolled', {
+      hint: 'see `ockam-enroll enrollee status`; to enroll afresh, run `enrollee init --force` in a new home',
+    });
+  }
+  const eikB = await enrollee.eikB();
+  const ikB = await enrollee.identityForAttempt();
+  // EK_B is fresh per attempt and wiped by initiate(), with the DH outputs.
+  const attempt = initiate({ bundle, eikB, ikB });
+  const conn = await connectTcp(bundle.addr, { readTimeoutMs: timeoutMs });
+  let sealed: Uint8Array;
+  try {
+    await conn.writeFrame(kindFrame(KIND_ENROLL));
+    await conn.writeFrame(attempt.message);
+    sealed = decodeEnrollResponse(await conn.readFrame(timeoutMs));
+  } finally {
+    conn.destroy();
+  }
+  const session = enrolleeSession(attempt.session);
+  const acceptance = decodeAcceptance(session.recv.open(sealed, concat(ACCEPT_AAD, attempt.enrolleeId)));
+  if (!equalBytes(acceptance.enrolleeId, attempt.enrolleeId)) {
+    throw new EnrollError('ERR_PROTOCOL', 'the acceptance names a different enrollee');
+  }
+  const service: EnrolledService = {
+    service_key: toHex(bundle.ikA),
+    address: acceptance.addr || bundle.addr,
+    enrollee_id: toHex(attempt.enrolleeId),
+    identity_key: toHex(ikB.publicKey),
+    pet_name: acceptance.petName,
+    enrolled_at: acceptance.enrolledAt,
+  };
+  const send = session.send.exportState();
+  const recv = session.recv.exportState();
+  await enrollee.commitEnrollment(ikB, service, {
+    k_s2e: toHex(recv.key),
+    k_e2s: toHex(send.key),
+    send_counter: send.counter.toString(),
+    recv_counter: recv.counter.toString(),
+  });
+  return {
+    enrolleeId: service.enrollee_id,
+    identityKey: service.identity_key,
+    serviceKey: service.service_key,
+    address: service.address,
+    petName: service.pet_name,
+    enrolledAt: service.enrolled_at,
+  };
+}
+
+/**
+ * Joins through an enroller: Noise XX as initiator with EIK_B as the static key, receive
+ * the bundle, send the card, wait for GO, enroll, report the status back.
+ */
+export async function joinViaEnroller(
+  enrollee: EnrolleeHome,
+  conn: FramedConnection,
+  opts: { now: () => number; onSas?: (sas: string) => void; onBundle?: (b: Bundle) => void; stepTimeoutMs?: number },
+): Promise<JoinResult & { sas: string }> {
+  const step = opts.stepTimeoutMs ?? 120_000;
+  const eikB = await enrollee.eikB();
+  const channel = await initiateChannel(conn, { staticKeyPair: eikB, prologue: PROLOGUE_ENROLLER_ENROLLEE });
+  try {
+    const sas = shortAuthString(channel.handshakeHash);
+    opts.onSas?.(sas);
+    const bundle = verifyBundle(decodeBundle(decodeOffer(await channel.receive(step))), { now: opts.now() });
+    enrollee.holdBundle(bundleToText(bundle));
+    opts.onBundle?.(bundle);
+    await channel.send(encodeCardMsg(encodeCard(enrollee.card(bundle.bundleId))));
+    const go = decodeGo(await channel.receive(step));
+    if (!equalBytes(go.enrolleeId, enrollee.enrolleeId())) {
+      throw new EnrollError('ERR_PROTOCOL', 'the enroller approved a different enrollee id');
+    }
+    let result: JoinResult;
+    try {
+      result = await enrollWithBundle(enrollee, bundle, { now: opts.now });
+    } catch (err) {
+      const status = err instanceof EnrollError ? statusOf(err) : ENROLL_STATUS.UNAVAILABLE;
+      await channel.send(encodeResult(status)).catch(() => undefined);
+      throw err;
+    }
+    await channel.send(encodeResult(ENROLL_STATUS.ACCEPTED)).catch(() => undefined);
+    return { ...result, sas };
+  } finally {
+    await channel.close().catch(() => undefined);
+  }
+}
+
+function statusOf(err: EnrollError): number {
+  switch (err.code) {
+    case 'ERR_REPLAY':
+      return ENROLL_STATUS.REPLAY;
+    case 'ERR_ENROLLEE_UNKNOWN':
+      return ENROLL_STATUS.UNKNOWN;
+    case 'ERR_APPROVAL_EXPIRED':
+      return ENROLL_STATUS.EXPIRED;
+    case 'ERR_ENROLLEE_REVOKED':
+      return ENROLL_STATUS.REVOKED;
+    case 'ERR_BUNDLE_USED':
+      return ENROLL_STATUS.USED;
+    case 'ERR_ENROLLEE_LOCKED':
+      return ENROLL_STATUS.LOCKED;
+    case 'ERR_RATE_LIMITED':
+      return ENROLL_STATUS.RATE_LIMITED;
+    default:
+      return isEnrollError(err, 'ERR_UNREACHABLE') ? ENROLL_STATUS.UNAVAILABLE : ENROLL_STATUS.REJECTED;
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * The service side of one enrollment message: the five checks of docs/protocol.md §5.4 in
+ * order, the durable commit, and the sealed acceptance. Returns the response frame; the
+ * caller sends it. Precise reasons go to the decision log; the peer gets only an
+ * ENROLL_STATUS, with crypto failures collapsed into the opaque REJECTED.
+ */
+import { concat, toHex } from '../../crypto/bytes.js';
+import { importX25519Private } from '../../crypto/x25519.js';
+import { EnrollError, isEnrollError } from '../../errors.js';
+import {
+  accept,
+  ENROLLMENT_MESSAGE_LEN,
+  parseHeader,
+  serviceSession,
+} from '../../protocol/enrollment/index.js';
+import {
+  ACCEPT_AAD,
+  ENROLL_STATUS,
+  encodeAcceptance,
+  encodeEnrollResponse,
+  type EnrollStatus,
+} from '../../protocol/messages/service.js';
+import type { ServiceHome } from './home.js';
+import type { DecisionLog } from './log.js';
+
+export interface EnrollOutcome {
+  status: EnrollStatus;
+  response: Uint8Array;
+}
+
+export async function handleEnrollment(
+  svc: ServiceHome,
+  message: Uint8Array,
+  now: number,
+  log: DecisionLog,
+  peer?: string,
+): Promise<EnrollOutcome> {
+  const reject = (status: EnrollStatus, reason: string, fields: Record<string, unknown> = {}): EnrollOutcome => {
+    log('rejected', { reason, peer, ...fields });
+    return { status, response: encodeEnrollResponse(status) };
+  };
+
+  // Check 1: the length, before anything else.
+  if (message.length !== ENROLLMENT_MESSAGE_LEN) {
+    return reject(ENROLL_STATUS.MALFORMED, `ERR_MESSAGE_LENGTH: ${message.length} bytes, expected ${ENROLLMENT_MESSAGE_LEN}`);
+  }
+  const { ekB, enrolleeId } = parseHeader(message);
+  const id = toHex(enrolleeId);
+  const store = svc.store;
+
+  // Check 2: replay of an accepted EK_B.
+  if (await store.isEkAccepted(ekB)) return reject(ENROLL_STATUS.REPLAY, 'ERR_REPLAY: EK_B already accepted', { enrollee: id });
+
+  // Check 3: a pending, unexpired approval for this id; no DH is computed before it passes.
+  const found = await store.lookupPending(enrolleeId, now);
+  switch (found.status) {
+    case 'unknown':
+      return reject(ENROLL_STATUS.UNKNOWN, 'ERR_ENROLLEE_UNKNOWN: no pending approval', { enrollee: id });
+    case 'expired':
+      return reject(ENROLL_STATUS.EXPIRED, 'ERR_APPROVAL_EXPIRED: approval past its expiry', { enrollee: id });
+    case 'revoked':
+      return reject(ENROLL_STATUS.REVOKED, 'ERR_ENROLLEE_REVOKED', { enrollee: id });
+    case 'enrolled':
+      return reject(ENROLL_STATUS.USED, 'ERR_BUNDLE_USED: enrollee already enrolled', { enrollee: id });
+    case 'opk-used':
+      return reject(ENROLL_STATUS.USED, 'ERR_OPK_USED: the approval\'s OPK is consumed or revoked', { enrollee: id });
+    case 'ok':
+      break;
+  }
+  const { enrollee, bundle, spk } = found.pending;
+  const who = { enrollee: id, name: enrollee.petName, enroller: enrollee.enroller ? toHex(enrollee.enroller) : undefined };
+  if (enrollee.failedAttempts >= svc.settings.maxFailedAttempts) {
+    return reject(ENROLL_STATUS.LOCKED, `ERR_ENROLLEE_LOCKED: ${enrollee.failedAttempts} failed attempts`, who);
+  }
+
+  // Checks 4 and 5: recompute SK and h with the approval's bundle, decrypt, verify POP.
+  let spkPrivate: Uint8Array | undefined;
+  let opkPrivate: Uint8Array | undefined;
+  let result;
+  try {
+    spkPrivate = svc.sealer.open(spk.privateSealed, 'spk', spk.publicKey);
+    opkPrivate = svc.sealer.open(bundle.opkPrivateSealed!, 'opk', bundle.id);
+    const pending = {
+      eikB: enrollee.eikB!,
+      spkA: importX25519Private(spkPrivate, 'SPK_A'),
+      opkA: importX25519Private(opkPrivate, 'OPK_A'),
+      addr: bundle.addr,
+    };
+    result = accept(message, svc.ikAPrivate, {
+      isReplay: () => false, // check 2 ran above against the store
+      lookupPending: () => pending,
+    });
+  } catch (err) {
+    if (isEnrollError(err, 'ERR_ENROLLMENT_DECRYPT') || isEnrollError(err, 'ERR_POP_INVALID')) {
+      const attempts = await store.recordFailure(enrolleeId);
+      return reject(ENROLL_STATUS.REJECTED, `${err.code}: ${err.message}`, { ...who, failed_attempts: attempts });
+    }
+    throw err;
+  } finally {
+    spkPrivate?.fill(0);
+    opkPrivate?.fill(0);
+  }
+
+  // Commit durably (EK_B recorded, OPK consumed, IK_B enrolled) before the acceptance leaves.
+  let enrolled;
+  try {
+    enrolled = await store.commitEnrollment({ enrolleeId, bundleId: bundle.id, ekB, ikB: result.ikB, now });
+  } catch (err) {
+    if (err instanceof EnrollError) {
+      const status = err.code === 'ERR_REPLAY' ? ENROLL_STATUS.REPLAY : ENROLL_STATUS.USED;
+      return reject(status, `${err.code}: ${err.message} (lost a race)`, who);
+    }
+    throw err;
+  }
+
+  const session = serviceSession(result.session);
+  const sealed = session.send.seal(
+    encodeAcceptance({ enrolleeId, enrolledAt: now, petName: enrolled.petName ?? '', addr: svc.settings.address }),
+    concat(ACCEPT_AAD, enrolleeId),
+  );
+  log('accepted', { ...who, peer, ik_b: toHex(result.ikB) });
+  return { status: ENROLL_STATUS.ACCEPTED, response: encodeEnrollResponse(ENROLL_STATUS.ACCEPTED, sealed) };
+}

@@ -1,0 +1,146 @@
+/**
+ * The service's home: `<home>/service/` holds
+ * - `ik_a.key`      IK_A, the service's identity key (X25519): it signs bundles and SPKs
+ *                   (XEdDSA), is DH2's key in every enrollment, and is the static key of
+ *                   every Noise channel the service answers;
+ * - `settings.json` the enrollment address and the lifetimes (conf);
+ * - `store.db`      the SQLite store.
+ * The store key that seals prekey private keys in the database is derived from IK_A's
+ * private key (HKDF, info "ockam-enroll/v1/store-key"), so a passphrase on ik_a.key
+ * protects it too and there is no second secret file to lose.
+ */
+import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import type { KeyObject } from 'node:crypto';
+import { hkdfSha256 } from '../../crypto/hash.js';
+import { utf8 } from '../../crypto/bytes.js';
+import { generateX25519, importX25519Private, type KeyPair } from '../../crypto/x25519.js';
+import { xeddsaSign } from '../../crypto/xeddsa.js';
+import { systemRandom, type RandomSource } from '../../crypto/random.js';
+import { EnrollError } from '../../errors.js';
+import { Keystore } from '../../keystore/keystore.js';
+import type { PassphraseSource } from '../../keystore/passphrase.js';
+import { Sealer } from '../../store/sealing.js';
+import { SqliteStore } from '../../store/sqlite.js';
+import type { ServiceStore, SignedPrekeyRecord } from '../../store/types.js';
+import { formatAddress, parseAddress } from '../../transport/address.js';
+
+export const IK_A_FILE = 'ik_a.key';
+export const STORE_FILE = 'store.db';
+
+export interface ServiceSettings {
+  /** The enrollment address put in bundles (tcp://HOST:PORT). */
+  address: string;
+  /** Default listen address for `service start`. */
+  listen: string;
+  /** Seconds a bundle stays usable after it is made. */
+  bundleTtl: number;
+  /** Default seconds an approval stays pending (the enroller may ask for less or more). */
+  approvalTtl: number;
+  /** Failed enrollment attempts after which an enrollee is locked out. */
+  maxFailedAttempts: number;
+}
+
+export const DEFAULT_SERVICE_SETTINGS: ServiceSettings = {
+  address: 'tcp://127.0.0.1:4100',
+  listen: '127.0.0.1:4100',
+  bundleTtl: 7 * 86400,
+  approvalTtl: 3600,
+  maxFailedAttempts: 20,
+};
+
+export interface ServiceInitOptions {
+  address?: string;
+  force?: boolean;
+  encrypt?: boolean;
+  passphrase?: PassphraseSource;
+  random?: RandomSource;
+  now: number;
+}
+
+export class ServiceHome {
+  readonly keystore: Keystore;
+  readonly ikA: KeyPair;
+  readonly ikAPrivate: KeyObject;
+  readonly sealer: Sealer;
+  readonly store: ServiceStore;
+  readonly settings: ServiceSettings;
+
+  private constructor(keystore: Keystore, ikA: KeyPair, store: ServiceStore, settings: ServiceSettings) {
+    this.keystore = keystore;
+    this.ikA = ikA;
+    this.ikAPrivate = importX25519Private(ikA.privateKey, 'IK_A');
+    this.sealer = new Sealer(deriveStoreKey(ikA.privateKey));
+    this.store = store;
+    this.settings = settings;
+  }
+
+  static dir(home: string): string {
+    return join(home, 'service');
+  }
+
+  /** `service init`: makes IK_A, the first SPK_A and the store. */
+  static async init(home: string, opts: ServiceInitOptions): Promise<ServiceHome> {
+    const keystore = Keystore.open(home, 'service', opts.passphrase ? { passphrase: opts.passphrase } : {});
+    if (keystore.hasKey(IK_A_FILE) && !opts.force) {
+      throw new EnrollError('ERR_KEY_EXISTS', `a service is already initialised in ${keystore.dir}`, {
+        hint: 'use --force to replace its identity (every enrolled device would have to enroll again)',
+      });
+    }
+    const address = opts.address ? formatAddress(parseAddress(opts.address)) : DEFAULT_SERVICE_SETTINGS.address;
+    const random = opts.random ?? systemRandom;
+    const ikA = generateX25519(random);
+    const dbPath = join(keystore.dir, STORE_FILE);
+    if (opts.force) {
+      // A new IK_A cannot open the old store's sealed prekeys: start the store afresh too.
+      for (const suffix of ['', '-wal', '-shm']) keystore.remove(STORE_FILE + suffix);
+    }
+    await keystore.saveKeyPair(IK_A_FILE, ikA, { purpose: 'IK_A', force: opts.force ?? false, encrypt: opts.encrypt ?? false });
+    const { roleSettings } = await import('../../cli/settings.js');
+    const conf = roleSettings(keystore.dir, { ...DEFAULT_SERVICE_SETTINGS });
+    const listenPort = parseAddress(address).port;
+    conf.set({ ...DEFAULT_SERVICE_SETTINGS, address, listen: `0.0.0.0:${listenPort}` });
+    const store = SqliteStore.open(dbPath);
+    const svc = new ServiceHome(keystore, ikA, store, conf.store as ServiceSettings);
+    await svc.rotateSignedPrekey(opts.now, random);
+    return svc;
+  }
+
+  /** Opens an initialised service home. */
+  static async open(home: string, opts: { passphrase?: PassphraseSource; readonly?: boolean } = {}): Promise<ServiceHome> {
+    const dir = ServiceHome.dir(home);
+    if (!existsSync(join(dir, IK_A_FILE))) {
+      throw new EnrollError('ERR_KEY_MISSING', `no service is initialised in ${dir}`, {
+        hint: 'run `ockam-enroll service init` first, or pass the right --home',
+      });
+    }
+    const keystore = Keystore.open(home, 'service', opts.passphrase ? { passphrase: opts.passphrase } : {});
+    const ikA = await keystore.loadKeyPair(IK_A_FILE);
+    const { roleSettings } = await import('../../cli/settings.js');
+    const settings = { ...DEFAULT_SERVICE_SETTINGS, ...(roleSettings(keystore.dir, { ...DEFAULT_SERVICE_SETTINGS }).store as Partial<ServiceSettings>) };
+    const store = SqliteStore.open(join(keystore.dir, STORE_FILE), opts.readonly ? { readonly: true } : {});
+    return new ServiceHome(keystore, ikA, store, settings);
+  }
+
+  /** Makes a new SPK_A, signed by IK_A (SPK_sig = XEdDSA(IK_A, SPK_A)), and makes it current. */
+  async rotateSignedPrekey(now: number, random: RandomSource = systemRandom): Promise<SignedPrekeyRecord> {
+    const spk = generateX25519(random);
+    const signature = xeddsaSign(this.ikA.privateKey, spk.publicKey, random);
+    const rec = await this.store.addSignedPrekey({
+      publicKey: spk.publicKey,
+      privateSealed: this.sealer.seal(spk.privateKey, 'spk', spk.publicKey),
+      signature,
+      createdAt: now,
+    });
+    spk.wipe();
+    return rec;
+  }
+
+  async close(): Promise<void> {
+    await this.store.close();
+  }
+}
+
+function deriveStoreKey(ikAPrivate: Uint8Array): Uint8Array {
+  return hkdfSha256(ikAPrivate, new Uint8Array(32), utf8('ockam-enroll/v1/store-key'), 32);
+}

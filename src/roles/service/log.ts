@@ -1,0 +1,34 @@
+/**
+ * The service's decision log: one line per decision (accepted, rejected with its precise
+ * reason, approved, bundles served, enroller refused), on stderr, as text or JSON lines.
+ * It names enrollees by id and pet name and enrollers by key; it never holds key material
+ * other than public keys and never a secret.
+ */
+export type Decision = 'accepted' | 'rejected' | 'approved' | 'approve-refused' | 'bundles' | 'enroller-refused' | 'error' | 'listening' | 'stopped';
+
+export interface DecisionFields {
+  enrollee?: string;
+  name?: string | null;
+  enroller?: string;
+  enroller_name?: string | null;
+  reason?: string;
+  peer?: string;
+  [k: string]: unknown;
+}
+
+export type DecisionLog = (decision: Decision, fields: DecisionFields) => void;
+
+export function makeDecisionLog(opts: { json: boolean; write?: (line: string) => void }): DecisionLog {
+  const write = opts.write ?? ((line: string) => process.stderr.write(line));
+  return (decision, fields) => {
+    const time = new Date().toISOString();
+    if (opts.json) {
+      write(`${JSON.stringify({ time, decision, ...fields })}\n`);
+      return;
+    }
+    const parts = Object.entries(fields)
+      .filter(([, v]) => v !== undefined && v !== null && v !== '')
+      .map(([k, v]) => `${k}=${typeof v === 'string' && /\s/.test(v) ? JSON.stringify(v) : String(v)}`);
+    write(`${time} ${decision} ${parts.join(' ')}\n`);
+  };
+}

@@ -1,0 +1,39 @@
+/**
+ * An enrolled enrollee's authenticated channel: Noise XX with IK_B and IK_A as the static
+ * keys. Only enrolled, unrevoked identity keys are served.
+ */
+import { toHex } from '../../crypto/bytes.js';
+import { EnrollError, isEnrollError } from '../../errors.js';
+import { encodeError, messageType } from '../../protocol/messages/common.js';
+import { encodeStatus, MSG_STATUS_REQUEST } from '../../protocol/messages/service.js';
+import type { SecureChannel } from '../../transport/channel.js';
+import type { ServiceHome } from './home.js';
+import type { DecisionLog } from './log.js';
+
+export const SESSION_IDLE_MS = 60_000;
+
+export async function serveSession(svc: ServiceHome, channel: SecureChannel, log: DecisionLog, _now: () => number): Promise<void> {
+  const ikB = channel.remoteStaticKey;
+  for (;;) {
+    // Looked up on every request, so a revocation takes effect at the next one.
+    const rec = await svc.store.getEnrolleeByIdentityKey(ikB);
+    if (!rec || rec.state !== 'enrolled') {
+      const code = rec?.state === 'revoked' ? 'ERR_ENROLLEE_REVOKED' : 'ERR_ENROLLEE_UNKNOWN';
+      log('rejected', { reason: `${code}: session for a key that is not enrolled`, ik_b: toHex(ikB), enrollee: rec ? toHex(rec.id) : undefined });
+      await channel.send(encodeError(new EnrollError(code, rec?.state === 'revoked' ? 'this enrollee has been revoked' : 'the service does not know this identity key')));
+      await channel.close();
+      return;
+    }
+    let msg: Uint8Array;
+    try {
+      msg = await channel.receive(SESSION_IDLE_MS);
+    } catch (err) {
+      if (isEnrollError(err, 'ERR_CONNECTION_CLOSED') || isEnrollError(err, 'ERR_TIMEOUT')) return;
+      throw err;
+    }
+    messageType(msg, [MSG_STATUS_REQUEST], 'session');
+    await channel.send(
+      encodeStatus({ enrolleeId: rec.id, enrolledAt: rec.enrolledAt ?? 0, petName: rec.petName ?? '', addr: svc.settings.address }),
+    );
+  }
+}

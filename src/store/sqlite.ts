@@ -1,0 +1,475 @@
+/**
+ * The SQLite store (better-sqlite3), in WAL mode with synchronous=FULL: every commit is on
+ * disk before the call returns, so an acceptance sent after `commitEnrollment` survives a
+ * crash or power loss.
+ *
+ * Single-use guarantees are enforced inside one IMMEDIATE transaction with conditional
+ * updates, not by reading and then writing, so they also hold across processes sharing the
+ * database file.
+ */
+import Database from 'better-sqlite3';
+import { EnrollError } from '../errors.js';
+import type {
+  ApproveInput,
+  BundleRecord,
+  CommitEnrollmentInput,
+  EnrolleeRecord,
+  EnrolleeState,
+  EnrollerRecord,
+  PendingResult,
+  ServiceStore,
+  SignedPrekeyRecord,
+} from './types.js';
+
+export const SCHEMA_VERSION = 1;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (
+  key   TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS enrollers (
+  public_key BLOB PRIMARY KEY CHECK (length(public_key) = 32),
+  name       TEXT,
+  added_at   INTEGER NOT NULL,
+  revoked_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS signed_prekeys (
+  id             INTEGER PRIMARY KEY,
+  public_key     BLOB NOT NULL CHECK (length(public_key) = 32),
+  private_sealed BLOB NOT NULL,
+  signature      BLOB NOT NULL CHECK (length(signature) = 64),
+  created_at     INTEGER NOT NULL,
+  retired_at     INTEGER
+);
+CREATE TABLE IF NOT EXISTS bundles (
+  id                 BLOB PRIMARY KEY CHECK (length(id) = 16),
+  spk_id             INTEGER NOT NULL REFERENCES signed_prekeys(id),
+  opk_public         BLOB NOT NULL CHECK (length(opk_public) = 32),
+  opk_private_sealed BLOB,
+  addr               TEXT NOT NULL,
+  enroller           BLOB NOT NULL,
+  created_at         INTEGER NOT NULL,
+  expires_at         INTEGER NOT NULL,
+  state              TEXT NOT NULL CHECK (state IN ('issued','approved','consumed','revoked'))
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS bundles_enroller ON bundles(enroller, state);
+CREATE TABLE IF NOT EXISTS enrollees (
+  id              BLOB PRIMARY KEY,
+  method          TEXT NOT NULL CHECK (method IN ('x3dh','token')),
+  state           TEXT NOT NULL CHECK (state IN ('pending','enrolled','revoked')),
+  eik_b           BLOB,
+  ik_b            BLOB,
+  pet_name        TEXT,
+  enroller        BLOB,
+  bundle_id       BLOB UNIQUE,
+  approved_at     INTEGER,
+  expires_at      INTEGER,
+  enrolled_at     INTEGER,
+  revoked_at      INTEGER,
+  failed_attempts INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS enrollees_state ON enrollees(state);
+CREATE INDEX IF NOT EXISTS enrollees_ik_b ON enrollees(ik_b);
+CREATE TABLE IF NOT EXISTS accepted_ek (
+  ek_b        BLOB PRIMARY KEY,
+  accepted_at INTEGER NOT NULL
+) WITHOUT ROWID;
+`;
+
+type Row = Record<string, unknown>;
+
+function bytes(v: unknown): Uint8Array {
+  return new Uint8Array(v as Buffer);
+}
+function bytesOrNull(v: unknown): Uint8Array | null {
+  return v == null ? null : bytes(v);
+}
+function buf(b: Uint8Array): Buffer {
+  return Buffer.from(b.buffer, b.byteOffset, b.length);
+}
+
+function toEnroller(r: Row): EnrollerRecord {
+  return {
+    publicKey: bytes(r.public_key),
+    name: (r.name as string | null) ?? null,
+    addedAt: Number(r.added_at),
+    revokedAt: r.revoked_at == null ? null : Number(r.revoked_at),
+  };
+}
+
+function toSpk(r: Row): SignedPrekeyRecord {
+  return {
+    id: Number(r.id),
+    publicKey: bytes(r.public_key),
+    privateSealed: bytes(r.private_sealed),
+    signature: bytes(r.signature),
+    createdAt: Number(r.created_at),
+    retiredAt: r.retired_at == null ? null : Number(r.retired_at),
+  };
+}
+
+function toBundle(r: Row, prefix = ''): BundleRecord {
+  return {
+    id: bytes(r[`${prefix}id`]),
+    spkId: Number(r[`${prefix}spk_id`]),
+    opkPublic: bytes(r[`${prefix}opk_public`]),
+    opkPrivateSealed: bytesOrNull(r[`${prefix}opk_private_sealed`]),
+    addr: String(r[`${prefix}addr`]),
+    enroller: bytes(r[`${prefix}enroller`]),
+    createdAt: Number(r[`${prefix}created_at`]),
+    expiresAt: Number(r[`${prefix}expires_at`]),
+    state: r[`${prefix}state`] as BundleRecord['state'],
+  };
+}
+
+function toEnrollee(r: Row): EnrolleeRecord {
+  const n = (v: unknown) => (v == null ? null : Number(v));
+  return {
+    id: bytes(r.id),
+    method: r.method as EnrolleeRecord['method'],
+    state: r.state as EnrolleeState,
+    eikB: bytesOrNull(r.eik_b),
+    ikB: bytesOrNull(r.ik_b),
+    petName: (r.pet_name as string | null) ?? null,
+    enroller: bytesOrNull(r.enroller),
+    bundleId: bytesOrNull(r.bundle_id),
+    approvedAt: n(r.approved_at),
+    expiresAt: n(r.expires_at),
+    enrolledAt: n(r.enrolled_at),
+    revokedAt: n(r.revoked_at),
+    failedAttempts: Number(r.failed_attempts ?? 0),
+  };
+}
+
+export interface SqliteStoreOptions {
+  /** Open read-only (for listing commands while the service runs). */
+  readonly?: boolean;
+}
+
+export class SqliteStore implements ServiceStore {
+  readonly path: string;
+  readonly #db: Database.Database;
+  readonly #stmt: ReturnType<SqliteStore['prepare']>;
+
+  private constructor(path: string, db: Database.Database) {
+    this.path = path;
+    this.#db = db;
+    this.#stmt = this.prepare();
+  }
+
+  /** Opens (creating if needed) the store at `path`. */
+  static open(path: string, opts: SqliteStoreOptions = {}): SqliteStore {
+    let db: Database.Database;
+    try {
+      db = new Database(path, { readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false });
+      // WAL: readers (CLI listing commands) never block the running service. synchronous=FULL:
+      // in WAL mode, NORMAL may lose the last commits on power loss; an acceptance that was
+      // sent must never be lost, so every commit syncs the WAL.
+      if (!opts.readonly) db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = FULL');
+      db.pragma('foreign_keys = ON');
+      db.pragma('busy_timeout = 5000');
+      if (!opts.readonly) {
+        db.exec(SCHEMA);
+        const v = db.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).get() as Row | undefined;
+        if (v === undefined) {
+          db.prepare(`INSERT INTO meta (key, value) VALUES ('schema_version', ?)`).run(String(SCHEMA_VERSION));
+        } else if (Number(v.value) !== SCHEMA_VERSION) {
+          throw new EnrollError('ERR_STORE', `store ${path} has schema version ${String(v.value)}, this ockam-enroll understands ${SCHEMA_VERSION}`);
+        }
+      }
+      const check = db.pragma('quick_check', { simple: true });
+      if (check !== 'ok') throw new EnrollError('ERR_STORE', `store ${path} failed its integrity check: ${String(check)}`);
+    } catch (cause) {
+      if (cause instanceof EnrollError) throw cause;
+      throw new EnrollError('ERR_STORE', `cannot open the store ${path}: ${(cause as Error).message}`, {
+        cause,
+        hint: 'run `ockam-enroll service init` first, and check the file is readable',
+      });
+    }
+    return new SqliteStore(path, db);
+  }
+
+  private prepare() {
+    const db = this.#db;
+    return {
+      allowEnroller: db.prepare(
+        `INSERT INTO enrollers (public_key, name, added_at, revoked_at) VALUES (?, ?, ?, NULL)
+         ON CONFLICT(public_key) DO UPDATE SET name = excluded.name, revoked_at = NULL, added_at = excluded.added_at
+         RETURNING *`,
+      ),
+      listEnrollers: db.prepare(`SELECT * FROM enrollers ORDER BY added_at, public_key`),
+      getEnroller: db.prepare(`SELECT * FROM enrollers WHERE public_key = ?`),
+      revokeEnroller: db.prepare(`UPDATE enrollers SET revoked_at = ? WHERE public_key = ? AND revoked_at IS NULL`),
+      revokeEnrollerBundles: db.prepare(
+        `UPDATE bundles SET state = 'revoked', opk_private_sealed = NULL WHERE enroller = ? AND state IN ('issued','approved')`,
+      ),
+      dropEnrollerPending: db.prepare(`DELETE FROM enrollees WHERE enroller = ? AND state = 'pending'`),
+      addSpk: db.prepare(
+        `INSERT INTO signed_prekeys (public_key, private_sealed, signature, created_at) VALUES (?, ?, ?, ?) RETURNING *`,
+      ),
+      currentSpk: db.prepare(`SELECT * FROM signed_prekeys WHERE retired_at IS NULL ORDER BY id DESC LIMIT 1`),
+      insertBundle: db.prepare(
+        `INSERT INTO bundles (id, spk_id, opk_public, opk_private_sealed, addr, enroller, created_at, expires_at, state)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      getBundle: db.prepare(`SELECT * FROM bundles WHERE id = ?`),
+      getEnrollee: db.prepare(`SELECT * FROM enrollees WHERE id = ?`),
+      findEnrolleeHex: db.prepare(`SELECT * FROM enrollees WHERE hex(id) LIKE ? LIMIT 2`),
+      getByIk: db.prepare(`SELECT * FROM enrollees WHERE ik_b = ?`),
+      deletePending: db.prepare(`DELETE FROM enrollees WHERE id = ? AND state = 'pending'`),
+      releaseBundle: db.prepare(`UPDATE bundles SET state = 'issued' WHERE id = ? AND state = 'approved'`),
+      bindBundle: db.prepare(
+        `UPDATE bundles SET state = 'approved' WHERE id = ? AND state = 'issued' AND enroller = ? AND expires_at > ?`,
+      ),
+      insertPending: db.prepare(
+        `INSERT INTO enrollees (id, method, state, eik_b, pet_name, enroller, bundle_id, approved_at, expires_at)
+         VALUES (?, 'x3dh', 'pending', ?, ?, ?, ?, ?, ?) RETURNING *`,
+      ),
+      isEk: db.prepare(`SELECT 1 FROM accepted_ek WHERE ek_b = ?`).pluck(),
+      lookup: db.prepare(
+        `SELECT e.*, b.id AS b_id, b.spk_id AS b_spk_id, b.opk_public AS b_opk_public,
+                b.opk_private_sealed AS b_opk_private_sealed, b.addr AS b_addr, b.enroller AS b_enroller,
+                b.created_at AS b_created_at, b.expires_at AS b_expires_at, b.state AS b_state,
+                s.id AS s_id, s.public_key AS s_public_key, s.private_sealed AS s_private_sealed,
+                s.signature AS s_signature, s.created_at AS s_created_at, s.retired_at AS s_retired_at
+         FROM enrollees e
+         LEFT JOIN bundles b ON b.id = e.bundle_id
+         LEFT JOIN signed_prekeys s ON s.id = b.spk_id
+         WHERE e.id = ?`,
+      ),
+      insertEk: db.prepare(`INSERT INTO accepted_ek (ek_b, accepted_at) VALUES (?, ?) ON CONFLICT DO NOTHING`),
+      consumeOpk: db.prepare(
+        `UPDATE bundles SET state = 'consumed', opk_private_sealed = NULL WHERE id = ? AND state = 'approved'`,
+      ),
+      enroll: db.prepare(
+        `UPDATE enrollees SET state = 'enrolled', ik_b = ?, eik_b = NULL, enrolled_at = ?, failed_attempts = 0
+         WHERE id = ? AND state = 'pending' AND expires_at > ? RETURNING *`,
+      ),
+      recordFailure: db.prepare(
+        `UPDATE enrollees SET failed_attempts = failed_attempts + 1 WHERE id = ? RETURNING failed_attempts`,
+      ).pluck(),
+      listAll: db.prepare(`SELECT * FROM enrollees ORDER BY coalesce(enrolled_at, approved_at), id`),
+      listState: db.prepare(`SELECT * FROM enrollees WHERE state = ? ORDER BY coalesce(enrolled_at, approved_at), id`),
+      revokeEnrollee: db.prepare(
+        `UPDATE enrollees SET state = 'revoked', revoked_at = ? WHERE id = ? AND state != 'revoked'`,
+      ),
+      revokeEnrolleeBundle: db.prepare(
+        `UPDATE bundles SET state = 'revoked', opk_private_sealed = NULL WHERE id = ? AND state = 'approved'`,
+      ),
+      counts: db.prepare(`SELECT state, count(*) AS n FROM enrollees GROUP BY state`),
+    };
+  }
+
+  async allowEnroller(publicKey: Uint8Array, name: string | null, now: number): Promise<EnrollerRecord> {
+    return toEnroller(this.#stmt.allowEnroller.get(buf(publicKey), name, now) as Row);
+  }
+
+  async listEnrollers(): Promise<EnrollerRecord[]> {
+    return (this.#stmt.listEnrollers.all() as Row[]).map(toEnroller);
+  }
+
+  async getEnroller(publicKey: Uint8Array): Promise<EnrollerRecord | undefined> {
+    const r = this.#stmt.getEnroller.get(buf(publicKey)) as Row | undefined;
+    return r && toEnroller(r);
+  }
+
+  async revokeEnroller(publicKey: Uint8Array, now: number): Promise<boolean> {
+    const s = this.#stmt;
+    return this.#db.transaction(() => {
+      const changed = s.revokeEnroller.run(now, buf(publicKey)).changes === 1;
+      if (changed) {
+        // Bundles it fetched become unusable and its pending approvals are dropped at once.
+        s.revokeEnrollerBundles.run(buf(publicKey));
+        s.dropEnrollerPending.run(buf(publicKey));
+      }
+      return changed;
+    }).immediate();
+  }
+
+  async addSignedPrekey(rec: Omit<SignedPrekeyRecord, 'id' | 'retiredAt'>): Promise<SignedPrekeyRecord> {
+    return toSpk(this.#stmt.addSpk.get(buf(rec.publicKey), buf(rec.privateSealed), buf(rec.signature), rec.createdAt) as Row);
+  }
+
+  async currentSignedPrekey(): Promise<SignedPrekeyRecord | undefined> {
+    const r = this.#stmt.currentSpk.get() as Row | undefined;
+    return r && toSpk(r);
+  }
+
+  async insertBundles(rows: BundleRecord[]): Promise<void> {
+    const s = this.#stmt;
+    this.#db.transaction(() => {
+      for (const b of rows) {
+        s.insertBundle.run(
+          buf(b.id),
+          b.spkId,
+          buf(b.opkPublic),
+          b.opkPrivateSealed && buf(b.opkPrivateSealed),
+          b.addr,
+          buf(b.enroller),
+          b.createdAt,
+          b.expiresAt,
+          b.state,
+        );
+      }
+    }).immediate();
+  }
+
+  async getBundle(id: Uint8Array): Promise<BundleRecord | undefined> {
+    const r = this.#stmt.getBundle.get(buf(id)) as Row | undefined;
+    return r && toBundle(r);
+  }
+
+  async approve(input: ApproveInput): Promise<EnrolleeRecord> {
+    const s = this.#stmt;
+    return this.#db.transaction(() => {
+      const existing = s.getEnrollee.get(buf(input.enrolleeId)) as Row | undefined;
+      if (existing) {
+        const e = toEnrollee(existing);
+        if (e.state === 'enrolled') {
+          throw new EnrollError('ERR_REJECTED', 'this enrollee is already enrolled', {
+            hint: 'revoke it first with `ockam-enroll service enrollee revoke` to enroll it again',
+          });
+        }
+        if (e.state === 'revoked') {
+          throw new EnrollError('ERR_ENROLLEE_REVOKED', 'this enrollee was revoked and cannot be approved again');
+        }
+        // A pending entry (e.g. expired, or re-approved with another bundle) is replaced;
+        // its bundle goes back to the enroller's stock only if it was never used.
+        if (e.bundleId) s.releaseBundle.run(buf(e.bundleId));
+        s.deletePending.run(buf(input.enrolleeId));
+      }
+      const bundle = s.getBundle.get(buf(input.bundleId)) as Row | undefined;
+      if (!bundle) {
+        throw new EnrollError('ERR_BUNDLE_UNKNOWN', 'the service has no bundle with this id', {
+          hint: 'fetch bundles with `ockam-enroll enroller bundle fetch`',
+        });
+      }
+      const b = toBundle(bundle);
+      if (!Buffer.from(b.enroller).equals(buf(input.enroller))) {
+        throw new EnrollError('ERR_BUNDLE_UNKNOWN', 'this bundle was not issued to this enroller');
+      }
+      if (b.state !== 'issued') {
+        throw new EnrollError('ERR_BUNDLE_USED', `this bundle is already ${b.state}: a bundle serves one enrollee only`, {
+          hint: 'use another bundle (`ockam-enroll enroller bundle list`)',
+        });
+      }
+      if (b.expiresAt <= input.now) {
+        throw new EnrollError('ERR_BUNDLE_EXPIRED', 'this bundle has expired', {
+          hint: 'fetch fresh bundles with `ockam-enroll enroller bundle fetch`',
+        });
+      }
+      if (s.bindBundle.run(buf(input.bundleId), buf(input.enroller), input.now).changes !== 1) {
+        throw new EnrollError('ERR_BUNDLE_USED', 'this bundle was just used for another enrollee');
+      }
+      const row = s.insertPending.get(
+        buf(input.enrolleeId),
+        buf(input.eikB),
+        input.petName,
+        buf(input.enroller),
+        buf(input.bundleId),
+        input.now,
+        input.expiresAt,
+      ) as Row;
+      return toEnrollee(row);
+    }).immediate();
+  }
+
+  async isEkAccepted(ekB: Uint8Array): Promise<boolean> {
+    return this.#stmt.isEk.get(buf(ekB)) !== undefined;
+  }
+
+  async lookupPending(enrolleeId: Uint8Array, now: number): Promise<PendingResult> {
+    const r = this.#stmt.lookup.get(buf(enrolleeId)) as Row | undefined;
+    if (!r) return { status: 'unknown' };
+    const enrollee = toEnrollee(r);
+    if (enrollee.state === 'revoked') return { status: 'revoked' };
+    if (enrollee.state === 'enrolled') return { status: 'enrolled' };
+    if (enrollee.method !== 'x3dh' || enrollee.eikB === null || r.b_id == null || r.s_id == null) {
+      return { status: 'unknown' };
+    }
+    if (enrollee.expiresAt === null || enrollee.expiresAt <= now) return { status: 'expired' };
+    const bundle = toBundle(r, 'b_');
+    if (bundle.state !== 'approved' || bundle.opkPrivateSealed === null) return { status: 'opk-used' };
+    const spk: SignedPrekeyRecord = {
+      id: Number(r.s_id),
+      publicKey: bytes(r.s_public_key),
+      privateSealed: bytes(r.s_private_sealed),
+      signature: bytes(r.s_signature),
+      createdAt: Number(r.s_created_at),
+      retiredAt: r.s_retired_at == null ? null : Number(r.s_retired_at),
+    };
+    return { status: 'ok', pending: { enrollee, bundle, spk } };
+  }
+
+  async commitEnrollment(input: CommitEnrollmentInput): Promise<EnrolleeRecord> {
+    const s = this.#stmt;
+    return this.#db.transaction(() => {
+      if (s.insertEk.run(buf(input.ekB), input.now).changes !== 1) {
+        throw new EnrollError('ERR_REPLAY', 'EK_B was already accepted');
+      }
+      if (s.consumeOpk.run(buf(input.bundleId)).changes !== 1) {
+        throw new EnrollError('ERR_OPK_USED', 'the OPK of this bundle was already consumed');
+      }
+      const row = s.enroll.get(buf(input.ikB), input.now, buf(input.enrolleeId), input.now) as Row | undefined;
+      if (!row) throw new EnrollError('ERR_ENROLLEE_UNKNOWN', 'the enrollee is no longer pending');
+      return toEnrollee(row);
+    }).immediate();
+  }
+
+  async recordFailure(enrolleeId: Uint8Array): Promise<number> {
+    const n = this.#stmt.recordFailure.get(buf(enrolleeId));
+    return n === undefined ? 0 : Number(n);
+  }
+
+  async listEnrollees(state?: EnrolleeState): Promise<EnrolleeRecord[]> {
+    const rows = (state ? this.#stmt.listState.all(state) : this.#stmt.listAll.all()) as Row[];
+    return rows.map(toEnrollee);
+  }
+
+  async findEnrollee(idOrPrefix: string): Promise<EnrolleeRecord | undefined> {
+    const hex = idOrPrefix.trim().toUpperCase();
+    if (!/^[0-9A-F]{8,64}$/.test(hex)) {
+      throw new EnrollError('ERR_USAGE', `"${idOrPrefix}" is not an enrollee id (8 to 64 hex characters)`);
+    }
+    if (hex.length === 64) {
+      const r = this.#stmt.getEnrollee.get(Buffer.from(hex, 'hex')) as Row | undefined;
+      return r && toEnrollee(r);
+    }
+    // A prefix scans the table: fine for an operator's command, never on the hot path.
+    const rows = this.#stmt.findEnrolleeHex.all(`${hex}%`) as Row[];
+    if (rows.length > 1) {
+      throw new EnrollError('ERR_USAGE', `the id prefix ${idOrPrefix} matches more than one enrollee`, {
+        hint: 'give more characters of the id',
+      });
+    }
+    return rows[0] && toEnrollee(rows[0]);
+  }
+
+  async getEnrolleeByIdentityKey(ikB: Uint8Array): Promise<EnrolleeRecord | undefined> {
+    const r = this.#stmt.getByIk.get(buf(ikB)) as Row | undefined;
+    return r && toEnrollee(r);
+  }
+
+  async revokeEnrollee(id: Uint8Array, now: number): Promise<boolean> {
+    const s = this.#stmt;
+    return this.#db.transaction(() => {
+      const e = s.getEnrollee.get(buf(id)) as Row | undefined;
+      const changed = s.revokeEnrollee.run(now, buf(id)).changes === 1;
+      // A revoked pending enrollee's bundle can no longer be used by anyone.
+      if (changed && e && e.bundle_id != null) s.revokeEnrolleeBundle.run(e.bundle_id);
+      return changed;
+    }).immediate();
+  }
+
+  async counts(): Promise<Record<EnrolleeState, number>> {
+    const out: Record<EnrolleeState, number> = { pending: 0, enrolled: 0, revoked: 0 };
+    for (const r of this.#stmt.counts.all() as Row[]) out[r.state as EnrolleeState] = Number(r.n);
+    return out;
+  }
+
+  async close(): Promise<void> {
+    if (this.#db.open) this.#db.close();
+  }
+}

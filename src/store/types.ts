@@ -1,0 +1,136 @@
+/**
+ * The service's store, as an interface. The SQLite implementation (sqlite.ts) is the only one
+ * today; the methods are async so that a server database can be added without changing the
+ * service role.
+ *
+ * Guarantees every implementation must keep (tests in test/store check them):
+ * - an OPK is used at most once: `commitEnrollment` consumes it in the same transaction that
+ *   records EK_B and marks the enrollee enrolled, and fails if it was consumed already;
+ * - a pending entry past its expiry is refused (`getPending` reports it as expired);
+ * - a revoked enrollee is refused;
+ * - an EK_B is accepted at most once (replay).
+ * Times are unix seconds. Keys and ids are raw bytes.
+ */
+
+export type EnrolleeState = 'pending' | 'enrolled' | 'revoked';
+export type EnrollmentMethod = 'x3dh' | 'token';
+export type BundleState = 'issued' | 'approved' | 'consumed' | 'revoked';
+
+export interface EnrollerRecord {
+  publicKey: Uint8Array;
+  name: string | null;
+  addedAt: number;
+  revokedAt: number | null;
+}
+
+export interface SignedPrekeyRecord {
+  id: number;
+  publicKey: Uint8Array;
+  /** SPK_A's private key, sealed under the store key (see sealing.ts). */
+  privateSealed: Uint8Array;
+  signature: Uint8Array;
+  createdAt: number;
+  retiredAt: number | null;
+}
+
+export interface BundleRecord {
+  id: Uint8Array;
+  spkId: number;
+  opkPublic: Uint8Array;
+  /** OPK_A's private key, sealed under the store key; null once consumed. */
+  opkPrivateSealed: Uint8Array | null;
+  addr: string;
+  /** Static key of the enroller the bundle was served to. */
+  enroller: Uint8Array;
+  createdAt: number;
+  expiresAt: number;
+  state: BundleState;
+}
+
+export interface EnrolleeRecord {
+  /** SHA-256(EIK_B) for X3DH enrollees. */
+  id: Uint8Array;
+  method: EnrollmentMethod;
+  state: EnrolleeState;
+  /** EIK_B while pending; deleted once IK_B replaces it (seed: "deletes EIK_B"). */
+  eikB: Uint8Array | null;
+  ikB: Uint8Array | null;
+  petName: string | null;
+  enroller: Uint8Array | null;
+  bundleId: Uint8Array | null;
+  approvedAt: number | null;
+  expiresAt: number | null;
+  enrolledAt: number | null;
+  revokedAt: number | null;
+  failedAttempts: number;
+}
+
+export interface ApproveInput {
+  enrolleeId: Uint8Array;
+  eikB: Uint8Array;
+  bundleId: Uint8Array;
+  petName: string | null;
+  enroller: Uint8Array;
+  now: number;
+  expiresAt: number;
+}
+
+/** What the service needs to run checks 3–5 for one enrollee, fetched in one query. */
+export interface PendingLookup {
+  enrollee: EnrolleeRecord;
+  bundle: BundleRecord;
+  spk: SignedPrekeyRecord;
+}
+
+export type PendingResult =
+  | { status: 'ok'; pending: PendingLookup }
+  | { status: 'unknown' }
+  | { status: 'expired' }
+  | { status: 'revoked' }
+  | { status: 'enrolled' }
+  | { status: 'opk-used' };
+
+export interface CommitEnrollmentInput {
+  enrolleeId: Uint8Array;
+  bundleId: Uint8Array;
+  ekB: Uint8Array;
+  ikB: Uint8Array;
+  now: number;
+}
+
+export interface ServiceStore {
+  // enrollers
+  allowEnroller(publicKey: Uint8Array, name: string | null, now: number): Promise<EnrollerRecord>;
+  listEnrollers(): Promise<EnrollerRecord[]>;
+  getEnroller(publicKey: Uint8Array): Promise<EnrollerRecord | undefined>;
+  /** Returns false if no such (unrevoked) enroller. Also revokes its unused bundles and drops its pending approvals. */
+  revokeEnroller(publicKey: Uint8Array, now: number): Promise<boolean>;
+
+  // signed prekeys
+  addSignedPrekey(rec: Omit<SignedPrekeyRecord, 'id' | 'retiredAt'>): Promise<SignedPrekeyRecord>;
+  currentSignedPrekey(): Promise<SignedPrekeyRecord | undefined>;
+
+  // bundles
+  insertBundles(rows: BundleRecord[]): Promise<void>;
+  getBundle(id: Uint8Array): Promise<BundleRecord | undefined>;
+
+  // approvals: binds the enrollee id to one issued bundle served to this enroller
+  approve(input: ApproveInput): Promise<EnrolleeRecord>;
+
+  // the enrollment checks
+  isEkAccepted(ekB: Uint8Array): Promise<boolean>;
+  lookupPending(enrolleeId: Uint8Array, now: number): Promise<PendingResult>;
+  /** Atomically records EK_B, consumes the OPK and enrolls IK_B. Throws ERR_REPLAY / ERR_OPK_USED / ERR_ENROLLEE_UNKNOWN on a lost race. */
+  commitEnrollment(input: CommitEnrollmentInput): Promise<EnrolleeRecord>;
+  recordFailure(enrolleeId: Uint8Array): Promise<number>;
+
+  // enrollees
+  listEnrollees(state?: EnrolleeState): Promise<EnrolleeRecord[]>;
+  /** Finds by full id or an unambiguous hex prefix (≥ 8 hex chars). */
+  findEnrollee(idOrPrefix: string): Promise<EnrolleeRecord | undefined>;
+  getEnrolleeByIdentityKey(ikB: Uint8Array): Promise<EnrolleeRecord | undefined>;
+  revokeEnrollee(id: Uint8Array, now: number): Promise<boolean>;
+
+  counts(): Promise<Record<EnrolleeState, number>>;
+  close(): Promise<void>;
+}
