@@ -15,7 +15,7 @@ export function register(enroller: Command): void {
     .action(
       action(async ({ out, home, opts }, cardArg: string) => {
         const card = cardFromText(readTextArg(cardArg, 'enrollee card'));
-        const ttl = parseDuration(opts.ttl as string, '--ttl', 60, 30 * 86400);
+        const ttl = parseDuration(opts.ttl as string, '--ttl', 1, 30 * 86400);
         const petName = parsePetName(opts.name as string | undefined);
         const enr = EnrollerHome.open(home, { passphrase: passphraseSource(opts) });
         const r = await approveCard(enr, {

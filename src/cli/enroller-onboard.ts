@@ -31,7 +31,7 @@ export function register(enroller: Command): void {
         if (modes.length !== 1) {
           throw new EnrollError('ERR_USAGE', 'choose exactly one of --listen, --stdio or --exec');
         }
-        const ttl = parseDuration(opts.ttl as string, '--ttl', 60, 30 * 86400);
+        const ttl = parseDuration(opts.ttl as string, '--ttl', 1, 30 * 86400);
         const stepTimeoutMs = 1000 * parseDuration(opts.timeout as string, '--timeout', 1, 3600);
         const petName = parsePetName(opts.name as string | undefined);
         const enr = EnrollerHome.open(home, { passphrase: passphraseSource(opts) });
