@@ -62,6 +62,8 @@ export const ERROR_CODES = [
   'ERR_UNREACHABLE', // connection refused, host unknown, or the peer went away
   'ERR_CONNECTION_CLOSED', // the peer closed the connection mid-exchange
   'ERR_ADDRESS', // an address (tcp://HOST:PORT) is malformed
+  'ERR_LISTEN', // cannot listen on an address (in use, not permitted, not local)
+  'ERR_CONNECTION_LIMIT', // the server is at maxConnections and dropped a new connection
 
   // -- keystores and homes (src/keystore)
   'ERR_KEY_EXISTS', // refusing to overwrite an existing key without --force
@@ -69,6 +71,7 @@ export const ERROR_CODES = [
   'ERR_KEY_PERMISSIONS', // a key file or home directory is readable by others
   'ERR_PASSPHRASE', // passphrase missing or wrong
   'ERR_KEYSTORE_CORRUPT', // a keystore file does not parse
+  'ERR_KEYSTORE_IO', // a keystore file or directory could not be read or written (disk full, read-only, no access)
 
   // -- store (src/store)
   'ERR_STORE', // the SQLite store failed to open or commit
