@@ -6,10 +6,10 @@
  */
 import type { Command } from 'commander';
 import { execa, type ResultPromise } from 'execa';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EnrollError } from '../errors.js';
 import { action } from './command.js';
@@ -31,6 +31,7 @@ export function register(program: Command): void {
   program
     .command('demo')
     .description('run all three roles as separate local processes and narrate one onboarding')
+    .option('--home <dir>', 'put the three demo homes under DIR (kept afterwards) instead of a temporary directory')
     .option('--keep', 'keep the temporary homes afterwards')
     .option('--json', 'print a JSON summary instead of the narration')
     .addHelpText('after', '\nExample:\n  ockam-enroll demo\n')
@@ -39,7 +40,12 @@ export function register(program: Command): void {
         const say = (s: string) => {
           if (!out.json) process.stdout.write(`${s}\n`);
         };
-        const root = mkdtempSync(join(tmpdir(), 'ockam-enroll-demo-'));
+        // The demo never touches the user's own homes: --home names a fresh directory for it.
+        const root = opts.home ? resolve(opts.home) : mkdtempSync(join(tmpdir(), 'ockam-enroll-demo-'));
+        const keep = opts.keep === true || opts.home !== undefined;
+        if (opts.home && existsSync(root) && readdirSync(root).length > 0) {
+          throw new EnrollError('ERR_USAGE', `--home ${root} is not empty`, { hint: 'the demo needs an empty or new directory' });
+        }
         const homes = { service: join(root, 'service'), enroller: join(root, 'enroller'), enrollee: join(root, 'device') };
         const children: ResultPromise[] = [];
         const indent = (chunk: unknown) => {
@@ -113,11 +119,11 @@ export function register(program: Command): void {
           const list = await run('service', ['service', 'enrollee', 'list']);
           say(list.replace(/^/gm, '   '));
           const json = JSON.parse(await run('service', ['service', 'enrollee', 'list', '--json'])) as { enrollees: unknown[] };
-          out.result({ ok: true, service_key: serviceKey, enrollees: json.enrollees, homes: opts.keep ? homes : undefined }, '\nDone: one device onboarded across three processes.');
+          out.result({ ok: true, service_key: serviceKey, enrollees: json.enrollees, homes: keep ? homes : undefined }, '\nDone: one device onboarded across three processes.');
         } finally {
           for (const c of children) c.kill('SIGTERM');
           await Promise.allSettled(children);
-          if (!opts.keep) rmSync(root, { recursive: true, force: true });
+          if (!keep) rmSync(root, { recursive: true, force: true });
           else say(`homes kept in ${root}`);
         }
       }),

@@ -6,7 +6,8 @@ import { action, isoTime, leaf, printQr } from './command.js';
 import { nowSeconds, parseCount, parseKeyHex, passphraseSource } from './options.js';
 
 export function register(enroller: Command): void {
-  const bundle = enroller.command('bundle').description('fetch and inspect enrollment bundles');
+  const bundle = enroller.command('bundle').description('fetch and inspect enrollment bundles')
+    .addHelpText('after', '\nExample:\n  ockam-enroll enroller bundle fetch --service tcp://127.0.0.1:4100 --count 10\n');
 
   leaf(bundle, 'fetch', 'fetch bundles from the service into the local cache', 'ockam-enroll enroller bundle fetch --service tcp://enroll.example.com:4100 --count 50 --service-key 9f2c…')
     .requiredOption('--service <tcp://HOST:PORT>', 'the service\'s address')

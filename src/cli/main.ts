@@ -44,19 +44,28 @@ Example (three terminals):
   device$   ockam-enroll enrollee init && ockam-enroll enrollee join --enroller tcp://127.0.0.1:4200`,
     );
 
-  const service = program.command('service').description('the enrollment service: bundles, approvals, enrollments');
+  const service = program
+    .command('service')
+    .description('the enrollment service: bundles, approvals, enrollments')
+    .addHelpText('after', '\nExample:\n  ockam-enroll service init --address tcp://127.0.0.1:4100 && ockam-enroll service start\n');
   serviceInit.register(service);
   serviceStart.register(service);
   serviceEnroller.register(service);
   serviceEnrollee.register(service);
 
-  const enroller = program.command('enroller').description('the terminal or phone next to the device');
+  const enroller = program
+    .command('enroller')
+    .description('the terminal or phone next to the device')
+    .addHelpText('after', '\nExample:\n  ockam-enroll enroller init && ockam-enroll enroller bundle fetch --service tcp://127.0.0.1:4100 --count 5\n');
   enrollerInit.register(enroller);
   enrollerBundle.register(enroller);
   enrollerApprove.register(enroller);
   enrollerOnboard.register(enroller);
 
-  const enrollee = program.command('enrollee').description('the device being onboarded');
+  const enrollee = program
+    .command('enrollee')
+    .description('the device being onboarded')
+    .addHelpText('after', '\nExample:\n  ockam-enroll enrollee init --name "Robot Axiom" && ockam-enroll enrollee join --enroller tcp://10.0.0.5:4200\n');
   enrolleeInit.register(enrollee);
   enrolleeCard.register(enrollee);
   enrolleeJoin.register(enrollee);

@@ -19,8 +19,9 @@ export interface CommonOptions {
 export const DEFAULT_HOME = join(homedir(), '.ockam-enroll');
 
 /**
- * The home directory: `--home`, else OCKAM_ENROLL_HOME, else the `home` setting kept by
- * conf (`ockam-enroll config set-home`), else ~/.ockam-enroll.
+ * The home directory: `--home`, else OCKAM_ENROLL_HOME, else the `home` setting in conf's
+ * user config file (~/.config/ockam-enroll/config.json: `{"home": "/path"}`), else
+ * ~/.ockam-enroll.
  */
 export async function resolveHome(flag: string | undefined): Promise<string> {
   if (flag) return resolve(flag);

@@ -32,7 +32,8 @@ async function find(svc: ServiceHome, id: string): Promise<EnrolleeRecord> {
 }
 
 export function register(service: Command): void {
-  const enrollee = service.command('enrollee').description('inspect and revoke enrollees');
+  const enrollee = service.command('enrollee').description('inspect and revoke enrollees')
+    .addHelpText('after', '\nExample:\n  ockam-enroll service enrollee list --state pending\n');
 
   leaf(enrollee, 'list', 'list enrollees (pending, enrolled, revoked)', 'ockam-enroll service enrollee list --state enrolled')
     .option('--state <state>', 'only this state: pending, enrolled or revoked')

@@ -6,7 +6,8 @@ import { action, isoTime, leaf } from './command.js';
 import { nowSeconds, parseKeyHex, parsePetName, passphraseSource } from './options.js';
 
 export function register(service: Command): void {
-  const enroller = service.command('enroller').description('manage the enrollers this service serves');
+  const enroller = service.command('enroller').description('manage the enrollers this service serves')
+    .addHelpText('after', '\nExample:\n  ockam-enroll service enroller allow <key> --name "line 3 terminal"\n');
 
   leaf(enroller, 'allow <enroller-public-key>', 'allow an enroller, by the key `enroller init` printed, to fetch bundles and approve enrollees', 'ockam-enroll service enroller allow 3b6a27bc…e1f0 --name "line 3 terminal"')
     .option('--name <name>', 'a name for the logs')

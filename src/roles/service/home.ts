@@ -9,13 +9,14 @@
  * private key (HKDF, info "ockam-enroll/v1/store-key"), so a passphrase on ik_a.key
  * protects it too and there is no second secret file to lose.
  */
+import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { existsSync } from 'node:fs';
 import type { KeyObject } from 'node:crypto';
 import { hkdfSha256 } from '../../crypto/hash.js';
 import { utf8 } from '../../crypto/bytes.js';
 import { generateX25519, importX25519Private, type KeyPair } from '../../crypto/x25519.js';
-import { xeddsaSign } from '../../crypto/xeddsa.js';
+import { signSpk } from '../../protocol/codec/bundle.js';
 import { systemRandom, type RandomSource } from '../../crypto/random.js';
 import { EnrollError } from '../../errors.js';
 import { Keystore } from '../../keystore/keystore.js';
@@ -98,8 +99,7 @@ export class ServiceHome {
     await keystore.saveKeyPair(IK_A_FILE, ikA, { purpose: 'IK_A', force: opts.force ?? false, encrypt: opts.encrypt ?? false });
     const { roleSettings } = await import('../../cli/settings.js');
     const conf = roleSettings(keystore.dir, { ...DEFAULT_SERVICE_SETTINGS });
-    const listenPort = parseAddress(address).port;
-    conf.set({ ...DEFAULT_SERVICE_SETTINGS, address, listen: `0.0.0.0:${listenPort}` });
+    conf.set({ ...DEFAULT_SERVICE_SETTINGS, address, listen: defaultListen(address) });
     const store = SqliteStore.open(dbPath);
     const svc = new ServiceHome(keystore, ikA, store, conf.store as ServiceSettings);
     await svc.rotateSignedPrekey(opts.now, random);
@@ -125,7 +125,7 @@ export class ServiceHome {
   /** Makes a new SPK_A, signed by IK_A (SPK_sig = XEdDSA(IK_A, SPK_A)), and makes it current. */
   async rotateSignedPrekey(now: number, random: RandomSource = systemRandom): Promise<SignedPrekeyRecord> {
     const spk = generateX25519(random);
-    const signature = xeddsaSign(this.ikA.privateKey, spk.publicKey, random);
+    const signature = signSpk(this.ikA.privateKey, spk.publicKey, random);
     const rec = await this.store.addSignedPrekey({
       publicKey: spk.publicKey,
       privateSealed: this.sealer.seal(spk.privateKey, 'spk', spk.publicKey),
@@ -139,6 +139,16 @@ export class ServiceHome {
   async close(): Promise<void> {
     await this.store.close();
   }
+}
+
+/**
+ * Listen where the announced address points when it is a literal loopback or IP address;
+ * a DNS name may resolve elsewhere than this host's interfaces, so then listen on all.
+ */
+function defaultListen(address: string): string {
+  const { host, port } = parseAddress(address);
+  if (host === 'localhost' || isIP(host) !== 0) return isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
+  return `0.0.0.0:${port}`;
 }
 
 function deriveStoreKey(ikAPrivate: Uint8Array): Uint8Array {

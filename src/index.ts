@@ -1,0 +1,31 @@
+/**
+ * ockam-enroll's library API: the protocol core. Everything exported here is pure — bytes
+ * in, bytes out, keys and randomness passed in — and does no I/O. The CLI's transports,
+ * keystores and store are built on top of it (docs/architecture.md).
+ *
+ * Byte-level specification: docs/protocol.md.
+ */
+export { EnrollError, ERROR_CODES, isEnrollError, isErrorCode, type ErrorCode, type EnrollErrorOptions } from './errors.js';
+
+// Primitives: X25519, SHA-2, HKDF, AES-256-GCM and Ed25519 verification from node:crypto;
+// XEdDSA on @noble/curves.
+export * from './crypto/index.js';
+
+// Noise_XX_25519_AESGCM_SHA256 (rev 34).
+export {
+  HandshakeState,
+  NOISE_MAX_MESSAGE_LEN,
+  NOISE_XX_AESGCM_SHA256,
+  TransportState,
+  type HandshakeOptions,
+  type NoiseKeyPair,
+} from './protocol/noise/index.js';
+
+// The Enrollment Key Agreement v1 (X3DH-based).
+export * from './protocol/enrollment/index.js';
+
+// Encodings: bundle, enrollee card, text form.
+export * from './protocol/codec/index.js';
+
+// The short authentication string shown on both ends of a Noise channel.
+export { shortAuthString, SAS_INFO } from './protocol/sas.js';
