@@ -1,0 +1,32 @@
+/** The v1 encodings: binary reader/writer, bundle, enrollee card and their text form. */
+export { ByteReader } from './reader.js';
+export { ByteWriter, strictUtf8 } from './writer.js';
+export { BASE32_ALPHABET, base32Decode, base32Encode } from './base32.js';
+export {
+  BUNDLE_ID_LEN,
+  BUNDLE_MAX_ADDR_LEN,
+  BUNDLE_MAX_LEN,
+  BUNDLE_MIN_LEN,
+  BUNDLE_SIG_CONTEXT,
+  BUNDLE_VERSION,
+  decodeBundle,
+  encodeBundle,
+  signBundle,
+  signSpk,
+  verifyBundle,
+} from './bundle.js';
+export type { Bundle, BundleFields, VerifyBundleOptions } from './bundle.js';
+export { CARD_MAX_LEN, CARD_MAX_PET_NAME_LEN, CARD_VERSION, decodeCard, encodeCard } from './card.js';
+export type { EnrolleeCard } from './card.js';
+export {
+  BUNDLE_TEXT_PREFIX,
+  CARD_TEXT_PREFIX,
+  TEXT_CHECKSUM_LEN,
+  TEXT_MAX_INPUT,
+  bundleFromText,
+  bundleToText,
+  cardFromText,
+  cardToText,
+  decodeText,
+  encodeText,
+} from './text.js';

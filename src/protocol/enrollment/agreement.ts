@@ -1,0 +1,303 @@
+/**
+ * The Enrollment Key Agreement v1: the enrollee's `initiate` and the service's `accept`
+ * (design seed "Enrollment Key Agreement", X3DH-based; parameters fixed by the issue).
+ *
+ *   DH1 = DH(EIK_B, SPK_A)  DH2 = DH(EK_B, IK_A)  DH3 = DH(EK_B, SPK_A)  DH4 = DH(EK_B, OPK_A)
+ *   KM  = DH1 ‖ DH2 ‖ DH3 ‖ DH4
+ *   SK  = HKDF-SHA256(salt = 0^32, IKM = 0xFF^32 ‖ KM, info = INFO, L = 32)
+ *   h   = SHA-256(INFO ‖ 0xFF^32 ‖ KM)
+ *   POP = XEdDSA(IK_B, EIK_B)
+ *   Header  = EK_B ‖ SHA-256(EIK_B)                      (64 bytes)
+ *   AAD     = Header ‖ INFO ‖ Addr (UTF-8) ‖ h
+ *   Message = Header ‖ AES-256-GCM(SK, EK_B[0..12], IK_B ‖ POP, AAD)   (176 bytes)
+ *
+ * DH1 and DH2 authenticate both sides (EIK_B was approved by the enroller, IK_A signed the
+ * bundle); DH3 and DH4 give forward secrecy. The nonce is taken from EK_B, which is fresh
+ * for each attempt, so SK (which depends on EK_B) is never used with a repeated nonce.
+ * Binding Addr into the AAD means a message made for one service address does not decrypt
+ * at another; binding h ties the ciphertext to the whole DH transcript.
+ */
+import type { KeyObject } from 'node:crypto';
+import { EnrollError, isEnrollError } from '../../errors.js';
+import { abytes, concat, equalBytes, wipe } from '../../crypto/bytes.js';
+import { aesGcmDecrypt, aesGcmEncrypt, GCM_NONCE_LEN } from '../../crypto/aead.js';
+import { sha256 } from '../../crypto/hash.js';
+import { systemRandom, type RandomSource } from '../../crypto/random.js';
+import { generateX25519, importX25519Public, KeyPair, x25519PublicKey, type X25519KeyPair } from '../../crypto/x25519.js';
+import { XEDDSA_SIGNATURE_LEN, xeddsaSign, xeddsaVerify } from '../../crypto/xeddsa.js';
+import type { Bundle } from '../codec/bundle.js';
+import { strictUtf8 } from '../codec/writer.js';
+import { ENROLLMENT_MESSAGE_LEN, HASH_LEN, HEADER_LEN, INFO, KEY_LEN, PLAINTEXT_LEN } from './constants.js';
+import { deriveSessionKeys, type SessionSecrets } from './session.js';
+import { x3dhInitiatorDh, x3dhKdf, x3dhResponderDh, x3dhStateHash } from './x3dh.js';
+
+/** The enrollee id: SHA-256(EIK_B), the message id the service looks up (check 3). */
+export function enrolleeId(eikB: Uint8Array): Uint8Array {
+  return sha256(abytes(eikB, KEY_LEN, 'eikB'));
+}
+
+export interface InitiateInput {
+  /** The bundle, already checked with verifyBundle (signatures, expiry, pinned IK_A). */
+  bundle: Bundle;
+  /** The enrollee's enrollment identity key pair, whose public half the enroller approved. */
+  eikB: X25519KeyPair;
+  /** The enrollee's new long-term identity; generated from `random` when absent. */
+  ikB?: X25519KeyPair;
+  /** Randomness for EK_B, IK_B and the POP's Z, drawn in that order. Default systemRandom. */
+  random?: RandomSource;
+  /**
+   * For known-answer tests only: a fixed EK_B. Production callers must leave it out; EK_B
+   * must be fresh for every attempt. Its private key is wiped like a generated one.
+   */
+  ekB?: X25519KeyPair;
+  /** For known-answer tests only: the 64-byte XEdDSA Z for the POP. */
+  popZ?: Uint8Array;
+}
+
+export interface InitiateResult {
+  /** The 176-byte enrollment message, to send to the bundle's Addr. */
+  message: Uint8Array;
+  /** IK_B: the enrollee's long-term identity once the service accepts. Keep it. */
+  ikB: KeyPair;
+  enrolleeId: Uint8Array;
+  /** The state hash h. */
+  h: Uint8Array;
+  /** Session keys for after acceptance (see enrolleeSession). */
+  session: SessionSecrets;
+}
+
+/** Checks a key pair's shape and that its public half belongs to its private half. */
+function checkPair(pair: X25519KeyPair, name: string): X25519KeyPair {
+  if (pair === null || typeof pair !== 'object') {
+    throw new EnrollError('ERR_INVALID_ARG', `"${name}" expected a key pair`);
+  }
+  abytes(pair.privateKey, KEY_LEN, `${name}.privateKey`);
+  abytes(pair.publicKey, KEY_LEN, `${name}.publicKey`);
+  if (!equalBytes(x25519PublicKey(pair.privateKey), pair.publicKey)) {
+    throw new EnrollError('ERR_INVALID_ARG', `"${name}.publicKey" is not the public key of "${name}.privateKey"`);
+  }
+  return pair;
+}
+
+export interface MessageParts {
+  ekB: Uint8Array;
+  enrolleeId: Uint8Array;
+  sk: Uint8Array;
+  h: Uint8Array;
+  addr: string;
+  ikB: Uint8Array;
+  pop: Uint8Array;
+}
+
+/** AAD = Header ‖ INFO ‖ Addr (UTF-8) ‖ h. */
+export function enrollmentAad(header: Uint8Array, addr: string, h: Uint8Array): Uint8Array {
+  abytes(header, HEADER_LEN, 'header');
+  abytes(h, HASH_LEN, 'h');
+  return concat(header, INFO, strictUtf8(addr, 'addr'), h);
+}
+
+/**
+ * @internal Builds the message from its parts without any check of their meaning, so
+ * tests can make a message whose only fault is, say, a bad POP. Use `initiate`.
+ */
+export function composeMessage(p: MessageParts): Uint8Array {
+  abytes(p.ekB, KEY_LEN, 'ekB');
+  abytes(p.enrolleeId, HASH_LEN, 'enrolleeId');
+  abytes(p.sk, KEY_LEN, 'sk');
+  abytes(p.ikB, KEY_LEN, 'ikB');
+  abytes(p.pop, XEDDSA_SIGNATURE_LEN, 'pop');
+  const header = concat(p.ekB, p.enrolleeId);
+  const plaintext = concat(p.ikB, p.pop);
+  const body = aesGcmEncrypt(p.sk, p.ekB.subarray(0, GCM_NONCE_LEN), plaintext, enrollmentAad(header, p.addr, p.h));
+  return concat(header, body);
+}
+
+/**
+ * The enrollee's side. Computes X3DH against the bundle, makes IK_B and the POP, and
+ * returns the message and the session keys. EK_B's private key, the DH outputs, KM and SK
+ * are wiped before returning (seed: "the enrollee deletes the private key for EK_B and DH
+ * outputs").
+ *
+ * Throws ERR_DH_ZERO if a bundle key is a low-order point, ERR_INVALID_ARG for malformed
+ * inputs or a key pair whose halves do not match.
+ */
+export function initiate(input: InitiateInput): InitiateResult {
+  if (input === null || typeof input !== 'object') throw new EnrollError('ERR_INVALID_ARG', '"input" expected an object');
+  const { bundle } = input;
+  const random = input.random ?? systemRandom;
+  if (bundle === null || typeof bundle !== 'object') throw new EnrollError('ERR_INVALID_ARG', '"bundle" expected an object');
+  abytes(bundle.ikA, KEY_LEN, 'bundle.ikA');
+  abytes(bundle.spkA, KEY_LEN, 'bundle.spkA');
+  abytes(bundle.opkA, KEY_LEN, 'bundle.opkA');
+  strictUtf8(bundle.addr, 'bundle.addr');
+  const eikB = checkPair(input.eikB, 'eikB');
+  if (input.popZ !== undefined) abytes(input.popZ, 64, 'popZ');
+  // Validate a given IK_B before EK_B exists, so a bad argument wastes no ephemeral key.
+  const givenIkB = input.ikB !== undefined ? checkPair(input.ikB, 'ikB') : undefined;
+  if (givenIkB !== undefined && equalBytes(givenIkB.publicKey, eikB.publicKey)) {
+    throw new EnrollError('ERR_INVALID_ARG', '"ikB" must be a fresh key pair, not EIK_B');
+  }
+
+  // EK_B: fresh for every attempt (seed: "An ephemeral public key EK_B").
+  const ekB = input.ekB !== undefined ? checkPair(input.ekB, 'ekB') : generateX25519(random);
+  let dhs: Uint8Array[];
+  try {
+    dhs = x3dhInitiatorDh({
+      identity: eikB.privateKey,
+      ephemeral: ekB.privateKey,
+      peerIdentity: bundle.ikA,
+      peerSignedPrekey: bundle.spkA,
+      peerOneTimePrekey: bundle.opkA,
+    });
+  } finally {
+    // Forward secrecy rests on EK_B's private key being gone once SK exists.
+    wipe(ekB.privateKey);
+  }
+  const km = concat(...dhs);
+  const sk = x3dhKdf(km);
+  const h = x3dhStateHash(km);
+  wipe(km, ...dhs);
+
+  try {
+    // IK_B: the enrollee's new long-term identity (seed: "The enrollee then generates a
+    // keypair IK_B"), drawn after EK_B so the random draw order is EK_B, IK_B, Z.
+    let ikB: KeyPair;
+    if (givenIkB === undefined) ikB = generateX25519(random);
+    else ikB = givenIkB instanceof KeyPair ? givenIkB : new KeyPair(givenIkB.privateKey, givenIkB.publicKey);
+    const id = enrolleeId(eikB.publicKey);
+    // POP = XEdDSA(IK_B, EIK_B): proves the holder of IK_B also made this enrollment.
+    const pop = xeddsaSign(ikB.privateKey, eikB.publicKey, input.popZ ?? random);
+    const message = composeMessage({ ekB: ekB.publicKey, enrolleeId: id, sk, h, addr: bundle.addr, ikB: ikB.publicKey, pop });
+    return { message, ikB, enrolleeId: id, h, session: deriveSessionKeys(sk, h) };
+  } finally {
+    wipe(sk);
+  }
+}
+
+/** What the service's store knows about an approved enrollee (check 3). */
+export interface PendingEnrollee {
+  /** EIK_B as the enroller approved it. */
+  eikB: Uint8Array;
+  /** SPK_A's private key (of the bundle the approval named). */
+  spkA: Uint8Array | KeyObject;
+  /** OPK_A's private key of the bundle the approval named. */
+  opkA: Uint8Array | KeyObject;
+  /** The Addr of that bundle. */
+  addr: string;
+}
+
+export interface AcceptContext {
+  /** Check 2: true when EK_B was already accepted. */
+  isReplay(ekB: Uint8Array): boolean;
+  /**
+   * Check 3: the pending, unexpired enrollee with this id, or undefined. May itself throw
+   * an EnrollError (ERR_APPROVAL_EXPIRED, ERR_ENROLLEE_REVOKED, …).
+   */
+  lookupPending(enrolleeId: Uint8Array): PendingEnrollee | undefined;
+}
+
+export interface AcceptResult {
+  enrolleeId: Uint8Array;
+  /** EK_B, to record so that check 2 refuses it from now on. */
+  ekB: Uint8Array;
+  /** IK_B: replaces EIK_B as the enrollee's identity (the caller's store does that). */
+  ikB: Uint8Array;
+  h: Uint8Array;
+  session: SessionSecrets;
+}
+
+/**
+ * Check 1 only: the length, then the header split. Cheap, no crypto; lets a caller rate
+ * limit or log by enrollee id before `accept`.
+ */
+export function parseHeader(message: Uint8Array): { ekB: Uint8Array; enrolleeId: Uint8Array } {
+  abytes(message, undefined, 'message');
+  if (message.length !== ENROLLMENT_MESSAGE_LEN) {
+    throw new EnrollError(
+      'ERR_MESSAGE_LENGTH',
+      `enrollment message is ${message.length} bytes, expected ${ENROLLMENT_MESSAGE_LEN}`,
+    );
+  }
+  return { ekB: message.slice(0, KEY_LEN), enrolleeId: message.slice(KEY_LEN, HEADER_LEN) };
+}
+
+function decryptFailed(cause?: unknown): EnrollError {
+  return new EnrollError('ERR_ENROLLMENT_DECRYPT', 'enrollment message failed to decrypt', { cause });
+}
+
+/**
+ * The service's side: the seed's checks, in order, stopping at the first failure.
+ *   1. length ≠ 176                                  → ERR_MESSAGE_LENGTH
+ *   2. EK_B already accepted                         → ERR_REPLAY
+ *   3. no pending, unexpired enrollee with this id   → ERR_ENROLLEE_UNKNOWN (no DH computed:
+ *      unknown ids, the cheapest thing an attacker can send, cost a hash-table lookup)
+ *   4. recompute SK, h and decrypt                   → ERR_ENROLLMENT_DECRYPT (also for an
+ *      all-zero DH, i.e. a low-order EK_B)
+ *   5. XEdDSA(IK_B, EIK_B) does not verify           → ERR_POP_INVALID
+ *
+ * On success the caller records EK_B, replaces EIK_B with IK_B and consumes the OPK.
+ * `ikA` is IK_A's private key, raw or pre-imported.
+ */
+export function accept(message: Uint8Array, ikA: Uint8Array | KeyObject, ctx: AcceptContext): AcceptResult {
+  const { ekB, enrolleeId: id } = parseHeader(message); // 1
+  if (ctx.isReplay(ekB)) throw new EnrollError('ERR_REPLAY', 'EK_B was already used in an accepted enrollment'); // 2
+  const pending = ctx.lookupPending(id); // 3
+  if (pending === undefined) throw new EnrollError('ERR_ENROLLEE_UNKNOWN', 'no pending enrollee has this id');
+  const eikB = abytes(pending.eikB, KEY_LEN, 'pending.eikB');
+  if (!equalBytes(sha256(eikB), id)) {
+    // A store that hands back another enrollee's entry must not make us try its keys.
+    throw new EnrollError('ERR_ENROLLEE_UNKNOWN', 'pending enrollee does not match the id');
+  }
+  const addr = pending.addr;
+
+  // 4. EK_B comes from the wire: any failure with it (an import error, or an all-zero DH
+  // from a low-order point) is the same opaque decryption failure. Errors with the
+  // service's own keys (ERR_KEY_INVALID) are configuration faults and pass through.
+  let ekBKey: KeyObject;
+  try {
+    ekBKey = importX25519Public(ekB, 'EK_B');
+  } catch (e) {
+    throw decryptFailed(e);
+  }
+  let dhs: Uint8Array[];
+  try {
+    dhs = x3dhResponderDh({
+      identity: ikA,
+      signedPrekey: pending.spkA,
+      oneTimePrekey: pending.opkA,
+      peerIdentity: eikB,
+      peerEphemeral: ekBKey,
+    });
+  } catch (e) {
+    if (isEnrollError(e, 'ERR_DH_ZERO')) throw decryptFailed(e);
+    throw e;
+  }
+  const km = concat(...dhs);
+  const sk = x3dhKdf(km);
+  const h = x3dhStateHash(km);
+  wipe(km, ...dhs);
+  try {
+    let plaintext: Uint8Array;
+    try {
+      plaintext = aesGcmDecrypt(
+        sk,
+        ekB.subarray(0, GCM_NONCE_LEN),
+        message.subarray(HEADER_LEN),
+        enrollmentAad(message.subarray(0, HEADER_LEN), addr, h),
+      );
+    } catch (e) {
+      if (isEnrollError(e, 'ERR_DECRYPT')) throw decryptFailed(e);
+      throw e;
+    }
+    if (plaintext.length !== PLAINTEXT_LEN) throw decryptFailed();
+    const ikB = plaintext.slice(0, KEY_LEN);
+    const pop = plaintext.slice(KEY_LEN);
+    // 5. POP: the holder of IK_B signed EIK_B, so IK_B is not someone else's key replayed.
+    if (!xeddsaVerify(ikB, eikB, pop)) {
+      throw new EnrollError('ERR_POP_INVALID', 'proof of possession XEdDSA(IK_B, EIK_B) does not verify');
+    }
+    return { enrolleeId: id, ekB, ikB, h, session: deriveSessionKeys(sk, h) };
+  } finally {
+    wipe(sk);
+  }
+}
