@@ -13,10 +13,10 @@
  * signature's top bit. Such signatures verify under libsignal too; the reverse holds only
  * about half the time.
  *
- * Like the spec (and libsignal), verification does not reject small-order keys: for u = 0
- * anyone can make a signature that verifies. Such a key cannot take part in X3DH or Noise,
- * where x25519() refuses it with ERR_DH_ZERO; callers that check a signature under a key
- * they have not used in a DH must reject low-order keys themselves.
+ * Unlike the spec (and libsignal), verification refuses low-order public keys: for u = 0
+ * anyone can make a signature that verifies, and IK_B's proof of possession is checked
+ * under a key the service never uses in a DH during enrollment, so x25519()'s ERR_DH_ZERO
+ * would not catch it (docs/protocol.md §2.5).
  *
  * Secret scalars live in bigints while they are used; JavaScript cannot zero a bigint, so
  * only their byte encodings are wiped.
@@ -179,15 +179,9 @@ export function xeddsaVerify(publicKey: Uint8Array, message: Uint8Array, signatu
 }
 
 /**
- * Spec §2.3 convert_mont(u): P.y = u_to_y(u) = (u - 1)/(u + 1) (mod p), P.s = 0.
- * u = p - 1 makes u + 1 ≡ 0. The spec's inv(0) = 0 (§2.1) would turn that into y = 0, a
- * point of order 4: no X25519 key pair has that u (clamped keys give points of order q),
- * and, like u = 0, such a key would let anyone forge. We return false for it instead.
- */
-/**
- * The canonical (< p) u-coordinates of Curve25519's points of small order: 0 (order 4's
- * Montgomery image and the identity), 1 (order 4), p - 1 (order 2, also refused by
- * convertMont), and the two u of order 8 (as listed in libsodium and Wycheproof).
+ * Canonical (< p) u values that give no key of prime order q, as libsodium's blocklist
+ * has them: 0 (the point of order 2), 1 (order 4), the two u of order 8, and p - 1 (a
+ * twist point; also refused by convertMont).
  */
 const LOW_ORDER_U: ReadonlySet<bigint> = new Set([
   0n,
@@ -197,6 +191,12 @@ const LOW_ORDER_U: ReadonlySet<bigint> = new Set([
   39382357235489614581723060781553021112529911719440698176882885853963445705823n,
 ]);
 
+/**
+ * Spec §2.3 convert_mont(u): P.y = u_to_y(u) = (u - 1)/(u + 1) (mod p), P.s = 0.
+ * u = p - 1 makes u + 1 ≡ 0. The spec's inv(0) = 0 (§2.1) would turn that into y = 0, a
+ * point of order 4: no X25519 key pair has that u (clamped keys give points of order q),
+ * and, like u = 0, such a key would let anyone forge. We return false for it instead.
+ */
 function convertMont(u: bigint): Uint8Array | undefined {
   const denominator = Fp.create(u + 1n);
   if (denominator === 0n) return undefined;

@@ -70,7 +70,8 @@ CREATE TABLE IF NOT EXISTS enrollees (
   failed_attempts INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS enrollees_state ON enrollees(state);
-CREATE INDEX IF NOT EXISTS enrollees_ik_b ON enrollees(ik_b);
+-- One identity key, one enrollee: an IK_B names exactly one device.
+CREATE UNIQUE INDEX IF NOT EXISTS enrollees_ik_b ON enrollees(ik_b);
 CREATE TABLE IF NOT EXISTS accepted_ek (
   ek_b        BLOB PRIMARY KEY,
   accepted_at INTEGER NOT NULL
@@ -160,7 +161,7 @@ export class SqliteStore implements ServiceStore {
 
   /** Opens (creating if needed) the store at `path`. */
   static open(path: string, opts: SqliteStoreOptions = {}): SqliteStore {
-    let db: Database.Database;
+    let db: Database.Database | undefined;
     try {
       db = new Database(path, { readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false });
       // WAL: readers (CLI listing commands) never block the running service. synchronous=FULL:
@@ -170,18 +171,26 @@ export class SqliteStore implements ServiceStore {
       db.pragma('synchronous = FULL');
       db.pragma('foreign_keys = ON');
       db.pragma('busy_timeout = 5000');
+      // The version is checked before any DDL runs, and for read-only opens too: a store of
+      // another version is refused as it is, never half-migrated by CREATE TABLE IF NOT EXISTS.
+      const hasMeta = db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'`).get() !== undefined;
+      const v = hasMeta ? (db.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).get() as Row | undefined) : undefined;
+      if (v !== undefined && Number(v.value) !== SCHEMA_VERSION) {
+        throw new EnrollError('ERR_STORE', `store ${path} has schema version ${String(v.value)}, this ockam-enroll understands ${SCHEMA_VERSION}`);
+      }
       if (!opts.readonly) {
         db.exec(SCHEMA);
-        const v = db.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).get() as Row | undefined;
         if (v === undefined) {
           db.prepare(`INSERT INTO meta (key, value) VALUES ('schema_version', ?)`).run(String(SCHEMA_VERSION));
-        } else if (Number(v.value) !== SCHEMA_VERSION) {
-          throw new EnrollError('ERR_STORE', `store ${path} has schema version ${String(v.value)}, this ockam-enroll understands ${SCHEMA_VERSION}`);
         }
+      } else if (v === undefined) {
+        throw new EnrollError('ERR_STORE', `store ${path} has no schema version: it is not an ockam-enroll store`);
       }
       const check = db.pragma('quick_check', { simple: true });
       if (check !== 'ok') throw new EnrollError('ERR_STORE', `store ${path} failed its integrity check: ${String(check)}`);
     } catch (cause) {
+      // A refused store must not keep its file open (and locked) for the rest of the process.
+      if (db?.open) db.close();
       if (cause instanceof EnrollError) throw cause;
       throw new EnrollError('ERR_STORE', `cannot open the store ${path}: ${(cause as Error).message}`, {
         cause,
@@ -243,9 +252,11 @@ export class SqliteStore implements ServiceStore {
       consumeOpk: db.prepare(
         `UPDATE bundles SET state = 'consumed', opk_private_sealed = NULL WHERE id = ? AND state = 'approved'`,
       ),
+      // bundle_id = ?: the OPK consumed in the same transaction must be the one this
+      // enrollee's approval names, not one a re-approval has since handed to another enrollee.
       enroll: db.prepare(
         `UPDATE enrollees SET state = 'enrolled', ik_b = ?, eik_b = NULL, enrolled_at = ?, failed_attempts = 0
-         WHERE id = ? AND state = 'pending' AND expires_at > ? RETURNING *`,
+         WHERE id = ? AND state = 'pending' AND expires_at > ? AND bundle_id = ? RETURNING *`,
       ),
       recordFailure: db.prepare(
         `UPDATE enrollees SET failed_attempts = failed_attempts + 1 WHERE id = ? RETURNING failed_attempts`,
@@ -392,6 +403,9 @@ export class SqliteStore implements ServiceStore {
     if (enrollee.expiresAt === null || enrollee.expiresAt <= now) return { status: 'expired' };
     const bundle = toBundle(r, 'b_');
     if (bundle.state !== 'approved' || bundle.opkPrivateSealed === null) return { status: 'opk-used' };
+    // The enrollee refuses an expired bundle (verifyBundle); the service does too, so an
+    // approval that outlives its bundle cannot revive it.
+    if (bundle.expiresAt <= now) return { status: 'expired' };
     const spk: SignedPrekeyRecord = {
       id: Number(r.s_id),
       publicKey: bytes(r.s_public_key),
@@ -412,8 +426,16 @@ export class SqliteStore implements ServiceStore {
       if (s.consumeOpk.run(buf(input.bundleId)).changes !== 1) {
         throw new EnrollError('ERR_OPK_USED', 'the OPK of this bundle was already consumed');
       }
-      const row = s.enroll.get(buf(input.ikB), input.now, buf(input.enrolleeId), input.now) as Row | undefined;
-      if (!row) throw new EnrollError('ERR_ENROLLEE_UNKNOWN', 'the enrollee is no longer pending');
+      let row: Row | undefined;
+      try {
+        row = s.enroll.get(buf(input.ikB), input.now, buf(input.enrolleeId), input.now, buf(input.bundleId)) as Row | undefined;
+      } catch (cause) {
+        if ((cause as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
+          throw new EnrollError('ERR_REJECTED', 'this identity key (IK_B) is already enrolled for another enrollee', { cause });
+        }
+        throw cause;
+      }
+      if (!row) throw new EnrollError('ERR_ENROLLEE_UNKNOWN', 'the enrollee is no longer pending with this bundle');
       return toEnrollee(row);
     }).immediate();
   }

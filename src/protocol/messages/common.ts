@@ -35,8 +35,8 @@ export function writer(type: number): ByteWriter {
  */
 export function encodeError(err: EnrollError): Uint8Array {
   const code = err.code;
-  const message = err.message.slice(0, 1000);
-  const hint = (err.hint ?? '').slice(0, 1000);
+  const message = truncateUtf8(err.message, 1000);
+  const hint = truncateUtf8(err.hint ?? '', 1000);
   return writer(MSG_ERROR)
     .u8(code.length, 'code_len')
     .utf8(code, 'code')
@@ -45,6 +45,18 @@ export function encodeError(err: EnrollError): Uint8Array {
     .u16be(Buffer.byteLength(hint), 'hint_len')
     .utf8(hint, 'hint')
     .finish();
+}
+
+/** At most `max` UTF-8 bytes of `s`, cut at a code point boundary. */
+function truncateUtf8(s: string, max: number): string {
+  let out = '';
+  let n = 0;
+  for (const ch of s) {
+    n += Buffer.byteLength(ch);
+    if (n > max) break;
+    out += ch;
+  }
+  return out;
 }
 
 /** Turns a peer's ERROR message into an EnrollError with the peer's code (unknown codes become ERR_REJECTED). */

@@ -1,7 +1,7 @@
 /**
  * The enrollee's home: `<home>/enrollee/` holds
  * - `eik_b.key`          EIK_B, made once by `enrollee init`, before meeting an enroller;
- * - `settings.json`      its pet name (conf);
+ * - `enrollee.json`      its pet name;
  * - `bundle.txt`         the last bundle it was given (its id goes on the card);
  * - `ik_b.pending.key`   IK_B while an enrollment is in flight: kept so that a retry after a
  *                        crash uses the same identity the service may already have accepted;

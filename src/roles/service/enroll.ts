@@ -107,7 +107,12 @@ export async function handleEnrollment(
     enrolled = await store.commitEnrollment({ enrolleeId, bundleId: bundle.id, ekB, ikB: result.ikB, now });
   } catch (err) {
     if (err instanceof EnrollError) {
-      const status = err.code === 'ERR_REPLAY' ? ENROLL_STATUS.REPLAY : ENROLL_STATUS.USED;
+      const status =
+        err.code === 'ERR_REPLAY'
+          ? ENROLL_STATUS.REPLAY
+          : err.code === 'ERR_ENROLLEE_UNKNOWN'
+            ? ENROLL_STATUS.UNKNOWN // the approval expired or was replaced meanwhile
+            : ENROLL_STATUS.USED;
       return reject(status, `${err.code}: ${err.message} (lost a race)`, who);
     }
     throw err;

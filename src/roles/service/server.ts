@@ -7,6 +7,8 @@ import { toHex } from '../../crypto/bytes.js';
 import { EnrollError } from '../../errors.js';
 import {
   decodeKindFrame,
+  encodeEnrollResponse,
+  ENROLL_STATUS,
   KIND_ENROLL,
   KIND_ENROLLER,
   KIND_SESSION,
@@ -48,8 +50,17 @@ export async function startServiceServer(svc: ServiceHome, opts: ServiceServerOp
     const kind = decodeKindFrame(await conn.readFrame(readTimeoutMs));
     if (kind === KIND_ENROLL) {
       const message = await conn.readFrame(readTimeoutMs);
-      const outcome = await handleEnrollment(svc, message, now(), log, peer);
-      await conn.writeFrame(outcome.response);
+      let response: Uint8Array;
+      try {
+        response = (await handleEnrollment(svc, message, now(), log, peer)).response;
+      } catch (err) {
+        // A fault on our side (store, sealed keys): the enrollee is told to retry later,
+        // with nothing recorded and nothing consumed; the precise reason stays in the log.
+        const reason = err instanceof EnrollError ? `${err.code}: ${err.message}` : `internal: ${(err as Error)?.message ?? String(err)}`;
+        log('error', { peer, reason });
+        response = encodeEnrollResponse(ENROLL_STATUS.UNAVAILABLE);
+      }
+      await conn.writeFrame(response);
       await conn.end();
       return;
     }

@@ -31,7 +31,14 @@ export async function serveSession(svc: ServiceHome, channel: SecureChannel, log
       if (isEnrollError(err, 'ERR_CONNECTION_CLOSED') || isEnrollError(err, 'ERR_TIMEOUT')) return;
       throw err;
     }
-    messageType(msg, [MSG_STATUS_REQUEST], 'session');
+    try {
+      messageType(msg, [MSG_STATUS_REQUEST], 'session');
+    } catch (err) {
+      if (!(err instanceof EnrollError)) throw err;
+      await channel.send(encodeError(err));
+      await channel.close();
+      return;
+    }
     await channel.send(
       encodeStatus({ enrolleeId: rec.id, enrolledAt: rec.enrolledAt ?? 0, petName: rec.petName ?? '', addr: svc.settings.address }),
     );
