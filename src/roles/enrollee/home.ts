@@ -135,9 +135,18 @@ export class EnrolleeHome {
     return ikB;
   }
 
-  /** Records an accepted enrollment. The pending IK_B becomes the identity last, so a crash leaves a retryable state. */
-  async commitEnrollment(ikB: KeyPair, service: EnrolledService, session: SessionState): Promise<void> {
-    this.keystore.writeJson(SESSION_FILE, session, { secret: true, overwrite: true });
+  /** The IK_B of an interrupted attempt, if one is kept. */
+  async pendingIdentity(): Promise<KeyPair | undefined> {
+    return this.keystore.hasKey(IK_B_PENDING_FILE) ? this.keystore.loadKeyPair(IK_B_PENDING_FILE) : undefined;
+  }
+
+  /**
+   * Records an accepted enrollment. The pending IK_B becomes the identity last, so a crash
+   * at any point leaves a state that a re-run of `join` completes. `session` is absent when
+   * the enrollment was recovered after such a crash.
+   */
+  async commitEnrollment(ikB: KeyPair, service: EnrolledService, session: SessionState | undefined): Promise<void> {
+    if (session) this.keystore.writeJson(SESSION_FILE, session, { secret: true, overwrite: true });
     this.keystore.writeJson(SERVICE_FILE, service, { overwrite: true });
     await this.keystore.saveKeyPair(IK_B_FILE, ikB, { purpose: 'IK_B', force: true, encrypt: this.encrypt });
     this.keystore.remove(IK_B_PENDING_FILE);

@@ -23,6 +23,7 @@ import { initiateChannel } from '../../transport/channel.js';
 import type { FramedConnection } from '../../transport/connection.js';
 import { connectTcp } from '../../transport/tcp.js';
 import type { EnrolleeHome, EnrolledService } from './home.js';
+import { statusWithKey } from './status.js';
 
 export interface JoinResult {
   enrolleeId: string;
@@ -47,6 +48,10 @@ export async function enrollWithBundle(
     try {
       return await enrollOnce(enrollee, bundle, opts.timeoutMs ?? 15_000);
     } catch (err) {
+      if (err instanceof EnrollError && err.code === 'ERR_BUNDLE_USED') {
+        const recovered = await recoverAcceptedEnrollment(enrollee, bundle);
+        if (recovered) return recovered;
+      }
       if (err instanceof EnrollError && WAITABLE.has(err.code) && opts.now() < deadline) {
         if (!told) opts.onWaiting?.();
         told = true;
@@ -56,6 +61,43 @@ export async function enrollWithBundle(
       throw err;
     }
   }
+}
+
+/**
+ * An earlier attempt may have been accepted by the service and then lost (the process was
+ * killed before it saved the result): the service then refuses a new attempt as USED. The
+ * pending IK_B kept in the keystore is that attempt's identity; if the service admits it on
+ * the authenticated channel (IK_B ↔ the bundle's IK_A) as this enrollee, the enrollment is
+ * completed from the service's own record. The session keys of the lost acceptance cannot
+ * be recovered and are not needed: later sessions use Noise with IK_B.
+ */
+async function recoverAcceptedEnrollment(enrollee: EnrolleeHome, bundle: Bundle): Promise<JoinResult | undefined> {
+  const ikB = await enrollee.pendingIdentity();
+  if (!ikB) return undefined;
+  let report;
+  try {
+    report = await statusWithKey(bundle.addr, ikB, bundle.ikA);
+  } catch {
+    return undefined; // not enrolled under this key: the USED refusal stands
+  }
+  if (!equalBytes(report.enrolleeId, enrollee.enrolleeId())) return undefined;
+  const service: EnrolledService = {
+    service_key: toHex(bundle.ikA),
+    address: report.addr || bundle.addr,
+    enrollee_id: toHex(report.enrolleeId),
+    identity_key: toHex(ikB.publicKey),
+    pet_name: report.petName,
+    enrolled_at: report.enrolledAt,
+  };
+  await enrollee.commitEnrollment(ikB, service, undefined);
+  return {
+    enrolleeId: service.enrollee_id,
+    identityKey: service.identity_key,
+    serviceKey: service.service_key,
+    address: service.address,
+    petName: service.pet_name,
+    enrolledAt: service.enrolled_at,
+  };
 }
 
 async function enrollOnce(enrollee: EnrolleeHome, bundle: Bundle, timeoutMs: number): Promise<JoinResult> {
