@@ -85,6 +85,19 @@ export const ERROR_CODES = [
   'ERR_RATE_LIMITED', // too many requests from this peer
   'ERR_PROTOCOL', // the peer sent an unexpected message for this step
 
+  // -- token enrollment (X.509 over EST, docs/token-enrollment.md)
+  'ERR_TOKEN_INVALID', // the enrollment token does not parse, has a bad claim, or is unknown to the service
+  'ERR_TOKEN_EXPIRED', // the enrollment token is past its exp
+  'ERR_TOKEN_USED', // the one-time token was already used
+  'ERR_TOKEN_SIGNATURE', // the token's signature does not verify with the service's HTTPS key
+  'ERR_CA_MISMATCH', // the service's CA does not match the token's ca_fp, or its certificate does not chain to it
+  'ERR_CSR_INVALID', // a certificate request does not parse, is too large, or its signature does not verify
+  'ERR_CSR_IDENTITY', // a certificate request names another identity than the token or certificate allows
+  'ERR_CERT_REQUIRED', // the endpoint needs a TLS client certificate and none was presented
+  'ERR_CERT_REVOKED', // the client certificate is revoked, expired or unknown to the service
+  'ERR_NAME_TAKEN', // another identity already has this name
+  'ERR_HTTP', // an HTTPS exchange failed: unexpected status, content type or body
+
   // -- CLI
   'ERR_USAGE', // bad flags or arguments
   'ERR_INTERNAL', // a bug: please report it

@@ -14,21 +14,28 @@ export function register(enrollee: Command): void {
   leaf(
     enrollee,
     'join',
-    'enroll with the service: from a bundle (text, @FILE or -), or through an enroller over TCP or stdin/stdout',
-    'ockam-enroll enrollee join --enroller tcp://10.0.0.5:4200\nockam-enroll enrollee join --bundle @bundle.txt --wait 5m',
+    'enroll with the service: from a bundle (text, @FILE or -), through an enroller over TCP or stdin/stdout, or with a one-time token for an X.509 certificate',
+    'ockam-enroll enrollee join --enroller tcp://10.0.0.5:4200\nockam-enroll enrollee join --bundle @bundle.txt --wait 5m\nockam-enroll enrollee join --token @sensor-12.jwt',
   )
     .option('--bundle <text|@file|->', 'a bundle\'s text form (OEB1:…), @FILE, or - for stdin')
     .option('--enroller <tcp://HOST:PORT>', 'meet an enroller running `enroller onboard --listen`')
     .option('--stdio', 'meet an enroller over stdin/stdout (as run by `enroller onboard --exec`)')
     .option('--wait <duration>', 'with --bundle: keep retrying while the service has no approval yet', '0s')
+    .option('--token <jwt|@file|->', 'a one-time enrollment token (from `enroller token create`), @FILE, or - for stdin: enroll for an X.509 certificate')
+    .option('--key-type <type>', 'with --token: the key to make, p256 (default) or ed25519')
+    .option('--force', 'with --token: replace a certificate from an earlier token enrollment')
     .action(
-      action(async ({ out, home, opts }) => {
-        const modes = [opts.bundle, opts.enroller, opts.stdio].filter((x) => x !== undefined && x !== false);
-        if (modes.length !== 1) throw new EnrollError('ERR_USAGE', 'choose exactly one of --bundle, --enroller or --stdio');
+      action(async (ctx) => {
+        const { out, home, opts } = ctx;
+        const modes = [opts.bundle, opts.enroller, opts.stdio, opts.token].filter((x) => x !== undefined && x !== false);
+        if (modes.length !== 1) throw new EnrollError('ERR_USAGE', 'choose exactly one of --bundle, --enroller, --stdio or --token');
+        if (opts.token === undefined && (opts.keyType !== undefined || opts.force)) throw new EnrollError('ERR_USAGE', '--key-type and --force apply only with --token');
+        // The token mode loads the X.509 library: only when it is used.
+        if (opts.token !== undefined) return (await import('./enrollee-token-join.js')).runTokenJoin(ctx);
         const e = EnrolleeHome.open(home, { passphrase: passphraseSource(opts) });
         let r: JoinResult & { sas?: string };
         // In --stdio mode stdout is the channel: results go to stderr.
-        const results = opts.stdio ? makeOutput({ json: out.json, quiet: true }) : out;
+        const results = opts.stdio ? makeOutput({ json: out.json, quiet: true, resultsToStderr: true }) : out;
         if (opts.bundle !== undefined) {
           const bundle = bundleFromText(readTextArg(opts.bundle as string, 'bundle'), { now: nowSeconds() });
           e.holdBundle(bundleToText(bundle));

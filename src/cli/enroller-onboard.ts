@@ -36,7 +36,7 @@ export function register(enroller: Command): void {
         const petName = parsePetName(opts.name as string | undefined);
         const enr = EnrollerHome.open(home, { passphrase: passphraseSource(opts) });
         // In --stdio mode stdout is the channel: results go to stderr.
-        const results = opts.stdio ? makeOutput({ json: out.json, quiet: true }) : out;
+        const results = opts.stdio ? makeOutput({ json: out.json, quiet: true, resultsToStderr: true }) : out;
         const run = (conn: FramedConnection) =>
           onboard(enr, conn, {
             ttl,
@@ -85,7 +85,7 @@ export function register(enroller: Command): void {
             result = await run(spawned.conn);
           } finally {
             spawned.conn.destroy();
-            const exit = await Promise.race([spawned.exited, new Promise<undefined>((r) => setTimeout(r, 10_000, undefined))]);
+            const exit = await Promise.race([spawned.exited, new Promise<undefined>((r) => setTimeout(r, 10_000, undefined).unref())]);
             if (exit === undefined) spawned.child.kill();
           }
         }

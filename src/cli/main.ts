@@ -14,10 +14,12 @@ import * as enrollerInit from './enroller-init.js';
 import * as enrollerBundle from './enroller-bundle.js';
 import * as enrollerApprove from './enroller-approve.js';
 import * as enrollerOnboard from './enroller-onboard.js';
+import * as enrollerToken from './enroller-token.js';
 import * as enrolleeInit from './enrollee-init.js';
 import * as enrolleeCard from './enrollee-card.js';
 import * as enrolleeJoin from './enrollee-join.js';
 import * as enrolleeStatus from './enrollee-status.js';
+import * as enrolleeRenew from './enrollee-renew.js';
 import * as demo from './demo.js';
 
 export function version(): string {
@@ -61,6 +63,7 @@ Example (three terminals):
   enrollerBundle.register(enroller);
   enrollerApprove.register(enroller);
   enrollerOnboard.register(enroller);
+  enrollerToken.register(enroller);
 
   const enrollee = program
     .command('enrollee')
@@ -70,6 +73,7 @@ Example (three terminals):
   enrolleeCard.register(enrollee);
   enrolleeJoin.register(enrollee);
   enrolleeStatus.register(enrollee);
+  enrolleeRenew.register(enrollee);
 
   demo.register(program);
 

@@ -26,15 +26,17 @@ export interface Output {
   raw(text: string): void;
 }
 
-export function makeOutput(opts: { json?: boolean; quiet?: boolean }): Output {
+export function makeOutput(opts: { json?: boolean; quiet?: boolean; resultsToStderr?: boolean }): Output {
   const json = opts.json === true;
+  // In --stdio mode stdout is the protocol channel: the result must go to stderr.
+  const results = opts.resultsToStderr ? process.stderr : process.stdout;
   return {
     json,
     result(data, human) {
-      if (json) process.stdout.write(`${JSON.stringify(data)}\n`);
+      if (json) results.write(`${JSON.stringify(data)}\n`);
       else {
         const text = typeof human === 'function' ? human() : human;
-        if (text) process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+        if (text) results.write(text.endsWith('\n') ? text : `${text}\n`);
       }
     },
     info(line) {

@@ -66,10 +66,26 @@ export function register(service: Command): void {
       action(async ({ out, home, opts }, id: string) => {
         const svc = await ServiceHome.open(home, { passphrase: passphraseSource(opts) });
         try {
-          const v = view(await find(svc, id), nowSeconds());
+          const rec = await find(svc, id);
+          const now = nowSeconds();
+          // A token identity also lists its certificates (serial, expiry, revoked or not).
+          const certificates =
+            rec.method === 'token'
+              ? (await svc.tokens.listCertificates(rec.id)).map((c) => ({
+                  serial: c.serial,
+                  kind: c.kind,
+                  not_after: isoTime(c.notAfter),
+                  revoked: c.revokedAt !== null || rec.state === 'revoked',
+                }))
+              : undefined;
+          const v = { ...view(rec, now), ...(certificates ? { certificates } : {}) };
           out.result(v, () =>
             Object.entries(v)
-              .map(([k, val]) => `${k.padEnd(16)} ${val ?? '-'}`)
+              .map(([k, val]) =>
+                Array.isArray(val)
+                  ? `${k.padEnd(16)} ${val.length === 0 ? '-' : val.map((c) => `${c.serial} ${c.kind} until ${c.not_after}${c.revoked ? ' (revoked)' : ''}`).join(`\n${' '.repeat(17)}`)}`
+                  : `${k.padEnd(16)} ${val ?? '-'}`,
+              )
               .join('\n'),
           );
         } finally {
@@ -84,10 +100,16 @@ export function register(service: Command): void {
         const svc = await ServiceHome.open(home, { passphrase: passphraseSource(opts) });
         try {
           const rec = await find(svc, id);
-          if (!(await svc.store.revokeEnrollee(rec.id, nowSeconds()))) {
+          const now = nowSeconds();
+          if (!(await svc.store.revokeEnrollee(rec.id, now))) {
             throw new EnrollError('ERR_USAGE', `enrollee ${toHex(rec.id)} is already revoked`);
           }
-          out.result({ id: toHex(rec.id), state: 'revoked' }, `revoked ${toHex(rec.id)}`);
+          // A token identity's certificates are revoked with it: they go on the CRL (GET /crl) and /whoami refuses them.
+          const certs = rec.method === 'token' ? await svc.tokens.revokeCertificates(rec.id, now) : 0;
+          out.result(
+            { id: toHex(rec.id), state: 'revoked', ...(rec.method === 'token' ? { certificates_revoked: certs } : {}) },
+            `revoked ${toHex(rec.id)}${rec.method === 'token' ? ` and ${certs} certificate${certs === 1 ? '' : 's'}` : ''}`,
+          );
         } finally {
           await svc.close();
         }

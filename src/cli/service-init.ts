@@ -2,27 +2,43 @@ import type { Command } from 'commander';
 import { toHex } from '../crypto/bytes.js';
 import { ServiceHome } from '../roles/service/home.js';
 import { action, leaf } from './command.js';
-import { nowSeconds, passphraseSource } from './options.js';
+import { nowSeconds, parseCount, passphraseSource } from './options.js';
 
 export function register(service: Command): void {
   leaf(service, 'init', 'make the service\'s identity key (IK_A), its first signed prekey and its store', 'ockam-enroll service init --home /var/lib/ockam-enroll --address tcp://enroll.example.com:4100')
     .option('--address <tcp://HOST:PORT>', 'the enrollment address put in bundles', 'tcp://127.0.0.1:4100')
+    .option('--https-address <https://HOST:PORT>', 'token enrollment: the HTTPS URL put in tokens and in the server certificate (default https://127.0.0.1:4443)')
+    .option('--cert-days <n>', 'token enrollment: lifetime in days of the client certificates the CA issues', '90')
     .option('--force', 'replace an existing service identity (every device must enroll again)')
     .action(
       action(async ({ out, home, opts }) => {
         const passphrase = passphraseSource(opts);
         const svc = await ServiceHome.init(home, {
           address: opts.address as string,
+          ...(opts.httpsAddress !== undefined ? { httpsAddress: opts.httpsAddress as string } : {}),
+          certDays: parseCount(opts.certDays as string, '--cert-days', 1, 3650),
           force: opts.force === true,
           encrypt: passphrase.kind !== 'none',
           passphrase,
           now: nowSeconds(),
         });
         const key = toHex(svc.ikA.publicKey);
+        const pki = await svc.requirePki();
         await svc.close();
         out.info(`service initialised in ${svc.keystore.dir}`);
+        out.info(`token enrollment: ${svc.settings.httpsAddress}, CA SHA-256 ${pki.caFingerprint}, certificates for ${svc.settings.certDays} days`);
         out.info('give enrollers this service key to pin (--service-key), and allow them with `service enroller allow`');
-        out.result({ service_key: key, address: svc.settings.address, dir: svc.keystore.dir }, key);
+        out.result(
+          {
+            service_key: key,
+            address: svc.settings.address,
+            https_address: svc.settings.httpsAddress,
+            ca_fingerprint: pki.caFingerprint,
+            cert_days: svc.settings.certDays,
+            dir: svc.keystore.dir,
+          },
+          key,
+        );
       }),
     );
 }

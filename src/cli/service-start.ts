@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
 import { EnrollError } from '../errors.js';
 import { ServiceHome } from '../roles/service/home.js';
+import { DEFAULT_MAX_FRAME_LEN, DEFAULT_RATE_PER_ENROLLER, DEFAULT_RATE_PER_IP, MIN_MAX_FRAME_LEN, parseRate } from '../roles/service/limits.js';
+import type { RunningHttpsServer } from '../roles/service/https.js';
 import { makeDecisionLog } from '../roles/service/log.js';
 import { DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT_MS, startServiceServer } from '../roles/service/server.js';
 import { parseListenAddress } from '../transport/address.js';
@@ -12,41 +14,87 @@ export function register(service: Command): void {
     .option('--listen <HOST:PORT>', 'where to listen (default: the listen setting from init)')
     .option('--max-connections <n>', `most simultaneous connections (default ${DEFAULT_MAX_CONNECTIONS})`)
     .option('--read-timeout <duration>', `per-read timeout against slow peers (default ${DEFAULT_READ_TIMEOUT_MS / 1000}s)`)
+    .option('--max-frame <bytes>', `largest frame read or written, ${MIN_MAX_FRAME_LEN}..65535 (default ${DEFAULT_MAX_FRAME_LEN})`)
+    .option('--rate-per-ip <rate>', `connections per source IP (IPv6: per /64), as N/s, N/m or N/h, or off (default ${DEFAULT_RATE_PER_IP})`)
+    .option('--rate-per-enroller <rate>', `requests per enroller key, as N/s, N/m or N/h, or off (default ${DEFAULT_RATE_PER_ENROLLER})`)
+    .option('--https-listen <HOST:PORT>', 'where to serve token enrollment over HTTPS (default: the httpsListen setting from init)')
     .action(
       action(async ({ out, home, opts }) => {
-        const svc = await ServiceHome.open(home, { passphrase: passphraseSource(opts) });
-        const listen = parseListenAddress((opts.listen as string | undefined) ?? svc.settings.listen);
-        const log = makeDecisionLog({ json: out.json });
-        let server;
+        const httpsListenFlag = opts.httpsListen === undefined ? undefined : parseListenAddress(opts.httpsListen as string);
+        // Flags first: a typo must not cost a passphrase prompt.
+        const limits = {
+          ...(opts.maxFrame ? { maxFrameLen: parseCount(opts.maxFrame as string, '--max-frame', MIN_MAX_FRAME_LEN, 65535) } : {}),
+          ...(opts.ratePerIp ? { ratePerIp: parseRate(opts.ratePerIp as string, '--rate-per-ip') } : {}),
+          ...(opts.ratePerEnroller ? { ratePerEnroller: parseRate(opts.ratePerEnroller as string, '--rate-per-enroller') } : {}),
+          ...(opts.maxConnections ? { maxConnections: parseCount(opts.maxConnections as string, '--max-connections', 1, 1_000_000) } : {}),
+          ...(opts.readTimeout ? { readTimeoutMs: 1000 * parseDuration(opts.readTimeout as string, '--read-timeout', 1, 3600) } : {}),
+        };
+        // Signals are caught from the start: a SIGTERM while the listeners start up (a
+        // supervisor stopping a service it just started) still ends in a clean stop.
+        let stopSignal: string | undefined;
+        let wake: (() => void) | undefined;
+        const onInt = () => {
+          stopSignal ??= 'SIGINT';
+          wake?.();
+        };
+        const onTerm = () => {
+          stopSignal ??= 'SIGTERM';
+          wake?.();
+        };
+        process.on('SIGINT', onInt);
+        process.on('SIGTERM', onTerm);
         try {
-          server = await startServiceServer(svc, {
-            host: listen.host,
-            port: listen.port,
-            log,
-            ...(opts.maxConnections ? { maxConnections: parseCount(opts.maxConnections as string, '--max-connections', 1, 1_000_000) } : {}),
-            ...(opts.readTimeout ? { readTimeoutMs: 1000 * parseDuration(opts.readTimeout as string, '--read-timeout', 1, 3600) } : {}),
+          const svc = await ServiceHome.open(home, { passphrase: passphraseSource(opts) });
+          const listen = parseListenAddress((opts.listen as string | undefined) ?? svc.settings.listen);
+          const log = makeDecisionLog({ json: out.json });
+          let server;
+          try {
+            server = await startServiceServer(svc, {
+              host: listen.host,
+              port: listen.port,
+              log,
+              ...limits,
+            });
+          } catch (err) {
+            await svc.close();
+            if (err instanceof EnrollError) throw err;
+            throw new EnrollError('ERR_UNREACHABLE', `cannot listen on ${listen.host}:${listen.port}: ${(err as Error).message}`, {
+              hint: 'is another service already running there? choose another --listen',
+            });
+          }
+          // Token enrollment's HTTPS listener, beside the TCP one (docs/token-enrollment.md).
+          let https: RunningHttpsServer | undefined;
+          const pki = await svc.pki();
+          if (pki) {
+            const at = httpsListenFlag ?? parseListenAddress(svc.settings.httpsListen);
+            try {
+              const { startHttpsServer } = await import('../roles/service/https.js');
+              https = await startHttpsServer(svc, pki, { host: at.host, port: at.port, log });
+            } catch (err) {
+              // Only the operator's own choice of HTTPS address is worth failing for; the default
+              // one may simply be taken by another service on this host.
+              if (httpsListenFlag || svc.settings.httpsRequired || !(err instanceof EnrollError) || err.code !== 'ERR_LISTEN') {
+                await server.close();
+                await svc.close();
+                throw err;
+              }
+              out.warn(`token enrollment is off: ${err.message}; choose a port with --https-listen, or set one with \`service init --https-address\``);
+            }
+          } else {
+            out.warn('this service has no CA, so token enrollment is off; `service init --force` makes one (and a new service identity)');
+          }
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+            if (stopSignal !== undefined) resolve();
           });
-        } catch (err) {
+          log('stopped', { signal: stopSignal });
+          await https?.close();
+          await server.close();
           await svc.close();
-          if (err instanceof EnrollError) throw err;
-          throw new EnrollError('ERR_UNREACHABLE', `cannot listen on ${listen.host}:${listen.port}: ${(err as Error).message}`, {
-            hint: 'is another service already running there? choose another --listen',
-          });
+        } finally {
+          process.off('SIGINT', onInt);
+          process.off('SIGTERM', onTerm);
         }
-        await new Promise<void>((resolve) => {
-          const stop = (signal: string) => {
-            process.off('SIGINT', onInt);
-            process.off('SIGTERM', onTerm);
-            log('stopped', { signal });
-            resolve();
-          };
-          const onInt = () => stop('SIGINT');
-          const onTerm = () => stop('SIGTERM');
-          process.on('SIGINT', onInt);
-          process.on('SIGTERM', onTerm);
-        });
-        await server.close();
-        await svc.close();
       }),
     );
 }

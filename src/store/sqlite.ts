@@ -418,26 +418,50 @@ export class SqliteStore implements ServiceStore {
   }
 
   async commitEnrollment(input: CommitEnrollmentInput): Promise<EnrolleeRecord> {
-    const s = this.#stmt;
-    return this.#db.transaction(() => {
-      if (s.insertEk.run(buf(input.ekB), input.now).changes !== 1) {
-        throw new EnrollError('ERR_REPLAY', 'EK_B was already accepted');
-      }
-      if (s.consumeOpk.run(buf(input.bundleId)).changes !== 1) {
-        throw new EnrollError('ERR_OPK_USED', 'the OPK of this bundle was already consumed');
-      }
-      let row: Row | undefined;
-      try {
-        row = s.enroll.get(buf(input.ikB), input.now, buf(input.enrolleeId), input.now, buf(input.bundleId)) as Row | undefined;
-      } catch (cause) {
-        if ((cause as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
-          throw new EnrollError('ERR_REJECTED', 'this identity key (IK_B) is already enrolled for another enrollee', { cause });
+    return this.#db.transaction(() => this.#commitOne(input)).immediate();
+  }
+
+  /**
+   * Group commit: every input as `commitEnrollment` would commit it, all in one IMMEDIATE
+   * transaction, so a batch of concurrent enrollments costs one WAL sync. Each input runs in
+   * its own savepoint: one that fails is rolled back alone and comes back as its EnrollError,
+   * the others still commit. Any other error aborts the whole batch. Returns after COMMIT,
+   * which with synchronous=FULL means the batch is on disk.
+   */
+  async commitEnrollments(inputs: CommitEnrollmentInput[]): Promise<(EnrolleeRecord | EnrollError)[]> {
+    const one = this.#db.transaction((input: CommitEnrollmentInput) => this.#commitOne(input));
+    return this.#db.transaction(() =>
+      inputs.map((input) => {
+        try {
+          return one(input);
+        } catch (err) {
+          if (err instanceof EnrollError) return err;
+          throw err;
         }
-        throw cause;
+      }),
+    ).immediate();
+  }
+
+  /** The body of commitEnrollment; the caller holds the transaction. */
+  #commitOne(input: CommitEnrollmentInput): EnrolleeRecord {
+    const s = this.#stmt;
+    if (s.insertEk.run(buf(input.ekB), input.now).changes !== 1) {
+      throw new EnrollError('ERR_REPLAY', 'EK_B was already accepted');
+    }
+    if (s.consumeOpk.run(buf(input.bundleId)).changes !== 1) {
+      throw new EnrollError('ERR_OPK_USED', 'the OPK of this bundle was already consumed');
+    }
+    let row: Row | undefined;
+    try {
+      row = s.enroll.get(buf(input.ikB), input.now, buf(input.enrolleeId), input.now, buf(input.bundleId)) as Row | undefined;
+    } catch (cause) {
+      if ((cause as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
+        throw new EnrollError('ERR_REJECTED', 'this identity key (IK_B) is already enrolled for another enrollee', { cause });
       }
-      if (!row) throw new EnrollError('ERR_ENROLLEE_UNKNOWN', 'the enrollee is no longer pending with this bundle');
-      return toEnrollee(row);
-    }).immediate();
+      throw cause;
+    }
+    if (!row) throw new EnrollError('ERR_ENROLLEE_UNKNOWN', 'the enrollee is no longer pending with this bundle');
+    return toEnrollee(row);
   }
 
   async recordFailure(enrolleeId: Uint8Array): Promise<number> {

@@ -12,6 +12,8 @@
  * Times are unix seconds. Keys and ids are raw bytes.
  */
 
+import type { EnrollError } from '../errors.js';
+
 export type EnrolleeState = 'pending' | 'enrolled' | 'revoked';
 export type EnrollmentMethod = 'x3dh' | 'token';
 export type BundleState = 'issued' | 'approved' | 'consumed' | 'revoked';
@@ -122,6 +124,12 @@ export interface ServiceStore {
   lookupPending(enrolleeId: Uint8Array, now: number): Promise<PendingResult>;
   /** Atomically records EK_B, consumes the OPK and enrolls IK_B. Throws ERR_REPLAY / ERR_OPK_USED / ERR_ENROLLEE_UNKNOWN on a lost race. */
   commitEnrollment(input: CommitEnrollmentInput): Promise<EnrolleeRecord>;
+  /**
+   * Optional group commit: `commitEnrollment` for each input in one durable transaction;
+   * each input succeeds or fails on its own (failures come back as their EnrollError, in
+   * place). Resolves only once the whole batch is durable.
+   */
+  commitEnrollments?(inputs: CommitEnrollmentInput[]): Promise<(EnrolleeRecord | EnrollError)[]>;
   recordFailure(enrolleeId: Uint8Array): Promise<number>;
 
   // enrollees

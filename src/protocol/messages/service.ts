@@ -13,6 +13,7 @@ import { EnrollError } from '../../errors.js';
 import { utf8 } from '../../crypto/bytes.js';
 import { ByteReader } from '../codec/reader.js';
 import { ByteWriter } from '../codec/writer.js';
+import { isIdentityName } from '../../x509/identity.js';
 import { messageType, reader, writer } from './common.js';
 
 export const KIND_ENROLL = 0x01;
@@ -269,4 +270,70 @@ export function decodeStatus(msg: Uint8Array): StatusReport {
   const addr = r.utf8(r.u16be('addr_len'), 'addr');
   r.end();
   return { enrolleeId, enrolledAt, petName, addr };
+}
+
+// ---- token enrollment (enroller → service, docs/token-enrollment.md)
+
+export const MSG_TOKEN_CREATE = 0x50;
+export const MSG_TOKEN = 0x51;
+
+/** Longest token lifetime an enroller may ask for (30 days), as for approvals. */
+export const MAX_TOKEN_CREATE_TTL = 30 * 24 * 3600;
+/** Longest token the service may answer with (protocol/token/claims.ts MAX_TOKEN_LEN). */
+const MAX_TOKEN_MSG_LEN = 4096;
+
+/** TOKEN_CREATE: `0x50 ‖ ttl u64 ‖ name_len u8 ‖ name` (name: see x509/identity.ts). */
+export interface TokenCreateRequest {
+  ttl: number;
+  name: string;
+}
+
+export function encodeTokenCreate(req: TokenCreateRequest): Uint8Array {
+  return writer(MSG_TOKEN_CREATE)
+    .u64be(req.ttl, 'ttl')
+    .u8(Buffer.byteLength(req.name), 'name_len')
+    .utf8(req.name, 'name')
+    .finish();
+}
+
+export function decodeTokenCreate(msg: Uint8Array): TokenCreateRequest {
+  messageType(msg, [MSG_TOKEN_CREATE], 'token create');
+  const r = reader(msg, 'token create');
+  const ttl = r.u64be('ttl');
+  const name = r.utf8(r.u8('name_len'), 'name');
+  r.end();
+  if (ttl < 1 || ttl > MAX_TOKEN_CREATE_TTL) {
+    throw new EnrollError('ERR_FRAME_MALFORMED', `token create: ttl must be 1..${MAX_TOKEN_CREATE_TTL} seconds, got ${ttl}`);
+  }
+  if (!isIdentityName(name)) throw new EnrollError('ERR_FRAME_MALFORMED', 'token create: the name is not a valid identity name');
+  return { ttl, name };
+}
+
+/** TOKEN: `0x51 ‖ identity_id 32 ‖ expires_at u64 ‖ jwt_len u16 ‖ jwt ASCII`. */
+export interface TokenCreated {
+  identityId: Uint8Array;
+  expiresAt: number;
+  jwt: string;
+}
+
+export function encodeTokenCreated(t: TokenCreated): Uint8Array {
+  return writer(MSG_TOKEN)
+    .bytes(t.identityId, 32, 'identity_id')
+    .u64be(t.expiresAt, 'expires_at')
+    .u16be(Buffer.byteLength(t.jwt), 'jwt_len')
+    .utf8(t.jwt, 'jwt')
+    .finish();
+}
+
+export function decodeTokenCreated(msg: Uint8Array): TokenCreated {
+  messageType(msg, [MSG_TOKEN], 'token create');
+  const r = reader(msg, 'token');
+  const identityId = r.bytes(32, 'identity_id');
+  const expiresAt = r.u64be('expires_at');
+  const len = r.u16be('jwt_len');
+  if (len === 0 || len > MAX_TOKEN_MSG_LEN) r.fail(`jwt_len must be 1..${MAX_TOKEN_MSG_LEN}`);
+  const jwt = r.utf8(len, 'jwt');
+  r.end();
+  if (!/^[A-Za-z0-9_.-]+$/.test(jwt)) throw new EnrollError('ERR_FRAME_MALFORMED', 'token: the jwt is not a compact JWS');
+  return { identityId, expiresAt, jwt };
 }

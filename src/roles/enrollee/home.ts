@@ -147,8 +147,11 @@ export class EnrolleeHome {
    */
   async commitEnrollment(ikB: KeyPair, service: EnrolledService, session: SessionState | undefined): Promise<void> {
     if (session) this.keystore.writeJson(SESSION_FILE, session, { secret: true, overwrite: true });
-    this.keystore.writeJson(SERVICE_FILE, service, { overwrite: true });
     await this.keystore.saveKeyPair(IK_B_FILE, ikB, { purpose: 'IK_B', force: true, encrypt: this.encrypt });
+    // service.json marks the enrollee as enrolled (`enrolled()`), so it is written only once
+    // ik_b.key is on disk: a crash before it leaves a state that `join` completes (recovery
+    // through the pending IK_B), never "enrolled" without an identity key.
+    this.keystore.writeJson(SERVICE_FILE, service, { overwrite: true });
     this.keystore.remove(IK_B_PENDING_FILE);
   }
 

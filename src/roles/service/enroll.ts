@@ -4,7 +4,8 @@
  * caller sends it. Precise reasons go to the decision log; the peer gets only an
  * ENROLL_STATUS, with crypto failures collapsed into the opaque REJECTED.
  */
-import { concat, toHex } from '../../crypto/bytes.js';
+import type { KeyObject } from 'node:crypto';
+import { concat, equalBytes, toHex } from '../../crypto/bytes.js';
 import { importX25519Private } from '../../crypto/x25519.js';
 import { EnrollError, isEnrollError } from '../../errors.js';
 import {
@@ -20,12 +21,43 @@ import {
   encodeEnrollResponse,
   type EnrollStatus,
 } from '../../protocol/messages/service.js';
+import type { Sealer } from '../../store/sealing.js';
+import type { SignedPrekeyRecord } from '../../store/types.js';
+import { commitQueueFor } from './commits.js';
 import type { ServiceHome } from './home.js';
 import type { DecisionLog } from './log.js';
 
 export interface EnrollOutcome {
   status: EnrollStatus;
   response: Uint8Array;
+}
+
+/**
+ * SPK_A private keys, unsealed and imported once per SPK rather than once per message (an
+ * AES-GCM open and a ~40 µs X25519 private-key import each time). Keyed by the sealer, so
+ * by service home, then by SPK id; the public key is compared on every use. SPKs are few
+ * (one per rotation), so the map stays small; it is bounded anyway.
+ */
+const spkKeys = new WeakMap<Sealer, Map<number, { publicKey: Uint8Array; key: KeyObject }>>();
+const MAX_CACHED_SPKS = 64;
+
+function spkKey(sealer: Sealer, spk: SignedPrekeyRecord): KeyObject {
+  let bySealer = spkKeys.get(sealer);
+  if (bySealer === undefined) {
+    bySealer = new Map();
+    spkKeys.set(sealer, bySealer);
+  }
+  const hit = bySealer.get(spk.id);
+  if (hit !== undefined && equalBytes(hit.publicKey, spk.publicKey)) return hit.key;
+  const raw = sealer.open(spk.privateSealed, 'spk', spk.publicKey);
+  try {
+    const key = importX25519Private(raw, 'SPK_A');
+    if (bySealer.size >= MAX_CACHED_SPKS) bySealer.clear();
+    bySealer.set(spk.id, { publicKey: Uint8Array.from(spk.publicKey), key });
+    return key;
+  } finally {
+    raw.fill(0);
+  }
 }
 
 export async function handleEnrollment(
@@ -74,15 +106,14 @@ export async function handleEnrollment(
   }
 
   // Checks 4 and 5: recompute SK and h with the approval's bundle, decrypt, verify POP.
-  let spkPrivate: Uint8Array | undefined;
   let opkPrivate: Uint8Array | undefined;
   let result;
   try {
-    spkPrivate = svc.sealer.open(spk.privateSealed, 'spk', spk.publicKey);
+    const spkA = spkKey(svc.sealer, spk);
     opkPrivate = svc.sealer.open(bundle.opkPrivateSealed!, 'opk', bundle.id);
     const pending = {
       eikB: enrollee.eikB!,
-      spkA: importX25519Private(spkPrivate, 'SPK_A'),
+      spkA,
       opkA: importX25519Private(opkPrivate, 'OPK_A'),
       addr: bundle.addr,
     };
@@ -97,14 +128,15 @@ export async function handleEnrollment(
     }
     throw err;
   } finally {
-    spkPrivate?.fill(0);
     opkPrivate?.fill(0);
   }
 
-  // Commit durably (EK_B recorded, OPK consumed, IK_B enrolled) before the acceptance leaves.
+  // Commit durably (EK_B recorded, OPK consumed, IK_B enrolled) before the acceptance leaves:
+  // grouped with the other enrollments of this event-loop turn into one transaction, and
+  // resolved only after its COMMIT (commits.ts).
   let enrolled;
   try {
-    enrolled = await store.commitEnrollment({ enrolleeId, bundleId: bundle.id, ekB, ikB: result.ikB, now });
+    enrolled = await commitQueueFor(store).commit({ enrolleeId, bundleId: bundle.id, ekB, ikB: result.ikB, now });
   } catch (err) {
     if (err instanceof EnrollError) {
       const status =

@@ -18,6 +18,7 @@ import {
   encodeBundlesEnd,
   MSG_APPROVE,
   MSG_FETCH_BUNDLES,
+  MSG_TOKEN_CREATE,
 } from '../../protocol/messages/service.js';
 import type { BundleRecord, EnrollerRecord } from '../../store/types.js';
 import type { SecureChannel } from '../../transport/channel.js';
@@ -65,10 +66,11 @@ export async function serveEnroller(
     try {
       if (msg[0] === MSG_FETCH_BUNDLES) await serveBundles(svc, channel, current, decodeFetchBundles(msg).count, log, opts);
       else if (msg[0] === MSG_APPROVE) await serveApprove(svc, channel, current, msg, log, opts.now());
+      else if (msg[0] === MSG_TOKEN_CREATE) await (await import('./tokens.js')).serveTokenCreate(svc, channel, current, msg, log, opts.now());
       else throw new EnrollError('ERR_PROTOCOL', `unexpected request type ${msg[0]}`);
     } catch (err) {
       if (!(err instanceof EnrollError)) throw err;
-      log('approve-refused', { enroller: toHex(key), enroller_name: current.name, reason: `${err.code}: ${err.message}` });
+      log(msg[0] === MSG_TOKEN_CREATE ? 'token-refused' : 'approve-refused', { enroller: toHex(key), enroller_name: current.name, reason: `${err.code}: ${err.message}` });
       await channel.send(encodeError(err));
       if (err.code === 'ERR_PROTOCOL' || err.code === 'ERR_FRAME_MALFORMED') {
         await channel.close();

@@ -4,7 +4,8 @@
  *                   (XEdDSA), is DH2's key in every enrollment, and is the static key of
  *                   every Noise channel the service answers;
  * - `settings.json` the enrollment address and the lifetimes (conf);
- * - `store.db`      the SQLite store.
+ * - `store.db`      the SQLite store;
+ * - the CA and HTTPS files of token enrollment (pki.ts).
  * The store key that seals prekey private keys in the database is derived from IK_A's
  * private key (HKDF, info "ockam-enroll/v1/store-key"), so a passphrase on ik_a.key
  * protects it too and there is no second secret file to lose.
@@ -23,8 +24,14 @@ import { Keystore } from '../../keystore/keystore.js';
 import type { PassphraseSource } from '../../keystore/passphrase.js';
 import { Sealer } from '../../store/sealing.js';
 import { SqliteStore } from '../../store/sqlite.js';
+import { SqliteTokenStore, type TokenStore } from '../../store/tokens.js';
 import type { ServiceStore, SignedPrekeyRecord } from '../../store/types.js';
 import { formatAddress, parseAddress } from '../../transport/address.js';
+import { DEFAULT_HTTPS_ADDRESS, defaultHttpsListen, parseHttpsAddress } from '../../transport/https-address.js';
+import { DEFAULT_CLIENT_CERT_DAYS, MAX_CLIENT_CERT_DAYS } from '../../x509/constants.js';
+// pki.ts loads the X.509 library: imported on first use only, so commands that never touch
+// the CA (list, allow, revoke) start fast.
+import type { ServicePki } from './pki.js';
 
 export const IK_A_FILE = 'ik_a.key';
 export const STORE_FILE = 'store.db';
@@ -40,6 +47,18 @@ export interface ServiceSettings {
   approvalTtl: number;
   /** Failed enrollment attempts after which an enrollee is locked out. */
   maxFailedAttempts: number;
+  /** Token enrollment: the HTTPS URL put in tokens (`iss`) and in the server certificate. */
+  httpsAddress: string;
+  /** Default HTTPS listen address for `service start`. */
+  httpsListen: string;
+  /** Lifetime in days of the client certificates the CA issues. */
+  certDays: number;
+  /**
+   * Whether the operator chose the HTTPS address (init --https-address): then `service start`
+   * fails if it cannot serve HTTPS. With the default address it warns and serves TCP only,
+   * so that X3DH-only services never collide on the default port.
+   */
+  httpsRequired: boolean;
 }
 
 export const DEFAULT_SERVICE_SETTINGS: ServiceSettings = {
@@ -48,10 +67,18 @@ export const DEFAULT_SERVICE_SETTINGS: ServiceSettings = {
   bundleTtl: 7 * 86400,
   approvalTtl: 3600,
   maxFailedAttempts: 20,
+  httpsAddress: DEFAULT_HTTPS_ADDRESS,
+  httpsListen: '127.0.0.1:4443',
+  certDays: DEFAULT_CLIENT_CERT_DAYS,
+  httpsRequired: false,
 };
 
 export interface ServiceInitOptions {
   address?: string;
+  /** https://HOST:PORT for token enrollment (default https://127.0.0.1:4443). */
+  httpsAddress?: string;
+  /** Client certificate lifetime in days (default 90). */
+  certDays?: number;
   force?: boolean;
   encrypt?: boolean;
   passphrase?: PassphraseSource;
@@ -66,6 +93,8 @@ export class ServiceHome {
   readonly sealer: Sealer;
   readonly store: ServiceStore;
   readonly settings: ServiceSettings;
+  #tokens: TokenStore | undefined;
+  #pki: Promise<ServicePki | undefined> | undefined;
 
   private constructor(keystore: Keystore, ikA: KeyPair, store: ServiceStore, settings: ServiceSettings) {
     this.keystore = keystore;
@@ -89,6 +118,12 @@ export class ServiceHome {
       });
     }
     const address = opts.address ? formatAddress(parseAddress(opts.address)) : DEFAULT_SERVICE_SETTINGS.address;
+    const https = parseHttpsAddress(opts.httpsAddress ?? DEFAULT_HTTPS_ADDRESS);
+    const httpsRequired = opts.httpsAddress !== undefined;
+    const certDays = opts.certDays ?? DEFAULT_CLIENT_CERT_DAYS;
+    if (!Number.isInteger(certDays) || certDays < 1 || certDays > MAX_CLIENT_CERT_DAYS) {
+      throw new EnrollError('ERR_USAGE', `--cert-days must be 1..${MAX_CLIENT_CERT_DAYS}, got ${certDays}`);
+    }
     const random = opts.random ?? systemRandom;
     const ikA = generateX25519(random);
     const dbPath = join(keystore.dir, STORE_FILE);
@@ -99,10 +134,23 @@ export class ServiceHome {
     await keystore.saveKeyPair(IK_A_FILE, ikA, { purpose: 'IK_A', force: opts.force ?? false, encrypt: opts.encrypt ?? false });
     const { roleSettings } = await import('../../cli/settings.js');
     const conf = roleSettings(keystore.dir, { ...DEFAULT_SERVICE_SETTINGS });
-    conf.set({ ...DEFAULT_SERVICE_SETTINGS, address, listen: defaultListen(address) });
+    conf.set({
+      ...DEFAULT_SERVICE_SETTINGS,
+      address,
+      listen: defaultListen(address),
+      httpsAddress: https.url,
+      httpsListen: defaultHttpsListen(https.url),
+      certDays,
+      httpsRequired,
+    });
     const store = SqliteStore.open(dbPath);
     const svc = new ServiceHome(keystore, ikA, store, conf.store as ServiceSettings);
     await svc.rotateSignedPrekey(opts.now, random);
+    // The CA and HTTPS keys are sealed under the new IK_A's store key: always made afresh.
+    const { createServicePki } = await import('./pki.js');
+    const pki = createServicePki(keystore, svc.sealer, { httpsHost: https.host, now: opts.now, force: true });
+    svc.#pki = pki;
+    await pki;
     return svc;
   }
 
@@ -136,7 +184,31 @@ export class ServiceHome {
     return rec;
   }
 
+  /** The token store (tokens and certificates), opened on first use. */
+  get tokens(): TokenStore {
+    this.#tokens ??= SqliteTokenStore.open(join(this.keystore.dir, STORE_FILE));
+    return this.#tokens;
+  }
+
+  /** The CA and HTTPS material, loaded on first use; undefined for a home made before token enrollment. */
+  pki(): Promise<ServicePki | undefined> {
+    this.#pki ??= import('./pki.js').then((m) => m.loadServicePki(this.keystore, this.sealer));
+    return this.#pki;
+  }
+
+  /** The CA and HTTPS material, or ERR_KEY_MISSING with a hint. */
+  async requirePki(): Promise<ServicePki> {
+    const pki = await this.pki();
+    if (!pki) {
+      throw new EnrollError('ERR_KEY_MISSING', `the service in ${this.keystore.dir} has no CA for token enrollment`, {
+        hint: 'it was initialised before token enrollment existed: run `ockam-enroll service init --force --https-address https://HOST:PORT`',
+      });
+    }
+    return pki;
+  }
+
   async close(): Promise<void> {
+    await this.#tokens?.close();
     await this.store.close();
   }
 }

@@ -4,7 +4,27 @@
  * It names enrollees by id and pet name and enrollers by key; it never holds key material
  * other than public keys and never a secret.
  */
-export type Decision = 'accepted' | 'rejected' | 'approved' | 'approve-refused' | 'bundles' | 'enroller-refused' | 'error' | 'listening' | 'stopped';
+export type Decision =
+  | 'accepted'
+  | 'rejected'
+  | 'approved'
+  | 'approve-refused'
+  | 'bundles'
+  | 'enroller-refused'
+  | 'error'
+  | 'listening'
+  | 'stopped'
+  // a peer went over a limit (src/roles/service/limits.ts)
+  | 'limited'
+  // token enrollment (docs/token-enrollment.md)
+  | 'token-created'
+  | 'token-refused'
+  | 'cert-issued'
+  | 'cert-refused'
+  | 'cert-renewed'
+  | 'renew-refused'
+  | 'whoami-refused'
+  | 'https-listening';
 
 export interface DecisionFields {
   enrollee?: string;

@@ -18,9 +18,22 @@ import {
 import { acceptChannel } from '../../transport/channel.js';
 import type { FramedConnection } from '../../transport/connection.js';
 import { listenTcp, type TcpServer } from '../../transport/tcp.js';
+import { closeCommitQueue } from './commits.js';
 import { handleEnrollment } from './enroll.js';
 import { serveEnroller } from './enrollers.js';
 import type { ServiceHome } from './home.js';
+import {
+  DEFAULT_MAX_FRAME_LEN,
+  DEFAULT_RATE_PER_ENROLLER,
+  DEFAULT_RATE_PER_IP,
+  LimitLog,
+  limitEnrollerRequests,
+  parseRate,
+  peerIpKey,
+  rateText,
+  TokenBuckets,
+  type RateSpec,
+} from './limits.js';
 import type { DecisionLog } from './log.js';
 import { serveSession } from './session.js';
 
@@ -32,22 +45,53 @@ export interface ServiceServerOptions {
   maxConnections?: number;
   /** Per-read timeout against slow peers (slow-loris). */
   readTimeoutMs?: number;
-  /** Hard cap on a frame's length. */
+  /** Hard cap on a frame's length, read or written. Default DEFAULT_MAX_FRAME_LEN (8192). */
   maxFrameLen?: number;
+  /** Connections per peer IP (IPv6: per /64); null turns it off. Default DEFAULT_RATE_PER_IP. */
+  ratePerIp?: RateSpec | null;
+  /** Requests per enroller key; null turns it off. Default DEFAULT_RATE_PER_ENROLLER. */
+  ratePerEnroller?: RateSpec | null;
   now?: () => number;
 }
 
 export const DEFAULT_READ_TIMEOUT_MS = 10_000;
 export const DEFAULT_MAX_CONNECTIONS = 4096;
 
+/** Failures that are a limit doing its job: logged as `limited` (throttled), not as `error`. */
+const LIMIT_OF: Partial<Record<string, string>> = {
+  ERR_FRAME_TOO_LARGE: 'max-frame',
+  ERR_TIMEOUT: 'read-timeout',
+  ERR_CONNECTION_LIMIT: 'max-connections',
+};
+
 export async function startServiceServer(svc: ServiceHome, opts: ServiceServerOptions): Promise<TcpServer> {
   const now = opts.now ?? (() => Math.floor(Date.now() / 1000));
   const readTimeoutMs = opts.readTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS;
   const log = opts.log;
+  const maxFrameLen = opts.maxFrameLen ?? DEFAULT_MAX_FRAME_LEN;
+  const ratePerIp = opts.ratePerIp === undefined ? parseRate(DEFAULT_RATE_PER_IP, 'ratePerIp') : opts.ratePerIp;
+  const ratePerEnroller = opts.ratePerEnroller === undefined ? parseRate(DEFAULT_RATE_PER_ENROLLER, 'ratePerEnroller') : opts.ratePerEnroller;
+  const ipBuckets = ratePerIp ? new TokenBuckets(ratePerIp) : undefined;
+  const enrollerBuckets = ratePerEnroller ? new TokenBuckets(ratePerEnroller) : undefined;
+  const limits = new LimitLog(log);
 
   async function onConnection(conn: FramedConnection): Promise<void> {
     const peer = conn.remoteAddress;
     const kind = decodeKindFrame(await conn.readFrame(readTimeoutMs));
+    // Per-IP rate, before any store access or crypto: an enrollment is told RATE_LIMITED;
+    // a Noise kind is dropped before the handshake (there is no channel to carry an ERROR yet).
+    const ipWait = ipBuckets?.take(peerIpKey(peer)) ?? 0;
+    if (ipWait > 0) {
+      limits.limited('rate-per-ip', { peer, reason: `ERR_RATE_LIMITED: over ${ratePerIp!.text} connections from this address`, retry_ms: ipWait });
+      if (kind !== KIND_ENROLL) {
+        conn.destroy();
+        return;
+      }
+      await conn.readFrame(readTimeoutMs);
+      await conn.writeFrame(encodeEnrollResponse(ENROLL_STATUS.RATE_LIMITED));
+      await conn.end();
+      return;
+    }
     if (kind === KIND_ENROLL) {
       const message = await conn.readFrame(readTimeoutMs);
       let response: Uint8Array;
@@ -70,7 +114,12 @@ export async function startServiceServer(svc: ServiceHome, opts: ServiceServerOp
         prologue: PROLOGUE_ENROLLER_SERVICE,
         handshakeTimeoutMs: readTimeoutMs,
       });
-      await serveEnroller(svc, channel, log, { now, ...(peer ? { peer } : {}) });
+      const limited = enrollerBuckets
+        ? limitEnrollerRequests(channel, enrollerBuckets, (enroller, waitMs) =>
+            limits.limited('rate-per-enroller', { peer, enroller, reason: `ERR_RATE_LIMITED: over ${ratePerEnroller!.text} requests from this enroller`, retry_ms: waitMs }),
+          )
+        : channel;
+      await serveEnroller(svc, limited, log, { now, ...(peer ? { peer } : {}) });
       return;
     }
     if (kind === KIND_SESSION) {
@@ -87,14 +136,39 @@ export async function startServiceServer(svc: ServiceHome, opts: ServiceServerOp
     host: opts.host,
     port: opts.port,
     maxConnections: opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
-    connection: { readTimeoutMs, ...(opts.maxFrameLen ? { maxFrameLen: opts.maxFrameLen } : {}) },
+    connection: { readTimeoutMs, maxFrameLen },
     onConnection,
     onError(err, conn) {
+      const limit = err instanceof EnrollError ? LIMIT_OF[err.code] : undefined;
+      if (limit !== undefined) {
+        limits.limited(limit, { peer: conn?.remoteAddress, reason: `${(err as EnrollError).code}: ${(err as EnrollError).message}` });
+        return;
+      }
       const e = err instanceof EnrollError ? `${err.code}: ${err.message}` : `internal: ${(err as Error)?.message ?? String(err)}`;
       log('error', { peer: conn?.remoteAddress, reason: e });
     },
   });
   const a = server.address();
-  log('listening', { address: `${a.host}:${a.port}`, service_key: toHex(svc.ikA.publicKey), enroll_address: svc.settings.address });
-  return server;
+  log('listening', {
+    address: `${a.host}:${a.port}`,
+    service_key: toHex(svc.ikA.publicKey),
+    enroll_address: svc.settings.address,
+    max_frame: maxFrameLen,
+    read_timeout_ms: readTimeoutMs,
+    max_connections: opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
+    rate_per_ip: rateText(ratePerIp),
+    rate_per_enroller: rateText(ratePerEnroller),
+    max_failed_attempts: svc.settings.maxFailedAttempts,
+  });
+  return {
+    address: () => server.address(),
+    get connections() {
+      return server.connections;
+    },
+    // Then the enrollments still being committed finish, and the commit thread stops.
+    close: async () => {
+      await server.close();
+      await closeCommitQueue(svc.store);
+    },
+  };
 }

@@ -1,0 +1,172 @@
+/**
+ * Group commit for accepted enrollments (issue 5).
+ *
+ * With synchronous=FULL every COMMIT waits for the disk (a WAL fsync: milliseconds here), so
+ * one transaction per enrollment would cap the service at a few hundred enrollments a second
+ * whatever its CPU. Instead, accepted enrollments wait in a queue and are committed in
+ * batches, one IMMEDIATE transaction (one fsync) per batch (SqliteStore.commitEnrollments).
+ * Each waiter is resolved only once the COMMIT of its batch has returned, so an acceptance
+ * is never sent before its own enrollment is durable; each enrollment runs in its own
+ * savepoint with the store's conditional updates, so single-use OPKs and replay refusal hold
+ * within a batch exactly as across batches.
+ *
+ * For a SQLite store the batches run on a commit thread (commit-worker.ts) with its own
+ * connection: node accepts one new connection per turn of its event loop, so a main thread
+ * blocked in fsync would also stop accepting. One batch is in flight at a time; whatever
+ * arrives meanwhile forms the next batch, so batches grow with the load. Other stores, or a
+ * commit thread that failed, commit in this thread at the end of the turn (setImmediate).
+ */
+import { Worker } from 'node:worker_threads';
+import { EnrollError } from '../../errors.js';
+import { SqliteStore } from '../../store/sqlite.js';
+import type { CommitEnrollmentInput, EnrolleeRecord, ServiceStore } from '../../store/types.js';
+import type { CommitRequest, CommitResponse } from './commit-worker.js';
+
+interface Waiter {
+  input: CommitEnrollmentInput;
+  resolve(rec: EnrolleeRecord): void;
+  reject(err: unknown): void;
+}
+
+export class CommitQueue {
+  readonly #store: ServiceStore;
+  #waiting: Waiter[] = [];
+  /** The batch being committed; at most one at a time. */
+  #inflight: Waiter[] | undefined;
+  #scheduled = false;
+  #worker: Worker | undefined;
+  /** Set once a commit thread could not be used: commit in this thread from then on. */
+  #inThread: boolean;
+  #idle: (() => void)[] = [];
+  /** Batches committed and enrollments in them, for tests and the benchmark. */
+  batches = 0;
+  committed = 0;
+
+  constructor(store: ServiceStore, opts: { thread?: boolean } = {}) {
+    this.#store = store;
+    this.#inThread = !(opts.thread ?? store instanceof SqliteStore);
+  }
+
+  /**
+   * Commits one enrollment together with whatever else is waiting. Resolves once it is
+   * durable; rejects with the same EnrollErrors as commitEnrollment.
+   */
+  commit(input: CommitEnrollmentInput): Promise<EnrolleeRecord> {
+    if (this.#store.commitEnrollments === undefined) return this.#store.commitEnrollment(input);
+    return new Promise<EnrolleeRecord>((resolve, reject) => {
+      this.#waiting.push({ input, resolve, reject });
+      this.#schedule();
+    });
+  }
+
+  /** Resolves once nothing is waiting or in flight, then stops the commit thread. */
+  async close(): Promise<void> {
+    if (this.#inflight !== undefined || this.#waiting.length > 0) await new Promise<void>((r) => this.#idle.push(r));
+    const w = this.#worker;
+    this.#worker = undefined;
+    this.#inThread = true;
+    await w?.terminate();
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#inflight !== undefined) return;
+    this.#scheduled = true;
+    // At the end of this turn, so that the commits of one turn go together.
+    setImmediate(() => {
+      this.#scheduled = false;
+      this.#flush();
+    });
+  }
+
+  #flush(): void {
+    if (this.#inflight !== undefined) return;
+    if (this.#waiting.length === 0) {
+      for (const r of this.#idle.splice(0)) r();
+      return;
+    }
+    const batch = this.#waiting;
+    this.#waiting = [];
+    this.#inflight = batch;
+    const worker = this.#inThread ? undefined : this.#thread();
+    if (worker !== undefined) {
+      worker.ref(); // a batch in flight keeps the process alive
+      worker.postMessage({ inputs: batch.map((w) => w.input) } satisfies CommitRequest);
+      return;
+    }
+    this.#store.commitEnrollments!(batch.map((w) => w.input)).then(
+      (results) => this.#done(batch, results),
+      (err: unknown) => this.#done(batch, undefined, err),
+    );
+  }
+
+  #thread(): Worker | undefined {
+    if (this.#worker !== undefined) return this.#worker;
+    try {
+      const w = new Worker(new URL('./commit-worker.js', import.meta.url), {
+        workerData: { path: (this.#store as SqliteStore).path },
+      });
+      w.on('message', (res: CommitResponse) => {
+        const batch = this.#inflight;
+        if (batch === undefined) return;
+        w.unref();
+        if ('error' in res) this.#done(batch, undefined, new EnrollError(res.error.code ?? 'ERR_STORE', res.error.message));
+        else this.#done(batch, res.results.map((r) => ('rec' in r ? r.rec : new EnrollError(r.code, r.message))));
+      });
+      const lost = (why: string) => {
+        if (this.#worker !== w) return;
+        this.#worker = undefined;
+        this.#inThread = true;
+        // Whether the batch in flight committed is unknown: its enrollees are told to retry
+        // (UNAVAILABLE); a retry with a fresh EK_B finds the enrollee enrolled or still pending.
+        const batch = this.#inflight;
+        if (batch !== undefined) this.#done(batch, undefined, new EnrollError('ERR_STORE', `the commit thread stopped: ${why}`));
+      };
+      w.on('error', (err) => lost(err.message));
+      w.on('exit', (code) => lost(`exit ${code}`));
+      w.unref();
+      this.#worker = w;
+      return w;
+    } catch {
+      this.#inThread = true;
+      return undefined;
+    }
+  }
+
+  #done(batch: Waiter[], results: (EnrolleeRecord | EnrollError)[] | undefined, err?: unknown): void {
+    if (this.#inflight === batch) this.#inflight = undefined;
+    if (results === undefined) {
+      // Nothing of the batch is committed: every waiter fails (the enrollee may retry).
+      for (const w of batch) w.reject(err);
+    } else {
+      this.batches += 1;
+      for (let i = 0; i < batch.length; i++) {
+        const r = results[i];
+        if (r instanceof EnrollError) batch[i]!.reject(r);
+        else if (r === undefined) batch[i]!.reject(new EnrollError('ERR_INTERNAL', 'group commit returned fewer results than inputs'));
+        else {
+          this.committed += 1;
+          batch[i]!.resolve(r);
+        }
+      }
+    }
+    // What queued up meanwhile goes at once: it has waited a whole batch already.
+    this.#flush();
+  }
+}
+
+const queues = new WeakMap<ServiceStore, CommitQueue>();
+
+/** The one commit queue of a store (so every connection's enrollments batch together). */
+export function commitQueueFor(store: ServiceStore): CommitQueue {
+  let q = queues.get(store);
+  if (q === undefined) {
+    q = new CommitQueue(store);
+    queues.set(store, q);
+  }
+  return q;
+}
+
+/** Drains and stops the commit queue of a store, if it has one. */
+export async function closeCommitQueue(store: ServiceStore): Promise<void> {
+  await queues.get(store)?.close();
+}

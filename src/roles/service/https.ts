@@ -1,0 +1,332 @@
+/**
+ * `service start`'s HTTPS listener for token enrollment: the EST subset of RFC 7030 and two
+ * small endpoints of our own (docs/token-enrollment.md).
+ *
+ *   GET  /.well-known/est/cacerts         the root CA, certs-only PKCS#7, base64 (§4.1)
+ *   POST /.well-known/est/simpleenroll    Bearer token + base64 PKCS#10 → certs-only (§4.2)
+ *   POST /.well-known/est/simplereenroll  client certificate + PKCS#10 → certs-only (§4.2.2)
+ *   GET  /crl                             the CA's CRL, DER (application/pkix-crl)
+ *   GET  /whoami                          client certificate → its identity, JSON
+ *
+ * The server asks every client for a certificate (requestCert) but lets the handshake finish
+ * without one, so enrollment works before the client has any; the two certificate endpoints
+ * refuse a request whose certificate node:tls did not verify against the CA, then check the
+ * store (tokens.ts authenticateClient) on every request, so a revocation applies at once.
+ *
+ * Every request is bounded: header size and timeouts, a body cap checked against
+ * Content-Length before reading and again while reading, and content types checked before
+ * any decoding. Refusals are JSON `{"error": CODE, "message": …, "hint": …}` with a 4xx
+ * status; internal failures are an opaque 500, with the precise reason in the decision log.
+ */
+import { createServer, type Server } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import { EnrollError, isErrorCode } from '../../errors.js';
+import {
+  CRL_PATH,
+  CT_CRL,
+  CT_PKCS10,
+  CT_PKCS7,
+  CT_PKCS7_CERTS_ONLY,
+  EST_CACERTS,
+  EST_SIMPLEENROLL,
+  EST_SIMPLEREENROLL,
+  WHOAMI_PATH,
+} from '../../protocol/token/est.js';
+import { buildCrl } from '../../x509/crl.js';
+import { MAX_CSR_DER } from '../../x509/csr.js';
+import { decodeBase64Body, encodeBase64Body, encodeCertsOnly } from '../../x509/pkcs7.js';
+import type { ServiceHome } from './home.js';
+import type { DecisionLog } from './log.js';
+import type { ServicePki } from './pki.js';
+import { authenticateClient, enrollWithToken, renewWithCertificate } from './tokens.js';
+
+/** Base64 of a 4 KiB CSR with line breaks fits well within 8 KiB. */
+export const MAX_BODY_BYTES = 8192;
+export const DEFAULT_HTTPS_MAX_CONNECTIONS = 1024;
+
+export interface HttpsServerOptions {
+  host: string;
+  port: number;
+  log: DecisionLog;
+  maxConnections?: number;
+  /** Per-request timeout (headers and body), against slow clients. */
+  requestTimeoutMs?: number;
+  now?: () => number;
+}
+
+export interface RunningHttpsServer {
+  server: Server;
+  address(): { host: string; port: number };
+  close(): Promise<void>;
+}
+
+interface Reply {
+  status: number;
+  type: string;
+  body: string | Uint8Array;
+  headers?: Record<string, string>;
+}
+
+/** HTTP status for each refusal code; anything else is a 500. */
+const STATUS: Partial<Record<string, number>> = {
+  ERR_TOKEN_INVALID: 401,
+  ERR_TOKEN_SIGNATURE: 401,
+  ERR_TOKEN_EXPIRED: 401,
+  ERR_TOKEN_USED: 401,
+  ERR_CERT_REQUIRED: 401,
+  ERR_CERT_REVOKED: 403,
+  ERR_CSR_IDENTITY: 403,
+  ERR_ENROLLEE_REVOKED: 403,
+  ERR_CSR_INVALID: 400,
+};
+
+function jsonReply(status: number, value: Record<string, unknown>, headers?: Record<string, string>): Reply {
+  return { status, type: 'application/json', body: `${JSON.stringify(value)}\n`, ...(headers ? { headers } : {}) };
+}
+
+function errorReply(err: EnrollError, status = STATUS[err.code] ?? 500): Reply {
+  const headers: Record<string, string> = {};
+  // RFC 6750 §3: a refused bearer token is announced in WWW-Authenticate.
+  if (status === 401 && err.code.startsWith('ERR_TOKEN_')) headers['WWW-Authenticate'] = 'Bearer error="invalid_token"';
+  return jsonReply(status, { error: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) }, headers);
+}
+
+function httpError(status: number, message: string, hint?: string): Reply {
+  return jsonReply(status, { error: 'ERR_HTTP', message, ...(hint ? { hint } : {}) });
+}
+
+/** The media type of a Content-Type header, lowercased, without parameters. */
+function mediaType(header: string | undefined): string {
+  return (header ?? '').split(';')[0]!.trim().toLowerCase();
+}
+
+/** Reads a request body of at most `max` bytes; undefined when it is larger. */
+function readBody(req: IncomingMessage, max: number): Promise<Buffer | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    let done = false;
+    req.on('data', (chunk: Buffer) => {
+      if (done) return;
+      total += chunk.length;
+      if (total > max) {
+        done = true;
+        resolve(undefined);
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => {
+      if (done) return;
+      done = true;
+      resolve(Buffer.concat(chunks));
+    });
+    // A client that goes away mid-body (or is cut off by requestTimeout) never sends 'end'.
+    req.on('close', () => {
+      if (done) return;
+      done = true;
+      reject(new EnrollError('ERR_CONNECTION_CLOSED', 'the client closed the connection before the request body ended'));
+    });
+    req.on('error', (err) => {
+      if (done) return;
+      done = true;
+      reject(new EnrollError('ERR_CONNECTION_CLOSED', `the request body could not be read: ${err.message}`, { cause: err }));
+    });
+  });
+}
+
+function peerCertificate(req: IncomingMessage): { der: Uint8Array | undefined; authorized: boolean } {
+  const socket = req.socket as TLSSocket;
+  const cert = socket.getPeerCertificate?.();
+  const der = cert && cert.raw ? new Uint8Array(cert.raw) : undefined;
+  return { der, authorized: socket.authorized === true };
+}
+
+function peerOf(req: IncomingMessage): string | undefined {
+  const s = req.socket;
+  return s.remoteAddress ? `${s.remoteAddress}:${s.remotePort}` : undefined;
+}
+
+function isoSeconds(s: number): string {
+  return new Date(s * 1000).toISOString();
+}
+
+export async function startHttpsServer(svc: ServiceHome, pki: ServicePki, opts: HttpsServerOptions): Promise<RunningHttpsServer> {
+  const now = opts.now ?? (() => Math.floor(Date.now() / 1000));
+  const log = opts.log;
+  const cacertsBody = encodeBase64Body(encodeCertsOnly([pki.caDer]));
+
+  /** Reads and decodes a base64 PKCS#10 body, after the method's cheap checks. */
+  async function csrBody(req: IncomingMessage): Promise<Uint8Array | Reply> {
+    if (mediaType(req.headers['content-type']) !== CT_PKCS10) {
+      return httpError(415, `the request's Content-Type must be ${CT_PKCS10}`, 'send the CSR as base64 DER with Content-Type: application/pkcs10');
+    }
+    const declared = req.headers['content-length'];
+    const tooLarge = (): Reply => ({ ...httpError(413, `the request body must be at most ${MAX_BODY_BYTES} bytes`), headers: { Connection: 'close' } });
+    if (declared !== undefined && (!/^\d{1,9}$/.test(declared) || Number(declared) > MAX_BODY_BYTES)) return tooLarge();
+    const body = await readBody(req, MAX_BODY_BYTES);
+    if (body === undefined) return tooLarge();
+    return decodeBase64Body(body.toString('latin1'), MAX_CSR_DER, 'ERR_CSR_INVALID', 'the certificate request body');
+  }
+
+  async function route(req: IncomingMessage): Promise<Reply> {
+    const url = req.url ?? '';
+    if (url.length > 256) return httpError(414, 'the request URL is too long');
+    const path = url.split('?')[0]!;
+    const method = req.method ?? '';
+    const allow = (m: string): Reply | undefined =>
+      method === m || (m === 'GET' && method === 'HEAD') ? undefined : { ...httpError(405, `${path} accepts ${m} only`), headers: { Allow: m } };
+
+    switch (path) {
+      case EST_CACERTS:
+        return allow('GET') ?? { status: 200, type: CT_PKCS7, body: cacertsBody, headers: { 'Content-Transfer-Encoding': 'base64' } };
+
+      case CRL_PATH: {
+        const refused = allow('GET');
+        if (refused) return refused;
+        const t = now();
+        const entries = await svc.tokens.revokedCertificates(t);
+        const der = await buildCrl({ ca: pki.ca, caKey: pki.caKey, entries, now: t, crlNumber: await svc.tokens.nextCrlNumber() });
+        return { status: 200, type: CT_CRL, body: der };
+      }
+
+      case EST_SIMPLEENROLL: {
+        const refused = allow('POST');
+        if (refused) return refused;
+        const peer = peerOf(req);
+        try {
+          // The token is checked before the body is read: no token, no parsing.
+          const authorization = req.headers.authorization;
+          if (authorization === undefined) throw new EnrollError('ERR_TOKEN_INVALID', 'the request has no Authorization header', { hint: 'send the token as `Authorization: Bearer <token>`' });
+          const csrDer = await csrBody(req);
+          if (!(csrDer instanceof Uint8Array)) {
+            log('cert-refused', { peer, reason: `HTTP ${csrDer.status}: bad request body` });
+            return csrDer;
+          }
+          const issued = await enrollWithToken(svc, pki, { authorization, csrDer, now: now() });
+          log('cert-issued', { enrollee: issued.idHex, name: issued.name, serial: issued.serial, not_after: isoSeconds(issued.notAfter), peer });
+          return { status: 200, type: CT_PKCS7_CERTS_ONLY, body: encodeBase64Body(encodeCertsOnly([issued.der])), headers: { 'Content-Transfer-Encoding': 'base64' } };
+        } catch (err) {
+          if (!(err instanceof EnrollError)) throw err;
+          log('cert-refused', { peer, reason: `${err.code}: ${err.message}` });
+          return errorReply(err);
+        }
+      }
+
+      case EST_SIMPLEREENROLL: {
+        const refused = allow('POST');
+        if (refused) return refused;
+        const peer = peerOf(req);
+        try {
+          const { der, authorized } = peerCertificate(req);
+          // Authenticate before reading the body.
+          const who = await authenticateClient(svc, pki, { peerCertDer: der, authorized, now: now() });
+          const csrDer = await csrBody(req);
+          if (!(csrDer instanceof Uint8Array)) {
+            log('renew-refused', { peer, enrollee: who.idHex, reason: `HTTP ${csrDer.status}: bad request body` });
+            return csrDer;
+          }
+          const issued = await renewWithCertificate(svc, pki, { who, csrDer, now: now() });
+          log('cert-renewed', { enrollee: issued.idHex, name: issued.name, serial: issued.serial, previous: issued.previous, not_after: isoSeconds(issued.notAfter), peer });
+          return { status: 200, type: CT_PKCS7_CERTS_ONLY, body: encodeBase64Body(encodeCertsOnly([issued.der])), headers: { 'Content-Transfer-Encoding': 'base64' } };
+        } catch (err) {
+          if (!(err instanceof EnrollError)) throw err;
+          log('renew-refused', { peer, reason: `${err.code}: ${err.message}` });
+          return errorReply(err);
+        }
+      }
+
+      case WHOAMI_PATH: {
+        const refused = allow('GET');
+        if (refused) return refused;
+        const { der, authorized } = peerCertificate(req);
+        try {
+          const who = await authenticateClient(svc, pki, { peerCertDer: der, authorized, now: now() });
+          return jsonReply(200, { id: who.idHex, name: who.name, serial: who.serial, not_after: isoSeconds(who.notAfter), method: 'token' });
+        } catch (err) {
+          if (!(err instanceof EnrollError)) throw err;
+          log('whoami-refused', { peer: peerOf(req), reason: `${err.code}: ${err.message}` });
+          return errorReply(err);
+        }
+      }
+
+      default:
+        return httpError(404, `no such endpoint: ${JSON.stringify(path.slice(0, 64))}`);
+    }
+  }
+
+  function send(req: IncomingMessage, res: ServerResponse, reply: Reply): void {
+    const body = typeof reply.body === 'string' ? Buffer.from(reply.body, 'utf8') : Buffer.from(reply.body);
+    res.writeHead(reply.status, {
+      'Content-Type': reply.type,
+      'Content-Length': String(body.length),
+      'Cache-Control': 'no-store',
+      'X-Content-Type-Options': 'nosniff',
+      ...(reply.headers ?? {}),
+    });
+    res.end(req.method === 'HEAD' ? undefined : body);
+  }
+
+  const keyPem = pki.httpsKey.keyObject.export({ type: 'pkcs8', format: 'pem' }) as string;
+  const server = createServer(
+    {
+      key: keyPem,
+      cert: pki.httpsPem,
+      ca: [pki.caPem],
+      requestCert: true,
+      rejectUnauthorized: false,
+      minVersion: 'TLSv1.2',
+      handshakeTimeout: 10_000,
+      maxHeaderSize: 8192,
+      requestTimeout: opts.requestTimeoutMs ?? 15_000,
+      headersTimeout: Math.min(opts.requestTimeoutMs ?? 15_000, 10_000),
+      keepAliveTimeout: 5_000,
+    },
+    (req, res) => {
+      route(req)
+        .then((reply) => send(req, res, reply))
+        .catch((err: unknown) => {
+          const e = err instanceof EnrollError ? `${err.code}: ${err.message}` : `internal: ${(err as Error)?.message ?? String(err)}`;
+          log('error', { peer: peerOf(req), reason: e, path: (req.url ?? '').slice(0, 64) });
+          if (!res.headersSent) {
+            const known = err instanceof EnrollError && isErrorCode(err.code) && STATUS[err.code] !== undefined;
+            send(req, res, known ? errorReply(err as EnrollError) : jsonReply(500, { error: 'ERR_INTERNAL', message: 'the service failed to answer this request' }));
+          } else res.destroy();
+        });
+    },
+  );
+  server.maxConnections = opts.maxConnections ?? DEFAULT_HTTPS_MAX_CONNECTIONS;
+  // A failed TLS handshake (a scanner, a client that does not trust the CA) is not a decision.
+  server.on('tlsClientError', () => undefined);
+
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => {
+      reject(
+        new EnrollError('ERR_LISTEN', `cannot listen for HTTPS on ${opts.host}:${opts.port}: ${err.code ?? err.message}`, {
+          cause: err,
+          hint: err.code === 'EADDRINUSE' ? 'another process holds that port: choose another --https-listen' : 'check --https-listen',
+        }),
+      );
+    };
+    server.once('error', onError);
+    server.listen(opts.port, opts.host, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+  const address = () => {
+    const a = server.address();
+    return typeof a === 'object' && a ? { host: a.address, port: a.port } : { host: opts.host, port: opts.port };
+  };
+  log('https-listening', { address: `${address().host}:${address().port}`, https_address: svc.settings.httpsAddress, ca_fp: pki.caFingerprint });
+  return {
+    server,
+    address,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
