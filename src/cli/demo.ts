@@ -5,7 +5,7 @@
  * indented beneath it.
  */
 import type { Command } from 'commander';
-import { execa, type ResultPromise } from 'execa';
+import type { ResultPromise } from 'execa';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -37,6 +37,7 @@ export function register(program: Command): void {
     .addHelpText('after', '\nExample:\n  ockam-enroll demo\n')
     .action(
       action(async ({ out, opts }) => {
+        const { execa } = await import('execa');
         const say = (s: string) => {
           if (!out.json) process.stdout.write(`${s}\n`);
         };

@@ -4,7 +4,6 @@ import { EnrollError } from '../errors.js';
 import { bundleFromText, bundleToText, cardToText } from '../protocol/codec/index.js';
 import { EnrolleeHome } from '../roles/enrollee/home.js';
 import { enrollWithBundle, joinViaEnroller, type JoinResult } from '../roles/enrollee/join.js';
-import { stdioConnection } from '../transport/stdio.js';
 import { connectTcp } from '../transport/tcp.js';
 import { action, isoTime, leaf, readTextArg } from './command.js';
 import { makeOutput } from './output.js';
@@ -50,7 +49,7 @@ export function register(enrollee: Command): void {
             },
           });
         } else {
-          const conn = opts.stdio ? stdioConnection() : await connectTcp(opts.enroller as string);
+          const conn = opts.stdio ? (await import('../transport/stdio.js')).stdioConnection() : await connectTcp(opts.enroller as string);
           try {
             r = await joinViaEnroller(e, conn, {
               now: nowSeconds,

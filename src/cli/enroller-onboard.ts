@@ -5,7 +5,6 @@ import { EnrollerHome } from '../roles/enroller/home.js';
 import { onboard, type OnboardResult } from '../roles/enroller/onboard.js';
 import { parseListenAddress } from '../transport/address.js';
 import type { FramedConnection } from '../transport/connection.js';
-import { spawnConnection, stdioConnection } from '../transport/stdio.js';
 import { listenTcp } from '../transport/tcp.js';
 import { action, isoTime, leaf } from './command.js';
 import { EXIT } from './exit-codes.js';
@@ -78,9 +77,9 @@ export function register(enroller: Command): void {
             await server.close();
           }
         } else if (opts.stdio) {
-          result = await run(stdioConnection());
+          result = await run((await import('../transport/stdio.js')).stdioConnection());
         } else {
-          const spawned = spawnConnection(opts.exec as string);
+          const spawned = (await import('../transport/stdio.js')).spawnConnection(opts.exec as string);
           try {
             result = await run(spawned.conn);
           } finally {

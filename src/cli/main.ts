@@ -6,28 +6,61 @@ import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { EXIT } from './exit-codes.js';
 import { PROG } from './output.js';
-import * as serviceInit from './service-init.js';
-import * as serviceStart from './service-start.js';
-import * as serviceEnroller from './service-enroller.js';
-import * as serviceEnrollee from './service-enrollee.js';
-import * as enrollerInit from './enroller-init.js';
-import * as enrollerBundle from './enroller-bundle.js';
-import * as enrollerApprove from './enroller-approve.js';
-import * as enrollerOnboard from './enroller-onboard.js';
-import * as enrollerToken from './enroller-token.js';
-import * as enrolleeInit from './enrollee-init.js';
-import * as enrolleeCard from './enrollee-card.js';
-import * as enrolleeJoin from './enrollee-join.js';
-import * as enrolleeStatus from './enrollee-status.js';
-import * as enrolleeRenew from './enrollee-renew.js';
-import * as demo from './demo.js';
+type Registrar = { register(parent: Command): void };
+type Loader = () => Promise<Registrar>;
+
+/**
+ * Each group's command files, loaded only when that group is invoked (or for top-level
+ * help): start-up cost is dominated by module loading, and a device running
+ * `enrollee card` should not pay for the service's HTTPS stack.
+ */
+const GROUPS: Record<'service' | 'enroller' | 'enrollee', { description: string; example: string; commands: Loader[] }> = {
+  service: {
+    description: 'the enrollment service: bundles, approvals, enrollments',
+    example: 'ockam-enroll service init --address tcp://127.0.0.1:4100 && ockam-enroll service start',
+    commands: [
+      () => import('./service-init.js'),
+      () => import('./service-start.js'),
+      () => import('./service-enroller.js'),
+      () => import('./service-enrollee.js'),
+    ],
+  },
+  enroller: {
+    description: 'the terminal or phone next to the device',
+    example: 'ockam-enroll enroller init && ockam-enroll enroller bundle fetch --service tcp://127.0.0.1:4100 --count 5',
+    commands: [
+      () => import('./enroller-init.js'),
+      () => import('./enroller-bundle.js'),
+      () => import('./enroller-approve.js'),
+      () => import('./enroller-onboard.js'),
+      () => import('./enroller-token.js'),
+    ],
+  },
+  enrollee: {
+    description: 'the device being onboarded',
+    example: 'ockam-enroll enrollee init --name "Robot Axiom" && ockam-enroll enrollee join --enroller tcp://10.0.0.5:4200',
+    commands: [
+      () => import('./enrollee-init.js'),
+      () => import('./enrollee-card.js'),
+      () => import('./enrollee-join.js'),
+      () => import('./enrollee-status.js'),
+      () => import('./enrollee-renew.js'),
+    ],
+  },
+};
+
+/** The first word that is not an option: the group the user asked for, if any. */
+function invokedGroup(argv: readonly string[]): string | undefined {
+  return argv.slice(2).find((a) => !a.startsWith('-'));
+}
 
 export function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
   return pkg.version;
 }
 
-export function buildProgram(): Command {
+/** Builds the command tree; with `argv`, only the part the invocation needs. */
+export async function buildProgram(argv: readonly string[] = []): Promise<Command> {
   const program = new Command(PROG)
     .description('secure device onboarding: an enrollment service, enrollers, and enrollees')
     .version(version(), '-V, --version')
@@ -46,36 +79,15 @@ Example (three terminals):
   device$   ockam-enroll enrollee init && ockam-enroll enrollee join --enroller tcp://127.0.0.1:4200`,
     );
 
-  const service = program
-    .command('service')
-    .description('the enrollment service: bundles, approvals, enrollments')
-    .addHelpText('after', '\nExample:\n  ockam-enroll service init --address tcp://127.0.0.1:4100 && ockam-enroll service start\n');
-  serviceInit.register(service);
-  serviceStart.register(service);
-  serviceEnroller.register(service);
-  serviceEnrollee.register(service);
-
-  const enroller = program
-    .command('enroller')
-    .description('the terminal or phone next to the device')
-    .addHelpText('after', '\nExample:\n  ockam-enroll enroller init && ockam-enroll enroller bundle fetch --service tcp://127.0.0.1:4100 --count 5\n');
-  enrollerInit.register(enroller);
-  enrollerBundle.register(enroller);
-  enrollerApprove.register(enroller);
-  enrollerOnboard.register(enroller);
-  enrollerToken.register(enroller);
-
-  const enrollee = program
-    .command('enrollee')
-    .description('the device being onboarded')
-    .addHelpText('after', '\nExample:\n  ockam-enroll enrollee init --name "Robot Axiom" && ockam-enroll enrollee join --enroller tcp://10.0.0.5:4200\n');
-  enrolleeInit.register(enrollee);
-  enrolleeCard.register(enrollee);
-  enrolleeJoin.register(enrollee);
-  enrolleeStatus.register(enrollee);
-  enrolleeRenew.register(enrollee);
-
-  demo.register(program);
+  // Register only the invoked group's commands; all of them when no known group is named
+  // (top-level help, a typo that needs the full list).
+  const wanted = invokedGroup(argv);
+  const all = wanted === undefined || !(wanted in GROUPS || wanted === 'demo');
+  for (const [name, group] of Object.entries(GROUPS)) {
+    const cmd = program.command(name).description(group.description).addHelpText('after', `\nExample:\n  ${group.example}\n`);
+    if (all || wanted === name) for (const mod of await Promise.all(group.commands.map((load) => load()))) mod.register(cmd);
+  }
+  if (all || wanted === 'demo') (await import('./demo.js')).register(program);
 
   // Usage errors exit 2 wherever they occur in the tree.
   const exitOverride = (cmd: Command) => {
@@ -87,7 +99,7 @@ Example (three terminals):
 }
 
 export async function main(argv: string[]): Promise<void> {
-  const program = buildProgram();
+  const program = await buildProgram(argv);
   try {
     await program.parseAsync(argv);
   } catch (err) {

@@ -48,7 +48,7 @@ async function pool<T>(jobs: (() => Promise<T>)[], limit: number): Promise<T[]> 
 }
 
 /** Every command path in the tree (groups and leaves), from the program itself. */
-function commandPaths(): string[][] {
+async function commandPaths(): Promise<string[][]> {
   const paths: string[][] = [];
   const walk = (cmd: Command, prefix: string[]) => {
     for (const sub of cmd.commands) {
@@ -58,13 +58,13 @@ function commandPaths(): string[][] {
       walk(sub, p);
     }
   };
-  walk(buildProgram(), []);
+  walk(await buildProgram(), []);
   return paths;
 }
 
 describe('help and version', () => {
   test('--help of every command exits 0, prints usage and an example on stdout', async () => {
-    const paths = commandPaths();
+    const paths = await commandPaths();
     // The tree walk sees every command the brief names (and any added since).
     for (const must of ['service init', 'service start', 'service enroller allow', 'service enroller list', 'service enroller revoke', 'service enrollee list', 'service enrollee show', 'service enrollee revoke', 'enroller init', 'enroller bundle fetch', 'enroller bundle list', 'enroller bundle show', 'enroller approve', 'enroller onboard', 'enrollee init', 'enrollee card', 'enrollee join', 'enrollee status', 'demo']) {
       assert.ok(paths.some((p) => p.join(' ') === must), `the command tree has ${must}`);
