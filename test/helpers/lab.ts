@@ -1,0 +1,361 @@
+/**
+ * A lab for the hostile-input, crash and limit tests (test/fuzz, test/crash, test/limits,
+ * test/secrets): a service home prepared through the library (bundles issued and enrollees
+ * approved straight in its store, as src/roles/service/enrollers.ts would), enrollment
+ * messages computed ahead of time, the real `service start` process with extra flags, and a
+ * raw TCP client that sends any bytes and reports what came back and how the connection ended.
+ *
+ * It builds on test/helpers/cli.ts (processes, temp homes, ports); every wait is bounded.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { readFileSync, rmSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { concat, equalBytes, toHex } from '../../src/crypto/bytes.js';
+import { generateX25519, type KeyPair } from '../../src/crypto/x25519.js';
+import { signBundle, type Bundle } from '../../src/protocol/codec/bundle.js';
+import { bundleToText, cardFromText } from '../../src/protocol/codec/text.js';
+import { enrolleeId, enrolleeSession, initiate, type InitiateResult } from '../../src/protocol/enrollment/index.js';
+import {
+  ACCEPT_AAD,
+  decodeAcceptance,
+  ENROLL_STATUS,
+  KIND_ENROLL,
+  type Acceptance,
+} from '../../src/protocol/messages/service.js';
+import { ServiceHome } from '../../src/roles/service/home.js';
+import type { BundleRecord } from '../../src/store/types.js';
+import { encodeFrame, FrameDecoder } from '../../src/transport/frame.js';
+import { freePort, ok, okJson, show, sleep, spawnCli, tempHome, type Background, type RunResult } from './cli.js';
+
+export const nowSeconds = (): number => Math.floor(Date.now() / 1000);
+
+// ---- fuzz settings
+
+/** Runs per fuzz property and inputs per live fuzz (OCKAM_ENROLL_FUZZ_RUNS; `npm run test:long` sets 100 000). */
+export const FUZZ_RUNS = positiveInt(process.env.OCKAM_ENROLL_FUZZ_RUNS, 5000);
+/** The fixed seed of every fuzz property (OCKAM_ENROLL_FUZZ_SEED to explore others). Printed on failure. */
+export const FUZZ_SEED = positiveInt(process.env.OCKAM_ENROLL_FUZZ_SEED, 0x0c4a3e);
+
+function positiveInt(v: string | undefined, dflt: number): number {
+  if (v === undefined || v === '') return dflt;
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`expected a positive integer, got ${v}`);
+  return n;
+}
+
+// ---- a service home prepared through the library
+
+export interface LabEnrollee {
+  eikB: KeyPair;
+  id: Uint8Array;
+  hex: string;
+  bundle: Bundle;
+  petName: string;
+}
+
+/** `service init` through the library, in `<root>/service-home`, with an allowed enroller key. */
+export async function initServiceHome(root: string, port: number): Promise<{ home: string; svc: ServiceHome; enroller: KeyPair }> {
+  const home = join(root, 'service-home');
+  const svc = await ServiceHome.init(home, { address: `tcp://127.0.0.1:${port}`, now: nowSeconds() - 60 });
+  const enroller = generateX25519();
+  await svc.store.allowEnroller(enroller.publicKey, 'lab enroller', nowSeconds() - 60);
+  return { home, svc, enroller };
+}
+
+/** Issues `n` bundles to `enroller` the way serveBundles does (fresh OPKs, sealed, one transaction). */
+export async function issueBundles(svc: ServiceHome, enroller: Uint8Array, n: number): Promise<Bundle[]> {
+  const spk = await svc.store.currentSignedPrekey();
+  assert.ok(spk, 'the service has an SPK');
+  const now = nowSeconds() - 30;
+  const expiresAt = now + svc.settings.bundleTtl;
+  const rows: BundleRecord[] = [];
+  const bundles: Bundle[] = [];
+  for (let i = 0; i < n; i++) {
+    const opk = generateX25519();
+    const bundleId = new Uint8Array(randomBytes(16));
+    bundles.push(
+      signBundle(
+        { bundleId, ikA: svc.ikA.publicKey, spkA: spk.publicKey, spkSig: spk.signature, opkA: opk.publicKey, expiresAt, addr: svc.settings.address },
+        svc.ikA.privateKey,
+      ),
+    );
+    rows.push({
+      id: bundleId,
+      spkId: spk.id,
+      opkPublic: opk.publicKey,
+      opkPrivateSealed: svc.sealer.seal(opk.privateKey, 'opk', bundleId),
+      addr: svc.settings.address,
+      enroller,
+      createdAt: now,
+      expiresAt,
+      state: 'issued',
+    });
+    opk.wipe();
+  }
+  await svc.store.insertBundles(rows);
+  return bundles;
+}
+
+/** Issues one bundle per enrollee and approves each (as an enroller's APPROVE would). */
+export async function approveEnrollees(svc: ServiceHome, enroller: Uint8Array, n: number, label = 'lab'): Promise<LabEnrollee[]> {
+  const bundles = await issueBundles(svc, enroller, n);
+  const out: LabEnrollee[] = [];
+  const now = nowSeconds();
+  for (let i = 0; i < n; i++) {
+    const eikB = generateX25519();
+    const id = enrolleeId(eikB.publicKey);
+    const e: LabEnrollee = { eikB, id, hex: toHex(id), bundle: bundles[i]!, petName: `${label}-${i}` };
+    await svc.store.approve({ enrolleeId: id, eikB: eikB.publicKey, bundleId: e.bundle.bundleId, petName: e.petName, enroller, now, expiresAt: now + 3600 });
+    out.push(e);
+  }
+  return out;
+}
+
+/**
+ * Makes a real enrollee home with `enrollee init` (CLI), approves its card through the store
+ * with a bundle of its own, and returns the home and the bundle's text for `enrollee join --bundle`.
+ */
+export async function approveCliEnrollee(svc: ServiceHome, enroller: Uint8Array, home: string, name: string): Promise<{ home: string; id: string; bundle: string }> {
+  const { card, enrollee_id } = await okJson<{ card: string; enrollee_id: string }>(['enrollee', 'init', '--name', name], { home });
+  const [bundle] = await issueBundles(svc, enroller, 1);
+  const c = cardFromText(card);
+  const now = nowSeconds();
+  await svc.store.approve({ enrolleeId: enrolleeId(c.eikB), eikB: c.eikB, bundleId: bundle!.bundleId, petName: name, enroller, now, expiresAt: now + 3600 });
+  return { home, id: enrollee_id, bundle: bundleToText(bundle!) };
+}
+
+/** A fresh enrollment message for `e` (new EK_B and IK_B each call). */
+export function messageFor(e: LabEnrollee): InitiateResult {
+  return initiate({ bundle: e.bundle, eikB: e.eikB });
+}
+
+/**
+ * Checks an ENROLL_RESPONSE frame for `attempt`: returns the acceptance when the status is 0
+ * and the sealed acceptance opens under the enrollee's session key, else undefined.
+ */
+export function openAcceptance(attempt: InitiateResult, frame: Uint8Array): Acceptance | undefined {
+  if (frame.length < 17 || frame[0] !== ENROLL_STATUS.ACCEPTED) return undefined;
+  const session = enrolleeSession(attempt.session);
+  try {
+    const a = decodeAcceptance(session.recv.open(frame.subarray(1), concat(ACCEPT_AAD, attempt.enrolleeId)));
+    return equalBytes(a.enrolleeId, attempt.enrolleeId) ? a : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+// ---- the live service
+
+export interface LiveService extends Background {
+  port: number;
+  /** Decision lines of this decision (text or --json log). */
+  decisions(decision: string): string[];
+  /** SIGTERM, then asserts a clean stop (exit 0 and a `stopped` line). */
+  stop(): Promise<RunResult>;
+}
+
+/**
+ * Runs `service start --listen 127.0.0.1:PORT EXTRA…` and resolves once it is listening. Its
+ * HTTPS listener (token enrollment) takes a port of the OS's choosing, so that services of
+ * tests running side by side never meet on the default 4443.
+ */
+export async function startLiveService(home: string, port: number, extra: readonly string[] = [], env?: Record<string, string>): Promise<LiveService> {
+  const bg = spawnCli(['service', 'start', '--listen', `127.0.0.1:${port}`, '--https-listen', '127.0.0.1:0', ...extra], { home, ...(env ? { env } : {}) });
+  try {
+    await bg.waitForLine(/ listening |"decision":"listening"/);
+  } catch (err) {
+    bg.kill('SIGKILL');
+    await bg.done().catch(() => undefined);
+    throw err;
+  }
+  let stopped: Promise<RunResult> | undefined;
+  return {
+    ...bg,
+    port,
+    decisions: (d) => bg.lines.filter((l) => l.includes(` ${d} `) || l.includes(`"decision":"${d}"`)),
+    stop() {
+      stopped ??= (async () => {
+        if (bg.running()) bg.kill('SIGTERM');
+        const r = await bg.done(15_000);
+        assert.equal(r.code, 0, `the service should stop cleanly: ${show(r)}`);
+        assert.ok(bg.lines.some((l) => l.includes(' stopped ') || l.includes('"decision":"stopped"')), `no stopped line: ${show(r)}`);
+        return r;
+      })();
+      return stopped;
+    },
+  };
+}
+
+/** Kills a background process with SIGKILL and waits for it to be gone. */
+export async function sigkill(bg: Background): Promise<void> {
+  if (bg.running()) bg.kill('SIGKILL');
+  await bg.done(10_000).catch(() => undefined);
+  assert.equal(bg.running(), false, 'the process is gone after SIGKILL');
+}
+
+/** Lines of a service log that betray a bug rather than a refusal: an internal error, a stack trace, a crash. */
+export function alarmingLines(lines: readonly string[]): string[] {
+  return lines.filter(
+    (l) =>
+      / internal[:=]|reason="?internal|internal error|Unhandled|unhandled|TypeError|RangeError|ReferenceError|SyntaxError|FATAL|Segmentation|^\s+at .+:\d+:\d+\)?$/.test(l),
+  );
+}
+
+// ---- a world made through the CLI: a running service, an allowed enroller with bundles
+
+export interface LabWorld {
+  root: string;
+  port: number;
+  address: string;
+  serviceHome: string;
+  serviceKey: string;
+  service: LiveService;
+  enrollerHome: string;
+  enrollerKey: string;
+  fetchBundles(count: number): Promise<string[]>;
+  dispose(): Promise<void>;
+}
+
+/** Like test/helpers/cli.ts's setupWorld, with startLiveService (extra service flags, no fixed HTTPS port). */
+export async function labWorld(opts: { bundles?: number; serviceFlags?: readonly string[]; env?: Record<string, string> } = {}): Promise<LabWorld> {
+  const root = tempHome('lab-world');
+  const serviceHome = join(root, 'service');
+  const enrollerHome = join(root, 'enroller');
+  const port = await freePort();
+  const address = `tcp://127.0.0.1:${port}`;
+  const env = opts.env ?? {};
+  const init = await okJson<{ service_key: string }>(['service', 'init', '--address', address], { home: serviceHome, env });
+  const service = await startLiveService(serviceHome, port, opts.serviceFlags ?? [], env);
+  try {
+    const enrollerKey = (await okJson<{ enroller_key: string }>(['enroller', 'init'], { home: enrollerHome, env })).enroller_key;
+    await ok(['service', 'enroller', 'allow', enrollerKey, '--name', 'lab terminal'], { home: serviceHome, env });
+    const fetchBundles = async (count: number) =>
+      (await okJson<{ bundles: string[] }>(['enroller', 'bundle', 'fetch', '--service', address, '--count', String(count), '--service-key', init.service_key], { home: enrollerHome, env })).bundles;
+    if ((opts.bundles ?? 3) > 0) await fetchBundles(opts.bundles ?? 3);
+    return {
+      root,
+      port,
+      address,
+      serviceHome,
+      serviceKey: init.service_key,
+      service,
+      enrollerHome,
+      enrollerKey,
+      fetchBundles,
+      async dispose() {
+        try {
+          await service.stop();
+        } finally {
+          rmSync(root, { recursive: true, force: true });
+        }
+      },
+    };
+  } catch (err) {
+    await sigkill(service);
+    rmSync(root, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+// ---- a raw TCP client
+
+export interface RawOutcome {
+  /** Complete frames the service sent. */
+  frames: Uint8Array[];
+  /** Bytes received after the last complete frame. */
+  trailing: number;
+  /** 'end': the service closed (FIN); 'reset': it reset; 'timeout': still open after the wait. */
+  how: 'end' | 'reset' | 'timeout' | 'refused';
+  ms: number;
+}
+
+export interface RawOptions {
+  /**
+   * Half-close our side once everything is written (default false). The service's sockets are
+   * not half-open: after our FIN it stops writing too, so a request that wants an answer must
+   * not set this.
+   */
+  endAfterWrite?: boolean;
+  /** Wait at most this long for the service to close (default 10 s). */
+  waitMs?: number;
+  /** Destroy with RST right after writing (an abrupt close). */
+  resetAfterWrite?: boolean;
+  /** Write the chunks this far apart, in ms (default 0: together). */
+  chunkDelayMs?: number;
+}
+
+/**
+ * Connects to 127.0.0.1:port, writes `chunks`, and collects what comes back until the
+ * service closes the connection (or `waitMs` passes, which counts as a hang).
+ */
+export function rawExchange(port: number, chunks: readonly Uint8Array[], opts: RawOptions = {}): Promise<RawOutcome> {
+  const start = Date.now();
+  const waitMs = opts.waitMs ?? 10_000;
+  return new Promise<RawOutcome>((resolve) => {
+    const decoder = new FrameDecoder(0xffff);
+    const frames: Uint8Array[] = [];
+    let trailing = 0;
+    let done = false;
+    const socket: Socket = connect({ host: '127.0.0.1', port });
+    const finish = (how: RawOutcome['how']) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve({ frames, trailing, how, ms: Date.now() - start });
+    };
+    const timer = setTimeout(() => finish('timeout'), waitMs);
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        const got = decoder.push(new Uint8Array(chunk));
+        frames.push(...got);
+        trailing = decoder.progress.received;
+      } catch {
+        trailing += chunk.length;
+      }
+    });
+    socket.on('end', () => finish('end'));
+    socket.on('close', () => finish('end'));
+    socket.on('error', (err: NodeJS.ErrnoException) => finish(err.code === 'ECONNREFUSED' ? 'refused' : 'reset'));
+    socket.on('connect', async () => {
+      socket.setNoDelay(true);
+      for (const c of chunks) {
+        if (done) return;
+        socket.write(c);
+        if (opts.chunkDelayMs) await sleep(opts.chunkDelayMs);
+      }
+      if (done) return;
+      if (opts.resetAfterWrite) {
+        socket.resetAndDestroy();
+        finish('end');
+        return;
+      }
+      if (opts.endAfterWrite) socket.end();
+    });
+  });
+}
+
+/** The frames of one KIND_ENROLL exchange: the kind frame and the message frame. */
+export function enrollChunks(message: Uint8Array): Uint8Array[] {
+  return [concat(encodeFrame(Uint8Array.of(KIND_ENROLL)), encodeFrame(message))];
+}
+
+/** Sends one enrollment message and returns the ENROLL_RESPONSE frame (asserting there is exactly one). */
+export async function enrollRaw(port: number, message: Uint8Array, waitMs = 15_000): Promise<Uint8Array> {
+  const r = await rawExchange(port, enrollChunks(message), { waitMs });
+  assert.equal(r.frames.length, 1, `expected one ENROLL_RESPONSE frame, got ${r.frames.length} (${r.how} after ${r.ms} ms)`);
+  return r.frames[0]!;
+}
+
+/** The fd limit of this process (children inherit it), from /proc/self/limits; undefined if unknown. */
+export function openFileLimit(): number | undefined {
+  try {
+    const m = /^Max open files\s+(\d+|unlimited)\s+/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    if (!m) return undefined;
+    return m[1] === 'unlimited' ? Number.MAX_SAFE_INTEGER : Number(m[1]);
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,317 @@
+/**
+ * The service's limits, through a live `service start` over loopback TCP, each with its
+ * flag: frame size (--max-frame), the per-read timeout against slow-loris peers
+ * (--read-timeout), open connections (--max-connections), connections per IP
+ * (--rate-per-ip: an enrollment gets status RATE_LIMITED, a Noise kind is dropped before its
+ * handshake), requests per enroller (--rate-per-enroller: ERROR ERR_RATE_LIMITED, exit 3 with
+ * a hint), and the lockout after settings.maxFailedAttempts (20) failed attempts.
+ *
+ * Every refusal is checked on the wire, in the client's error (where a client is involved),
+ * and as a `limited` (or `rejected`) line in the service's decision log. The last test holds
+ * 1 000 idle connections open while valid enrollments (library-driven and a real
+ * `enrollee join`) complete.
+ */
+import { after, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { concat } from '../../src/crypto/bytes.js';
+import { generateX25519 } from '../../src/crypto/x25519.js';
+import { initiate } from '../../src/protocol/enrollment/index.js';
+import { ENROLL_STATUS, KIND_ENROLL, KIND_ENROLLER, kindFrame } from '../../src/protocol/messages/service.js';
+import { ServiceHome } from '../../src/roles/service/home.js';
+import { encodeFrame } from '../../src/transport/frame.js';
+import { assertFailure, freePort, okJson, removeTempHomes, run, show, sleep, tempHome } from '../helpers/cli.js';
+import {
+  approveCliEnrollee,
+  approveEnrollees,
+  enrollRaw,
+  initServiceHome,
+  labWorld,
+  messageFor,
+  openAcceptance,
+  openFileLimit,
+  rawExchange,
+  startLiveService,
+  type LabEnrollee,
+  type LiveService,
+} from '../helpers/lab.js';
+
+after(() => removeTempHomes());
+
+const f = encodeFrame;
+
+/** A service home with `n` approved enrollees, and the service started with `flags`. */
+async function serviceWith(flags: readonly string[], n = 0, label = 'limits'): Promise<{ service: LiveService; enrollees: LabEnrollee[]; home: string; root: string; enroller: Uint8Array }> {
+  const root = tempHome(label);
+  const port = await freePort();
+  const made = await initServiceHome(root, port);
+  let enrollees: LabEnrollee[] = [];
+  try {
+    enrollees = await approveEnrollees(made.svc, made.enroller.publicKey, n, label);
+  } finally {
+    await made.svc.close();
+  }
+  const service = await startLiveService(made.home, port, flags);
+  return { service, enrollees, home: made.home, root, enroller: made.enroller.publicKey };
+}
+
+describe('limits: flags', () => {
+  it('bad limit flags are usage errors (exit 2), before anything is opened', async () => {
+    const home = tempHome('flags');
+    for (const [flag, value] of [
+      ['--rate-per-ip', 'fast'],
+      ['--rate-per-enroller', '0/s'],
+      ['--max-frame', '100'],
+      ['--max-frame', '70000'],
+      ['--max-connections', '0'],
+      ['--read-timeout', '0s'],
+    ] as const) {
+      const r = await run(['service', 'start', flag, value], { home });
+      assertFailure(r, 2, flag);
+    }
+  });
+
+  it('the listening line states every limit in force', async () => {
+    const { service } = await serviceWith(['--max-frame', '2048', '--read-timeout', '7s', '--max-connections', '99', '--rate-per-ip', '50/m', '--rate-per-enroller', 'off']);
+    try {
+      const line = service.decisions('listening')[0]!;
+      for (const part of ['max_frame=2048', 'read_timeout_ms=7000', 'max_connections=99', 'rate_per_ip=50/m', 'rate_per_enroller=off', 'max_failed_attempts=20']) {
+        assert.ok(line.includes(part), `${part} in ${line}`);
+      }
+    } finally {
+      await service.stop();
+    }
+    const d = await serviceWith([]);
+    try {
+      const line = d.service.decisions('listening')[0]!;
+      for (const part of ['max_frame=8192', 'read_timeout_ms=10000', 'max_connections=4096', 'rate_per_ip=100/s', 'rate_per_enroller=20/s']) {
+        assert.ok(line.includes(part), `default ${part} in ${line}`);
+      }
+    } finally {
+      await d.service.stop();
+    }
+  });
+});
+
+describe('limits: frame size (--max-frame)', () => {
+  it('a header over the limit closes the connection before its body is read, and is logged', async () => {
+    const { service, enrollees } = await serviceWith(['--max-frame', '1024'], 1);
+    try {
+      const over = await rawExchange(service.port, [concat(f(kindFrame(KIND_ENROLL)), Uint8Array.of(0x04, 0x01))], { waitMs: 5000 });
+      assert.equal(over.how, 'end', 'closed at once');
+      assert.equal(over.frames.length, 0, 'no answer');
+      assert.ok(over.ms < 3000, `closed in ${over.ms} ms, not at the read timeout`);
+      // As the very first frame too.
+      const first = await rawExchange(service.port, [Uint8Array.of(0xff, 0xff)], { waitMs: 5000 });
+      assert.equal(first.how, 'end');
+      // At the limit it is read (and a 1024-byte message is MALFORMED, not 176 bytes).
+      const at = await enrollRaw(service.port, new Uint8Array(1024));
+      assert.deepEqual(at, Uint8Array.of(ENROLL_STATUS.MALFORMED));
+      // The service is fine: a valid enrollment goes through.
+      const a = messageFor(enrollees[0]!);
+      assert.ok(openAcceptance(a, await enrollRaw(service.port, a.message)));
+      await service.waitForLine(/ limited limit=max-frame .*ERR_FRAME_TOO_LARGE: frame of 1025 bytes exceeds the limit of 1024 bytes/, 5000);
+    } finally {
+      await service.stop();
+    }
+  });
+
+  it('the default limit is 8192 bytes', async () => {
+    const { service } = await serviceWith([]);
+    try {
+      const over = await rawExchange(service.port, [Uint8Array.of(0x20, 0x01)], { waitMs: 5000 });
+      assert.equal(over.how, 'end');
+      await service.waitForLine(/ limited limit=max-frame .*8193 bytes exceeds the limit of 8192/, 5000);
+    } finally {
+      await service.stop();
+    }
+  });
+});
+
+describe('limits: per-read timeout (--read-timeout), slow-loris', () => {
+  it('a silent peer, a peer dribbling one byte at a time, and a stalled handshake are all cut at the timeout', async () => {
+    const { service, enrollees } = await serviceWith(['--read-timeout', '1s'], 1);
+    try {
+      const [silent, dribble, handshake] = await Promise.all([
+        rawExchange(service.port, [], { waitMs: 8000 }),
+        // The kind frame, then a 176-byte message frame, 1 byte every 150 ms (it would take 27 s).
+        rawExchange(service.port, [f(kindFrame(KIND_ENROLL)), ...Array.from(f(new Uint8Array(176)), (b) => Uint8Array.of(b))], { waitMs: 8000, chunkDelayMs: 150 }),
+        rawExchange(service.port, [f(kindFrame(KIND_ENROLLER))], { waitMs: 8000 }),
+      ]);
+      for (const [name, r] of [['silent', silent], ['dribbling', dribble], ['stalled handshake', handshake]] as const) {
+        assert.notEqual(r.how, 'timeout', `${name} peer was not cut`);
+        assert.ok(r.ms >= 900 && r.ms < 4000, `${name} peer cut after ${r.ms} ms (read timeout 1 s)`);
+        assert.equal(r.frames.length, 0);
+      }
+      // A peer that keeps to the timeout is served.
+      const a = messageFor(enrollees[0]!);
+      assert.ok(openAcceptance(a, await enrollRaw(service.port, a.message)));
+      await service.waitForLine(/ limited limit=read-timeout .*ERR_TIMEOUT: (no frame received within 1000 ms|secure channel handshake did not finish within 1000 ms)/, 5000);
+    } finally {
+      await service.stop();
+    }
+  });
+});
+
+describe('limits: open connections (--max-connections)', () => {
+  it('a connection over the cap is dropped on arrival and logged; once others close, new ones are served', async () => {
+    const { service, enrollees } = await serviceWith(['--max-connections', '5', '--read-timeout', '30s'], 1);
+    const idle: Socket[] = [];
+    try {
+      for (let i = 0; i < 5; i++) idle.push(await openIdle(service.port));
+      await sleep(200);
+      const over = await rawExchange(service.port, [concat(f(kindFrame(KIND_ENROLL)), f(messageFor(enrollees[0]!).message))], { waitMs: 5000 });
+      assert.equal(over.frames.length, 0, 'the extra connection got no answer');
+      assert.notEqual(over.how, 'timeout');
+      await service.waitForLine(/ limited limit=max-connections .*ERR_CONNECTION_LIMIT: dropped a connection from 127\.0\.0\.1: 5 connections already open/, 5000);
+      for (const s of idle.splice(0)) s.destroy();
+      await sleep(300);
+      const a = messageFor(enrollees[0]!);
+      assert.ok(openAcceptance(a, await enrollRaw(service.port, a.message)), 'served once the idle connections closed');
+    } finally {
+      for (const s of idle) s.destroy();
+      await service.stop();
+    }
+  });
+});
+
+describe('limits: connections per IP (--rate-per-ip)', () => {
+  it('over the rate, an enrollment gets RATE_LIMITED before any check runs, and a Noise kind is dropped before its handshake', async () => {
+    const { service, enrollees, root, home, enroller } = await serviceWith(['--rate-per-ip', '3/m'], 1);
+    try {
+      const unknown = () => initiate({ bundle: enrollees[0]!.bundle, eikB: generateX25519() }).message;
+      const statuses = [];
+      for (let i = 0; i < 5; i++) statuses.push((await enrollRaw(service.port, unknown()))[0]);
+      assert.deepEqual(statuses, [ENROLL_STATUS.UNKNOWN, ENROLL_STATUS.UNKNOWN, ENROLL_STATUS.UNKNOWN, ENROLL_STATUS.RATE_LIMITED, ENROLL_STATUS.RATE_LIMITED]);
+      // Checked before the enrollment checks: only the first three reached the store.
+      assert.equal(service.decisions('rejected').length, 3, service.lines.join('\n'));
+      const noise = await rawExchange(service.port, [f(kindFrame(KIND_ENROLLER)), f(new Uint8Array(32).fill(9))], { waitMs: 5000 });
+      assert.equal(noise.how, 'end');
+      assert.equal(noise.frames.length, 0, 'no Noise msg 2: the handshake never started');
+      await service.waitForLine(/ limited limit=rate-per-ip .*ERR_RATE_LIMITED: over 3\/m connections from this address/, 5000);
+
+      // The enrollee CLI reports it clearly (exit 3, with a hint).
+      const svc = await ServiceHome.open(home);
+      const cli = await approveCliEnrollee(svc, enroller, join(root, 'device'), 'limited device').finally(() => svc.close());
+      const r = await run(['enrollee', 'join', '--bundle', cli.bundle], { home: cli.home });
+      assertFailure(r, 3, 'the service is rate-limiting this peer', 'wait and try again');
+    } finally {
+      await service.stop();
+    }
+  });
+
+  it('the bucket refills at the rate: a limited peer is served again', async () => {
+    const { service, enrollees } = await serviceWith(['--rate-per-ip', '1/s'], 1);
+    try {
+      const e = enrollees[0]!;
+      const unknown = () => initiate({ bundle: e.bundle, eikB: generateX25519() }).message;
+      assert.deepEqual([(await enrollRaw(service.port, unknown()))[0], (await enrollRaw(service.port, unknown()))[0]], [ENROLL_STATUS.UNKNOWN, ENROLL_STATUS.RATE_LIMITED]);
+      await sleep(1100);
+      const a = messageFor(e);
+      assert.ok(openAcceptance(a, await enrollRaw(service.port, a.message)), 'served again once the bucket refilled');
+    } finally {
+      await service.stop();
+    }
+  });
+});
+
+describe('limits: requests per enroller (--rate-per-enroller)', () => {
+  it('over the rate, the enroller gets ERR_RATE_LIMITED with a hint (exit 3), for fetch and approve alike', async () => {
+    const world = await labWorld({ bundles: 0, serviceFlags: ['--rate-per-enroller', '2/m'] });
+    try {
+      await world.fetchBundles(1);
+      await world.fetchBundles(1);
+      const fetch = await run(['enroller', 'bundle', 'fetch', '--service', world.address, '--count', '1'], { home: world.enrollerHome });
+      assertFailure(fetch, 3, 'too many requests from this enroller (limit 2/m)', /wait \d+ s and try again/);
+      const device = await okJson<{ card: string }>(['enrollee', 'init'], { home: join(world.root, 'device') });
+      const approve = await run(['enroller', 'approve', device.card], { home: world.enrollerHome });
+      assertFailure(approve, 3, 'too many requests from this enroller');
+      await world.service.waitForLine(new RegExp(` limited limit=rate-per-enroller .*enroller=${world.enrollerKey} .*ERR_RATE_LIMITED`), 5000);
+      // Another enroller has its own bucket.
+      const other = join(world.root, 'other-enroller');
+      const key = (await okJson<{ enroller_key: string }>(['enroller', 'init'], { home: other })).enroller_key;
+      await okJson(['service', 'enroller', 'allow', key], { home: world.serviceHome });
+      const r = await okJson<{ fetched: number }>(['enroller', 'bundle', 'fetch', '--service', world.address, '--service-key', world.serviceKey], { home: other });
+      assert.equal(r.fetched, 1);
+    } finally {
+      await world.dispose();
+    }
+  });
+});
+
+describe('limits: lockout after failed attempts', () => {
+  it('after 20 failed attempts the enrollee is LOCKED, even with a valid message; a new approval unlocks it', async () => {
+    const { service, enrollees, home, root, enroller } = await serviceWith([], 1, 'lockout');
+    const e = enrollees[0]!;
+    try {
+      for (let i = 0; i < 20; i++) {
+        const bad = messageFor(e).message.slice();
+        bad[100] ^= 0x01; // inside the AEAD body: decryption fails
+        assert.deepEqual(await enrollRaw(service.port, bad), Uint8Array.of(ENROLL_STATUS.REJECTED), `attempt ${i + 1}`);
+      }
+      const valid = messageFor(e);
+      assert.deepEqual(await enrollRaw(service.port, valid.message), Uint8Array.of(ENROLL_STATUS.LOCKED), 'locked: a valid message is refused too');
+      assert.ok(service.decisions('rejected').some((l) => l.includes('ERR_ENROLLEE_LOCKED: 20 failed attempts')), service.lines.join('\n'));
+      const shown = await okJson<{ failed_attempts: number }>(['service', 'enrollee', 'show', e.hex], { home: join(root, 'service-home') });
+      assert.equal(shown.failed_attempts, 20);
+
+      // The enroller approves it again (same bundle): the count starts over.
+      const svc = await ServiceHome.open(home);
+      try {
+        const now = Math.floor(Date.now() / 1000);
+        await svc.store.approve({ enrolleeId: e.id, eikB: e.eikB.publicKey, bundleId: e.bundle.bundleId, petName: e.petName, enroller, now, expiresAt: now + 3600 });
+      } finally {
+        await svc.close();
+      }
+      const again = messageFor(e);
+      assert.ok(openAcceptance(again, await enrollRaw(service.port, again.message)), 'accepted after the new approval');
+    } finally {
+      await service.stop();
+    }
+  });
+});
+
+describe('limits: 1 000 idle connections', () => {
+  const fds = openFileLimit();
+  const skip = fds === undefined ? 'the open-file limit is unknown (no /proc/self/limits)' : fds < 2200 ? `the open-file limit is ${fds}, below the 2 200 this test needs (ulimit -n)` : false;
+  it('valid enrollments (library and `enrollee join`) still complete while 1 000 idle connections are held open', { skip, timeout: 120_000 }, async () => {
+    const { service, enrollees, home, root, enroller } = await serviceWith(['--read-timeout', '60s'], 20, 'idle');
+    const idle: Socket[] = [];
+    let closedEarly = 0;
+    try {
+      const svc = await ServiceHome.open(home);
+      const cli = await approveCliEnrollee(svc, enroller, join(root, 'device'), 'idle-test device').finally(() => svc.close());
+      for (let batch = 0; batch < 10; batch++) {
+        idle.push(...(await Promise.all(Array.from({ length: 100 }, () => openIdle(service.port)))));
+      }
+      for (const s of idle) s.once('close', () => closedEarly++);
+      await sleep(300);
+      const join1 = run(['enrollee', 'join', '--bundle', cli.bundle, '--json'], { home: cli.home, timeoutMs: 60_000 });
+      const results = await Promise.all(
+        enrollees.map(async (e) => {
+          const a = messageFor(e);
+          return openAcceptance(a, await enrollRaw(service.port, a.message, 30_000)) !== undefined;
+        }),
+      );
+      assert.deepEqual(results.filter((x) => !x).length, 0, 'every enrollment was accepted');
+      const r = await join1;
+      assert.equal(r.code, 0, show(r));
+      assert.equal(closedEarly, 0, 'the idle connections were all still open');
+      assert.equal(idle.length, 1000);
+    } finally {
+      for (const s of idle) s.destroy();
+      await service.stop();
+    }
+  });
+});
+
+/** Opens a TCP connection that sends nothing; resolves once connected. */
+function openIdle(port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ host: '127.0.0.1', port });
+    s.once('connect', () => resolve(s));
+    s.once('error', reject);
+    s.on('error', () => {});
+  });
+}
