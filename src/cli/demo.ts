@@ -65,12 +65,13 @@ export function register(program: Command): void {
           const address = `tcp://127.0.0.1:${port}`;
 
           say('\n1. The service makes its identity key IK_A, a signed prekey and its store.');
-          const serviceKey = await run('service', ['service', 'init', '--address', address]);
+          const httpsPort = await freePort();
+          const serviceKey = await run('service', ['service', 'init', '--address', address, '--https-address', `https://127.0.0.1:${httpsPort}`]);
           say(`   service key (IK_A): ${serviceKey}`);
 
           say('\n2. The service starts listening (its decision log is shown as it happens).');
-          say(`  $ ockam-enroll service start --listen 127.0.0.1:${port}`);
-          const service = execa(process.execPath, [BIN, 'service', 'start', '--listen', `127.0.0.1:${port}`, '--home', homes.service], { env: { NO_COLOR: '1' }, reject: false });
+          say(`  $ ockam-enroll service start --listen 127.0.0.1:${port} --https-listen 127.0.0.1:${httpsPort}`);
+          const service = execa(process.execPath, [BIN, 'service', 'start', '--listen', `127.0.0.1:${port}`, '--https-listen', `127.0.0.1:${httpsPort}`, '--home', homes.service], { env: { NO_COLOR: '1' }, reject: false });
           children.push(service);
           await new Promise<void>((resolve, reject) => {
             const t = setTimeout(() => reject(new EnrollError('ERR_TIMEOUT', 'the demo service did not start')), 15_000);

@@ -8,6 +8,7 @@
  * database file.
  */
 import Database from 'better-sqlite3';
+import { closeSync, existsSync, openSync } from 'node:fs';
 import { EnrollError } from '../errors.js';
 import type {
   ApproveInput,
@@ -163,6 +164,9 @@ export class SqliteStore implements ServiceStore {
   static open(path: string, opts: SqliteStoreOptions = {}): SqliteStore {
     let db: Database.Database | undefined;
     try {
+      // Created 0600 before SQLite opens it (SQLite gives its -wal and -shm files the same
+      // mode): the store holds sealed prekeys and every enrollee's identity.
+      if (!opts.readonly && !existsSync(path)) closeSync(openSync(path, 'a', 0o600));
       db = new Database(path, { readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false });
       // WAL: readers (CLI listing commands) never block the running service. synchronous=FULL:
       // in WAL mode, NORMAL may lose the last commits on power loss; an acceptance that was
