@@ -63,7 +63,7 @@ run() {
 SERVICE_PID=
 cleanup() {
   status=$?
-  if [ -n "$SERVICE_PID" ]; then kill "$SERVICE_PID" 2>/dev/null || true; wait "$SERVICE_PID" 2>/dev/null || true; fi
+  if [ -n "$SERVICE_PID" ]; then kill -TERM -- "-$SERVICE_PID" 2>/dev/null || true; wait "$SERVICE_PID" 2>/dev/null || true; fi
   if [ "$KEEP" = 1 ]; then echo "kept $WORK_DIR"; else rm -rf "$WORK_DIR"; fi
   exit "$status"
 }
@@ -73,8 +73,12 @@ mkdir -p "$WORK_DIR"
 
 say "service: init, and start in the background (log: $WORK_DIR/service.log)"
 SERVICE_KEY=$(run service init --home "$SERVICE_HOME" --address "$ADDRESS" --quiet)
+# In its own process group (set -m), so that stopping the group also stops whatever
+# $OE starts beneath it (npx runs the CLI as a grandchild).
+set -m
 $OE service start --home "$SERVICE_HOME" 2> "$WORK_DIR/service.log" &
 SERVICE_PID=$!
+set +m
 until grep -q ' listening ' "$WORK_DIR/service.log" 2>/dev/null; do
   kill -0 "$SERVICE_PID" 2>/dev/null || { cat "$WORK_DIR/service.log" >&2; echo "the service did not start" >&2; exit 1; }
   sleep 0.2

@@ -50,7 +50,7 @@ SERVICE_PID=
 JOIN_PID=
 cleanup() {
   status=$?
-  for pid in $JOIN_PID $SERVICE_PID; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  for pid in $JOIN_PID $SERVICE_PID; do kill -TERM -- "-$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
   if [ "$KEEP" = 1 ]; then echo "kept $WORK_DIR"; else rm -rf "$WORK_DIR"; fi
   exit "$status"
 }
@@ -62,8 +62,12 @@ mkdir -p "$WORK_DIR"
 say "service: init, and start in the background (log: $WORK_DIR/service.log)"
 SERVICE_KEY=$(run service init --home "$SERVICE_HOME" --address "$ADDRESS" --quiet)
 echo "  service key: $SERVICE_KEY"
+# In its own process group (set -m), so that stopping the group also stops whatever
+# $OE starts beneath it (npx runs the CLI as a grandchild).
+set -m
 $OE service start --home "$SERVICE_HOME" 2> "$WORK_DIR/service.log" &
 SERVICE_PID=$!
+set +m
 until grep -q ' listening ' "$WORK_DIR/service.log" 2>/dev/null; do
   kill -0 "$SERVICE_PID" 2>/dev/null || { cat "$WORK_DIR/service.log" >&2; echo "the service did not start" >&2; exit 1; }
   sleep 0.2
@@ -108,9 +112,11 @@ say "B. the device reads the bundle on stdin and waits (up to 2m) for the servic
 run enrollee init --name "Robot Bolt" --home "$DEVICE_B" --quiet > /dev/null
 # stdin from a file; its diagnostics (with the card to approve) go to a log we can read.
 printf '  $ ockam-enroll enrollee join --bundle - --wait 2m --home %q < bundle-b.txt\n' "$DEVICE_B" >&2
+set -m  # its own process group, like the service's
 $OE enrollee join --bundle - --wait 2m --home "$DEVICE_B" < "$WORK_DIR/bundle-b.txt" \
   > "$WORK_DIR/join-b.out" 2> "$WORK_DIR/join-b.log" &
 JOIN_PID=$!
+set +m
 # While it waits, the device prints the card to approve: it names the bundle it holds.
 until grep -q '^ockam-enroll: OEC1:' "$WORK_DIR/join-b.log" 2>/dev/null; do
   kill -0 "$JOIN_PID" 2>/dev/null || { cat "$WORK_DIR/join-b.log" >&2; exit 1; }

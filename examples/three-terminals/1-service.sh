@@ -53,9 +53,13 @@ say "service key (give it to enrollers, here as $SHARED_DIR/service.key): $(cat 
 
 say "starting the service on $ADDRESS; its decision log follows"
 printf '  $ ockam-enroll service start --home %q\n' "$SERVICE_HOME" >&2
+# In its own process group (set -m), so that stopping the group also stops whatever
+# $OE starts beneath it (npx runs the CLI as a grandchild).
+set -m
 $OE service start --home "$SERVICE_HOME" &
 SERVICE_PID=$!
-trap 'kill "$SERVICE_PID" 2>/dev/null || true; wait "$SERVICE_PID" 2>/dev/null || true' EXIT
+set +m
+trap 'kill -TERM -- "-$SERVICE_PID" 2>/dev/null || true; wait "$SERVICE_PID" 2>/dev/null || true' EXIT
 trap 'exit 130' INT TERM
 
 say "waiting for the enroller's key in $SHARED_DIR/enroller.key (run 2-enroller.sh in terminal 2)"

@@ -12,6 +12,8 @@
 #   ENROLLER_HOST  the enroller's host      (default: 127.0.0.1)
 #   ENROLLER_PORT  the enroller's port      (default: 4200)
 #   DEVICE_NAME    the device's pet name    (default: Robot Axiom)
+#   WAIT_FOR_ENROLLER  1: wait for 2-enroller.sh's marker in SHARED_DIR; 0 (on a machine
+#                  of its own, with no shared directory): go straight on  (default: 1)
 set -euo pipefail
 
 OE=${OCKAM_ENROLL:-npx ockam-enroll}
@@ -19,6 +21,7 @@ SHARED_DIR=${SHARED_DIR:-/tmp/ockam-enroll-example}
 DEVICE_HOME=${DEVICE_HOME:-$SHARED_DIR/homes/device}
 ENROLLER_ADDR="tcp://${ENROLLER_HOST:-127.0.0.1}:${ENROLLER_PORT:-4200}"
 DEVICE_NAME=${DEVICE_NAME:-Robot Axiom}
+WAIT_FOR_ENROLLER=${WAIT_FOR_ENROLLER:-1}
 
 say() { printf '\n[device] %s\n' "$*"; }
 # Shows each command on stderr, quoted for the shell (stdout carries the command's own data).
@@ -36,14 +39,18 @@ run() {
   $OE "$@"
 }
 
-if [ -e "$DEVICE_HOME/enrollee/eik_b.key" ]; then
+if [ -e "$DEVICE_HOME/enrollee/ik_b.key" ]; then
+  say "this device is already enrolled; to onboard afresh, remove $DEVICE_HOME (or all of $SHARED_DIR)"
+  run enrollee status --home "$DEVICE_HOME"
+  exit 0
+elif [ -e "$DEVICE_HOME/enrollee/eik_b.key" ]; then
   say "an enrollee already exists in $DEVICE_HOME; reusing it"
 else
   say "making the enrollment key EIK_B; the card it prints carries its public half"
   run enrollee init --name "$DEVICE_NAME" --home "$DEVICE_HOME"
 fi
 
-if [ -d "$SHARED_DIR" ] && [ ! -e "$SHARED_DIR/enroller.listening" ]; then
+if [ "$WAIT_FOR_ENROLLER" = 1 ] && [ ! -e "$SHARED_DIR/enroller.listening" ]; then
   say "waiting until 2-enroller.sh is ready for the device"
   until [ -e "$SHARED_DIR/enroller.listening" ]; do sleep 1; done
 fi
