@@ -20,7 +20,7 @@ export function leaf(parent: Command, nameAndArgs: string, description: string, 
   return parent
     .command(nameAndArgs)
     .description(description)
-    .option('--home <dir>', 'home directory (default: $OCKAM_ENROLL_HOME, the configured home, or ~/.ockam-enroll)')
+    .option('--home <dir>', 'home directory (default: $OCKAM_ENROLL_HOME, else "home" in ~/.config/ockam-enroll/config.json, else ~/.ockam-enroll)')
     .option('--json', 'write machine-readable JSON to stdout')
     .option('-q, --quiet', 'no progress lines on stderr')
     .addOption(new Option('--passphrase-file <file>', 'read the key passphrase from FILE (mode 0600)'))
@@ -45,20 +45,37 @@ export function action(fn: (ctx: Ctx, ...args: any[]) => Promise<void | number>)
   };
 }
 
-/** Reads TEXT, @FILE or - (stdin) into a string. */
-export function readTextArg(value: string, what: string): string {
-  if (value === '-') {
-    try {
-      return readFileSync(0, 'utf8');
-    } catch (cause) {
-      throw new EnrollError('ERR_USAGE', `cannot read the ${what} from standard input`, { cause });
+/** Most bytes a text argument may have (a bundle's text form is < 1300 characters). */
+const MAX_TEXT_ARG = 64 * 1024;
+
+/**
+ * Reads all of standard input, asynchronously: a pipe whose writer is still starting up
+ * has no data yet, and a synchronous read of a non-blocking stdin would fail with EAGAIN.
+ */
+async function readStdin(what: string): Promise<string> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  try {
+    for await (const chunk of process.stdin) {
+      n += (chunk as Buffer).length;
+      if (n > MAX_TEXT_ARG) throw new EnrollError('ERR_USAGE', `standard input is too large to hold a ${what}`);
+      chunks.push(chunk as Buffer);
     }
+  } catch (cause) {
+    if (cause instanceof EnrollError) throw cause;
+    throw new EnrollError('ERR_USAGE', `cannot read the ${what} from standard input: ${(cause as Error).message}`, { cause });
   }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Reads TEXT, @FILE or - (stdin) into a string. */
+export async function readTextArg(value: string, what: string): Promise<string> {
+  if (value === '-') return readStdin(what);
   if (value.startsWith('@')) {
     const path = value.slice(1);
     try {
       const text = readFileSync(path, 'utf8');
-      if (text.length > 64 * 1024) throw new EnrollError('ERR_USAGE', `${path} is too large to hold a ${what}`);
+      if (text.length > MAX_TEXT_ARG) throw new EnrollError('ERR_USAGE', `${path} is too large to hold a ${what}`);
       return text;
     } catch (cause) {
       if (cause instanceof EnrollError) throw cause;

@@ -36,7 +36,7 @@ export function register(enrollee: Command): void {
         // In --stdio mode stdout is the channel: results go to stderr.
         const results = opts.stdio ? makeOutput({ json: out.json, quiet: true, resultsToStderr: true }) : out;
         if (opts.bundle !== undefined) {
-          const bundle = bundleFromText(readTextArg(opts.bundle as string, 'bundle'), { now: nowSeconds() });
+          const bundle = bundleFromText(await readTextArg(opts.bundle as string, 'bundle'), { now: nowSeconds() });
           e.holdBundle(bundleToText(bundle));
           const waitSeconds = parseDuration(opts.wait as string, '--wait', 0, 7 * 86400);
           out.info(`enrolling with the service at ${bundle.addr} (enrollee id ${toHex(e.enrolleeId())})`);
@@ -49,7 +49,11 @@ export function register(enrollee: Command): void {
             },
           });
         } else {
-          const conn = opts.stdio ? (await import('../transport/stdio.js')).stdioConnection() : await connectTcp(opts.enroller as string);
+          const conn = opts.stdio
+            ? (await import('../transport/stdio.js')).stdioConnection()
+            : await connectTcp(opts.enroller as string, {
+                unreachableHint: `is \`ockam-enroll enroller onboard --listen\` running at ${opts.enroller as string}?`,
+              });
           try {
             r = await joinViaEnroller(e, conn, {
               now: nowSeconds,

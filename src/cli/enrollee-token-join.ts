@@ -9,7 +9,7 @@ import { nowSeconds } from './options.js';
 
 export async function runTokenJoin({ out, home, opts }: Ctx): Promise<void> {
   const keyType = parseKeyType((opts.keyType as string | undefined) ?? 'p256');
-  const token = readTextArg(opts.token as string, 'token');
+  const token = await readTextArg(opts.token as string, 'token');
   const r = await joinWithToken(home, { token, keyType, force: opts.force === true, now: nowSeconds, onStep: (line) => out.info(line) });
   out.result(
     {

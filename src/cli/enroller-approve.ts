@@ -14,7 +14,7 @@ export function register(enroller: Command): void {
     .option('--qr', 'print the bundle to hand over as a QR code')
     .action(
       action(async ({ out, home, opts }, cardArg: string) => {
-        const card = cardFromText(readTextArg(cardArg, 'enrollee card'));
+        const card = cardFromText(await readTextArg(cardArg, 'enrollee card'));
         const ttl = parseDuration(opts.ttl as string, '--ttl', 1, 30 * 86400);
         const petName = parsePetName(opts.name as string | undefined);
         const enr = EnrollerHome.open(home, { passphrase: passphraseSource(opts) });
@@ -26,7 +26,8 @@ export function register(enroller: Command): void {
           ...(opts.bundle ? { bundleId: opts.bundle as string } : {}),
         });
         out.info(`approved enrollee ${toHex(r.enrolleeId)}${r.petName ? ` (${r.petName})` : ''} until ${isoTime(r.expiresAt)}`);
-        out.info('hand this bundle to the enrollee: ockam-enroll enrollee join --bundle <text>');
+        if (card.bundleId) out.info('the enrollee already holds this bundle: it can now run `ockam-enroll enrollee join`');
+        else out.info('hand this bundle to the enrollee: ockam-enroll enrollee join --bundle <text>');
         if (opts.qr && !out.json) {
           await printQr(out, r.bundle.text);
           return;

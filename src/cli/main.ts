@@ -99,6 +99,14 @@ Example (three terminals):
 }
 
 export async function main(argv: string[]): Promise<void> {
+  // A reader that goes away (`… | head`) ends our output, not with a stack trace. In
+  // --stdio mode stdout is the channel and its own errors are the connection's to report.
+  if (!argv.includes('--stdio')) {
+    process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') throw err;
+      process.exit(process.exitCode ?? 0);
+    });
+  }
   const program = await buildProgram(argv);
   try {
     await program.parseAsync(argv);

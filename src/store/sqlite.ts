@@ -433,6 +433,14 @@ export class SqliteStore implements ServiceStore {
    * which with synchronous=FULL means the batch is on disk.
    */
   async commitEnrollments(inputs: CommitEnrollmentInput[]): Promise<(EnrolleeRecord | EnrollError)[]> {
+    // First the whole batch without savepoints (a savepoint copies every page it first
+    // touches to a sub-journal): if an input fails, that transaction rolls back, nothing
+    // committed or synced, and the batch runs again below with a savepoint per input.
+    try {
+      return this.#db.transaction(() => inputs.map((input) => this.#commitOne(input))).immediate();
+    } catch (err) {
+      if (!(err instanceof EnrollError)) throw err;
+    }
     const one = this.#db.transaction((input: CommitEnrollmentInput) => this.#commitOne(input));
     return this.#db.transaction(() =>
       inputs.map((input) => {

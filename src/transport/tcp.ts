@@ -27,6 +27,8 @@ export const SERVER_LINGER_MS = 5_000;
 export interface ConnectTcpOptions extends FramedConnectionOptions {
   /** How long the TCP connect may take, in ms; 0 or Infinity disables it. Default 10 000. */
   connectTimeoutMs?: number;
+  /** What the user should check when nobody answers (default: is the service running there?). */
+  unreachableHint?: string;
 }
 
 /** Connect errors that mean "nobody is there", reported as ERR_UNREACHABLE. */
@@ -89,7 +91,7 @@ export async function connectTcp(
   checkConnectionOptions(opts);
   const timeoutMs = checkTimeoutMs(opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, 'connectTimeoutMs');
   const where = formatAddress(addr);
-  const hint = `is \`ockam-enroll service start\` running at ${where}?`;
+  const hint = opts.unreachableHint ?? `is \`ockam-enroll service start\` running at ${where}?`;
   const connOpts: FramedConnectionOptions = {};
   if (opts.maxFrameLen !== undefined) connOpts.maxFrameLen = opts.maxFrameLen;
   if (opts.readTimeoutMs !== undefined) connOpts.readTimeoutMs = opts.readTimeoutMs;

@@ -9,6 +9,8 @@
  * - `service.json`       the service's key (IK_A), address, enrollee id and times;
  * - `session.json`       the session keys and counters after acceptance (secret, 0600).
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { toHex } from '../../crypto/bytes.js';
 import { generateX25519, type KeyPair } from '../../crypto/x25519.js';
 import { EnrollError } from '../../errors.js';
@@ -72,13 +74,13 @@ export class EnrolleeHome {
   }
 
   static open(home: string, opts: { passphrase?: PassphraseSource } = {}): EnrolleeHome {
-    const e = EnrolleeHome.#openKeystore(home, opts.passphrase);
-    if (!e.keystore.hasKey(EIK_B_FILE)) {
-      throw new EnrollError('ERR_KEY_MISSING', `no enrollee is initialised in ${e.keystore.dir}`, {
+    // Checked before the keystore opens, which would create a never-initialised home.
+    if (!existsSync(join(home, 'enrollee', EIK_B_FILE))) {
+      throw new EnrollError('ERR_KEY_MISSING', `no enrollee is initialised in ${join(home, 'enrollee')}`, {
         hint: 'run `ockam-enroll enrollee init` first, or pass the right --home',
       });
     }
-    return e;
+    return EnrolleeHome.#openKeystore(home, opts.passphrase);
   }
 
   static #openKeystore(home: string, passphrase: PassphraseSource | undefined): EnrolleeHome {

@@ -5,6 +5,8 @@
  * - `bundles.json`          the bundle cache: bundles fetched and not yet handed out, and
  *                           which enrollee each used one went to.
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { toHex } from '../../crypto/bytes.js';
 import { generateX25519, type KeyPair } from '../../crypto/x25519.js';
 import { EnrollError } from '../../errors.js';
@@ -59,13 +61,14 @@ export class EnrollerHome {
   }
 
   static open(home: string, opts: { passphrase?: PassphraseSource } = {}): EnrollerHome {
-    const keystore = Keystore.open(home, 'enroller', opts.passphrase ? { passphrase: opts.passphrase } : {});
-    if (!keystore.hasKey(ENROLLER_KEY_FILE)) {
-      throw new EnrollError('ERR_KEY_MISSING', `no enroller is initialised in ${keystore.dir}`, {
+    // Checked before Keystore.open, which would create the directories of a home that
+    // was never initialised.
+    if (!existsSync(join(home, 'enroller', ENROLLER_KEY_FILE))) {
+      throw new EnrollError('ERR_KEY_MISSING', `no enroller is initialised in ${join(home, 'enroller')}`, {
         hint: 'run `ockam-enroll enroller init` first, or pass the right --home',
       });
     }
-    return new EnrollerHome(keystore);
+    return new EnrollerHome(Keystore.open(home, 'enroller', opts.passphrase ? { passphrase: opts.passphrase } : {}));
   }
 
   publicKey(): Uint8Array {
