@@ -35,45 +35,18 @@ SERVICE_HOME=$WORK_DIR/service
 ENROLLER_HOME=$WORK_DIR/enroller
 DEVICE_HOME=$WORK_DIR/device
 
+# shellcheck source=examples/lib.sh
+. "$(dirname "$0")/lib.sh"
+
 say() { printf '\n==> %s\n' "$*"; }
-# Shows each command on stderr, quoted for the shell (stdout carries the command's own data).
-run() {
-  { printf '  $ ockam-enroll'
-    for a in "$@"; do
-      case $a in
-        *[\"\$\`\\]*) printf " '%s'" "${a//\'/\'\\\'\'}" ;;
-        *\'*) printf ' "%s"' "$a" ;;
-        '' | *[!A-Za-z0-9_./:@=+,-]*) printf " '%s'" "$a" ;;
-        *) printf ' %s' "$a" ;;
-      esac
-    done
-    printf '\n'; } >&2
-  $OE "$@"
-}
 
 SERVICE_PID=
-cleanup() {
-  status=$?
-  if [ -n "$SERVICE_PID" ]; then kill -TERM -- "-$SERVICE_PID" 2>/dev/null || true; wait "$SERVICE_PID" 2>/dev/null || true; fi
-  if [ "$KEEP" = 1 ]; then echo "kept $WORK_DIR"; else rm -rf "$WORK_DIR"; fi
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+cleanup_on_exit SERVICE_PID
 mkdir -p "$WORK_DIR"
 
 say "service: init, and start in the background (log: $WORK_DIR/service.log)"
 SERVICE_KEY=$(run service init --home "$SERVICE_HOME" --address "$ADDRESS" --quiet)
-# In its own process group (set -m), so that stopping the group also stops whatever
-# $OE starts beneath it (npx runs the CLI as a grandchild).
-set -m
-$OE service start --home "$SERVICE_HOME" 2> "$WORK_DIR/service.log" &
-SERVICE_PID=$!
-set +m
-until grep -q ' listening ' "$WORK_DIR/service.log" 2>/dev/null; do
-  kill -0 "$SERVICE_PID" 2>/dev/null || { cat "$WORK_DIR/service.log" >&2; echo "the service did not start" >&2; exit 1; }
-  sleep 0.2
-done
+start_service "$SERVICE_HOME" "$WORK_DIR/service.log"
 
 say "enroller: init; the service allows it; fetch a bundle, pinning the service key"
 ENROLLER_KEY=$(run enroller init --home "$ENROLLER_HOME" --quiet)

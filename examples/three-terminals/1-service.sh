@@ -20,21 +20,10 @@ SERVICE_HOST=${SERVICE_HOST:-127.0.0.1}
 SERVICE_PORT=${SERVICE_PORT:-4100}
 ADDRESS="tcp://$SERVICE_HOST:$SERVICE_PORT"
 
+# shellcheck source=examples/lib.sh
+. "$(dirname "$0")/../lib.sh"
+
 say() { printf '\n[service] %s\n' "$*"; }
-# Shows each command on stderr, quoted for the shell (stdout carries the command's own data).
-run() {
-  { printf '  $ ockam-enroll'
-    for a in "$@"; do
-      case $a in
-        *[\"\$\`\\]*) printf " '%s'" "${a//\'/\'\\\'\'}" ;;
-        *\'*) printf ' "%s"' "$a" ;;
-        '' | *[!A-Za-z0-9_./:@=+,-]*) printf " '%s'" "$a" ;;
-        *) printf ' %s' "$a" ;;
-      esac
-    done
-    printf '\n'; } >&2
-  $OE "$@"
-}
 
 mkdir -p "$SHARED_DIR"
 

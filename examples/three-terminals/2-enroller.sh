@@ -25,21 +25,10 @@ LISTEN="${ENROLLER_HOST:-127.0.0.1}:${ENROLLER_PORT:-4200}"
 BUNDLE_COUNT=${BUNDLE_COUNT:-3}
 DEVICE_NAME=${DEVICE_NAME:-Robot Axiom}
 
+# shellcheck source=examples/lib.sh
+. "$(dirname "$0")/../lib.sh"
+
 say() { printf '\n[enroller] %s\n' "$*"; }
-# Shows each command on stderr, quoted for the shell (stdout carries the command's own data).
-run() {
-  { printf '  $ ockam-enroll'
-    for a in "$@"; do
-      case $a in
-        *[\"\$\`\\]*) printf " '%s'" "${a//\'/\'\\\'\'}" ;;
-        *\'*) printf ' "%s"' "$a" ;;
-        '' | *[!A-Za-z0-9_./:@=+,-]*) printf " '%s'" "$a" ;;
-        *) printf ' %s' "$a" ;;
-      esac
-    done
-    printf '\n'; } >&2
-  $OE "$@"
-}
 
 mkdir -p "$SHARED_DIR"
 

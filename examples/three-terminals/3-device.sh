@@ -23,21 +23,10 @@ ENROLLER_ADDR="tcp://${ENROLLER_HOST:-127.0.0.1}:${ENROLLER_PORT:-4200}"
 DEVICE_NAME=${DEVICE_NAME:-Robot Axiom}
 WAIT_FOR_ENROLLER=${WAIT_FOR_ENROLLER:-1}
 
+# shellcheck source=examples/lib.sh
+. "$(dirname "$0")/../lib.sh"
+
 say() { printf '\n[device] %s\n' "$*"; }
-# Shows each command on stderr, quoted for the shell (stdout carries the command's own data).
-run() {
-  { printf '  $ ockam-enroll'
-    for a in "$@"; do
-      case $a in
-        *[\"\$\`\\]*) printf " '%s'" "${a//\'/\'\\\'\'}" ;;
-        *\'*) printf ' "%s"' "$a" ;;
-        '' | *[!A-Za-z0-9_./:@=+,-]*) printf " '%s'" "$a" ;;
-        *) printf ' %s' "$a" ;;
-      esac
-    done
-    printf '\n'; } >&2
-  $OE "$@"
-}
 
 if [ -e "$DEVICE_HOME/enrollee/ik_b.key" ]; then
   say "this device is already enrolled; to onboard afresh, remove $DEVICE_HOME (or all of $SHARED_DIR)"
