@@ -34,6 +34,17 @@ export interface JoinResult {
   enrolledAt: number;
 }
 
+function joinResult(service: EnrolledService): JoinResult {
+  return {
+    enrolleeId: service.enrollee_id,
+    identityKey: service.identity_key,
+    serviceKey: service.service_key,
+    address: service.address,
+    petName: service.pet_name,
+    enrolledAt: service.enrolled_at,
+  };
+}
+
 /** Rejection statuses worth retrying while waiting for an approval to arrive. */
 const WAITABLE = new Set(['ERR_ENROLLEE_UNKNOWN']);
 
@@ -90,14 +101,7 @@ async function recoverAcceptedEnrollment(enrollee: EnrolleeHome, bundle: Bundle)
     enrolled_at: report.enrolledAt,
   };
   await enrollee.commitEnrollment(ikB, service, undefined);
-  return {
-    enrolleeId: service.enrollee_id,
-    identityKey: service.identity_key,
-    serviceKey: service.service_key,
-    address: service.address,
-    petName: service.pet_name,
-    enrolledAt: service.enrolled_at,
-  };
+  return joinResult(service);
 }
 
 async function enrollOnce(enrollee: EnrolleeHome, bundle: Bundle, timeoutMs: number): Promise<JoinResult> {
@@ -140,14 +144,7 @@ async function enrollOnce(enrollee: EnrolleeHome, bundle: Bundle, timeoutMs: num
     send_counter: send.counter.toString(),
     recv_counter: recv.counter.toString(),
   });
-  return {
-    enrolleeId: service.enrollee_id,
-    identityKey: service.identity_key,
-    serviceKey: service.service_key,
-    address: service.address,
-    petName: service.pet_name,
-    enrolledAt: service.enrolled_at,
-  };
+  return joinResult(service);
 }
 
 /**
