@@ -98,6 +98,20 @@ export const ERROR_CODES = [
   'ERR_NAME_TAKEN', // another identity already has this name
   'ERR_HTTP', // an HTTPS exchange failed: unexpected status, content type or body
 
+  // -- lifecycle: revoke, rotate, move (docs/protocol.md §7.9)
+  'ERR_ROTATE_PROOF', // a rotation's signatures (old and new IK_B over the channel binding) do not verify
+  'ERR_ROTATE_CONFLICT', // the new identity key is the old one, is enrolled or was used before, or the old key is no longer enrolled
+  'ERR_ANNOUNCEMENT_INVALID', // an address announcement does not verify under the pinned IK_A, or names an unusable address
+  // -- lifecycle: audit, hooks, credentials (README "Lifecycle: audit, hooks, credentials")
+  'ERR_AUDIT_BROKEN', // the audit log's hash chain does not verify: an entry was edited, reordered or removed
+  'ERR_HOOK_REJECTED', // the --on-enroll hook refused the enrollment (exit status not 0); local: the peer sees REJECTED
+  'ERR_HOOK_TIMEOUT', // the --on-enroll hook did not finish in time and was killed; local: the peer sees REJECTED
+  'ERR_HOOK_FAILED', // the --on-enroll hook could not be run; local: the peer sees REJECTED
+  'ERR_CREDENTIAL_MALFORMED', // a credential's bytes do not parse (docs/protocol.md §4.4)
+  'ERR_CREDENTIAL_ISSUER', // a credential was issued by another service key than the one it is checked against
+  'ERR_CREDENTIAL_SIGNATURE', // a credential's XEdDSA signature does not verify under its issuer's key
+  'ERR_CREDENTIAL_EXPIRED', // a credential is past its expiry (or not valid yet)
+
   // -- CLI
   'ERR_USAGE', // bad flags or arguments
   'ERR_INTERNAL', // a bug: please report it

@@ -29,3 +29,30 @@ export * from './protocol/codec/index.js';
 
 // The short authentication string shown on both ends of a Noise channel.
 export { shortAuthString, SAS_INFO } from './protocol/sas.js';
+
+// The lifecycle: the signed address announcement of a service that moves (docs/protocol.md §7.10).
+export {
+  ADDRESS_SIG_CONTEXT,
+  announcementSignedBytes,
+  decodeAnnouncement,
+  encodeAnnouncement,
+  signAnnouncement,
+  verifyAnnouncement,
+  type AddressAnnouncement,
+} from './protocol/announce.js';
+
+// The enrollee credential the service issues with each acceptance, signed by IK_A (docs/protocol.md §4.4).
+export {
+  CREDENTIAL_SIG_CONTEXT,
+  CREDENTIAL_TEXT_PREFIX,
+  credentialFromText,
+  credentialSignedBytes,
+  credentialToText,
+  decodeCredential,
+  encodeCredential,
+  signCredential,
+  verifyCredential,
+  type Credential,
+  type CredentialFields,
+  type VerifyCredentialOptions,
+} from './protocol/credential.js';

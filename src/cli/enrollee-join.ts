@@ -3,6 +3,7 @@ import { toHex } from '../crypto/bytes.js';
 import { EnrollError } from '../errors.js';
 import { bundleFromText, bundleToText, cardToText } from '../protocol/codec/index.js';
 import { EnrolleeHome } from '../roles/enrollee/home.js';
+import { CREDENTIAL_FILE, credentialStatus } from '../roles/enrollee/credential.js';
 import { enrollWithBundle, joinViaEnroller, type JoinResult } from '../roles/enrollee/join.js';
 import { connectTcp } from '../transport/tcp.js';
 import { action, isoTime, leaf, readTextArg } from './command.js';
@@ -74,9 +75,12 @@ export function register(enrollee: Command): void {
             name: r.petName || null,
             enrolled_at: isoTime(r.enrolledAt),
             ...(r.sas ? { sas: r.sas } : {}),
+            credential: r.credential !== undefined ? credentialStatus(e, nowSeconds()) : null,
           },
           `enrolled as ${r.enrolleeId}${r.petName ? ` (${r.petName})` : ''} with the service at ${r.address}`,
         );
+        // The service's signed statement about this device (roles/enrollee/credential.ts).
+        if (r.credential !== undefined) out.info(`the service issued a credential for this enrollee, in ${e.keystore.path(CREDENTIAL_FILE)}; others check it with \`ockam-enroll credential verify\``);
       }),
     );
 }

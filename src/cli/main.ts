@@ -14,7 +14,7 @@ type Loader = () => Promise<Registrar>;
  * help): start-up cost is dominated by module loading, and a device running
  * `enrollee card` should not pay for the service's HTTPS stack.
  */
-const GROUPS: Record<'service' | 'enroller' | 'enrollee', { description: string; example: string; commands: Loader[] }> = {
+const GROUPS: Record<'service' | 'enroller' | 'enrollee' | 'credential', { description: string; example: string; commands: Loader[] }> = {
   service: {
     description: 'the enrollment service: bundles, approvals, enrollments',
     example: 'ockam-enroll service init --address tcp://127.0.0.1:4100 && ockam-enroll service start',
@@ -23,6 +23,9 @@ const GROUPS: Record<'service' | 'enroller' | 'enrollee', { description: string;
       () => import('./service-start.js'),
       () => import('./service-enroller.js'),
       () => import('./service-enrollee.js'),
+      () => import('./service-prekey.js'),
+      () => import('./service-address.js'),
+      () => import('./service-audit.js'),
     ],
   },
   enroller: {
@@ -45,7 +48,13 @@ const GROUPS: Record<'service' | 'enroller' | 'enrollee', { description: string;
       () => import('./enrollee-join.js'),
       () => import('./enrollee-status.js'),
       () => import('./enrollee-renew.js'),
+      () => import('./enrollee-rotate.js'),
     ],
+  },
+  credential: {
+    description: 'check an enrollee\'s credential offline, with the service key',
+    example: 'ockam-enroll credential verify @credential.txt --service-key 57f92e91…8374f',
+    commands: [() => import('./credential-verify.js')],
   },
 };
 

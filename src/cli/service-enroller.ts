@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { toHex } from '../crypto/bytes.js';
 import { EnrollError } from '../errors.js';
+import { audit } from '../audit/index.js';
 import { ServiceHome } from '../roles/service/home.js';
 import { action, isoTime, leaf } from './command.js';
 import { nowSeconds, parseKeyHex, parsePetName, passphraseSource } from './options.js';
@@ -18,6 +19,7 @@ export function register(service: Command): void {
         const svc = await ServiceHome.open(home, { passphrase: passphraseSource(opts) });
         try {
           const rec = await svc.store.allowEnroller(key, name, nowSeconds());
+          audit(svc, 'enroller-allowed', { enroller: toHex(rec.publicKey), enroller_name: rec.name });
           out.result({ enroller: toHex(rec.publicKey), name: rec.name, allowed_at: isoTime(rec.addedAt) }, `allowed ${toHex(rec.publicKey)}${rec.name ? ` (${rec.name})` : ''}`);
         } finally {
           await svc.close();
@@ -55,6 +57,7 @@ export function register(service: Command): void {
           if (!(await svc.store.revokeEnroller(key, nowSeconds()))) {
             throw new EnrollError('ERR_USAGE', `no allowed enroller has key ${toHex(key)}`, { hint: 'see `ockam-enroll service enroller list`' });
           }
+          audit(svc, 'enroller-revoked', { enroller: toHex(key) });
           out.result({ enroller: toHex(key), state: 'revoked' }, `revoked ${toHex(key)}`);
         } finally {
           await svc.close();

@@ -8,6 +8,23 @@ import { DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT_MS, startServiceServer } 
 import { parseListenAddress } from '../transport/address.js';
 import { action, leaf } from './command.js';
 import { parseCount, parseDuration, passphraseSource } from './options.js';
+import { auditedLog, auditStorePath, registerAuditSink, AuditSink } from '../audit/index.js';
+import { CREDENTIAL_MAX_TTL } from '../protocol/credential.js';
+import { CredentialSigner, credentialTtl } from '../roles/service/credentials.js';
+import { commandHook, DEFAULT_HOOK_TIMEOUT_MS, hookEnvironment, MAX_HOOK_TIMEOUT_S, setEnrollLifecycle, type EnrollLifecycle } from '../roles/service/hooks.js';
+
+/** --on-enroll, --on-enroll-timeout and --credential-ttl, checked before anything starts. */
+function lifecycleOptions(opts: Record<string, unknown>): EnrollLifecycle {
+  const command = opts.onEnroll as string | undefined;
+  if (command !== undefined && command.trim() === '') throw new EnrollError('ERR_USAGE', '--on-enroll needs a command');
+  if (command === undefined && opts.onEnrollTimeout !== undefined) throw new EnrollError('ERR_USAGE', '--on-enroll-timeout applies only with --on-enroll');
+  const timeoutMs =
+    opts.onEnrollTimeout === undefined ? DEFAULT_HOOK_TIMEOUT_MS : 1000 * parseDuration(opts.onEnrollTimeout as string, '--on-enroll-timeout', 1, MAX_HOOK_TIMEOUT_S);
+  return {
+    ...(command !== undefined ? { onEnroll: commandHook(command, { timeoutMs, env: hookEnvironment(process.env, opts.passphraseEnv as string | undefined) }) } : {}),
+    ...(opts.credentialTtl !== undefined ? { credentialTtl: parseDuration(opts.credentialTtl as string, '--credential-ttl', 1, CREDENTIAL_MAX_TTL) } : {}),
+  };
+}
 
 export function register(service: Command): void {
   leaf(service, 'start', 'run the enrollment service until SIGINT or SIGTERM, logging one line per decision on stderr', 'ockam-enroll service start --listen 0.0.0.0:4100')
@@ -18,6 +35,9 @@ export function register(service: Command): void {
     .option('--rate-per-ip <rate>', `connections per source IP (IPv6: per /64), as N/s, N/m or N/h, or off (default ${DEFAULT_RATE_PER_IP})`)
     .option('--rate-per-enroller <rate>', `requests per enroller key, as N/s, N/m or N/h, or off (default ${DEFAULT_RATE_PER_ENROLLER})`)
     .option('--https-listen <HOST:PORT>', 'where to serve token enrollment over HTTPS (default: the httpsListen setting from init)')
+    .option('--on-enroll <command>', 'run COMMAND (through the shell) before each enrollment is committed, with the request as JSON on stdin: exit 0 allows, anything else refuses')
+    .option('--on-enroll-timeout <duration>', `refuse (and kill the hook) after this long, 1s..${MAX_HOOK_TIMEOUT_S}s (default ${DEFAULT_HOOK_TIMEOUT_MS / 1000}s)`)
+    .option('--credential-ttl <duration>', 'how long the credential issued with each acceptance stays valid (default: the credentialTtl setting, 365d)')
     .action(
       action(async ({ out, home, opts }) => {
         const httpsListenFlag = opts.httpsListen === undefined ? undefined : parseListenAddress(opts.httpsListen as string);
@@ -29,6 +49,8 @@ export function register(service: Command): void {
           ...(opts.maxConnections ? { maxConnections: parseCount(opts.maxConnections as string, '--max-connections', 1, 1_000_000) } : {}),
           ...(opts.readTimeout ? { readTimeoutMs: 1000 * parseDuration(opts.readTimeout as string, '--read-timeout', 1, 3600) } : {}),
         };
+        // Lifecycle (README "Lifecycle: audit, hooks, credentials"): the hook, the credentials' lifetime.
+        const lifecycle = lifecycleOptions(opts);
         // Signals are caught from the start: a SIGTERM while the listeners start up (a
         // supervisor stopping a service it just started) still ends in a clean stop.
         let stopSignal: string | undefined;
@@ -46,7 +68,27 @@ export function register(service: Command): void {
         try {
           const svc = await ServiceHome.open(home, { passphrase: passphraseSource(opts) });
           const listen = parseListenAddress((opts.listen as string | undefined) ?? svc.settings.listen);
-          const log = makeDecisionLog({ json: out.json });
+          setEnrollLifecycle(svc, lifecycle);
+          try {
+            credentialTtl(svc); // a bad credentialTtl setting fails here, not at the first enrollment
+          } catch (err) {
+            await svc.close();
+            throw err;
+          }
+          // Every decision is also appended to the audit log, by a thread of its own (src/audit).
+          const plainLog = makeDecisionLog({ json: out.json });
+          const sink = AuditSink.start(auditStorePath(svc), (reason) => plainLog('error', { reason: `audit: ${reason}` }));
+          const log = auditedLog(plainLog, sink);
+          registerAuditSink(svc, sink);
+          // Credentials are signed on a thread of their own, off the one that runs accept().
+          const signer = CredentialSigner.start(svc, (reason) => plainLog('error', { reason: `credentials: ${reason}` }));
+          setEnrollLifecycle(svc, { ...lifecycle, signer });
+          const closeAudit = async () => {
+            log.stop();
+            log.flush();
+            await sink.close();
+            await signer.close();
+          };
           let server;
           try {
             server = await startServiceServer(svc, {
@@ -56,6 +98,7 @@ export function register(service: Command): void {
               ...limits,
             });
           } catch (err) {
+            await closeAudit();
             await svc.close();
             if (err instanceof EnrollError) throw err;
             throw new EnrollError('ERR_UNREACHABLE', `cannot listen on ${listen.host}:${listen.port}: ${(err as Error).message}`, {
@@ -75,6 +118,7 @@ export function register(service: Command): void {
               // one may simply be taken by another service on this host.
               if (httpsListenFlag || svc.settings.httpsRequired || !(err instanceof EnrollError) || err.code !== 'ERR_LISTEN') {
                 await server.close();
+                await closeAudit();
                 await svc.close();
                 throw err;
               }
@@ -90,6 +134,7 @@ export function register(service: Command): void {
           log('stopped', { signal: stopSignal });
           await https?.close();
           await server.close();
+          await closeAudit();
           await svc.close();
         } finally {
           process.off('SIGINT', onInt);

@@ -30,4 +30,4 @@ export {
 } from './x25519.js';
 export type { X25519KeyPair } from './x25519.js';
 export { ed25519Verify, importEd25519Public } from './ed25519.js';
-export { XEDDSA_SIGNATURE_LEN, calculateKeyPair, xeddsaSign, xeddsaVerify } from './xeddsa.js';
+export { XEDDSA_SIGNATURE_LEN, calculateKeyPair, xeddsaSign, xeddsaSigner, xeddsaVerify, type XEdDSASigner } from './xeddsa.js';

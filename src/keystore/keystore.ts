@@ -64,6 +64,8 @@ export interface WriteOptions {
 export interface ReadOptions {
   /** Refuse the file unless it is 0600 and the user's own. */
   secret?: boolean;
+  /** Refuse a file larger than this (default MAX_FILE_BYTES, 1 MiB). */
+  maxBytes?: number;
 }
 
 export class Keystore {
@@ -231,7 +233,8 @@ export class Keystore {
   readBytes(name: string, options: ReadOptions = {}): Uint8Array | undefined {
     const file = this.path(name);
     try {
-      return options.secret ? readPrivateFile(file, this.#readOptions()) : readPublicFile(file, this.#readOptions());
+      const read = { ...this.#readOptions(), ...(options.maxBytes !== undefined ? { maxBytes: options.maxBytes } : {}) };
+      return options.secret ? readPrivateFile(file, read) : readPublicFile(file, read);
     } catch (e) {
       if (e instanceof EnrollError && e.code === 'ERR_KEY_MISSING') return undefined;
       throw e;

@@ -147,6 +147,12 @@ function toEnrollee(r: Row): EnrolleeRecord {
 export interface SqliteStoreOptions {
   /** Open read-only (for listing commands while the service runs). */
   readonly?: boolean;
+  /**
+   * Run `PRAGMA quick_check` on open (default true). It reads the whole file (seconds for a
+   * store of millions of records), so a second connection of a process that has just
+   * checked the same file (the service's commit thread) skips it.
+   */
+  integrityCheck?: boolean;
 }
 
 export class SqliteStore implements ServiceStore {
@@ -190,8 +196,10 @@ export class SqliteStore implements ServiceStore {
       } else if (v === undefined) {
         throw new EnrollError('ERR_STORE', `store ${path} has no schema version: it is not an ockam-enroll store`);
       }
-      const check = db.pragma('quick_check', { simple: true });
-      if (check !== 'ok') throw new EnrollError('ERR_STORE', `store ${path} failed its integrity check: ${String(check)}`);
+      if (opts.integrityCheck ?? true) {
+        const check = db.pragma('quick_check', { simple: true });
+        if (check !== 'ok') throw new EnrollError('ERR_STORE', `store ${path} failed its integrity check: ${String(check)}`);
+      }
     } catch (cause) {
       // A refused store must not keep its file open (and locked) for the rest of the process.
       if (db?.open) db.close();

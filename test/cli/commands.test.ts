@@ -237,12 +237,13 @@ describe('managing enrollers and enrollees on a running service', () => {
     assert.match(String(approved.expires_at), ISO);
 
     const joined = await okJson<Record<string, unknown>>(['enrollee', 'join', '--bundle', String(approved.bundle_text)], { home: join(home, 'dev') });
-    assert.deepEqual(Object.keys(joined).sort(), ['address', 'enrolled', 'enrolled_at', 'enrollee_id', 'identity_key', 'name', 'service_key']);
+    assert.deepEqual(Object.keys(joined).sort(), ['address', 'credential', 'enrolled', 'enrolled_at', 'enrollee_id', 'identity_key', 'name', 'service_key']);
     assert.equal(joined.enrolled, true);
     assert.match(String(joined.enrolled_at), ISO);
 
     const status = await okJson<Record<string, unknown>>(['enrollee', 'status'], { home: join(home, 'dev') });
-    assert.deepEqual(status, { state: 'enrolled', enrollee_id: dev.enrollee_id, name: 'Json Bot', enrolled_at: joined.enrolled_at, address: w.address });
+    // credential: the service's signed statement kept at enrollment (test/cli/lifecycle-credential.test.ts).
+    assert.deepEqual(status, { state: 'enrolled', enrollee_id: dev.enrollee_id, name: 'Json Bot', enrolled_at: joined.enrolled_at, address: w.address, credential: joined.credential });
 
     const show1 = await okJson<Record<string, unknown>>(['service', 'enrollee', 'show', String(dev.enrollee_id)], { home: w.serviceHome });
     assert.equal(show1.state, 'enrolled');

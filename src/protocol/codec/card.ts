@@ -41,8 +41,8 @@ export interface EnrolleeCard {
  */
 const FORBIDDEN_PET_CHARS = /[\p{Cc}\u2028\u2029\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]/u;
 
-/** Returns a reason the pet name is not acceptable, or undefined. */
-function petNameProblem(name: string, bytes: Uint8Array): string | undefined {
+/** Returns a reason the pet name is not acceptable, or undefined (also for credentials, protocol/credential.ts). */
+export function petNameProblem(name: string, bytes: Uint8Array): string | undefined {
   if (bytes.length > CARD_MAX_PET_NAME_LEN) return `is ${bytes.length} bytes, at most ${CARD_MAX_PET_NAME_LEN}`;
   const bad = FORBIDDEN_PET_CHARS.exec(name);
   if (bad) return `holds a control character (U+${bad[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')})`;

@@ -34,6 +34,7 @@ export const TEXT_MAX_INPUT = 4096;
 const KNOWN_PREFIXES: ReadonlyMap<string, string> = new Map([
   [BUNDLE_TEXT_PREFIX, 'a bundle'],
   [CARD_TEXT_PREFIX, 'an enrollee card'],
+  ['OECR1:', 'a credential'], // protocol/credential.ts (it imports this module, not the reverse)
 ]);
 
 /** The QR alphanumeric set (ISO/IEC 18004 §7.4.4), which a prefix must stay within. */

@@ -156,7 +156,7 @@ export const ENROLL_STATUS = {
 export type EnrollStatus = (typeof ENROLL_STATUS)[keyof typeof ENROLL_STATUS];
 
 const STATUS_ERRORS: Record<number, [EnrollError['code'], string, string?]> = {
-  [ENROLL_STATUS.REJECTED]: ['ERR_REJECTED', 'the service rejected the enrollment message', 'the bundle may not match this enrollee\'s approval; ask the enroller for a new bundle and approval'],
+  [ENROLL_STATUS.REJECTED]: ['ERR_REJECTED', 'the service rejected the enrollment message', 'the bundle may not match this enrollee\'s approval, or the service\'s operator refused this device (an --on-enroll hook); ask the enroller'],
   [ENROLL_STATUS.MALFORMED]: ['ERR_MESSAGE_LENGTH', 'the service could not parse the enrollment message'],
   [ENROLL_STATUS.REPLAY]: ['ERR_REPLAY', 'the service already accepted this enrollment message (replay)', 'run `ockam-enroll enrollee join` again to make a fresh message'],
   [ENROLL_STATUS.UNKNOWN]: ['ERR_ENROLLEE_UNKNOWN', 'the service has no pending approval for this enrollee', 'ask the enroller to approve this enrollee\'s card (`ockam-enroll enroller approve`)'],
@@ -197,40 +197,63 @@ export function decodeEnrollResponse(frame: Uint8Array): Uint8Array {
 }
 
 /**
- * The acceptance, sealed under k_s2e with AAD = ACCEPT_AAD ‖ enrollee id:
- * `version u8 = 1 ‖ enrollee_id 32 ‖ enrolled_at u64 ‖ pet_len u8 ‖ pet name ‖ addr_len u16 ‖ Addr`.
- * Addr is the service's current address, so a moved service is learnt at once.
+ * The acceptance, sealed under k_s2e with AAD = ACCEPT_AAD ‖ enrollee id (docs/protocol.md §5.7):
+ * `version u8 ‖ enrollee_id 32 ‖ enrolled_at u64 ‖ pet_len u8 ‖ pet name ‖ addr_len u16 ‖ Addr`,
+ * and in version 2 `‖ cred_len u16 ‖ credential` (protocol/credential.ts; cred_len is
+ * ACCEPT_CREDENTIAL_MIN_LEN..ACCEPT_CREDENTIAL_MAX_LEN: the credential is mandatory in v2).
+ * Addr is the service's current address, so a moved service is learnt at once. The service
+ * sends version 2; an enrollee accepts 1 (a service from before credentials) and 2. This
+ * layer checks only the credential's length; the enrollee decodes and verifies it.
  */
 export const ACCEPT_AAD = utf8('ockam-enroll/v1/accept');
+/** A credential's length bounds (protocol/credential.ts CREDENTIAL_MIN_LEN / _MAX_LEN), restated to keep this layer free of it. */
+export const ACCEPT_CREDENTIAL_MIN_LEN = 178;
+export const ACCEPT_CREDENTIAL_MAX_LEN = 242;
 
 export interface Acceptance {
   enrolleeId: Uint8Array;
   enrolledAt: number;
   petName: string;
   addr: string;
+  /** The encoded credential (version 2); absent in version 1. */
+  credential?: Uint8Array;
 }
 
 export function encodeAcceptance(a: Acceptance): Uint8Array {
-  return new ByteWriter()
-    .u8(1, 'version')
+  const w = new ByteWriter()
+    .u8(a.credential === undefined ? 1 : 2, 'version')
     .bytes(a.enrolleeId, 32, 'enrollee_id')
     .u64be(a.enrolledAt, 'enrolled_at')
     .u8(Buffer.byteLength(a.petName), 'pet_len')
     .utf8(a.petName, 'pet_name')
     .u16be(Buffer.byteLength(a.addr), 'addr_len')
-    .utf8(a.addr, 'addr')
-    .finish();
+    .utf8(a.addr, 'addr');
+  if (a.credential !== undefined) {
+    const n = a.credential.length;
+    if (n < ACCEPT_CREDENTIAL_MIN_LEN || n > ACCEPT_CREDENTIAL_MAX_LEN) {
+      throw new EnrollError('ERR_INVALID_ARG', `acceptance: "credential" must be ${ACCEPT_CREDENTIAL_MIN_LEN}..${ACCEPT_CREDENTIAL_MAX_LEN} bytes, got ${n}`);
+    }
+    w.u16be(n, 'cred_len').bytes(a.credential, n, 'credential');
+  }
+  return w.finish();
 }
 
 export function decodeAcceptance(plain: Uint8Array): Acceptance {
   const r = new ByteReader(plain, 'ERR_FRAME_MALFORMED', 'acceptance');
-  if (r.u8('version') !== 1) r.fail('unsupported version');
+  const version = r.u8('version');
+  if (version !== 1 && version !== 2) r.fail('unsupported version');
   const enrolleeId = r.bytes(32, 'enrollee_id');
   const enrolledAt = r.u64be('enrolled_at');
   const petName = r.utf8(r.u8('pet_len'), 'pet_name');
   const addr = r.utf8(r.u16be('addr_len'), 'addr');
+  let credential: Uint8Array | undefined;
+  if (version === 2) {
+    const n = r.u16be('cred_len');
+    if (n < ACCEPT_CREDENTIAL_MIN_LEN || n > ACCEPT_CREDENTIAL_MAX_LEN) r.fail(`"cred_len" is ${n}, expected ${ACCEPT_CREDENTIAL_MIN_LEN}..${ACCEPT_CREDENTIAL_MAX_LEN}`);
+    credential = r.bytes(n, 'credential');
+  }
   r.end();
-  return { enrolleeId, enrolledAt, petName, addr };
+  return { enrolleeId, enrolledAt, petName, addr, ...(credential !== undefined ? { credential } : {}) };
 }
 
 // ---- an enrolled enrollee's session (KIND_SESSION)

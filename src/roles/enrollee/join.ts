@@ -22,6 +22,7 @@ import { shortAuthString } from '../../protocol/sas.js';
 import { initiateChannel } from '../../transport/channel.js';
 import type { FramedConnection } from '../../transport/connection.js';
 import { connectTcp } from '../../transport/tcp.js';
+import { acceptCredential, saveCredential, storedCredential } from './credential.js';
 import type { EnrolleeHome, EnrolledService } from './home.js';
 import { statusWithKey } from './status.js';
 
@@ -32,6 +33,8 @@ export interface JoinResult {
   address: string;
   petName: string;
   enrolledAt: number;
+  /** The credential's text form (OECR1:…), when the service issued one (credential.ts). */
+  credential?: string;
 }
 
 function joinResult(service: EnrolledService): JoinResult {
@@ -100,8 +103,19 @@ async function recoverAcceptedEnrollment(enrollee: EnrolleeHome, bundle: Bundle)
     pet_name: report.petName,
     enrolled_at: report.enrolledAt,
   };
+  // The lost acceptance's credential was saved before it was lost, or never arrived: keep
+  // the file only if it is this enrollment's (a damaged one is dropped, not fatal here).
+  let kept;
+  try {
+    kept = storedCredential(enrollee);
+  } catch {
+    kept = undefined;
+    saveCredential(enrollee, undefined);
+  }
+  const credential = kept && equalBytes(kept.credential.enrolleeId, report.enrolleeId) && equalBytes(kept.credential.ikB, ikB.publicKey) ? kept.text : undefined;
+  if (kept && credential === undefined) saveCredential(enrollee, undefined);
   await enrollee.commitEnrollment(ikB, service, undefined);
-  return joinResult(service);
+  return { ...joinResult(service), ...(credential !== undefined ? { credential } : {}) };
 }
 
 async function enrollOnce(enrollee: EnrolleeHome, bundle: Bundle, timeoutMs: number): Promise<JoinResult> {
@@ -128,6 +142,13 @@ async function enrollOnce(enrollee: EnrolleeHome, bundle: Bundle, timeoutMs: num
   if (!equalBytes(acceptance.enrolleeId, attempt.enrolleeId)) {
     throw new EnrollError('ERR_PROTOCOL', 'the acceptance names a different enrollee');
   }
+  // A version 2 acceptance carries the service's credential for this enrollee: checked against
+  // the bundle's IK_A, this id and this IK_B, and kept in credential.txt (not secret).
+  const credential =
+    acceptance.credential === undefined
+      ? undefined
+      : acceptCredential(acceptance.credential, { ikA: bundle.ikA, enrolleeId: attempt.enrolleeId, ikB: ikB.publicKey });
+  saveCredential(enrollee, credential);
   const service: EnrolledService = {
     service_key: toHex(bundle.ikA),
     address: acceptance.addr || bundle.addr,
@@ -144,7 +165,7 @@ async function enrollOnce(enrollee: EnrolleeHome, bundle: Bundle, timeoutMs: num
     send_counter: send.counter.toString(),
     recv_counter: recv.counter.toString(),
   });
-  return joinResult(service);
+  return { ...joinResult(service), ...(credential !== undefined ? { credential } : {}) };
 }
 
 /**

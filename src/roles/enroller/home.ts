@@ -16,6 +16,11 @@ import type { PassphraseSource } from '../../keystore/passphrase.js';
 
 export const ENROLLER_KEY_FILE = 'enroller.key';
 export const BUNDLES_FILE = 'bundles.json';
+/**
+ * The bundle cache holds about 650 bytes per bundle and `bundle fetch --count` goes up to
+ * 100 000, so it gets a larger cap than the keystore's 1 MiB default for its small files.
+ */
+export const MAX_BUNDLES_FILE_BYTES = 256 << 20;
 
 export type CachedBundleState = 'fresh' | 'approved' | 'refused';
 
@@ -80,7 +85,7 @@ export class EnrollerHome {
   }
 
   bundles(): CachedBundle[] {
-    const f = this.keystore.readJson<BundleFile>(BUNDLES_FILE);
+    const f = this.keystore.readJson<BundleFile>(BUNDLES_FILE, { maxBytes: MAX_BUNDLES_FILE_BYTES });
     if (f === undefined) return [];
     if (typeof f !== 'object' || f === null || f.version !== 1 || !Array.isArray(f.bundles)) {
       throw new EnrollError('ERR_KEYSTORE_CORRUPT', `${this.keystore.path(BUNDLES_FILE)} is not a bundle cache`);

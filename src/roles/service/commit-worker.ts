@@ -10,9 +10,7 @@ import { EnrollError } from '../../errors.js';
 import { SqliteStore } from '../../store/sqlite.js';
 import type { CommitEnrollmentInput, EnrolleeRecord } from '../../store/types.js';
 
-export interface CommitRequest {
-  inputs: CommitEnrollmentInput[];
-}
+export type CommitRequest = { inputs: CommitEnrollmentInput[] } | { close: true };
 
 export type CommitResultItem = { rec: EnrolleeRecord } | { code: EnrollError['code']; message: string };
 
@@ -23,16 +21,18 @@ export type CommitResponse =
 
 const { path } = workerData as { path: string };
 let store: SqliteStore | undefined;
+// The main thread's connection checked the file's integrity when the service opened it.
+const open = () => SqliteStore.open(path, { integrityCheck: false });
 try {
-  // Opened at once, so the first batch does not wait for the store's integrity check.
-  store = SqliteStore.open(path);
+  // Opened at once, so that the first batch does not wait for it.
+  store = open();
 } catch {
   // Reported with the first batch (below), which retries the open.
 }
 
-async function commit(req: CommitRequest): Promise<CommitResponse> {
+async function commit(req: { inputs: CommitEnrollmentInput[] }): Promise<CommitResponse> {
   try {
-    store ??= SqliteStore.open(path);
+    store ??= open();
     // Settles after COMMIT: with synchronous=FULL the batch's WAL frames are on disk.
     const out = await store.commitEnrollments(req.inputs);
     return { results: out.map((r) => (r instanceof EnrollError ? { code: r.code, message: r.message } : { rec: r })) };
@@ -43,5 +43,10 @@ async function commit(req: CommitRequest): Promise<CommitResponse> {
 
 // One batch at a time: the main thread sends the next one only after this one's answer.
 parentPort!.on('message', (req: CommitRequest) => {
+  if ('close' in req) {
+    // Closing the connection checkpoints the WAL if this is the last one on the file.
+    void Promise.resolve(store?.close()).finally(() => parentPort!.close());
+    return;
+  }
   void commit(req).then((res) => parentPort!.postMessage(res));
 });

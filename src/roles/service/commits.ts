@@ -35,6 +35,8 @@ export class CommitQueue {
   #inflight: Waiter[] | undefined;
   #scheduled = false;
   #worker: Worker | undefined;
+  /** Whether to commit on a thread of its own (SQLite stores, by default). */
+  readonly #useThread: boolean;
   /** Set once a commit thread could not be used: commit in this thread from then on. */
   #inThread: boolean;
   #idle: (() => void)[] = [];
@@ -44,7 +46,8 @@ export class CommitQueue {
 
   constructor(store: ServiceStore, opts: { thread?: boolean } = {}) {
     this.#store = store;
-    this.#inThread = !(opts.thread ?? store instanceof SqliteStore);
+    this.#useThread = opts.thread ?? store instanceof SqliteStore;
+    this.#inThread = !this.#useThread;
   }
 
   /**
@@ -59,13 +62,25 @@ export class CommitQueue {
     });
   }
 
-  /** Resolves once nothing is waiting or in flight, then stops the commit thread. */
+  /** Starts the commit thread now rather than at the first commit (the service calls it at start). */
+  start(): void {
+    if (!this.#inThread) this.#thread();
+  }
+
+  /**
+   * Resolves once nothing is waiting or in flight, then stops the commit thread and closes
+   * its connection. A later commit starts a new one.
+   */
   async close(): Promise<void> {
     if (this.#inflight !== undefined || this.#waiting.length > 0) await new Promise<void>((r) => this.#idle.push(r));
     const w = this.#worker;
     this.#worker = undefined;
-    this.#inThread = true;
-    await w?.terminate();
+    if (w === undefined) return;
+    const exited = new Promise<void>((resolve) => w.once('exit', () => resolve()));
+    w.postMessage({ close: true } satisfies CommitRequest);
+    const timer = setTimeout(() => void w.terminate(), 5000);
+    await exited;
+    clearTimeout(timer);
   }
 
   #schedule(): void {

@@ -24,7 +24,9 @@ import {
 import type { Sealer } from '../../store/sealing.js';
 import type { SignedPrekeyRecord } from '../../store/types.js';
 import { commitQueueFor } from './commits.js';
+import { issueCredential } from './credentials.js';
 import type { ServiceHome } from './home.js';
+import { beforeCommit } from './hooks.js';
 import type { DecisionLog } from './log.js';
 
 export interface EnrollOutcome {
@@ -131,6 +133,16 @@ export async function handleEnrollment(
     opkPrivate?.fill(0);
   }
 
+  // The operator's --on-enroll hook (hooks.ts), after checks 1–5 and before the commit: a
+  // refusal records and consumes nothing, and is no crypto failure (no lockout count).
+  const denied = await beforeCommit(svc, { enrollee, bundle, ikB: result.ikB, peer, now });
+  if (denied !== undefined) return reject(ENROLL_STATUS.REJECTED, denied.reason, { ...who, ...denied.fields });
+
+  // The credential (docs/protocol.md §4.4) is signed while the commit waits for the disk (on
+  // service start's signing thread, credentials.ts); a lost race below leaves it unused.
+  const signing = issueCredential(svc, { enrolleeId, ikB: result.ikB, petName: enrollee.petName, now });
+  signing.catch(() => undefined);
+
   // Commit durably (EK_B recorded, OPK consumed, IK_B enrolled) before the acceptance leaves:
   // grouped with the other enrollments of this event-loop turn into one transaction, and
   // resolved only after its COMMIT (commits.ts).
@@ -150,11 +162,15 @@ export async function handleEnrollment(
     throw err;
   }
 
+  // It rides in the sealed acceptance, version 2 (§5.7), with the committed pet name (a
+  // re-approval under another name may have landed between the lookup and the commit).
+  let cred = await signing;
+  if (cred.petName !== (enrolled.petName ?? '')) cred = await issueCredential(svc, { enrolleeId, ikB: result.ikB, petName: enrolled.petName, now });
   const session = serviceSession(result.session);
   const sealed = session.send.seal(
-    encodeAcceptance({ enrolleeId, enrolledAt: now, petName: enrolled.petName ?? '', addr: svc.settings.address }),
+    encodeAcceptance({ enrolleeId, enrolledAt: now, petName: enrolled.petName ?? '', addr: svc.settings.address, credential: cred.credential }),
     concat(ACCEPT_AAD, enrolleeId),
   );
-  log('accepted', { ...who, peer, ik_b: toHex(result.ikB) });
+  log('accepted', { ...who, peer, ik_b: toHex(result.ikB), credential_expires_at: new Date(cred.expiresAt * 1000).toISOString() });
   return { status: ENROLL_STATUS.ACCEPTED, response: encodeEnrollResponse(ENROLL_STATUS.ACCEPTED, sealed) };
 }

@@ -59,6 +59,8 @@ export interface ServiceSettings {
    * so that X3DH-only services never collide on the default port.
    */
   httpsRequired: boolean;
+  /** Seconds the credential issued with each acceptance stays valid (roles/service/credentials.ts). */
+  credentialTtl: number;
 }
 
 export const DEFAULT_SERVICE_SETTINGS: ServiceSettings = {
@@ -71,6 +73,7 @@ export const DEFAULT_SERVICE_SETTINGS: ServiceSettings = {
   httpsListen: '127.0.0.1:4443',
   certDays: DEFAULT_CLIENT_CERT_DAYS,
   httpsRequired: false,
+  credentialTtl: 365 * 86400,
 };
 
 export interface ServiceInitOptions {

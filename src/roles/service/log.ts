@@ -24,7 +24,12 @@ export type Decision =
   | 'cert-renewed'
   | 'renew-refused'
   | 'whoami-refused'
-  | 'https-listening';
+  | 'https-listening'
+  // the lifecycle: revoke, rotate, move (src/roles/service/lifecycle.ts)
+  | 'channel-closed'
+  | 'rotated'
+  | 'rotate-refused'
+  | 'address-changed';
 
 export interface DecisionFields {
   enrollee?: string;

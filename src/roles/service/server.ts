@@ -18,7 +18,7 @@ import {
 import { acceptChannel } from '../../transport/channel.js';
 import type { FramedConnection } from '../../transport/connection.js';
 import { listenTcp, type TcpServer } from '../../transport/tcp.js';
-import { closeCommitQueue } from './commits.js';
+import { closeCommitQueue, commitQueueFor } from './commits.js';
 import { handleEnrollment } from './enroll.js';
 import { serveEnroller } from './enrollers.js';
 import type { ServiceHome } from './home.js';
@@ -36,6 +36,7 @@ import {
 } from './limits.js';
 import type { DecisionLog } from './log.js';
 import { serveSession } from './session.js';
+import { startLifecycle, stopLifecycle } from './lifecycle.js';
 
 export interface ServiceServerOptions {
   host: string;
@@ -119,7 +120,8 @@ export async function startServiceServer(svc: ServiceHome, opts: ServiceServerOp
             limits.limited('rate-per-enroller', { peer, enroller, reason: `ERR_RATE_LIMITED: over ${ratePerEnroller!.text} requests from this enroller`, retry_ms: waitMs }),
           )
         : channel;
-      await serveEnroller(svc, limited, log, { now, ...(peer ? { peer } : {}) });
+      // Tracked by key, so that a revocation closes it at once (lifecycle.ts).
+      await lifecycle.track('enroller', channel, () => serveEnroller(svc, limited, log, { now, ...(peer ? { peer } : {}) }));
       return;
     }
     if (kind === KIND_SESSION) {
@@ -128,11 +130,15 @@ export async function startServiceServer(svc: ServiceHome, opts: ServiceServerOp
         prologue: PROLOGUE_ENROLLEE_SERVICE,
         handshakeTimeoutMs: readTimeoutMs,
       });
-      await serveSession(svc, channel, log, now);
+      await lifecycle.track('session', channel, () => serveSession(svc, channel, log, now));
     }
   }
 
-  const server = await listenTcp({
+  // Revocations, rotations and announcements made by other processes (docs/protocol.md §7.9).
+  const lifecycle = startLifecycle(svc, log);
+  // The commit thread opens its connection while the listener comes up (commits.ts).
+  commitQueueFor(svc.store).start();
+  const listening = listenTcp({
     host: opts.host,
     port: opts.port,
     maxConnections: opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
@@ -148,6 +154,14 @@ export async function startServiceServer(svc: ServiceHome, opts: ServiceServerOp
       log('error', { peer: conn?.remoteAddress, reason: e });
     },
   });
+  let server: TcpServer;
+  try {
+    server = await listening;
+  } catch (err) {
+    stopLifecycle(svc);
+    await closeCommitQueue(svc.store);
+    throw err;
+  }
   const a = server.address();
   log('listening', {
     address: `${a.host}:${a.port}`,
@@ -168,6 +182,7 @@ export async function startServiceServer(svc: ServiceHome, opts: ServiceServerOp
     // Then the enrollments still being committed finish, and the commit thread stops.
     close: async () => {
       await server.close();
+      stopLifecycle(svc);
       await closeCommitQueue(svc.store);
     },
   };

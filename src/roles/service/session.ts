@@ -6,8 +6,10 @@ import { toHex } from '../../crypto/bytes.js';
 import { EnrollError, isEnrollError } from '../../errors.js';
 import { encodeError, messageType } from '../../protocol/messages/common.js';
 import { encodeStatus, MSG_STATUS_REQUEST } from '../../protocol/messages/service.js';
+import { LIFECYCLE_REQUESTS } from '../../protocol/messages/session.js';
 import type { SecureChannel } from '../../transport/channel.js';
 import type { ServiceHome } from './home.js';
+import { serveLifecycleRequest } from './lifecycle.js';
 import type { DecisionLog } from './log.js';
 
 export const SESSION_IDLE_MS = 60_000;
@@ -31,13 +33,19 @@ export async function serveSession(svc: ServiceHome, channel: SecureChannel, log
       if (isEnrollError(err, 'ERR_CONNECTION_CLOSED') || isEnrollError(err, 'ERR_TIMEOUT')) return;
       throw err;
     }
+    let type: number;
     try {
-      messageType(msg, [MSG_STATUS_REQUEST], 'session');
+      type = messageType(msg, [MSG_STATUS_REQUEST, ...LIFECYCLE_REQUESTS], 'session');
     } catch (err) {
       if (!(err instanceof EnrollError)) throw err;
       await channel.send(encodeError(err));
       await channel.close();
       return;
+    }
+    // ADDRESS_REQUEST and ROTATE (docs/protocol.md §7.9); true means the channel ends.
+    if (type !== MSG_STATUS_REQUEST) {
+      if (await serveLifecycleRequest(svc, channel, rec, msg, log, _now())) return;
+      continue;
     }
     await channel.send(
       encodeStatus({ enrolleeId: rec.id, enrolledAt: rec.enrolledAt ?? 0, petName: rec.petName ?? '', addr: svc.settings.address }),

@@ -1,0 +1,131 @@
+/**
+ * Lifecycle messages on an enrolled enrollee's session channel (KIND_SESSION, Noise XX with
+ * IK_B ↔ IK_A; docs/protocol.md §7.9), beside STATUS_REQUEST / STATUS (service.ts):
+ *
+ *   0x32 ADDRESS_REQUEST  enrollee → service   empty
+ *   0x33 ADDRESS          service → enrollee   present u8 (0 | 1) ‖ [announcement (§7.10)]
+ *   0x34 ROTATE           enrollee → service   IK_B' 32 ‖ sig_old 64 ‖ sig_new 64
+ *   0x35 ROTATED          service → enrollee   enrollee_id 32 ‖ IK_B' 32 ‖ rotated_at u64
+ *
+ * Every body has a fixed layout or explicit lengths, checked before slicing; trailing bytes
+ * and u64 values above 2^53 − 1 are ERR_FRAME_MALFORMED (§7.3).
+ */
+import { EnrollError } from '../../errors.js';
+import { abytes, concat, utf8 } from '../../crypto/bytes.js';
+import { XEDDSA_SIGNATURE_LEN } from '../../crypto/xeddsa.js';
+import { encodeAnnouncement, readAnnouncement, type AddressAnnouncement } from '../announce.js';
+import { messageType, reader, writer } from './common.js';
+
+export const MSG_ADDRESS_REQUEST = 0x32;
+export const MSG_ADDRESS = 0x33;
+export const MSG_ROTATE = 0x34;
+export const MSG_ROTATED = 0x35;
+
+/** The session requests added by §7.9 (STATUS_REQUEST is service.ts's). */
+export const LIFECYCLE_REQUESTS: readonly number[] = [MSG_ADDRESS_REQUEST, MSG_ROTATE];
+
+/**
+ * The rotation proof's context label. Both signatures cover
+ * ROTATE_SIG_CONTEXT ‖ IK_B ‖ IK_B' ‖ h, with h the session channel's Noise handshake hash
+ * (Noise §11.2 channel binding): a proof made for one channel is useless on any other, so a
+ * recorded ROTATE cannot be replayed, and the label keeps these signatures apart from every
+ * other XEdDSA signature in v1 (the POP signs a bare 32-byte key, §5.2).
+ */
+export const ROTATE_SIG_CONTEXT: Uint8Array = utf8('ockam-enroll/v1/rotate');
+export const ROTATE_BODY_LEN = 32 + 2 * XEDDSA_SIGNATURE_LEN;
+
+export function rotateSignedBytes(oldIkB: Uint8Array, newIkB: Uint8Array, handshakeHash: Uint8Array): Uint8Array {
+  abytes(oldIkB, 32, 'oldIkB');
+  abytes(newIkB, 32, 'newIkB');
+  abytes(handshakeHash, 32, 'handshakeHash');
+  return concat(ROTATE_SIG_CONTEXT, oldIkB, newIkB, handshakeHash);
+}
+
+// ---- ADDRESS_REQUEST / ADDRESS
+
+export function encodeAddressRequest(): Uint8Array {
+  return Uint8Array.of(MSG_ADDRESS_REQUEST);
+}
+
+/** ADDRESS_REQUEST has an empty body: anything after the type is ERR_FRAME_MALFORMED. */
+export function decodeAddressRequest(msg: Uint8Array): void {
+  messageType(msg, [MSG_ADDRESS_REQUEST], 'address request');
+  reader(msg, 'address request').end();
+}
+
+export function encodeAddress(a: AddressAnnouncement | undefined): Uint8Array {
+  if (a === undefined) return writer(MSG_ADDRESS).u8(0, 'present').finish();
+  return concat(writer(MSG_ADDRESS).u8(1, 'present').finish(), encodeAnnouncement(a));
+}
+
+/** The service's latest announcement, or undefined when it has never moved. */
+export function decodeAddress(msg: Uint8Array): AddressAnnouncement | undefined {
+  messageType(msg, [MSG_ADDRESS], 'address');
+  const r = reader(msg, 'address');
+  const present = r.u8('present');
+  if (present === 0) {
+    r.end();
+    return undefined;
+  }
+  if (present !== 1) r.fail(`"present" must be 0 or 1, got ${present}`);
+  const a = readAnnouncement(r);
+  r.end();
+  return a;
+}
+
+// ---- ROTATE / ROTATED
+
+export interface RotateRequest {
+  /** IK_B', the new identity key. */
+  newIkB: Uint8Array;
+  /** XEdDSA(IK_B, ROTATE_SIG_CONTEXT ‖ IK_B ‖ IK_B' ‖ h). */
+  sigOld: Uint8Array;
+  /** XEdDSA(IK_B', same bytes). */
+  sigNew: Uint8Array;
+}
+
+export function encodeRotate(req: RotateRequest): Uint8Array {
+  return writer(MSG_ROTATE)
+    .bytes(req.newIkB, 32, 'new_ik_b')
+    .bytes(req.sigOld, XEDDSA_SIGNATURE_LEN, 'sig_old')
+    .bytes(req.sigNew, XEDDSA_SIGNATURE_LEN, 'sig_new')
+    .finish();
+}
+
+export function decodeRotate(msg: Uint8Array): RotateRequest {
+  messageType(msg, [MSG_ROTATE], 'rotate');
+  // The whole length first: a short or long ROTATE costs no further parsing.
+  if (msg.length !== 1 + ROTATE_BODY_LEN) {
+    throw new EnrollError('ERR_FRAME_MALFORMED', `rotate: the body must be ${ROTATE_BODY_LEN} bytes, got ${msg.length - 1}`);
+  }
+  const r = reader(msg, 'rotate');
+  const newIkB = r.bytes(32, 'new_ik_b');
+  const sigOld = r.bytes(XEDDSA_SIGNATURE_LEN, 'sig_old');
+  const sigNew = r.bytes(XEDDSA_SIGNATURE_LEN, 'sig_new');
+  r.end();
+  return { newIkB, sigOld, sigNew };
+}
+
+export interface Rotated {
+  enrolleeId: Uint8Array;
+  newIkB: Uint8Array;
+  rotatedAt: number;
+}
+
+export function encodeRotated(r: Rotated): Uint8Array {
+  return writer(MSG_ROTATED)
+    .bytes(r.enrolleeId, 32, 'enrollee_id')
+    .bytes(r.newIkB, 32, 'new_ik_b')
+    .u64be(r.rotatedAt, 'rotated_at')
+    .finish();
+}
+
+export function decodeRotated(msg: Uint8Array): Rotated {
+  messageType(msg, [MSG_ROTATED], 'rotate');
+  const r = reader(msg, 'rotated');
+  const enrolleeId = r.bytes(32, 'enrollee_id');
+  const newIkB = r.bytes(32, 'new_ik_b');
+  const rotatedAt = r.u64be('rotated_at');
+  r.end();
+  return { enrolleeId, newIkB, rotatedAt };
+}

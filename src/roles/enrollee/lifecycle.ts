@@ -1,0 +1,286 @@
+/**
+ * The enrollee's side of the lifecycle (docs/protocol.md §7.9, §7.10), over its session
+ * channel (Noise XX, IK_B ↔ the pinned IK_A, §6.4):
+ *
+ * - **status**: STATUS_REQUEST → STATUS, then ADDRESS_REQUEST → ADDRESS. A newer
+ *   announcement signed by the pinned IK_A moves the saved service address (service.json,
+ *   written atomically), so the next session goes to where the service is now.
+ * - **the identity key in use**: `ik_b.key`, and while a rotation is unfinished also
+ *   `ik_b.old.key` (rotate.ts). The service admits exactly one of them, so a session tries
+ *   the new key, then the old; whichever the service admits tells how far the rotation got.
+ * - **watch**: the channel stays open with a STATUS_REQUEST every interval; the service
+ *   closes it with an ERROR when it revokes this enrollee (lifecycle.ts on its side).
+ */
+import { equalBytes, fromHex, toHex } from '../../crypto/bytes.js';
+import type { KeyPair } from '../../crypto/x25519.js';
+import { EnrollError, isEnrollError } from '../../errors.js';
+import { verifyAnnouncement, type AddressAnnouncement } from '../../protocol/announce.js';
+import { messageType } from '../../protocol/messages/common.js';
+import {
+  decodeStatus,
+  encodeStatusRequest,
+  KIND_SESSION,
+  kindFrame,
+  PROLOGUE_ENROLLEE_SERVICE,
+  type StatusReport,
+} from '../../protocol/messages/service.js';
+import { decodeAddress, encodeAddressRequest } from '../../protocol/messages/session.js';
+import { formatAddress, parseAddress } from '../../transport/address.js';
+import { initiateChannel, type SecureChannel } from '../../transport/channel.js';
+import { connectTcp } from '../../transport/tcp.js';
+import { IK_B_FILE, SERVICE_FILE, type EnrolledService, type EnrolleeHome } from './home.js';
+
+/** IK_B before a rotation the service has not confirmed yet (rotate.ts). */
+export const IK_B_OLD_FILE = 'ik_b.old.key';
+/** How long to wait for each reply on the session channel. */
+export const REPLY_TIMEOUT_MS = 15_000;
+
+/**
+ * service.json with the sequence number of the last address announcement taken (0 or absent:
+ * none), and the address before it, tried when the new one cannot be reached (the operator
+ * may announce the new address before the service listens there).
+ */
+export type ServiceRecord = EnrolledService & { address_seq?: number; previous_address?: string };
+
+export function serviceRecord(enrollee: EnrolleeHome): ServiceRecord {
+  const svc = enrollee.enrolled() as ServiceRecord | undefined;
+  if (!svc) throw new EnrollError('ERR_KEY_MISSING', 'this enrollee is not enrolled yet', { hint: 'run `ockam-enroll enrollee join` first' });
+  if (typeof svc.service_key !== 'string' || typeof svc.address !== 'string') {
+    throw new EnrollError('ERR_KEYSTORE_CORRUPT', `${enrollee.keystore.path(SERVICE_FILE)} lacks the service key or address`);
+  }
+  return svc;
+}
+
+function knownSeq(svc: ServiceRecord): number {
+  const s = svc.address_seq;
+  return typeof s === 'number' && Number.isSafeInteger(s) && s >= 0 ? s : 0;
+}
+
+/** Opens a session channel to `address` as `ikB`, requiring the service key `ikA` (before msg 3, §6.4). */
+export async function openSession(address: string, ikB: KeyPair, ikA: Uint8Array): Promise<SecureChannel> {
+  const conn = await connectTcp(address);
+  try {
+    await conn.writeFrame(kindFrame(KIND_SESSION));
+    return await initiateChannel(conn, {
+      staticKeyPair: ikB,
+      prologue: PROLOGUE_ENROLLEE_SERVICE,
+      verifyRemote(key) {
+        if (!equalBytes(key, ikA)) {
+          throw new EnrollError('ERR_SERVICE_KEY_MISMATCH', `the service at ${address} presented ${toHex(key)}, not the key this enrollee enrolled with`);
+        }
+      },
+    });
+  } catch (err) {
+    conn.destroy();
+    throw err;
+  }
+}
+
+/**
+ * A session to the saved address or, when nothing answers there, to the address before the
+ * last move (§7.10): the pinned IK_A authenticates either, so the fallback trusts nothing new.
+ */
+export async function openSessionAt(svc: ServiceRecord, ikB: KeyPair, ikA: Uint8Array): Promise<SecureChannel> {
+  try {
+    return await openSession(svc.address, ikB, ikA);
+  } catch (err) {
+    const previous = svc.previous_address;
+    if (!isEnrollError(err, 'ERR_UNREACHABLE') || typeof previous !== 'string' || previous === svc.address) throw err;
+    return openSession(previous, ikB, ikA);
+  }
+}
+
+export async function requestStatus(channel: SecureChannel, timeoutMs = REPLY_TIMEOUT_MS): Promise<StatusReport> {
+  await channel.send(encodeStatusRequest());
+  return decodeStatus(await channel.receive(timeoutMs));
+}
+
+/** The service's latest address announcement (undefined: it never moved). */
+export async function requestAddress(channel: SecureChannel, timeoutMs = REPLY_TIMEOUT_MS): Promise<AddressAnnouncement | undefined> {
+  await channel.send(encodeAddressRequest());
+  return decodeAddress(await channel.receive(timeoutMs));
+}
+
+/**
+ * Takes an announcement if it is newer than the one last taken and verifies under the
+ * pinned IK_A (protocol/announce.ts); then service.json gets the new address and seq in
+ * one atomic write. Returns the new address, or undefined when there was nothing to learn.
+ */
+export function learnAddress(enrollee: EnrolleeHome, a: AddressAnnouncement | undefined): string | undefined {
+  if (a === undefined) return undefined;
+  const svc = serviceRecord(enrollee);
+  const newer = verifyAnnouncement(a, {
+    ikA: fromHex(svc.service_key, 'service_key'),
+    knownSeq: knownSeq(svc),
+    // The enrollee will connect there: it must be a tcp://HOST:PORT it can use.
+    checkAddress: (addr) => void parseAddress(addr),
+  });
+  if (!newer) return undefined;
+  const address = formatAddress(parseAddress(a.address));
+  const record: ServiceRecord = { ...svc, address, address_seq: a.seq, previous_address: svc.address };
+  enrollee.keystore.writeJson(SERVICE_FILE, record, { overwrite: true });
+  return address;
+}
+
+export interface AdmittedSession {
+  channel: SecureChannel;
+  report: StatusReport;
+  ikB: KeyPair;
+  /** The key file the service admitted: ik_b.key, or ik_b.old.key mid-rotation. */
+  file: string;
+  svc: ServiceRecord;
+}
+
+/**
+ * Opens a session with the identity key the service admits: `ik_b.key`, then, if the
+ * service does not know that one and a rotation is unfinished, `ik_b.old.key`. When the new
+ * key is admitted while the old file is still there, the service has switched: the
+ * rotation is completed here (service.json names the new key; the old file goes).
+ */
+export async function admittedSession(enrollee: EnrolleeHome, onInfo?: (line: string) => void): Promise<AdmittedSession> {
+  const svc = serviceRecord(enrollee);
+  const ikA = fromHex(svc.service_key, 'service_key');
+  const files = [IK_B_FILE, ...(enrollee.keystore.hasKey(IK_B_OLD_FILE) ? [IK_B_OLD_FILE] : [])];
+  for (let i = 0; ; i++) {
+    const file = files[i]!;
+    if (file === IK_B_FILE && !enrollee.keystore.hasKey(IK_B_FILE)) {
+      throw new EnrollError('ERR_KEY_MISSING', 'this enrollee is not enrolled yet', { hint: 'run `ockam-enroll enrollee join` first' });
+    }
+    const ikB = await enrollee.keystore.loadKeyPair(file);
+    const channel = await openSessionAt(svc, ikB, ikA);
+    try {
+      const report = await requestStatus(channel);
+      if (file === IK_B_FILE && files.length > 1) finishRotation(enrollee, svc, ikB, onInfo);
+      else if (file === IK_B_OLD_FILE) onInfo?.('a key rotation was interrupted before the service took the new key: run `ockam-enroll enrollee rotate` to finish it');
+      return { channel, report, ikB, file, svc: serviceRecord(enrollee) };
+    } catch (err) {
+      channel.connection.destroy();
+      // The service does not know this key: the other file may be the one it has.
+      if (isEnrollError(err, 'ERR_ENROLLEE_UNKNOWN') && i + 1 < files.length) continue;
+      throw err;
+    }
+  }
+}
+
+/** The service admits `ikB` from ik_b.key: make service.json say so and drop ik_b.old.key. */
+export function finishRotation(enrollee: EnrolleeHome, svc: ServiceRecord, ikB: KeyPair, onInfo?: (line: string) => void): void {
+  const hex = toHex(ikB.publicKey);
+  if (svc.identity_key !== hex) {
+    enrollee.keystore.writeJson(SERVICE_FILE, { ...serviceRecord(enrollee), identity_key: hex } satisfies ServiceRecord, { overwrite: true });
+    onInfo?.(`finished an interrupted key rotation: the service knows this enrollee by ${hex}`);
+  }
+  // Last: while it exists, a crash anywhere above still finds both keys.
+  enrollee.keystore.remove(IK_B_OLD_FILE);
+}
+
+export interface StatusResult extends StatusReport {
+  /** The address the session went to. */
+  address: string;
+  /** The new address taken from a newer announcement, if any. */
+  moved: string | undefined;
+}
+
+/**
+ * `enrollee status`: one session — STATUS, then the address announcement — then close.
+ * An address request refused with ERR_PROTOCOL (a service without §7.9) is not an error.
+ */
+export async function checkStatus(enrollee: EnrolleeHome, onInfo?: (line: string) => void): Promise<StatusResult> {
+  const s = await admittedSession(enrollee, onInfo);
+  try {
+    const moved = await learnFrom(enrollee, s.channel);
+    await s.channel.close();
+    return { ...s.report, address: s.svc.address, moved };
+  } finally {
+    s.channel.connection.destroy();
+  }
+}
+
+async function learnFrom(enrollee: EnrolleeHome, channel: SecureChannel): Promise<string | undefined> {
+  let a: AddressAnnouncement | undefined;
+  try {
+    a = await requestAddress(channel);
+  } catch (err) {
+    if (isEnrollError(err, 'ERR_PROTOCOL')) return undefined;
+    throw err;
+  }
+  return learnAddress(enrollee, a);
+}
+
+export interface WatchOptions {
+  /** Time between two STATUS_REQUESTs. */
+  intervalMs: number;
+  onInfo?: (line: string) => void;
+  /** Called with the first report, and with every report that differs from the one before. */
+  onStatus: (s: StatusResult) => void;
+}
+
+/**
+ * `enrollee status --watch`: keeps the session open, asking for STATUS every interval and
+ * listening in between, so that an ERROR the service pushes (a revocation, §7.9) ends the
+ * watch within moments rather than at the next request. Returns only by throwing: a
+ * revocation is ERR_ENROLLEE_REVOKED, a closed or silent service ERR_CONNECTION_CLOSED /
+ * ERR_TIMEOUT.
+ */
+export async function watchStatus(enrollee: EnrolleeHome, opts: WatchOptions): Promise<never> {
+  const s = await admittedSession(enrollee, opts.onInfo);
+  const channel = s.channel;
+  try {
+    const moved = await learnFrom(enrollee, channel);
+    let last = { ...s.report, address: s.svc.address, moved };
+    opts.onStatus(last);
+    opts.onInfo?.(`watching the session with the service at ${serviceRecord(enrollee).address} (a request every ${opts.intervalMs / 1000}s)`);
+    for (;;) {
+      // Between requests, a pending receive: anything the service sends now is unsolicited,
+      // and the only unsolicited message is an ERROR that closes the channel.
+      let pushed: Uint8Array | undefined;
+      try {
+        pushed = await channel.receive(opts.intervalMs);
+      } catch (err) {
+        if (!isEnrollError(err, 'ERR_TIMEOUT')) throw closedBecause(err);
+      }
+      if (pushed !== undefined) {
+        try {
+          messageType(pushed, [], 'status watch');
+        } catch (err) {
+          throw closedBecause(err);
+        }
+      }
+      let report: StatusReport;
+      try {
+        report = await requestStatus(channel);
+      } catch (err) {
+        throw closedBecause(err);
+      }
+      const next = { ...report, address: s.svc.address, moved: undefined };
+      if (!sameReport(last, next)) opts.onStatus(next);
+      last = next;
+    }
+  } finally {
+    channel.connection.destroy();
+  }
+}
+
+function sameReport(a: StatusReport, b: StatusReport): boolean {
+  return equalBytes(a.enrolleeId, b.enrolleeId) && a.enrolledAt === b.enrolledAt && a.petName === b.petName && a.addr === b.addr;
+}
+
+/** A peer's ERROR that ended the watch, said in the watch's own words (same code, so the same exit status). */
+function closedBecause(err: unknown): unknown {
+  if (!(err instanceof EnrollError)) return err;
+  if (err.code === 'ERR_ENROLLEE_REVOKED') {
+    return new EnrollError('ERR_ENROLLEE_REVOKED', 'the service revoked this enrollee and closed the session', {
+      cause: err,
+      hint: 'this device must be onboarded again (`ockam-enroll enrollee init --force`, then join) to reach the service',
+    });
+  }
+  if (err.code === 'ERR_ENROLLEE_UNKNOWN') {
+    return new EnrollError('ERR_ENROLLEE_UNKNOWN', `the service closed the session: ${err.message.replace(/^the peer refused: /, '')}`, {
+      cause: err,
+      ...(err.hint ? { hint: err.hint } : { hint: 'if this enrollee rotated its key meanwhile, run `ockam-enroll enrollee status` again' }),
+    });
+  }
+  if (err.code === 'ERR_CONNECTION_CLOSED') {
+    return new EnrollError('ERR_CONNECTION_CLOSED', 'the service closed the session', { cause: err, hint: 'is the service still running? run `ockam-enroll enrollee status` again' });
+  }
+  return err;
+}

@@ -1,0 +1,149 @@
+/**
+ * The credential the service issues with every acceptance (docs/protocol.md §4.4, §5.7):
+ * IK_B, the enrollee id and pet name, issued_at = the enrollment time and expires_at =
+ * issued_at + the credential lifetime, signed with IK_A.
+ *
+ * The lifetime is `service start --credential-ttl`, else the `credentialTtl` setting in the
+ * service's settings.json (default DEFAULT_CREDENTIAL_TTL, 365 days).
+ *
+ * Cost: one XEdDSA signature per enrollment, about as much CPU as accept() itself (XEdDSA
+ * signs on @noble/curves: R = rB in JavaScript; node:crypto cannot sign with a bare
+ * scalar). IK_A's key pair (spec §2.3, another base-point multiplication) is prepared once.
+ * `service start` signs on a thread of its own (CredentialSigner), and enroll.ts starts the
+ * signature before the commit, so it runs beside the commit's fsync and off the thread
+ * that runs accept(); without a signer thread (library use, tests) it signs in this thread.
+ */
+import { Worker } from 'node:worker_threads';
+import { xeddsaSigner, type XEdDSASigner } from '../../crypto/xeddsa.js';
+import { EnrollError } from '../../errors.js';
+import { CREDENTIAL_MAX_TTL, credentialSignedBytes, encodeCredential, type CredentialFields } from '../../protocol/credential.js';
+import type { SignReply, SignRequest } from './credential-worker.js';
+import type { ServiceHome } from './home.js';
+import { enrollLifecycleFor } from './hooks.js';
+
+export const DEFAULT_CREDENTIAL_TTL = 365 * 86400;
+
+const signers = new WeakMap<ServiceHome, XEdDSASigner>();
+
+/** IK_A's signer in this thread, prepared once per service home. */
+function localSigner(svc: ServiceHome): XEdDSASigner {
+  let sign = signers.get(svc);
+  if (sign === undefined) {
+    sign = xeddsaSigner(svc.ikA.privateKey);
+    signers.set(svc, sign);
+  }
+  return sign;
+}
+
+/** The credential lifetime in force for this service, checked. */
+export function credentialTtl(svc: ServiceHome): number {
+  const ttl = enrollLifecycleFor(svc)?.credentialTtl ?? (svc.settings.credentialTtl as unknown) ?? DEFAULT_CREDENTIAL_TTL;
+  if (typeof ttl !== 'number' || !Number.isSafeInteger(ttl) || ttl < 1 || ttl > CREDENTIAL_MAX_TTL) {
+    throw new EnrollError('ERR_USAGE', `the credential lifetime must be 1..${CREDENTIAL_MAX_TTL} seconds, got ${String(ttl)}`, {
+      hint: `fix "credentialTtl" in ${svc.keystore.dir}/settings.json, or pass --credential-ttl`,
+    });
+  }
+  return ttl;
+}
+
+/** Signs and encodes the credential for an enrollee accepted at `now`. */
+export async function issueCredential(
+  svc: ServiceHome,
+  e: { enrolleeId: Uint8Array; ikB: Uint8Array; petName: string | null; now: number },
+): Promise<{ credential: Uint8Array; expiresAt: number; petName: string }> {
+  const fields: CredentialFields = {
+    issuer: svc.ikA.publicKey,
+    enrolleeId: e.enrolleeId,
+    ikB: e.ikB,
+    petName: e.petName ?? '',
+    issuedAt: e.now,
+    expiresAt: e.now + credentialTtl(svc),
+  };
+  const message = credentialSignedBytes(fields);
+  const thread = enrollLifecycleFor(svc)?.signer;
+  const signature = thread !== undefined ? await thread.sign(message) : localSigner(svc)(message);
+  return { credential: encodeCredential({ version: 1, ...fields, signature }), expiresAt: fields.expiresAt, petName: fields.petName };
+}
+
+/**
+ * IK_A's signatures on a thread of their own (credential-worker.ts). If the thread cannot
+ * start or stops, signing goes on in this thread, and the failure is reported once.
+ */
+export class CredentialSigner {
+  readonly #fallback: XEdDSASigner;
+  readonly #onError: (reason: string) => void;
+  #worker: Worker | undefined;
+  #next = 1;
+  readonly #pending = new Map<number, { message: Uint8Array; resolve(sig: Uint8Array): void; reject(err: unknown): void }>();
+
+  private constructor(fallback: XEdDSASigner, onError: (reason: string) => void) {
+    this.#fallback = fallback;
+    this.#onError = onError;
+  }
+
+  static start(svc: ServiceHome, onError: (reason: string) => void): CredentialSigner {
+    const s = new CredentialSigner(localSigner(svc), onError);
+    try {
+      // The worker gets its own copy of IK_A's private key (a structured clone) and wipes it once prepared.
+      const w = new Worker(new URL('./credential-worker.js', import.meta.url), { workerData: { ikAPrivate: Uint8Array.from(svc.ikA.privateKey) } });
+      w.unref();
+      w.on('message', (m: SignReply) => {
+        const p = s.#pending.get(m.id);
+        if (p === undefined) return;
+        s.#pending.delete(m.id);
+        if (s.#pending.size === 0) w.unref();
+        if ('signature' in m) p.resolve(m.signature);
+        else p.reject(new EnrollError('ERR_INTERNAL', `credential signing failed: ${m.error}`));
+      });
+      w.on('error', (err) => s.#lost(w, `the credential signing thread failed: ${err.message}`));
+      w.on('exit', (code) => s.#lost(w, `the credential signing thread exited (${code})`));
+      s.#worker = w;
+    } catch (err) {
+      onError(`cannot start the credential signing thread: ${(err as Error).message}; signing on the main thread`);
+    }
+    return s;
+  }
+
+  #lost(w: Worker, reason: string): void {
+    if (this.#worker !== w) return;
+    this.#worker = undefined;
+    this.#onError(`${reason}; signing on the main thread from now on`);
+    // What was in flight is signed here instead.
+    for (const [id, p] of this.#pending) {
+      this.#pending.delete(id);
+      try {
+        p.resolve(this.#fallback(p.message));
+      } catch (err) {
+        p.reject(err);
+      }
+    }
+  }
+
+  sign(message: Uint8Array): Promise<Uint8Array> {
+    const w = this.#worker;
+    if (w === undefined) return Promise.resolve(this.#fallback(message));
+    return new Promise((resolve, reject) => {
+      const id = this.#next++;
+      this.#pending.set(id, { message, resolve, reject });
+      w.ref(); // a signature in flight keeps the process alive
+      w.postMessage({ id, message } satisfies SignRequest);
+    });
+  }
+
+  /** Stops the thread; later signatures are made in this thread. */
+  async close(): Promise<void> {
+    const w = this.#worker;
+    if (w === undefined) return;
+    // Whatever is still in flight is signed here.
+    this.#worker = undefined;
+    for (const [id, p] of this.#pending) {
+      this.#pending.delete(id);
+      try {
+        p.resolve(this.#fallback(p.message));
+      } catch (err) {
+        p.reject(err);
+      }
+    }
+    await w.terminate();
+  }
+}

@@ -1,0 +1,84 @@
+/**
+ * Shared steps of the audit, hook and credential end-to-end tests (test/cli/lifecycle-*):
+ * restarting a world's service with extra `service start` flags, approving and joining a
+ * device, and reading the audit log through the CLI.
+ */
+import assert from 'node:assert/strict';
+import { ok, okJson, run, serviceHasHttps, show, sleep, spawnCli, type Enrollee, type RunResult, type ServiceHandle, type World } from './cli.js';
+
+export const EXIT = { OK: 0, FAILURE: 1, USAGE: 2, REJECTED: 3, UNREACHABLE: 4, AUTH: 5 } as const;
+
+/** `service start` on the world's port with `extra` flags; resolves once it listens. */
+export async function startServiceWith(home: string, port: number, httpsPort: number | undefined, extra: readonly string[]): Promise<ServiceHandle> {
+  const args = ['service', 'start', '--listen', `127.0.0.1:${port}`, ...extra];
+  const https = await serviceHasHttps();
+  if (https && httpsPort !== undefined) args.push('--https-listen', `127.0.0.1:${httpsPort}`);
+  const bg = spawnCli(args, { home });
+  try {
+    await bg.waitForLine(` listening address=127.0.0.1:${port} `);
+    if (https && httpsPort !== undefined) await bg.waitForLine(' https-listening ');
+  } catch (err) {
+    bg.kill('SIGKILL');
+    await bg.done().catch(() => undefined);
+    throw err;
+  }
+  let stopped: Promise<RunResult> | undefined;
+  return {
+    ...bg,
+    port,
+    decisions: (d) => bg.lines.filter((l) => l.includes(` ${d} `)),
+    stop(signal = 'SIGTERM') {
+      stopped ??= (async () => {
+        if (bg.running()) bg.kill(signal);
+        const r = await bg.done(10_000);
+        assert.equal(r.code, 0, `the service should stop cleanly on ${signal}: ${show(r)}`);
+        return r;
+      })();
+      return stopped;
+    },
+  };
+}
+
+/** Stops the world's service and starts it again with `extra` flags. */
+export async function restartWith(w: World, extra: readonly string[]): Promise<void> {
+  await w.service.stop();
+  w.service = await startServiceWith(w.serviceHome, w.port, w.httpsPort, extra);
+}
+
+/** Approves the enrollee's card with the next fresh bundle; returns the bundle text to join with. */
+export async function approve(w: World, e: Enrollee): Promise<string> {
+  return (await ok(['enroller', 'approve', e.card], { home: w.enrollerHome })).stdout.trim();
+}
+
+/** `enrollee join --bundle TEXT` (not asserting the outcome). */
+export function join(e: Enrollee, bundleText: string, json = false): Promise<RunResult> {
+  return run(['enrollee', 'join', '--bundle', bundleText, ...(json ? ['--json'] : [])], { home: e.home });
+}
+
+export interface ExportedEntry {
+  seq: number;
+  time: string;
+  event: string;
+  fields: Record<string, unknown>;
+  prev: string;
+  hash: string;
+}
+
+/** Polls the audit log (the service appends from a thread of its own) until an entry matches. */
+export async function audited(serviceHome: string, pred: (e: ExportedEntry) => boolean, timeoutMs = 5_000): Promise<ExportedEntry> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const entries = await auditEntries(serviceHome);
+    const hit = entries.find(pred);
+    if (hit !== undefined) return hit;
+    if (Date.now() > end) throw new Error(`no matching audit entry in:\n${entries.map((e) => JSON.stringify(e)).join('\n')}`);
+    await sleep(100);
+  }
+}
+
+/** `service audit export --json`: the entries. */
+export async function auditEntries(serviceHome: string): Promise<ExportedEntry[]> {
+  const j = await okJson<{ format: string; entries: ExportedEntry[] }>(['service', 'audit', 'export'], { home: serviceHome });
+  assert.equal(j.format, 'ockam-enroll-audit/1');
+  return j.entries;
+}
