@@ -363,12 +363,10 @@ describe('handleEnrollment: concurrency', () => {
     assert.equal((await svc.store.getBundle(bundle.bundleId))?.state, 'consumed');
   });
 
-  // Known gap, reported rather than fixed here (src/roles is not this suite's to change): the
-  // lock-out check (enroll.ts, `failedAttempts >= maxFailedAttempts`) reads the count from
-  // lookupPending and recordFailure increments it only after the DH, so interleaved wrong
-  // messages all pass the check. With the synchronous SQLite store the server's connections do
-  // not interleave, but an async store (types.ts allows one) or batching would.
-  it('concurrent wrong messages cannot run more decryptions than maxFailedAttempts', { todo: 'lock-out check and increment are not atomic (src/roles/service/enroll.ts:72,95)' }, async () => {
+  // The lock-out counts attempts still decrypting with the recorded failures (enroll.ts,
+  // attemptsInFlight): interleaved wrong messages cannot all pass the check before the first
+  // failure is recorded.
+  it('concurrent wrong messages cannot run more decryptions than maxFailedAttempts', async () => {
     const saved = svc.settings.maxFailedAttempts;
     svc.settings.maxFailedAttempts = 3;
     try {

@@ -62,6 +62,17 @@ function spkKey(sealer: Sealer, spk: SignedPrekeyRecord): KeyObject {
   }
 }
 
+const inFlight = new WeakMap<ServiceHome, Map<string, number>>();
+
+function attemptsInFlight(svc: ServiceHome): Map<string, number> {
+  let m = inFlight.get(svc);
+  if (m === undefined) {
+    m = new Map();
+    inFlight.set(svc, m);
+  }
+  return m;
+}
+
 export async function handleEnrollment(
   svc: ServiceHome,
   message: Uint8Array,
@@ -103,9 +114,22 @@ export async function handleEnrollment(
   }
   const { enrollee, bundle, spk } = found.pending;
   const who = { enrollee: id, name: enrollee.petName, enroller: enrollee.enroller ? toHex(enrollee.enroller) : undefined };
-  if (enrollee.failedAttempts >= svc.settings.maxFailedAttempts) {
-    return reject(ENROLL_STATUS.LOCKED, `ERR_ENROLLEE_LOCKED: ${enrollee.failedAttempts} failed attempts`, who);
+  // Attempts still decrypting count against the lockout with the recorded failures, so that
+  // concurrent wrong messages cannot run more decryptions than maxFailedAttempts.
+  const flights = attemptsInFlight(svc);
+  const busy = flights.get(id) ?? 0;
+  if (enrollee.failedAttempts + busy >= svc.settings.maxFailedAttempts) {
+    return reject(ENROLL_STATUS.LOCKED, `ERR_ENROLLEE_LOCKED: ${enrollee.failedAttempts} failed attempts, ${busy} in flight`, who);
   }
+  flights.set(id, busy + 1);
+  let released = false;
+  const release = () => {
+    if (released) return;
+    released = true;
+    const n = (flights.get(id) ?? 1) - 1;
+    if (n > 0) flights.set(id, n);
+    else flights.delete(id);
+  };
 
   // Checks 4 and 5: recompute SK and h with the approval's bundle, decrypt, verify POP.
   let opkPrivate: Uint8Array | undefined;
@@ -125,11 +149,13 @@ export async function handleEnrollment(
     });
   } catch (err) {
     if (isEnrollError(err, 'ERR_ENROLLMENT_DECRYPT') || isEnrollError(err, 'ERR_POP_INVALID')) {
-      const attempts = await store.recordFailure(enrolleeId);
+      // Released only once the failure is recorded: it moves from in flight to the store.
+      const attempts = await store.recordFailure(enrolleeId).finally(release);
       return reject(ENROLL_STATUS.REJECTED, `${err.code}: ${err.message}`, { ...who, failed_attempts: attempts });
     }
     throw err;
   } finally {
+    release();
     opkPrivate?.fill(0);
   }
 
