@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import { currentAnnouncement, announceAddress } from '../roles/service/address.js';
-import { ServiceHome } from '../roles/service/home.js';
+import { withService } from './service-home.js';
 import { action, isoTime, leaf } from './command.js';
-import { nowSeconds, passphraseSource } from './options.js';
+import { nowSeconds } from './options.js';
 
 export function register(service: Command): void {
   const address = service.command('address').description('the address the service announces: in new bundles, and to enrolled devices')
@@ -11,8 +11,7 @@ export function register(service: Command): void {
   leaf(address, 'set <tcp://HOST:PORT>', 'move the service: sign an announcement of the new address with IK_A; new bundles carry it, and enrolled devices learn it at their next session', 'ockam-enroll service address set tcp://enroll.example.com:4200')
     .action(
       action(async ({ out, home, opts }, addr: string) => {
-        const svc = await ServiceHome.open(home, { passphrase: passphraseSource(opts) });
-        try {
+        await withService({ home, opts }, async (svc) => {
           const r = await announceAddress(svc, addr, nowSeconds());
           const a = r.announcement;
           if (r.changed) {
@@ -25,25 +24,20 @@ export function register(service: Command): void {
             { address: a.address, previous: r.previous, seq: a.seq, changed: r.changed, announced_at: isoTime(a.createdAt) },
             r.changed ? `moved from ${r.previous} to ${a.address}` : `address ${a.address}`,
           );
-        } finally {
-          await svc.close();
-        }
+        });
       }),
     );
 
   leaf(address, 'show', 'show the address in new bundles, and the latest signed announcement', 'ockam-enroll service address show --json')
     .action(
       action(async ({ out, home, opts }) => {
-        const svc = await ServiceHome.open(home, { passphrase: passphraseSource(opts) });
-        try {
+        await withService({ home, opts }, async (svc) => {
           const a = currentAnnouncement(svc);
           out.result(
             { address: a?.address ?? svc.settings.address, seq: a?.seq ?? 0, announced_at: isoTime(a?.createdAt) },
             a ? `address ${a.address} (announcement ${a.seq}, ${isoTime(a.createdAt)})` : `address ${svc.settings.address} (never moved)`,
           );
-        } finally {
-          await svc.close();
-        }
+        });
       }),
     );
 }

@@ -4,8 +4,9 @@ import { EnrollError } from '../errors.js';
 import { audit } from '../audit/index.js';
 import { ServiceHome } from '../roles/service/home.js';
 import type { EnrolleeRecord, EnrolleeState } from '../store/types.js';
+import { withService } from './service-home.js';
 import { action, isoTime, leaf } from './command.js';
-import { nowSeconds, passphraseSource } from './options.js';
+import { nowSeconds } from './options.js';
 
 function view(r: EnrolleeRecord, now: number) {
   const expired = r.state === 'pending' && r.expiresAt !== null && r.expiresAt <= now;
@@ -44,8 +45,7 @@ export function register(service: Command): void {
         if (state !== undefined && !['pending', 'enrolled', 'revoked'].includes(state)) {
           throw new EnrollError('ERR_USAGE', `--state must be pending, enrolled or revoked, got "${state}"`);
         }
-        const svc = await ServiceHome.open(home, { passphrase: passphraseSource(opts) });
-        try {
+        await withService({ home, opts }, async (svc) => {
           const now = nowSeconds();
           const rows = (await svc.store.listEnrollees(state as EnrolleeState | undefined)).map((r) => view(r, now));
           out.result({ enrollees: rows }, () =>
@@ -56,17 +56,14 @@ export function register(service: Command): void {
                   ...rows.map((r) => `${r.id.slice(0, 16)}  ${r.method.padEnd(6)}  ${(r.state + (r.expired ? ' (expired)' : '')).padEnd(16)}  ${r.name ?? ''}`),
                 ].join('\n'),
           );
-        } finally {
-          await svc.close();
-        }
+        });
       }),
     );
 
   leaf(enrollee, 'show <id>', 'show one enrollee (full id or a prefix of at least 8 hex characters)', 'ockam-enroll service enrollee show 5e1f03a2')
     .action(
       action(async ({ out, home, opts }, id: string) => {
-        const svc = await ServiceHome.open(home, { passphrase: passphraseSource(opts) });
-        try {
+        await withService({ home, opts }, async (svc) => {
           const rec = await find(svc, id);
           const now = nowSeconds();
           // A token identity also lists its certificates (serial, expiry, revoked or not).
@@ -89,17 +86,14 @@ export function register(service: Command): void {
               )
               .join('\n'),
           );
-        } finally {
-          await svc.close();
-        }
+        });
       }),
     );
 
   leaf(enrollee, 'revoke <id>', 'revoke an enrollee: the service refuses it from now on', 'ockam-enroll service enrollee revoke 5e1f03a2')
     .action(
       action(async ({ out, home, opts }, id: string) => {
-        const svc = await ServiceHome.open(home, { passphrase: passphraseSource(opts) });
-        try {
+        await withService({ home, opts }, async (svc) => {
           const rec = await find(svc, id);
           const now = nowSeconds();
           if (!(await svc.store.revokeEnrollee(rec.id, now))) {
@@ -112,9 +106,7 @@ export function register(service: Command): void {
             { id: toHex(rec.id), state: 'revoked', ...(rec.method === 'token' ? { certificates_revoked: certs } : {}) },
             `revoked ${toHex(rec.id)}${rec.method === 'token' ? ` and ${certs} certificate${certs === 1 ? '' : 's'}` : ''}`,
           );
-        } finally {
-          await svc.close();
-        }
+        });
       }),
     );
 }

@@ -2,9 +2,9 @@ import type { Command } from 'commander';
 import { toHex } from '../crypto/bytes.js';
 import { EnrollError } from '../errors.js';
 import { audit } from '../audit/index.js';
-import { ServiceHome } from '../roles/service/home.js';
+import { withService } from './service-home.js';
 import { action, isoTime, leaf } from './command.js';
-import { nowSeconds, parseKeyHex, parsePetName, passphraseSource } from './options.js';
+import { nowSeconds, parseKeyHex, parsePetName } from './options.js';
 
 export function register(service: Command): void {
   const enroller = service.command('enroller').description('manage the enrollers this service serves')
@@ -16,22 +16,18 @@ export function register(service: Command): void {
       action(async ({ out, home, opts }, keyHex: string) => {
         const key = parseKeyHex(keyHex, 'the enroller public key');
         const name = parsePetName(opts.name as string | undefined) ?? null;
-        const svc = await ServiceHome.open(home, { passphrase: passphraseSource(opts) });
-        try {
+        await withService({ home, opts }, async (svc) => {
           const rec = await svc.store.allowEnroller(key, name, nowSeconds());
           audit(svc, 'enroller-allowed', { enroller: toHex(rec.publicKey), enroller_name: rec.name });
           out.result({ enroller: toHex(rec.publicKey), name: rec.name, allowed_at: isoTime(rec.addedAt) }, `allowed ${toHex(rec.publicKey)}${rec.name ? ` (${rec.name})` : ''}`);
-        } finally {
-          await svc.close();
-        }
+        });
       }),
     );
 
   leaf(enroller, 'list', 'list allowed and revoked enrollers', 'ockam-enroll service enroller list --json')
     .action(
       action(async ({ out, home, opts }) => {
-        const svc = await ServiceHome.open(home, { passphrase: passphraseSource(opts) });
-        try {
+        await withService({ home, opts }, async (svc) => {
           const rows = (await svc.store.listEnrollers()).map((r) => ({
             enroller: toHex(r.publicKey),
             name: r.name,
@@ -42,9 +38,7 @@ export function register(service: Command): void {
           out.result({ enrollers: rows }, () =>
             rows.length === 0 ? 'no enrollers' : rows.map((r) => `${r.enroller}  ${r.state.padEnd(8)} ${r.name ?? ''}`).join('\n'),
           );
-        } finally {
-          await svc.close();
-        }
+        });
       }),
     );
 
@@ -52,16 +46,13 @@ export function register(service: Command): void {
     .action(
       action(async ({ out, home, opts }, keyHex: string) => {
         const key = parseKeyHex(keyHex, 'the enroller public key');
-        const svc = await ServiceHome.open(home, { passphrase: passphraseSource(opts) });
-        try {
+        await withService({ home, opts }, async (svc) => {
           if (!(await svc.store.revokeEnroller(key, nowSeconds()))) {
             throw new EnrollError('ERR_USAGE', `no allowed enroller has key ${toHex(key)}`, { hint: 'see `ockam-enroll service enroller list`' });
           }
           audit(svc, 'enroller-revoked', { enroller: toHex(key) });
           out.result({ enroller: toHex(key), state: 'revoked' }, `revoked ${toHex(key)}`);
-        } finally {
-          await svc.close();
-        }
+        });
       }),
     );
 }

@@ -4,6 +4,7 @@ import { toHex } from '../crypto/bytes.js';
 import { ServiceHome, STORE_FILE } from '../roles/service/home.js';
 import { rotatePrekey } from '../roles/service/rotation.js';
 import { SqliteLifecycleStore } from '../store/lifecycle.js';
+import { withService } from './service-home.js';
 import { action, isoTime, leaf } from './command.js';
 import { nowSeconds, passphraseSource } from './options.js';
 
@@ -14,17 +15,14 @@ export function register(service: Command): void {
   leaf(prekey, 'rotate', 'make a new signed prekey for new bundles; bundles already handed out keep working until they expire', 'ockam-enroll service prekey rotate --json')
     .action(
       action(async ({ out, home, opts }) => {
-        const svc = await ServiceHome.open(home, { passphrase: passphraseSource(opts) });
-        try {
+        await withService({ home, opts }, async (svc) => {
           const { spk, retired } = await rotatePrekey(svc, nowSeconds());
           out.info(`bundles fetched from now on carry the new signed prekey; ${retired === 1 ? 'the previous one stays' : `the ${retired} previous ones stay`} usable for the bundles already handed out`);
           out.result(
             { spk_id: spk.id, spk_public: toHex(spk.publicKey), created_at: isoTime(spk.createdAt), retired },
             `signed prekey ${spk.id}: ${toHex(spk.publicKey)}`,
           );
-        } finally {
-          await svc.close();
-        }
+        });
       }),
     );
 

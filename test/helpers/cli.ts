@@ -311,12 +311,12 @@ export async function initService(home: string, opts: { port?: number; httpsPort
 }
 
 /**
- * Runs `service start --listen 127.0.0.1:PORT` and resolves once it logs ` listening `
- * (and ` https-listening ` when the build serves HTTPS too).
+ * Runs `service start --listen 127.0.0.1:PORT [EXTRA…]` and resolves once it logs
+ * ` listening ` (and ` https-listening ` when the build serves HTTPS too).
  */
-export async function startService(home: string, port: number, httpsPort?: number): Promise<ServiceHandle> {
+export async function startService(home: string, port: number, httpsPort?: number, extra: readonly string[] = []): Promise<ServiceHandle> {
   const https = await serviceHasHttps();
-  const args = ['service', 'start', '--listen', `127.0.0.1:${port}`];
+  const args = ['service', 'start', '--listen', `127.0.0.1:${port}`, ...extra];
   if (https) args.push('--https-listen', `127.0.0.1:${httpsPort ?? (await freePort())}`);
   const bg = spawnCli(args, { home });
   try {

@@ -4,39 +4,13 @@
  * device, and reading the audit log through the CLI.
  */
 import assert from 'node:assert/strict';
-import { ok, okJson, run, serviceHasHttps, show, sleep, spawnCli, type Enrollee, type RunResult, type ServiceHandle, type World } from './cli.js';
+import { ok, okJson, run, sleep, startService, type Enrollee, type RunResult, type ServiceHandle, type World } from './cli.js';
 
 export const EXIT = { OK: 0, FAILURE: 1, USAGE: 2, REJECTED: 3, UNREACHABLE: 4, AUTH: 5 } as const;
 
 /** `service start` on the world's port with `extra` flags; resolves once it listens. */
-export async function startServiceWith(home: string, port: number, httpsPort: number | undefined, extra: readonly string[]): Promise<ServiceHandle> {
-  const args = ['service', 'start', '--listen', `127.0.0.1:${port}`, ...extra];
-  const https = await serviceHasHttps();
-  if (https && httpsPort !== undefined) args.push('--https-listen', `127.0.0.1:${httpsPort}`);
-  const bg = spawnCli(args, { home });
-  try {
-    await bg.waitForLine(` listening address=127.0.0.1:${port} `);
-    if (https && httpsPort !== undefined) await bg.waitForLine(' https-listening ');
-  } catch (err) {
-    bg.kill('SIGKILL');
-    await bg.done().catch(() => undefined);
-    throw err;
-  }
-  let stopped: Promise<RunResult> | undefined;
-  return {
-    ...bg,
-    port,
-    decisions: (d) => bg.lines.filter((l) => l.includes(` ${d} `)),
-    stop(signal = 'SIGTERM') {
-      stopped ??= (async () => {
-        if (bg.running()) bg.kill(signal);
-        const r = await bg.done(10_000);
-        assert.equal(r.code, 0, `the service should stop cleanly on ${signal}: ${show(r)}`);
-        return r;
-      })();
-      return stopped;
-    },
-  };
+export function startServiceWith(home: string, port: number, httpsPort: number | undefined, extra: readonly string[]): Promise<ServiceHandle> {
+  return startService(home, port, httpsPort, extra);
 }
 
 /** Stops the world's service and starts it again with `extra` flags. */
