@@ -21,6 +21,7 @@ import {
   show,
   spawnCli,
   type Background,
+  takeBundle as takeBundleOf,
   type World,
 } from '../helpers/cli.js';
 
@@ -36,12 +37,7 @@ after(async () => {
   }
 });
 
-/** A cached bundle no other test uses (taken from the end; `onboard` takes from the front). */
-function takeBundle(): string {
-  const id = w.bundles.pop();
-  assert.ok(id, 'the world ran out of bundles');
-  return id;
-}
+const takeBundle = (): string => takeBundleOf(w);
 
 async function killIfRunning(bg: Background | undefined): Promise<void> {
   if (bg?.running()) {

@@ -29,6 +29,7 @@ import {
   sleep,
   startService,
   tempHome,
+  takeBundle as takeBundleOf,
   type World,
 } from '../helpers/cli.js';
 
@@ -46,11 +47,7 @@ after(async () => {
   }
 });
 
-function takeBundle(): string {
-  const id = w.bundles.pop();
-  assert.ok(id, 'the world ran out of bundles');
-  return id;
-}
+const takeBundle = (): string => takeBundleOf(w);
 
 async function bundleText(id: string): Promise<string> {
   return (await ok(['enroller', 'bundle', 'show', id], { home: w.enrollerHome })).stdout.trim();

@@ -483,3 +483,10 @@ export async function runCrossPiped(
   };
   return [result(ra, a.args), result(rb, b.args)];
 }
+
+/** A cached bundle no other test uses (taken from the end; `enroller onboard` takes from the front). */
+export function takeBundle(w: World): string {
+  const id = w.bundles.pop();
+  assert.ok(id, 'the world ran out of bundles');
+  return id;
+}

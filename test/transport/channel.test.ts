@@ -3,11 +3,10 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import { createServer, connect, type Socket } from 'node:net';
 import { EnrollError, isEnrollError, type ErrorCode } from '../../src/errors.js';
 import { equalBytes, utf8 } from '../../src/crypto/bytes.js';
 import { generateX25519 } from '../../src/crypto/x25519.js';
+import { socketPair } from '../helpers/net.js';
 import { FramedConnection } from '../../src/transport/connection.js';
 import { encodeFrame } from '../../src/transport/frame.js';
 import { connectTcp, listenTcp } from '../../src/transport/tcp.js';
@@ -27,18 +26,6 @@ function code(c: ErrorCode) {
   };
 }
 
-async function socketPair(): Promise<{ a: Socket; b: Socket }> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  const accepted = once(server, 'connection');
-  const a = connect(port, '127.0.0.1');
-  await once(a, 'connect');
-  const [b] = (await accepted) as [Socket];
-  server.close();
-  return { a, b };
-}
 
 /** Framed connections over a real TCP pair: `i` for the initiator, `r` for the responder. */
 async function connPair(): Promise<{ i: FramedConnection; r: FramedConnection }> {

@@ -5,25 +5,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { createServer, connect, type Socket } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { isEnrollError, type ErrorCode } from '../../src/errors.js';
+import { socketPair } from '../helpers/net.js';
 import { FramedConnection, MAX_QUEUED_FRAMES } from '../../src/transport/connection.js';
 import { encodeFrame, MAX_FRAME_LEN } from '../../src/transport/frame.js';
 
 /** A connected pair of raw sockets on 127.0.0.1; the listening server is already closed. */
-async function socketPair(): Promise<{ a: Socket; b: Socket }> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  const accepted = once(server, 'connection');
-  const a = connect(port, '127.0.0.1');
-  await once(a, 'connect');
-  const [b] = (await accepted) as [Socket];
-  server.close();
-  return { a, b };
-}
 
 function code(c: ErrorCode) {
   return (e: unknown): boolean => {
