@@ -3,10 +3,13 @@
  * (revision 1, 2016-10-20) specifies it: Ed25519-style signatures made and checked with
  * X25519 (Montgomery) key pairs, so one identity key serves both X3DH and signing.
  *
- * Signing uses @noble/curves' Edwards arithmetic, because node:crypto cannot sign with a
- * bare scalar. Verification converts u to the Edwards key the spec defines and hands the
- * rest to node:crypto's RFC 8032 verifier (src/crypto/ed25519.ts): the check in spec §3
- * `R == sB - hA` is exactly the cofactorless RFC 8032 equation.
+ * node:crypto cannot sign with a bare scalar, so signing is done here: the base-point
+ * multiplications (kB in calculate_key_pair, R = rB) go through baseMultiplyEncoded
+ * (src/crypto/base-mult.ts), which gets noble's exact encoding from node:crypto's X25519
+ * plus y-recovery, and the scalar arithmetic mod q is bigint. Verification converts u to
+ * the Edwards key the spec defines and hands the rest to node:crypto's RFC 8032 verifier
+ * (src/crypto/ed25519.ts): the check in spec §3 `R == sB - hA` is exactly the
+ * cofactorless RFC 8032 equation.
  *
  * This is the spec variant, not libsignal's `curve25519_sign`: `a` is negated so that the
  * Edwards public key always has sign bit 0 (spec §2.3), and nothing is stored in the
@@ -24,6 +27,7 @@
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { bytesToNumberLE, numberToBytesLE } from '@noble/curves/utils.js';
 import { EnrollError } from '../errors.js';
+import { baseMultiplyEncoded } from './base-mult.js';
 import { abytes, wipe } from './bytes.js';
 import { ed25519Verify } from './ed25519.js';
 import { sha512 } from './hash.js';
@@ -85,7 +89,7 @@ export function calculateKeyPair(privateKey: Uint8Array): { A: Uint8Array; a: bi
   // q makes kB = (k mod q)B.
   const k = modQ(bytesToNumberLE(kBytes));
   wipe(kBytes);
-  const A = Point.BASE.multiply(k).toBytes();
+  const A = baseMultiplyEncoded(k);
   const signBit = A[31]! >> 7;
   A[31] &= 0x7f;
   const a = signBit === 1 ? modQ(-k) : k;
@@ -143,7 +147,7 @@ export function xeddsaSigner(privateKey: Uint8Array): XEdDSASigner {
       // Probability 2^-252; R would be the identity and s would expose a.
       throw new EnrollError('ERR_INTERNAL', 'xeddsa nonce reduced to zero');
     }
-    const R = Point.BASE.multiply(r).toBytes();
+    const R = baseMultiplyEncoded(r);
     const h = modQ(bytesToNumberLE(sha512(R, A, message)));
     const sBytes = numberToBytesLE(modQ(r + h * a), 32);
 
