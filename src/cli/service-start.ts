@@ -32,7 +32,7 @@ export function register(service: Command): void {
     .option('--max-connections <n>', `most simultaneous connections (default ${DEFAULT_MAX_CONNECTIONS})`)
     .option('--read-timeout <duration>', `per-read timeout against slow peers (default ${DEFAULT_READ_TIMEOUT_MS / 1000}s)`)
     .option('--max-frame <bytes>', `largest frame read or written, ${MIN_MAX_FRAME_LEN}..65535 (default ${DEFAULT_MAX_FRAME_LEN})`)
-    .option('--rate-per-ip <rate>', `connections per source IP (IPv6: per /64), as N/s, N/m or N/h, or off (default ${DEFAULT_RATE_PER_IP})`)
+    .option('--rate-per-ip <rate>', `enrollment messages and Noise connections per source IP (IPv6: per /64), as N/s, N/m or N/h, or off (default ${DEFAULT_RATE_PER_IP})`)
     .option('--rate-per-enroller <rate>', `requests per enroller key, as N/s, N/m or N/h, or off (default ${DEFAULT_RATE_PER_ENROLLER})`)
     .option('--https-listen <HOST:PORT>', 'where to serve token enrollment over HTTPS (default: the httpsListen setting from init)')
     .option('--on-enroll <command>', 'run COMMAND (through the shell) before each enrollment is committed, with the request as JSON on stdin: exit 0 allows, anything else refuses')

@@ -229,6 +229,24 @@ export class FramedConnection {
   }
 
   /**
+   * The next frame, or undefined when the peer stopped between frames: it ended or reset the
+   * connection, or sent nothing within the timeout, with no part of a next frame received.
+   * For exchanges where the peer may send another request or go (KIND_ENROLL,
+   * docs/protocol.md §7.4). A peer that stops mid-frame still rejects, as in readFrame.
+   */
+  async readFrameOrEnd(timeoutMs?: number): Promise<Uint8Array | undefined> {
+    try {
+      return await this.readFrame(timeoutMs);
+    } catch (err) {
+      const betweenFrames = !this.#decoder.inProgress && this.#backlog.length === 0;
+      if (betweenFrames && err instanceof EnrollError && (err.code === 'ERR_CONNECTION_CLOSED' || err.code === 'ERR_TIMEOUT')) {
+        return undefined;
+      }
+      throw err;
+    }
+  }
+
+  /**
    * Sends one frame. Resolves once the stream has taken it, after 'drain' when the stream
    * is applying backpressure. The bytes are handed to the stream synchronously, so frames
    * go out in call order even when callers do not await each write.

@@ -395,12 +395,12 @@ describe('fuzz: application messages', () => {
   }
   const withErrors = (valid: Uint8Array[]) => hostileBytes([...valid, ...ERR_SAMPLES], 300);
 
-  it('decodeKindFrame accepts exactly the three kind bytes', () =>
+  it('decodeKindFrame accepts exactly the four kind bytes', () =>
     check(
-      fc.property(withErrors([Uint8Array.of(1), Uint8Array.of(2), Uint8Array.of(3)]), (input) => {
+      fc.property(withErrors([Uint8Array.of(1), Uint8Array.of(2), Uint8Array.of(3), Uint8Array.of(4)]), (input) => {
         const r = typed(() => decodeKindFrame(input));
         expectCode(r, ['ERR_FRAME_MALFORMED'], 'decodeKindFrame');
-        assert.equal(r.ok, input.length === 1 && input[0]! >= 1 && input[0]! <= 3);
+        assert.equal(r.ok, input.length === 1 && input[0]! >= 1 && input[0]! <= 4);
       }),
     ));
 

@@ -32,6 +32,7 @@ import {
   encodeTokenCreate,
   ENROLL_STATUS,
   KIND_ENROLL,
+  KIND_ENROLL_STREAM,
   KIND_ENROLLER,
   KIND_SESSION,
   kindFrame,
@@ -115,7 +116,18 @@ after(async () => {
 // ---- scenarios
 
 type Scenario =
-  | { type: 'raw'; group: string; label: string; chunks: Uint8Array[]; end: boolean; reset: boolean; enrollMessage?: Uint8Array }
+  | {
+      type: 'raw';
+      group: string;
+      label: string;
+      chunks: Uint8Array[];
+      end: boolean;
+      reset: boolean;
+      /** A well-formed KIND_ENROLL: its one message. */
+      enrollMessage?: Uint8Array;
+      /** A well-formed KIND_ENROLL_STREAM: each message is owed a response, in order; then we close. */
+      streamMessages?: Uint8Array[];
+    }
   | { type: 'channel'; group: string; label: string; kind: typeof KIND_ENROLLER | typeof KIND_SESSION; stranger: boolean; payloads: Uint8Array[] };
 
 const f = (b: Uint8Array): Uint8Array => encodeFrame(b);
@@ -151,6 +163,15 @@ function scenarioArb(): fc.Arbitrary<Scenario> {
     end: false,
     reset: false,
     enrollMessage: m,
+  }));
+  const streamOfMutated = fc.array(mutatedBytes(victimMessages), { minLength: 1, maxLength: 4 }).map((ms): Scenario => ({
+    type: 'raw',
+    group: 'enroll-stream',
+    label: `KIND_ENROLL_STREAM + ${ms.length} mutated messages (${ms.map((m) => m.length).join(', ')} bytes)`,
+    chunks: [concat(f(kindFrame(KIND_ENROLL_STREAM)), ...ms.map(f))],
+    end: false,
+    reset: false,
+    streamMessages: ms,
   }));
   const mutatedStream = fc.tuple(mutatedBytes([validEnrollStream]), ends).map(([b, e]): Scenario => ({ type: 'raw', group: 'mutated-stream', label: 'mutated enrollment stream', chunks: [b], ...e }));
   const truncatedHandshake = fc
@@ -201,6 +222,7 @@ function scenarioArb(): fc.Arbitrary<Scenario> {
     { weight: 2, arbitrary: randomFrames },
     { weight: 2, arbitrary: rawBytes },
     { weight: 5, arbitrary: mutatedMessage },
+    { weight: 2, arbitrary: streamOfMutated },
     { weight: 2, arbitrary: mutatedStream },
     { weight: 2, arbitrary: truncatedHandshake },
     { weight: 2, arbitrary: garbledHandshake },
@@ -220,22 +242,39 @@ interface Result {
 const STATUSES = new Set<number>(Object.values(ENROLL_STATUS));
 
 async function runRaw(s: Extract<Scenario, { type: 'raw' }>): Promise<string | undefined> {
-  const out: RawOutcome = await rawExchange(port, s.chunks, { endAfterWrite: s.end, resetAfterWrite: s.reset, waitMs: HANG_MS });
+  const out: RawOutcome = await rawExchange(port, s.chunks, {
+    endAfterWrite: s.end,
+    resetAfterWrite: s.reset,
+    waitMs: HANG_MS,
+    ...(s.streamMessages ? { closeAfterFrames: s.streamMessages.length } : {}),
+  });
   if (out.how === 'timeout') return `still open ${out.ms} ms after the input (a hang)`;
   if (out.how === 'refused') return 'connection refused: is the service down?';
   if (s.enrollMessage !== undefined && !s.end && !s.reset) {
     if (out.frames.length !== 1) return `a well-formed KIND_ENROLL got ${out.frames.length} response frames (${out.how})`;
-    const frame = out.frames[0]!;
-    if (!STATUSES.has(frame[0]!)) return `unknown status ${frame[0]}`;
-    if (frame[0] !== ENROLL_STATUS.ACCEPTED && frame.length !== 1) return `a rejection of ${frame.length} bytes`;
-    if (frame[0] === ENROLL_STATUS.MALFORMED && s.enrollMessage.length === 176) return 'a 176-byte message was called MALFORMED';
-    if (frame[0] !== ENROLL_STATUS.MALFORMED && s.enrollMessage.length !== 176) return `a ${s.enrollMessage.length}-byte message got status ${frame[0]}`;
-    if (frame[0] === ENROLL_STATUS.ACCEPTED && !victimMessages.some((m) => equalBytes(m, s.enrollMessage!))) return 'a mutated message was ACCEPTED';
-    try {
-      decodeEnrollResponse(frame);
-    } catch (e) {
-      if (!(e instanceof EnrollError)) return `decodeEnrollResponse threw ${String(e)}`;
+    return checkEnrollResponse(s.enrollMessage, out.frames[0]!);
+  }
+  if (s.streamMessages !== undefined) {
+    if (out.frames.length !== s.streamMessages.length) return `a KIND_ENROLL_STREAM of ${s.streamMessages.length} messages got ${out.frames.length} response frames (${out.how})`;
+    for (let i = 0; i < out.frames.length; i++) {
+      const problem = checkEnrollResponse(s.streamMessages[i]!, out.frames[i]!);
+      if (problem !== undefined) return `stream message ${i}: ${problem}`;
     }
+  }
+  return undefined;
+}
+
+/** What a response to one enrollment message may be, whatever the message. */
+function checkEnrollResponse(message: Uint8Array, frame: Uint8Array): string | undefined {
+  if (!STATUSES.has(frame[0]!)) return `unknown status ${frame[0]}`;
+  if (frame[0] !== ENROLL_STATUS.ACCEPTED && frame.length !== 1) return `a rejection of ${frame.length} bytes`;
+  if (frame[0] === ENROLL_STATUS.MALFORMED && message.length === 176) return 'a 176-byte message was called MALFORMED';
+  if (frame[0] !== ENROLL_STATUS.MALFORMED && message.length !== 176) return `a ${message.length}-byte message got status ${frame[0]}`;
+  if (frame[0] === ENROLL_STATUS.ACCEPTED && !victimMessages.some((m) => equalBytes(m, message))) return 'a mutated message was ACCEPTED';
+  try {
+    decodeEnrollResponse(frame);
+  } catch (e) {
+    if (!(e instanceof EnrollError)) return `decodeEnrollResponse threw ${String(e)}`;
   }
   return undefined;
 }

@@ -284,6 +284,8 @@ export interface RawOptions {
   resetAfterWrite?: boolean;
   /** Write the chunks this far apart, in ms (default 0: together). */
   chunkDelayMs?: number;
+  /** Close our side once this many frames have come (a KIND_ENROLL_STREAM client done with its responses). */
+  closeAfterFrames?: number;
 }
 
 /**
@@ -312,6 +314,7 @@ export function rawExchange(port: number, chunks: readonly Uint8Array[], opts: R
         const got = decoder.push(new Uint8Array(chunk));
         frames.push(...got);
         trailing = decoder.progress.received;
+        if (opts.closeAfterFrames !== undefined && frames.length >= opts.closeAfterFrames) finish('end');
       } catch {
         trailing += chunk.length;
       }

@@ -1,9 +1,9 @@
 /**
  * The service's limits, through a live `service start` over loopback TCP, each with its
  * flag: frame size (--max-frame), the per-read timeout against slow-loris peers
- * (--read-timeout), open connections (--max-connections), connections per IP
- * (--rate-per-ip: an enrollment gets status RATE_LIMITED, a Noise kind is dropped before its
- * handshake), requests per enroller (--rate-per-enroller: ERROR ERR_RATE_LIMITED, exit 3 with
+ * (--read-timeout), open connections (--max-connections), requests per IP
+ * (--rate-per-ip: an enrollment message gets status RATE_LIMITED, a Noise connection is
+ * dropped before its handshake), requests per enroller (--rate-per-enroller: ERROR ERR_RATE_LIMITED, exit 3 with
  * a hint), and the lockout after settings.maxFailedAttempts (20) failed attempts.
  *
  * Every refusal is checked on the wire, in the client's error (where a client is involved),
@@ -189,7 +189,8 @@ describe('limits: connections per IP (--rate-per-ip)', () => {
       const noise = await rawExchange(service.port, [f(kindFrame(KIND_ENROLLER)), f(new Uint8Array(32).fill(9))], { waitMs: 5000 });
       assert.equal(noise.how, 'end');
       assert.equal(noise.frames.length, 0, 'no Noise msg 2: the handshake never started');
-      await service.waitForLine(/ limited limit=rate-per-ip .*ERR_RATE_LIMITED: over 3\/m connections from this address/, 5000);
+      // One `limited` line a second per limit: the first, for the fourth enrollment message.
+      await service.waitForLine(/ limited limit=rate-per-ip .*ERR_RATE_LIMITED: over 3\/m enrollment messages from this address/, 5000);
 
       // The enrollee CLI reports it clearly (exit 3, with a hint).
       const svc = await ServiceHome.open(home);

@@ -8,6 +8,9 @@
  *                  requests below.
  * - KIND_SESSION:  then Noise XX (prologue PROLOGUE_ENROLLEE_SERVICE): an enrolled
  *                  enrollee's authenticated channel.
+ * - KIND_ENROLL_STREAM: enrollment messages, one per frame, each answered with one
+ *                  ENROLL_RESPONSE frame in order, until the peer closes (a relay for many
+ *                  devices: one TCP connection instead of one per message).
  */
 import { EnrollError } from '../../errors.js';
 import { utf8 } from '../../crypto/bytes.js';
@@ -19,6 +22,7 @@ import { messageType, reader, writer } from './common.js';
 export const KIND_ENROLL = 0x01;
 export const KIND_ENROLLER = 0x02;
 export const KIND_SESSION = 0x03;
+export const KIND_ENROLL_STREAM = 0x04;
 
 export const PROLOGUE_ENROLLER_SERVICE = utf8('ockam-enroll/v1/enroller-service');
 export const PROLOGUE_ENROLLEE_SERVICE = utf8('ockam-enroll/v1/enrollee-service');
@@ -36,7 +40,7 @@ export const MAX_BUNDLES_PER_REQUEST = 1000;
 /** Longest approval TTL a request may ask for (30 days). */
 export const MAX_APPROVAL_TTL = 30 * 24 * 3600;
 
-export type ConnectionKind = typeof KIND_ENROLL | typeof KIND_ENROLLER | typeof KIND_SESSION;
+export type ConnectionKind = typeof KIND_ENROLL | typeof KIND_ENROLLER | typeof KIND_SESSION | typeof KIND_ENROLL_STREAM;
 
 export function kindFrame(kind: ConnectionKind): Uint8Array {
   return Uint8Array.of(kind);
@@ -44,7 +48,7 @@ export function kindFrame(kind: ConnectionKind): Uint8Array {
 
 export function decodeKindFrame(frame: Uint8Array): ConnectionKind {
   const k = frame.length === 1 ? frame[0] : undefined;
-  if (k !== KIND_ENROLL && k !== KIND_ENROLLER && k !== KIND_SESSION) {
+  if (k !== KIND_ENROLL && k !== KIND_ENROLLER && k !== KIND_SESSION && k !== KIND_ENROLL_STREAM) {
     throw new EnrollError('ERR_FRAME_MALFORMED', 'the first frame is not a known connection kind');
   }
   return k;

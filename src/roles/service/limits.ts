@@ -8,13 +8,15 @@
  * | frame size           | 8192 B  | `--max-frame`         | ERR_FRAME_TOO_LARGE: connection destroyed          |
  * | per-read timeout     | 10 s    | `--read-timeout`      | ERR_TIMEOUT: connection destroyed (slow-loris)     |
  * | open connections     | 4096    | `--max-connections`   | ERR_CONNECTION_LIMIT: destroyed on arrival         |
- * | connections per IP   | 100/s   | `--rate-per-ip`       | KIND_ENROLL: status RATE_LIMITED; other kinds:     |
- * |                      |         |                       | destroyed before the Noise handshake               |
+ * | requests per IP      | 100/s   | `--rate-per-ip`       | an enrollment message: status RATE_LIMITED, then   |
+ * |                      |         |                       | the connection ends; a Noise connection: destroyed |
+ * |                      |         |                       | before its handshake                               |
  * | requests per enroller| 20/s    | `--rate-per-enroller` | ERROR ERR_RATE_LIMITED, then the channel closes    |
  *
  * The rate limits are token buckets: a bucket holds up to `burst` tokens, refills at
- * `perSecond` tokens a second, and each connection (per IP) or request (per enroller) takes
- * one. `N/s`, `N/m` and `N/h` mean a bucket of N tokens refilled N times per unit.
+ * `perSecond` tokens a second. Per IP, each enrollment message takes one (a KIND_ENROLL
+ * connection may carry several) and so does each Noise connection; per enroller, each
+ * request. `N/s`, `N/m` and `N/h` mean a bucket of N tokens refilled N times per unit.
  *
  * IPv6 peers are bucketed by their /64 prefix, since one host usually holds a whole /64; an
  * IPv4-mapped address counts as its IPv4 address.

@@ -10,6 +10,7 @@ import {
   encodeEnrollResponse,
   ENROLL_STATUS,
   KIND_ENROLL,
+  KIND_ENROLL_STREAM,
   KIND_ENROLLER,
   KIND_SESSION,
   PROLOGUE_ENROLLEE_SERVICE,
@@ -48,7 +49,7 @@ export interface ServiceServerOptions {
   readTimeoutMs?: number;
   /** Hard cap on a frame's length, read or written. Default DEFAULT_MAX_FRAME_LEN (8192). */
   maxFrameLen?: number;
-  /** Connections per peer IP (IPv6: per /64); null turns it off. Default DEFAULT_RATE_PER_IP. */
+  /** Enrollment messages and Noise connections per peer IP (IPv6: per /64); null turns it off. Default DEFAULT_RATE_PER_IP. */
   ratePerIp?: RateSpec | null;
   /** Requests per enroller key; null turns it off. Default DEFAULT_RATE_PER_ENROLLER. */
   ratePerEnroller?: RateSpec | null;
@@ -76,25 +77,23 @@ export async function startServiceServer(svc: ServiceHome, opts: ServiceServerOp
   const enrollerBuckets = ratePerEnroller ? new TokenBuckets(ratePerEnroller) : undefined;
   const limits = new LimitLog(log);
 
-  async function onConnection(conn: FramedConnection): Promise<void> {
-    const peer = conn.remoteAddress;
-    const kind = decodeKindFrame(await conn.readFrame(readTimeoutMs));
-    // Per-IP rate, before any store access or crypto: an enrollment is told RATE_LIMITED;
-    // a Noise kind is dropped before the handshake (there is no channel to carry an ERROR yet).
-    const ipWait = ipBuckets?.take(peerIpKey(peer)) ?? 0;
-    if (ipWait > 0) {
-      limits.limited('rate-per-ip', { peer, reason: `ERR_RATE_LIMITED: over ${ratePerIp!.text} connections from this address`, retry_ms: ipWait });
-      if (kind !== KIND_ENROLL) {
-        conn.destroy();
+  /**
+   * KIND_ENROLL and KIND_ENROLL_STREAM (docs/protocol.md §7.2): one enrollment message, or
+   * (stream) many, each answered with its ENROLL_RESPONSE before the next is read, until the
+   * peer closes or sends nothing for the read timeout. A device sends one; a relay for many
+   * devices skips a TCP handshake and teardown per message with a stream.
+   */
+  async function serveEnrollments(conn: FramedConnection, peer: string | undefined, stream: boolean): Promise<void> {
+    let message: Uint8Array | undefined = await conn.readFrame(readTimeoutMs);
+    while (message !== undefined) {
+      // Per-IP rate, per message, before any store access or crypto. The connection ends
+      // after RATE_LIMITED: the peer is told to back off, not to keep this line busy.
+      const ipWait = ipBuckets?.take(peerIpKey(peer)) ?? 0;
+      if (ipWait > 0) {
+        limits.limited('rate-per-ip', { peer, reason: `ERR_RATE_LIMITED: over ${ratePerIp!.text} enrollment messages from this address`, retry_ms: ipWait });
+        await conn.writeFrame(encodeEnrollResponse(ENROLL_STATUS.RATE_LIMITED));
         return;
       }
-      await conn.readFrame(readTimeoutMs);
-      await conn.writeFrame(encodeEnrollResponse(ENROLL_STATUS.RATE_LIMITED));
-      await conn.end();
-      return;
-    }
-    if (kind === KIND_ENROLL) {
-      const message = await conn.readFrame(readTimeoutMs);
       let response: Uint8Array;
       try {
         response = (await handleEnrollment(svc, message, now(), log, peer)).response;
@@ -106,7 +105,23 @@ export async function startServiceServer(svc: ServiceHome, opts: ServiceServerOp
         response = encodeEnrollResponse(ENROLL_STATUS.UNAVAILABLE);
       }
       await conn.writeFrame(response);
-      await conn.end();
+      message = stream ? await conn.readFrameOrEnd(readTimeoutMs) : undefined;
+    }
+  }
+
+  async function onConnection(conn: FramedConnection): Promise<void> {
+    const peer = conn.remoteAddress;
+    const kind = decodeKindFrame(await conn.readFrame(readTimeoutMs));
+    if (kind === KIND_ENROLL || kind === KIND_ENROLL_STREAM) {
+      await serveEnrollments(conn, peer, kind === KIND_ENROLL_STREAM);
+      return;
+    }
+    // Per-IP rate for a Noise kind, per connection: dropped before the handshake (there is
+    // no channel to carry an ERROR yet).
+    const ipWait = ipBuckets?.take(peerIpKey(peer)) ?? 0;
+    if (ipWait > 0) {
+      limits.limited('rate-per-ip', { peer, reason: `ERR_RATE_LIMITED: over ${ratePerIp!.text} connections from this address`, retry_ms: ipWait });
+      conn.destroy();
       return;
     }
     if (kind === KIND_ENROLLER) {

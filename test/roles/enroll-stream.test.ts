@@ -1,0 +1,243 @@
+/**
+ * KIND_ENROLL_STREAM (docs/protocol.md §7.2, §7.6.4): many enrollment messages on one TCP
+ * connection, against a live `service start` over loopback. Each message must be answered in
+ * order and checked exactly as if it had come alone on its own KIND_ENROLL connection; the
+ * per-IP rate counts messages; pipelined messages are answered in order; an idle stream is
+ * ended quietly; and KIND_ENROLL itself still carries one message only.
+ */
+import { after, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect, type Socket } from 'node:net';
+import { concat } from '../../src/crypto/bytes.js';
+import { generateX25519 } from '../../src/crypto/x25519.js';
+import { initiate, type InitiateResult } from '../../src/protocol/enrollment/index.js';
+import { ENROLL_STATUS, KIND_ENROLL, KIND_ENROLL_STREAM, kindFrame } from '../../src/protocol/messages/service.js';
+import { encodeFrame, FrameDecoder } from '../../src/transport/frame.js';
+import { freePort, removeTempHomes, tempHome } from '../helpers/cli.js';
+import {
+  alarmingLines,
+  approveEnrollees,
+  initServiceHome,
+  messageFor,
+  openAcceptance,
+  rawExchange,
+  startLiveService,
+  type LabEnrollee,
+  type LiveService,
+} from '../helpers/lab.js';
+
+after(() => removeTempHomes());
+
+const f = encodeFrame;
+
+async function serviceWith(flags: readonly string[], n: number): Promise<{ service: LiveService; enrollees: LabEnrollee[] }> {
+  const root = tempHome('stream');
+  const port = await freePort();
+  const made = await initServiceHome(root, port);
+  let enrollees: LabEnrollee[] = [];
+  try {
+    enrollees = await approveEnrollees(made.svc, made.enroller.publicKey, n, 'stream');
+  } finally {
+    await made.svc.close();
+  }
+  return { service: await startLiveService(made.home, port, flags), enrollees };
+}
+
+/** A raw KIND_ENROLL_STREAM client: frames out, ENROLL_RESPONSE frames back in order. */
+class StreamClient {
+  readonly #socket: Socket;
+  readonly #decoder = new FrameDecoder(0xffff);
+  readonly #frames: Uint8Array[] = [];
+  readonly #waiters: ((f: Uint8Array | undefined) => void)[] = [];
+  ended = false;
+
+  private constructor(socket: Socket) {
+    this.#socket = socket;
+    socket.on('data', (chunk: Buffer) => {
+      for (const frame of this.#decoder.push(new Uint8Array(chunk))) {
+        const w = this.#waiters.shift();
+        if (w) w(frame);
+        else this.#frames.push(frame);
+      }
+    });
+    const gone = () => {
+      this.ended = true;
+      for (const w of this.#waiters.splice(0)) w(undefined);
+    };
+    socket.on('end', gone);
+    socket.on('close', gone);
+    socket.on('error', gone);
+  }
+
+  static open(port: number): Promise<StreamClient> {
+    return new Promise((resolve, reject) => {
+      const s = connect({ host: '127.0.0.1', port }, () => {
+        s.setNoDelay(true);
+        s.write(f(kindFrame(KIND_ENROLL_STREAM)));
+        resolve(new StreamClient(s));
+      });
+      s.once('error', reject);
+    });
+  }
+
+  send(message: Uint8Array): void {
+    this.#socket.write(f(message));
+  }
+
+  /** The next response frame, or undefined if the service closed first. */
+  next(timeoutMs = 15_000): Promise<Uint8Array | undefined> {
+    const queued = this.#frames.shift();
+    if (queued !== undefined) return Promise.resolve(queued);
+    if (this.ended) return Promise.resolve(undefined);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no response within ${timeoutMs} ms`)), timeoutMs);
+      this.#waiters.push((frame) => {
+        clearTimeout(timer);
+        resolve(frame);
+      });
+    });
+  }
+
+  async request(message: Uint8Array): Promise<Uint8Array> {
+    this.send(message);
+    const r = await this.next();
+    assert.ok(r !== undefined, 'the service closed the stream instead of answering');
+    return r;
+  }
+
+  /** Resolves once the service has ended its side. */
+  closedByService(timeoutMs: number): Promise<number> {
+    const t0 = Date.now();
+    return new Promise((resolve, reject) => {
+      if (this.ended) return resolve(0);
+      const timer = setTimeout(() => reject(new Error(`the service did not end the stream within ${timeoutMs} ms`)), timeoutMs);
+      this.#socket.once('end', () => {
+        clearTimeout(timer);
+        resolve(Date.now() - t0);
+      });
+    });
+  }
+
+  destroy(): void {
+    this.#socket.destroy();
+  }
+}
+
+const unknownMessage = (e: LabEnrollee): Uint8Array => initiate({ bundle: e.bundle, eikB: generateX25519() }).message;
+
+describe('KIND_ENROLL_STREAM: many enrollments on one connection', () => {
+  it('answers each message in order, checks each as if it came alone, and enrolls every valid one', async () => {
+    const { service, enrollees } = await serviceWith([], 6);
+    const attempts: InitiateResult[] = enrollees.map(messageFor);
+    try {
+      const c = await StreamClient.open(service.port);
+      // One at a time: four valid enrollments.
+      for (let i = 0; i < 4; i++) {
+        const a = openAcceptance(attempts[i]!, await c.request(attempts[i]!.message));
+        assert.ok(a, `enrollment ${i} is accepted, and its acceptance opens under its own session key`);
+      }
+      // Refusals do not end the stream, and each has the status it would have alone.
+      assert.deepEqual(await c.request(unknownMessage(enrollees[5]!)), Uint8Array.of(ENROLL_STATUS.UNKNOWN));
+      assert.deepEqual(await c.request(new Uint8Array(100)), Uint8Array.of(ENROLL_STATUS.MALFORMED));
+      assert.deepEqual(await c.request(attempts[0]!.message), Uint8Array.of(ENROLL_STATUS.REPLAY), 'a replay on the same stream');
+      const tampered = attempts[4]!.message.slice();
+      tampered[120] ^= 0x80;
+      assert.deepEqual(await c.request(tampered), Uint8Array.of(ENROLL_STATUS.REJECTED), 'a tampered message');
+      // Pipelined: two messages written together are answered in the order they came.
+      c.send(attempts[4]!.message);
+      c.send(unknownMessage(enrollees[5]!));
+      c.send(attempts[5]!.message);
+      const [r4, rUnknown, r5] = [await c.next(), await c.next(), await c.next()];
+      assert.ok(openAcceptance(attempts[4]!, r4!), 'the first pipelined message is answered first');
+      assert.deepEqual(rUnknown, Uint8Array.of(ENROLL_STATUS.UNKNOWN));
+      assert.ok(openAcceptance(attempts[5]!, r5!), 'the third, third');
+      c.destroy();
+
+      await service.waitForLine(/ accepted /, 5000);
+      assert.equal(service.decisions('accepted').length, 6, service.lines.join('\n'));
+      assert.equal(service.decisions('rejected').length, 5, service.lines.join('\n'));
+      // The client's close between messages is the normal end of a stream: no error line.
+      await new Promise((r) => setTimeout(r, 300));
+      assert.deepEqual(service.decisions('error'), [], service.lines.join('\n'));
+      assert.deepEqual(alarmingLines(service.lines), []);
+    } finally {
+      await service.stop();
+    }
+  });
+
+  it('messages written in one go are answered one by one, in order; the peer closes when it has them all', async () => {
+    const { service, enrollees } = await serviceWith([], 3);
+    try {
+      const attempts = enrollees.map(messageFor);
+      const out = await rawExchange(service.port, [concat(f(kindFrame(KIND_ENROLL_STREAM)), ...attempts.map((a) => f(a.message)))], { closeAfterFrames: 3, waitMs: 10_000 });
+      assert.equal(out.frames.length, 3, 'one response per message');
+      attempts.forEach((a, i) => assert.ok(openAcceptance(a, out.frames[i]!), `response ${i} is message ${i}'s acceptance`));
+      await new Promise((r) => setTimeout(r, 300));
+      assert.deepEqual(service.decisions('error'), [], service.lines.join('\n'));
+    } finally {
+      await service.stop();
+    }
+  });
+
+  it('--rate-per-ip counts messages, not connections: over it, RATE_LIMITED, and the stream ends', async () => {
+    const { service, enrollees } = await serviceWith(['--rate-per-ip', '3/m'], 1);
+    try {
+      const e = enrollees[0]!;
+      const out = await rawExchange(service.port, [concat(f(kindFrame(KIND_ENROLL_STREAM)), ...Array.from({ length: 5 }, () => f(unknownMessage(e))))], { waitMs: 5000 });
+      assert.equal(out.how, 'end', 'the service ends the stream after RATE_LIMITED');
+      assert.deepEqual(
+        out.frames.map((x) => [...x]),
+        [[ENROLL_STATUS.UNKNOWN], [ENROLL_STATUS.UNKNOWN], [ENROLL_STATUS.UNKNOWN], [ENROLL_STATUS.RATE_LIMITED]],
+      );
+      assert.equal(service.decisions('rejected').length, 3, 'the limited message reached no check');
+      await service.waitForLine(/ limited limit=rate-per-ip .*ERR_RATE_LIMITED: over 3\/m enrollment messages from this address/, 5000);
+    } finally {
+      await service.stop();
+    }
+  });
+
+  it('an idle stream is ended quietly after the read timeout', async () => {
+    const { service, enrollees } = await serviceWith(['--read-timeout', '1s'], 1);
+    try {
+      const c = await StreamClient.open(service.port);
+      const a = messageFor(enrollees[0]!);
+      assert.ok(openAcceptance(a, await c.request(a.message)));
+      const ms = await c.closedByService(6000);
+      assert.ok(ms >= 500, `ended after ${ms} ms of idling, not at once`);
+      c.destroy();
+      await new Promise((r) => setTimeout(r, 200));
+      assert.deepEqual(service.decisions('limited'), [], 'an idle stream between messages is no slow-loris');
+      assert.deepEqual(service.decisions('error'), [], service.lines.join('\n'));
+    } finally {
+      await service.stop();
+    }
+  });
+
+  it('a stream cut in the middle of a message is still a read error, as on any connection', async () => {
+    const { service, enrollees } = await serviceWith(['--read-timeout', '1s'], 1);
+    try {
+      const a = messageFor(enrollees[0]!);
+      const cut = f(a.message).subarray(0, 90);
+      const out = await rawExchange(service.port, [concat(f(kindFrame(KIND_ENROLL_STREAM)), f(a.message), cut)], { waitMs: 6000 });
+      assert.equal(out.how, 'end');
+      assert.equal(out.frames.length, 1, 'the whole message is answered; the cut one is not');
+      await service.waitForLine(/ limited limit=read-timeout /, 5000);
+    } finally {
+      await service.stop();
+    }
+  });
+
+  it('KIND_ENROLL still carries one message: a second one is never read', async () => {
+    const { service, enrollees } = await serviceWith([], 2);
+    try {
+      const [a, b] = enrollees.map(messageFor);
+      const out = await rawExchange(service.port, [concat(f(kindFrame(KIND_ENROLL)), f(a!.message), f(b!.message))], { waitMs: 10_000 });
+      assert.equal(out.how, 'end');
+      assert.equal(out.frames.length, 1);
+      assert.ok(openAcceptance(a!, out.frames[0]!));
+      assert.equal(service.decisions('accepted').length, 1);
+    } finally {
+      await service.stop();
+    }
+  });
+});
