@@ -1,31 +1,58 @@
 /**
  * The load generator: sends precomputed enrollment messages over C concurrent TCP
- * connections, one connection per message as the protocol has it (KIND_ENROLL frame, the
- * message frame, read one ENROLL_RESPONSE frame, the service closes). Raw sockets and
- * prebuilt frames, so that the generator, which shares the machine's cores with the
- * service, spends as little CPU as it can.
+ * connections. Two ways, as docs/protocol.md §7.2 allows:
+ * - `stream` (the default): C KIND_ENROLL_STREAM connections, each carrying its share of the
+ *   messages one after another (the next once the last is answered), as a relay for many
+ *   devices would;
+ * - `per-message`: one KIND_ENROLL connection per message, as each device's own `enrollee
+ *   join` does (kind frame, message frame, one ENROLL_RESPONSE frame, the service closes).
+ * Raw sockets and prebuilt frames, so that the generator, which shares the machine's cores
+ * with the service, spends as little CPU as it can.
  */
-import { connect } from 'node:net';
-import { KIND_ENROLL } from '../src/protocol/messages/service.js';
+import { connect, type Socket } from 'node:net';
+import { KIND_ENROLL, KIND_ENROLL_STREAM } from '../src/protocol/messages/service.js';
 
-/** Frame header (2) + kind (1) + frame header (2) + message (176). */
-export const REQUEST_LEN = 2 + 1 + 2 + 176;
+export type ConnectionMode = 'stream' | 'per-message';
 
-/** Prebuilds the bytes of `messages` as one buffer, REQUEST_LEN bytes per request. */
+/** A message frame: header (2) + message (176). */
+export const MESSAGE_FRAME_LEN = 2 + 176;
+
+/** Prebuilds the message frames of `messages` as one buffer, MESSAGE_FRAME_LEN bytes each. */
 export function buildRequests(count: number, message: (i: number) => Uint8Array): Buffer {
-  const out = Buffer.alloc(count * REQUEST_LEN);
+  const out = Buffer.alloc(count * MESSAGE_FRAME_LEN);
   for (let i = 0; i < count; i++) {
-    const o = i * REQUEST_LEN;
+    const o = i * MESSAGE_FRAME_LEN;
     const m = message(i);
     if (m.length !== 176) throw new Error(`message ${i} is ${m.length} bytes`);
     out[o] = 0;
-    out[o + 1] = 1;
-    out[o + 2] = KIND_ENROLL;
-    out[o + 3] = 0;
-    out[o + 4] = 176;
-    out.set(m, o + 5);
+    out[o + 1] = 176;
+    out.set(m, o + 2);
   }
   return out;
+}
+
+/** A kind frame: header (2) + kind (1). */
+function kindFrameBytes(kind: number): Buffer {
+  return Buffer.from([0, 1, kind]);
+}
+
+/**
+ * Reads ENROLL_RESPONSE frames off a socket as they complete, handing each to `onFrame`.
+ * Responses are small (1 or ~100 bytes), so a chunk rarely splits one.
+ */
+function frameReader(onFrame: (payload: Buffer) => void): (d: Buffer) => void {
+  let buf: Buffer | undefined;
+  return (d) => {
+    buf = buf && buf.length > 0 ? Buffer.concat([buf, d]) : d;
+    let o = 0;
+    while (buf.length - o >= 2) {
+      const len = buf.readUInt16BE(o);
+      if (buf.length - o < 2 + len) break;
+      onFrame(buf.subarray(o + 2, o + 2 + len));
+      o += 2 + len;
+    }
+    buf = buf.subarray(o);
+  };
 }
 
 export interface LoadResult {
@@ -36,6 +63,8 @@ export interface LoadResult {
   latency_ms: { p50: number; p90: number; p99: number; max: number; mean: number };
   /** Responses by status byte (0 accepted, 4 unknown, …); "none" when no response came. */
   statuses: Record<string, number>;
+  /** How the messages travelled: C streams, or one connection per message. */
+  mode: ConnectionMode;
   /** Response payloads (status ‖ sealed acceptance), when `keep` was asked for. */
   responses?: (Buffer | undefined)[];
 }
@@ -45,42 +74,81 @@ export async function runLoad(opts: {
   port: number;
   requests: Buffer;
   concurrency: number;
+  mode?: ConnectionMode;
   keep?: boolean;
   timeoutMs?: number;
 }): Promise<LoadResult> {
-  const count = opts.requests.length / REQUEST_LEN;
+  const count = opts.requests.length / MESSAGE_FRAME_LEN;
+  const mode = opts.mode ?? 'stream';
   const latency = new Float64Array(count);
   const status = new Int16Array(count).fill(-1);
   const responses: (Buffer | undefined)[] | undefined = opts.keep ? new Array(count) : undefined;
   const timeoutMs = opts.timeoutMs ?? 60_000;
+  const frame = (i: number) => opts.requests.subarray(i * MESSAGE_FRAME_LEN, (i + 1) * MESSAGE_FRAME_LEN);
+  const record = (i: number, t0: number, payload: Buffer) => {
+    latency[i] = performance.now() - t0;
+    status[i] = payload.length > 0 ? payload[0]! : -1;
+    if (responses) responses[i] = Buffer.from(payload);
+  };
   let next = 0;
 
+  // per-message: one connection per message. The service ends its side after the response;
+  // with allowHalfOpen off ours follows, so the service is the active closer and TIME_WAIT
+  // never eats our ephemeral ports.
+  const kindEnroll = kindFrameBytes(KIND_ENROLL);
   const one = (i: number): Promise<void> =>
     new Promise((resolve) => {
       const t0 = performance.now();
       const s = connect({ host: opts.host, port: opts.port, noDelay: true });
-      let buf: Buffer | undefined;
-      s.write(opts.requests.subarray(i * REQUEST_LEN, (i + 1) * REQUEST_LEN));
-      s.on('data', (d: Buffer) => {
-        if (status[i] !== -1) return;
-        buf = buf ? Buffer.concat([buf, d]) : d;
-        if (buf.length < 2) return;
-        const len = buf.readUInt16BE(0);
-        if (buf.length < 2 + len || len === 0) return;
-        latency[i] = performance.now() - t0;
-        status[i] = buf[2]!;
-        if (responses) responses[i] = Buffer.from(buf.subarray(2, 2 + len));
-      });
-      // The service ends its side after the response; with allowHalfOpen off ours follows,
-      // so the service is the active closer and TIME_WAIT never eats our ephemeral ports.
+      s.write(Buffer.concat([kindEnroll, frame(i)]));
+      s.on(
+        'data',
+        frameReader((payload) => {
+          if (status[i] === -1) record(i, t0, payload);
+        }),
+      );
       s.on('error', () => {});
       s.setTimeout(timeoutMs, () => s.destroy());
       s.once('close', () => resolve());
     });
 
+  // stream: one connection per worker; the next message goes once the last is answered.
+  const streamWorker = (): Promise<void> =>
+    new Promise((resolve) => {
+      const s: Socket = connect({ host: opts.host, port: opts.port, noDelay: true });
+      let i = -1;
+      let t0 = 0;
+      const send = (first: boolean) => {
+        i = next++;
+        if (i >= count) {
+          s.end();
+          return;
+        }
+        t0 = performance.now();
+        s.write(first ? Buffer.concat([kindFrameBytes(KIND_ENROLL_STREAM), frame(i)]) : frame(i));
+      };
+      s.on(
+        'data',
+        frameReader((payload) => {
+          if (i >= 0 && i < count && status[i] === -1) record(i, t0, payload);
+          send(false);
+        }),
+      );
+      s.on('error', () => {});
+      s.setTimeout(timeoutMs, () => s.destroy());
+      s.once('close', () => resolve());
+      send(true);
+    });
+
   const t0 = performance.now();
+  const workers = Math.min(opts.concurrency, count);
   await Promise.all(
-    Array.from({ length: Math.min(opts.concurrency, count) }, async () => {
+    Array.from({ length: workers }, async () => {
+      if (mode === 'stream') {
+        // A stream that dies early (a reset, a RATE_LIMITED) leaves the rest to a new one.
+        while (next < count) await streamWorker();
+        return;
+      }
       for (;;) {
         const i = next++;
         if (i >= count) return;
@@ -103,6 +171,7 @@ export async function runLoad(opts: {
   return {
     count,
     concurrency: opts.concurrency,
+    mode,
     wall_s: r2(wall),
     per_s: Math.round(count / wall),
     latency_ms: {

@@ -25,7 +25,7 @@ import { ACCEPT_AAD, decodeAcceptance } from '../src/protocol/messages/service.j
 import { ServiceHome } from '../src/roles/service/home.js';
 import { measureBound, measureExtras, type BoundResult } from './bound.js';
 import { bulkLoad, Enrollees, loadEnrollees, precompute, servicePublic, storePath } from './fixtures.js';
-import { buildRequests, runLoad, type LoadResult } from './loadgen.js';
+import { buildRequests, runLoad, type ConnectionMode, type LoadResult } from './loadgen.js';
 import { cli, cpuSeconds, freePort, startService, statusKb, storeBytes, threadCpu, type RunningService } from './proc.js';
 import { measureStartup } from './startup.js';
 import { printTable } from './table.js';
@@ -40,13 +40,16 @@ const value = (name: string, dflt: number): number => {
 };
 const OPTS = {
   scale: flag('scale') || process.env.BENCH_SCALE === '1',
-  /** Pending enrollees preloaded for the main throughput runs (C = 1, 16, 256). */
-  n: value('n', 25_000),
+  /** Pending enrollees preloaded for the main throughput runs (C = 1, 16, 256, and 256 per message). */
+  n: value('n', 31_000),
   /** The first `warm` of them warm the service up (JIT, caches) at C=16 and are not measured. */
   warm: value('warm', 1_000),
   c1: value('c1', 1_500),
   c16: value('c16', 6_000),
+  /** Enrollments at C=256 with one connection per message (the C=256 stream run gets the rest of n). */
+  c256pm: value('c256pm', 6_000),
   rejections: value('rejections', 40_000),
+  rejectionsPm: value('rejections-pm', 20_000),
   scaleRecords: value('scale-records', 1_000_000),
   scaleSmall: value('scale-small', 1_000),
   /** Enrollments per scale run (at 1k and at 1M records). */
@@ -87,11 +90,18 @@ interface Phase extends Omit<LoadResult, 'responses'> {
   ratio?: number;
 }
 
-async function phase(svc: RunningService, requests: Buffer, concurrency: number, bound: BoundResult, keep = false): Promise<{ phase: Phase; responses?: (Buffer | undefined)[] }> {
+async function phase(
+  svc: RunningService,
+  requests: Buffer,
+  concurrency: number,
+  bound: BoundResult,
+  keep = false,
+  mode: ConnectionMode = 'stream',
+): Promise<{ phase: Phase; responses?: (Buffer | undefined)[] }> {
   const cpu0 = cpuSeconds(svc.pid);
   const threads0 = threadCpu(svc.pid);
   const own0 = process.cpuUsage();
-  const res = await runLoad({ host: '127.0.0.1', port: svc.port, requests, concurrency, keep });
+  const res = await runLoad({ host: '127.0.0.1', port: svc.port, requests, concurrency, keep, mode });
   const cpu = cpuSeconds(svc.pid) - cpu0;
   const own = process.cpuUsage(own0);
   const threads1 = threadCpu(svc.pid);
@@ -223,16 +233,24 @@ try {
     const wr = await runLoad({ host: '127.0.0.1', port: svc.port, requests: buildRequests(w, (i) => ws.message(i)), concurrency: 16 });
     warmAccepted = wr.statuses['0'] ?? 0;
   }
-  const cuts = [w, w + OPTS.c1, w + OPTS.c1 + OPTS.c16, OPTS.n];
+  // C = 1, 16 and 256 on streams (KIND_ENROLL_STREAM, one connection per client), then
+  // C = 256 again with one connection per message, as devices enrolling alone do.
+  const cuts = [w, w + OPTS.c1, w + OPTS.c1 + OPTS.c16, OPTS.n - OPTS.c256pm, OPTS.n];
   const throughput: Record<string, Phase & { verified: number }> = {};
-  const concurrencies = [1, 16, 256];
-  for (let k = 0; k < 3; k++) {
+  const runs: [string, number, ConnectionMode][] = [
+    ['c1', 1, 'stream'],
+    ['c16', 16, 'stream'],
+    ['c256', 256, 'stream'],
+    ['c256_per_message', 256, 'per-message'],
+  ];
+  for (let k = 0; k < runs.length; k++) {
+    const [name, c, mode] = runs[k]!;
     const set = all.slice(cuts[k]!, cuts[k + 1]!);
-    const c = concurrencies[k]!;
-    say(`enrollments: ${set.count} at C=${c}`);
-    const { phase: p, responses } = await phase(svc, buildRequests(set.count, (i) => set.message(i)), c, bound, true);
+    if (set.count <= 0) continue;
+    say(`enrollments: ${set.count} at C=${c} (${mode})`);
+    const { phase: p, responses } = await phase(svc, buildRequests(set.count, (i) => set.message(i)), c, bound, true, mode);
     const v = verifyAcceptances(set, responses!);
-    throughput[`c${c}`] = { ...p, verified: v.verified };
+    throughput[name] = { ...p, verified: v.verified };
     say(`  ${p.per_s}/s p50 ${p.latency_ms.p50} ms p99 ${p.latency_ms.p99} ms, service ${p.cores_used} cores, ratio ${p.ratio}, accepted ${v.accepted}, verified ${v.verified}`);
   }
   out.throughput = throughput;
@@ -248,18 +266,24 @@ try {
   }
   say(`  ${again.accept_us} µs; using ${bound.accept_us} µs → ${bound.bound_per_core_per_s}/s per core`);
 
-  // 5. Rejections: random 176-byte messages, unknown ids.
-  say(`rejections: ${OPTS.rejections} random messages at C=256`);
-  const garbage = randomBytes(OPTS.rejections * 176);
-  const rej = (await phase(svc, buildRequests(OPTS.rejections, (i) => garbage.subarray(i * 176, (i + 1) * 176)), 256, bound)).phase;
-  const valid = throughput.c256!;
-  out.rejections = {
-    ...rej,
-    x_enrollment_rate: r2(rej.per_s / valid.per_s),
-    per_service_core_s: Math.round(rej.per_s / rej.cores_used),
-    x_enrollment_rate_per_core: r2(rej.per_s / rej.cores_used / (valid.per_s / valid.cores_used)),
+  // 5. Rejections: random 176-byte messages, unknown ids, at C=256; on streams, compared
+  //    with the C=256 stream run, and one connection per message, compared with its own.
+  const rejection = async (count: number, mode: ConnectionMode, valid: Phase) => {
+    say(`rejections: ${count} random messages at C=256 (${mode})`);
+    const garbage = randomBytes(count * 176);
+    const rej = (await phase(svc, buildRequests(count, (i) => garbage.subarray(i * 176, (i + 1) * 176)), 256, bound, false, mode)).phase;
+    say(`  ${rej.per_s}/s (${r2(rej.per_s / valid.per_s)}× enrollments), statuses ${JSON.stringify(rej.statuses)}`);
+    return {
+      ...rej,
+      x_enrollment_rate: r2(rej.per_s / valid.per_s),
+      per_service_core_s: Math.round(rej.per_s / rej.cores_used),
+      x_enrollment_rate_per_core: r2(rej.per_s / rej.cores_used / (valid.per_s / valid.cores_used)),
+    };
   };
-  say(`  ${rej.per_s}/s (${r2(rej.per_s / valid.per_s)}× enrollments), statuses ${JSON.stringify(rej.statuses)}`);
+  out.rejections = await rejection(OPTS.rejections, 'stream', throughput.c256!);
+  if (OPTS.rejectionsPm > 0 && throughput.c256_per_message) {
+    out.rejections_per_message = await rejection(OPTS.rejectionsPm, 'per-message', throughput.c256_per_message);
+  }
 
   // 6. Bundle fetch through the CLI against the running service.
   const enrollerHome = join(root, 'enroller');

@@ -19,14 +19,18 @@ export function printTable(out: Any): void {
   const ex = (out.extra_crypto_us ?? {}) as Record<string, number>;
   if (ex.credential_sign_us !== undefined) w(`  outside the bound: the credential signed into every acceptance costs ${ex.credential_sign_us} µs more per enrollment`);
   w('');
-  const widths = [10, 7, 9, 8, 8, 8, 7, 7, 9, 7, 8, 8];
+  const widths = [11, 7, 9, 8, 8, 8, 7, 7, 9, 7, 8, 8];
   w(row(['run', 'count', 'enroll/s', 'p50 ms', 'p99 ms', 'cpu s', 'cores', 'µs/req', 'RSS pk MB', 'ratio', 'verified', 'gen cores'], widths));
   const line = (name: string, p: Any) =>
     w(row([name, p.count, p.per_s, p.latency_ms.p50, p.latency_ms.p99, p.service_cpu_s, p.cores_used, p.service_cpu_us_per_request, p.service_rss_peak_mb, p.ratio, p.verified, p.loadgen_cores], widths));
-  for (const [k, p] of Object.entries(out.throughput as Any)) line(`C=${k.slice(1)}`, p);
+  for (const p of Object.values(out.throughput as Any)) line(`C=${p.concurrency}${p.mode === 'per-message' ? '/conn' : ''}`, p);
   const rj = out.rejections as Any;
   line('reject', rj);
+  const rpm = out.rejections_per_message as Any;
+  if (rpm) line('reject/conn', rpm);
+  w(`  rows: C=N, N streams (KIND_ENROLL_STREAM); /conn, one connection per message (KIND_ENROLL)`);
   w(`  rejections: ${rj.per_s}/s = ${rj.x_enrollment_rate}× the C=256 enrollment rate (${rj.x_enrollment_rate_per_core}× per service CPU-second); statuses ${JSON.stringify(rj.statuses)}`);
+  if (rpm) w(`  one connection per message: ${rpm.per_s}/s = ${rpm.x_enrollment_rate}× the C=256/conn enrollment rate (${rpm.x_enrollment_rate_per_core}× per service CPU-second)`);
   if (out.scale) {
     const s = out.scale as Any;
     const label = (n: number) => (n >= 1e6 ? `${n / 1e6}M` : n >= 1e3 ? `${n / 1e3}k` : String(n));
