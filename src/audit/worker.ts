@@ -10,12 +10,19 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { AuditStore, type AuditEntry } from '../store/audit.js';
+import { isBusy } from '../store/sqlite.js';
 
 export type AuditWorkerRequest = { entries: AuditEntry[] } | { close: true };
 export type AuditWorkerReply = { error: string; lost: number } | { closed: true };
 
 /** Longest time an entry waits in this thread before its batch is written. */
 export const AUDIT_FLUSH_INTERVAL_MS = 50;
+/**
+ * A batch refused with SQLITE_BUSY (the store's write lock, held by the commit thread) is
+ * kept and tried again at the next flush, this many times in a row before it counts as lost.
+ */
+const MAX_BUSY_RETRIES = 100;
+let busyRetries = 0;
 
 const { path } = workerData as { path: string };
 let store: AuditStore | undefined;
@@ -33,7 +40,16 @@ function flush(): void {
   try {
     store ??= AuditStore.open(path);
     store.append(batch);
+    busyRetries = 0;
   } catch (err) {
+    if (isBusy((err as { cause?: unknown }).cause ?? err) && busyRetries < MAX_BUSY_RETRIES && !closing) {
+      // Nothing of it was written (the transaction rolled back): keep it, in order.
+      busyRetries += 1;
+      queue = batch.concat(queue);
+      schedule();
+      return;
+    }
+    busyRetries = 0;
     // Reported to the main thread, which logs it; the entries are lost, and the decision
     // log on stderr still has them.
     parentPort!.postMessage({ error: (err as Error).message, lost: batch.length } satisfies AuditWorkerReply);

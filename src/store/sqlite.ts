@@ -155,6 +155,15 @@ export interface SqliteStoreOptions {
   integrityCheck?: boolean;
 }
 
+/** Waits between attempts of a batch that met SQLITE_BUSY (commitEnrollments). */
+const BUSY_RETRY_MS = [1, 2, 5, 10, 25, 50, 100, 250, 750];
+
+/** SQLITE_BUSY and its extended codes (SQLITE_BUSY_SNAPSHOT, SQLITE_BUSY_RECOVERY, …). */
+export function isBusy(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && code.startsWith('SQLITE_BUSY');
+}
+
 export class SqliteStore implements ServiceStore {
   readonly path: string;
   readonly #db: Database.Database;
@@ -177,10 +186,11 @@ export class SqliteStore implements ServiceStore {
       // WAL: readers (CLI listing commands) never block the running service. synchronous=FULL:
       // in WAL mode, NORMAL may lose the last commits on power loss; an acceptance that was
       // sent must never be lost, so every commit syncs the WAL.
+      // The busy timeout first: switching to WAL takes a lock another connection may hold.
+      db.pragma('busy_timeout = 5000');
       if (!opts.readonly) db.pragma('journal_mode = WAL');
       db.pragma('synchronous = FULL');
       db.pragma('foreign_keys = ON');
-      db.pragma('busy_timeout = 5000');
       // The version is checked before any DDL runs, and for read-only opens too: a store of
       // another version is refused as it is, never half-migrated by CREATE TABLE IF NOT EXISTS.
       const hasMeta = db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'`).get() !== undefined;
@@ -441,6 +451,20 @@ export class SqliteStore implements ServiceStore {
    * which with synchronous=FULL means the batch is on disk.
    */
   async commitEnrollments(inputs: CommitEnrollmentInput[]): Promise<(EnrolleeRecord | EnrollError)[]> {
+    // SQLite answers SQLITE_BUSY without waiting out busy_timeout in some cases (a write
+    // lock it could only get by waiting on a connection that waits on it); the batch then
+    // rolled back whole, so it is safe to run again. Waits total about 1.2 s.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return this.#commitBatch(inputs);
+      } catch (err) {
+        if (!isBusy(err) || attempt >= BUSY_RETRY_MS.length) throw err;
+        await new Promise((r) => setTimeout(r, BUSY_RETRY_MS[attempt]));
+      }
+    }
+  }
+
+  #commitBatch(inputs: CommitEnrollmentInput[]): (EnrolleeRecord | EnrollError)[] {
     // First the whole batch without savepoints (a savepoint copies every page it first
     // touches to a sub-journal): if an input fails, that transaction rolls back, nothing
     // committed or synced, and the batch runs again below with a savepoint per input.

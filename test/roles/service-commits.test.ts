@@ -6,6 +6,7 @@
  */
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -58,6 +59,36 @@ function enrolledCount(path: string): number {
 }
 
 describe('SqliteStore.commitEnrollments', () => {
+  it('a batch refused with SQLITE_BUSY (the write lock held past busy_timeout) is run again, and commits', async () => {
+    const { path, store, enrollees } = await seeded(2);
+    // Another process holds the write lock for 5.5 s, longer than the 5 s busy_timeout.
+    const holder = spawn(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `import Database from 'better-sqlite3';
+         const db = new Database(process.argv[1]);
+         db.exec('BEGIN IMMEDIATE');
+         process.stdout.write('locked\\n');
+         Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5500);
+         db.exec('COMMIT');
+         db.close();`,
+        path,
+      ],
+      { cwd: process.cwd(), stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    await new Promise<void>((resolve) => holder.stdout.once('data', () => resolve()));
+    const t0 = Date.now();
+    const out = await store.commitEnrollments([input(enrollees[0]!), input(enrollees[1]!)]);
+    const ms = Date.now() - t0;
+    assert.ok(out.every((r) => !(r instanceof EnrollError)), 'both committed once the lock was free');
+    assert.ok(ms >= 5000, `it waited for the lock (${ms} ms), so the first attempt met SQLITE_BUSY`);
+    assert.equal(enrolledCount(path), 2);
+    await new Promise((r) => holder.once('exit', r));
+    await store.close();
+  });
+
   it('commits a batch in one transaction; a failing input is rolled back alone and comes back as its error', async () => {
     const { path, store, enrollees } = await seeded(3);
     const ek = rand(32);

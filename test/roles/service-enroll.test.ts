@@ -15,11 +15,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { concat, equalBytes, toHex } from '../../src/crypto/bytes.js';
-import { isEnrollError } from '../../src/errors.js';
+import { EnrollError, isEnrollError } from '../../src/errors.js';
 import { generateX25519, type KeyPair } from '../../src/crypto/x25519.js';
 import { signBundle, verifyBundle, type Bundle } from '../../src/protocol/codec/bundle.js';
 import { ENROLLMENT_MESSAGE_LEN, enrolleeId, enrolleeSession, initiate, type InitiateResult } from '../../src/protocol/enrollment/index.js';
 import { ACCEPT_AAD, decodeAcceptance, decodeEnrollResponse, ENROLL_STATUS } from '../../src/protocol/messages/service.js';
+import { commitQueueFor } from '../../src/roles/service/commits.js';
 import { handleEnrollment, type EnrollOutcome } from '../../src/roles/service/enroll.js';
 import { ServiceHome } from '../../src/roles/service/home.js';
 import type { Decision, DecisionFields, DecisionLog } from '../../src/roles/service/log.js';
@@ -177,6 +178,29 @@ describe('handleEnrollment: acceptance', () => {
     assertRejected(await handleEnrollment(svc, attempt.message, NOW + 2, log), ENROLL_STATUS.REPLAY, log, 'ERR_REPLAY');
     const fresh = initiate({ bundle, eikB: e.eikB });
     assertRejected(await handleEnrollment(svc, fresh.message, NOW + 3, log), ENROLL_STATUS.USED, log, 'ERR_BUNDLE_USED');
+  });
+});
+
+describe('handleEnrollment: a store that fails the commit', () => {
+  it('throws the store error (the server answers UNAVAILABLE): it is no lost race, and nothing is consumed', async () => {
+    const { e, bundle, attempt } = await ready();
+    // The disk failing under the commit cannot be made to happen here: the commit queue is
+    // replaced for this one call by one that fails as a locked or broken store would.
+    const queue = commitQueueFor(svc.store);
+    const commit = queue.commit;
+    queue.commit = () => Promise.reject(new EnrollError('ERR_STORE', 'SQLITE_BUSY: database is locked'));
+    const log = spyLog();
+    try {
+      await assert.rejects(handleEnrollment(svc, attempt.message, NOW + 1, log), (err: unknown) => isEnrollError(err, 'ERR_STORE'));
+    } finally {
+      queue.commit = commit;
+    }
+    assert.equal(log.entries.filter((x) => x.decision === 'rejected').length, 0, 'not logged as a refusal (USED) of the enrollee');
+    assert.equal((await svc.store.findEnrollee(e.hex))?.state, 'pending');
+    assert.equal((await svc.store.getBundle(bundle.bundleId))?.state, 'approved');
+    // The enrollee's retry with a fresh EK_B succeeds.
+    const retry = initiate({ bundle, eikB: e.eikB });
+    assert.equal((await handleEnrollment(svc, retry.message, NOW + 2, spyLog())).status, ENROLL_STATUS.ACCEPTED);
   });
 });
 

@@ -37,7 +37,15 @@ async function commit(req: { inputs: CommitEnrollmentInput[] }): Promise<CommitR
     const out = await store.commitEnrollments(req.inputs);
     return { results: out.map((r) => (r instanceof EnrollError ? { code: r.code, message: r.message } : { rec: r })) };
   } catch (err) {
-    return { error: { code: err instanceof EnrollError ? err.code : undefined, message: (err as Error)?.message ?? String(err) } };
+    // SQLite's own code (SQLITE_BUSY, SQLITE_IOERR_…) goes into the message for the log.
+    const sqlite = (err as { code?: unknown } | null)?.code;
+    const message = (err as Error)?.message ?? String(err);
+    return {
+      error: {
+        code: err instanceof EnrollError ? err.code : undefined,
+        message: typeof sqlite === 'string' && !(err instanceof EnrollError) ? `${sqlite}: ${message}` : message,
+      },
+    };
   }
 }
 

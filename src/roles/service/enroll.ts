@@ -62,6 +62,15 @@ function spkKey(sealer: Sealer, spk: SignedPrekeyRecord): KeyObject {
   }
 }
 
+/** The refusals of commitEnrollment(s) that mean another request won (store/sqlite.ts #commitOne). */
+const LOST_RACE_STATUS: Partial<Record<string, EnrollStatus>> = {
+  ERR_REPLAY: ENROLL_STATUS.REPLAY,
+  ERR_ENROLLEE_UNKNOWN: ENROLL_STATUS.UNKNOWN, // the approval expired or was replaced meanwhile
+  ERR_OPK_USED: ENROLL_STATUS.USED,
+  ERR_BUNDLE_USED: ENROLL_STATUS.USED,
+  ERR_REJECTED: ENROLL_STATUS.USED, // IK_B enrolled for another enrollee meanwhile
+};
+
 const inFlight = new WeakMap<ServiceHome, Map<string, number>>();
 
 function attemptsInFlight(svc: ServiceHome): Map<string, number> {
@@ -176,16 +185,11 @@ export async function handleEnrollment(
   try {
     enrolled = await commitQueueFor(store).commit({ enrolleeId, bundleId: bundle.id, ekB, ikB: result.ikB, now });
   } catch (err) {
-    if (err instanceof EnrollError) {
-      const status =
-        err.code === 'ERR_REPLAY'
-          ? ENROLL_STATUS.REPLAY
-          : err.code === 'ERR_ENROLLEE_UNKNOWN'
-            ? ENROLL_STATUS.UNKNOWN // the approval expired or was replaced meanwhile
-            : ENROLL_STATUS.USED;
-      return reject(status, `${err.code}: ${err.message} (lost a race)`, who);
-    }
-    throw err;
+    // A lost race is the store's conditional update refusing this enrollment; anything else
+    // (ERR_STORE: the disk, a lock) committed nothing, and the caller answers UNAVAILABLE.
+    const status = err instanceof EnrollError ? LOST_RACE_STATUS[err.code] : undefined;
+    if (status === undefined) throw err;
+    return reject(status, `${(err as EnrollError).code}: ${(err as EnrollError).message} (lost a race)`, who);
   }
 
   // It rides in the sealed acceptance, version 2 (§5.7), with the committed pet name (a
