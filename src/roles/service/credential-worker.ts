@@ -8,17 +8,21 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { xeddsaSigner } from '../../crypto/xeddsa.js';
 
-export type SignRequest = { id: number; message: Uint8Array };
-export type SignReply = { id: number; signature: Uint8Array } | { id: number; error: string };
+/** The messages of one turn of the main thread's event loop, signed as one batch. */
+export type SignRequest = { batch: { id: number; message: Uint8Array }[] };
+export type SignReply = { results: ({ id: number; signature: Uint8Array } | { id: number; error: string })[] };
 
 const { ikAPrivate } = workerData as { ikAPrivate: Uint8Array };
 const sign = xeddsaSigner(ikAPrivate);
 ikAPrivate.fill(0);
 
 parentPort!.on('message', (req: SignRequest) => {
-  try {
-    parentPort!.postMessage({ id: req.id, signature: sign(req.message) } satisfies SignReply);
-  } catch (err) {
-    parentPort!.postMessage({ id: req.id, error: (err as Error).message } satisfies SignReply);
-  }
+  const results: SignReply['results'] = req.batch.map(({ id, message }) => {
+    try {
+      return { id, signature: sign(message) };
+    } catch (err) {
+      return { id, error: (err as Error).message };
+    }
+  });
+  parentPort!.postMessage({ results } satisfies SignReply);
 });

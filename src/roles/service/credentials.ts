@@ -6,12 +6,13 @@
  * The lifetime is `service start --credential-ttl`, else the `credentialTtl` setting in the
  * service's settings.json (default DEFAULT_CREDENTIAL_TTL, 365 days).
  *
- * Cost: one XEdDSA signature per enrollment, about as much CPU as accept() itself (XEdDSA
- * signs on @noble/curves: R = rB in JavaScript; node:crypto cannot sign with a bare
- * scalar). IK_A's key pair (spec §2.3, another base-point multiplication) is prepared once.
- * `service start` signs on a thread of its own (CredentialSigner), and enroll.ts starts the
- * signature before the commit, so it runs beside the commit's fsync and off the thread
- * that runs accept(); without a signer thread (library use, tests) it signs in this thread.
+ * Cost: one XEdDSA signature per enrollment, about half the CPU of accept() (R = rB takes
+ * two X25519 base-point multiplications in node:crypto and a field inversion, see
+ * crypto/base-mult.ts; node:crypto cannot sign with a bare scalar). IK_A's key pair (spec
+ * §2.3) is prepared once. `service start` signs on a thread of its own (CredentialSigner),
+ * the requests of one event-loop turn in one message, and enroll.ts starts the signature
+ * before the commit, so it runs beside the commit's fsync and off the thread that runs
+ * accept(); without a signer thread (library use, tests) it signs in this thread.
  */
 import { Worker } from 'node:worker_threads';
 import { xeddsaSigner, type XEdDSASigner } from '../../crypto/xeddsa.js';
@@ -75,6 +76,8 @@ export class CredentialSigner {
   #worker: Worker | undefined;
   #next = 1;
   readonly #pending = new Map<number, { message: Uint8Array; resolve(sig: Uint8Array): void; reject(err: unknown): void }>();
+  /** Requests of this turn, posted together at its end. */
+  #batch: SignRequest['batch'] = [];
 
   private constructor(fallback: XEdDSASigner, onError: (reason: string) => void) {
     this.#fallback = fallback;
@@ -88,12 +91,14 @@ export class CredentialSigner {
       const w = new Worker(new URL('./credential-worker.js', import.meta.url), { workerData: { ikAPrivate: Uint8Array.from(svc.ikA.privateKey) } });
       w.unref();
       w.on('message', (m: SignReply) => {
-        const p = s.#pending.get(m.id);
-        if (p === undefined) return;
-        s.#pending.delete(m.id);
+        for (const r of m.results) {
+          const p = s.#pending.get(r.id);
+          if (p === undefined) continue;
+          s.#pending.delete(r.id);
+          if ('signature' in r) p.resolve(r.signature);
+          else p.reject(new EnrollError('ERR_INTERNAL', `credential signing failed: ${r.error}`));
+        }
         if (s.#pending.size === 0) w.unref();
-        if ('signature' in m) p.resolve(m.signature);
-        else p.reject(new EnrollError('ERR_INTERNAL', `credential signing failed: ${m.error}`));
       });
       w.on('error', (err) => s.#lost(w, `the credential signing thread failed: ${err.message}`));
       w.on('exit', (code) => s.#lost(w, `the credential signing thread exited (${code})`));
@@ -126,8 +131,17 @@ export class CredentialSigner {
       const id = this.#next++;
       this.#pending.set(id, { message, resolve, reject });
       w.ref(); // a signature in flight keeps the process alive
-      w.postMessage({ id, message } satisfies SignRequest);
+      this.#batch.push({ id, message });
+      if (this.#batch.length === 1) setImmediate(() => this.#post());
     });
+  }
+
+  #post(): void {
+    const batch = this.#batch;
+    this.#batch = [];
+    // If the thread was lost or closed meanwhile, #lost or close() signed these here already.
+    if (batch.length === 0 || this.#worker === undefined) return;
+    this.#worker.postMessage({ batch } satisfies SignRequest);
   }
 
   /** Stops the thread; later signatures are made in this thread. */
