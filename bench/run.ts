@@ -19,7 +19,7 @@ import Database from 'better-sqlite3';
 import { concat } from '../src/crypto/bytes.js';
 import { generateX25519 } from '../src/crypto/x25519.js';
 import { systemRandom } from '../src/crypto/random.js';
-import { encodeBundle, signBundle } from '../src/protocol/codec/bundle.js';
+import { bundleSigner, encodeBundle, signBundle } from '../src/protocol/codec/bundle.js';
 import { SessionCipher } from '../src/protocol/enrollment/index.js';
 import { ACCEPT_AAD, decodeAcceptance } from '../src/protocol/messages/service.js';
 import { ServiceHome } from '../src/roles/service/home.js';
@@ -308,12 +308,14 @@ try {
   const spk = (await bsvc.store.currentSignedPrekey())!;
   const genN = 400;
   const tg = performance.now();
+  // IK_A prepared once per service, as serveBundles does (bundleSignerFor); counted here.
+  const signer = bundleSigner(bsvc.ikA.privateKey);
   for (let i = 0; i < genN; i++) {
     const opk = generateX25519();
     const bundleId = systemRandom(16);
     const b = signBundle(
       { bundleId, ikA: bsvc.ikA.publicKey, spkA: spk.publicKey, spkSig: spk.signature, opkA: opk.publicKey, expiresAt: now + 86400, addr: bsvc.settings.address },
-      bsvc.ikA.privateKey,
+      signer,
     );
     bsvc.sealer.seal(opk.privateKey, 'opk', bundleId);
     encodeBundle(b);

@@ -20,6 +20,7 @@ import {
   decodeBundle,
   encodeBundle,
   signBundle,
+  bundleSigner,
   signSpk,
   verifyBundle,
   type Bundle,
@@ -92,7 +93,7 @@ function makeBundle(s: Service, over: Partial<Omit<Bundle, 'version' | 'signatur
 
 describe('codec index', () => {
   test('re-exports the codec API', () => {
-    for (const name of ['decodeBundle', 'encodeBundle', 'signBundle', 'verifyBundle', 'decodeCard', 'encodeCard',
+    for (const name of ['decodeBundle', 'encodeBundle', 'signBundle', 'bundleSigner', 'verifyBundle', 'decodeCard', 'encodeCard',
       'bundleToText', 'bundleFromText', 'cardToText', 'cardFromText', 'encodeText', 'decodeText', 'ByteReader', 'ByteWriter']) {
       assert.equal(typeof (codecIndex as Record<string, unknown>)[name], 'function', name);
     }
@@ -229,6 +230,24 @@ describe('bundle v1', () => {
       verifyBundle(d, { now: NOW });
     }
     throwsCode(() => makeBundle(s, { addr: long + 'a' }), 'ERR_INVALID_ARG', /at most 512/);
+  });
+
+  test('a prepared bundleSigner signs byte for byte as the private key does, and is checked the same way', () => {
+    const fields = {
+      bundleId: s.random(16),
+      ikA: s.ikA.publicKey,
+      spkA: s.spkA.publicKey,
+      spkSig: signSpk(s.ikA.privateKey, s.spkA.publicKey, s.random),
+      opkA: s.opkA.publicKey,
+      expiresAt: NOW + 3600,
+      addr: 'tcp://127.0.0.1:4000',
+    };
+    const Z = s.random(64);
+    const signer = bundleSigner(s.ikA.privateKey);
+    assert.deepEqual(encodeBundle(signBundle(fields, signer, Z)), encodeBundle(signBundle(fields, s.ikA.privateKey, Z)));
+    verifyBundle(signBundle(fields, signer), { now: NOW });
+    throwsCode(() => signBundle({ ...fields, ikA: s.spkA.publicKey }, signer), 'ERR_INVALID_ARG', /ikA/);
+    throwsCode(() => bundleSigner(new Uint8Array(31)), 'ERR_INVALID_ARG', /ikAPrivate/);
   });
 
   test('signBundle refuses an IK_A that is not the signing key, and bad field sizes', () => {

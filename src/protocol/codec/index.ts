@@ -12,6 +12,7 @@ export {
   decodeBundle,
   encodeBundle,
   signBundle,
+  bundleSigner,
   signSpk,
   verifyBundle,
 } from './bundle.js';

@@ -6,7 +6,7 @@ import { toHex } from '../../crypto/bytes.js';
 import { generateX25519 } from '../../crypto/x25519.js';
 import { systemRandom, type RandomSource } from '../../crypto/random.js';
 import { EnrollError, isEnrollError } from '../../errors.js';
-import { encodeBundle, signBundle } from '../../protocol/codec/bundle.js';
+import { bundleSigner, encodeBundle, signBundle, type BundleSigner } from '../../protocol/codec/bundle.js';
 import { decodeCard } from '../../protocol/codec/card.js';
 import { enrolleeId as enrolleeIdOf } from '../../protocol/enrollment/index.js';
 import { encodeError } from '../../protocol/messages/common.js';
@@ -80,6 +80,18 @@ export async function serveEnroller(
   }
 }
 
+const bundleSigners = new WeakMap<ServiceHome, BundleSigner>();
+
+/** IK_A prepared once per service home for signing bundles (bundleSigner). */
+function bundleSignerFor(svc: ServiceHome): BundleSigner {
+  let signer = bundleSigners.get(svc);
+  if (signer === undefined) {
+    signer = bundleSigner(svc.ikA.privateKey);
+    bundleSigners.set(svc, signer);
+  }
+  return signer;
+}
+
 async function serveBundles(
   svc: ServiceHome,
   channel: SecureChannel,
@@ -95,12 +107,13 @@ async function serveBundles(
   const expiresAt = now + svc.settings.bundleTtl;
   const rows: BundleRecord[] = [];
   const encoded: Uint8Array[] = [];
+  const signer = bundleSignerFor(svc);
   for (let i = 0; i < count; i++) {
     const opk = generateX25519(random);
     const bundleId = random(16);
     const bundle = signBundle(
       { bundleId, ikA: svc.ikA.publicKey, spkA: spk.publicKey, spkSig: spk.signature, opkA: opk.publicKey, expiresAt, addr: svc.settings.address },
-      svc.ikA.privateKey,
+      signer,
       random,
     );
     rows.push({
