@@ -188,6 +188,28 @@ export async function startLiveService(home: string, port: number, extra: readon
   };
 }
 
+/**
+ * A service home in a temp dir with `n` approved enrollees (library-made), and `service start`
+ * running on it with `flags`.
+ */
+export async function serviceWithEnrollees(
+  flags: readonly string[],
+  n = 0,
+  label = 'lab',
+): Promise<{ service: LiveService; enrollees: LabEnrollee[]; home: string; root: string; enroller: Uint8Array }> {
+  const root = tempHome(label);
+  const port = await freePort();
+  const made = await initServiceHome(root, port);
+  let enrollees: LabEnrollee[] = [];
+  try {
+    enrollees = await approveEnrollees(made.svc, made.enroller.publicKey, n, label);
+  } finally {
+    await made.svc.close();
+  }
+  const service = await startLiveService(made.home, port, flags);
+  return { service, enrollees, home: made.home, root, enroller: made.enroller.publicKey };
+}
+
 /** Kills a background process with SIGKILL and waits for it to be gone. */
 export async function sigkill(bg: Background): Promise<void> {
   if (bg.running()) bg.kill('SIGKILL');

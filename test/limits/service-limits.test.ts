@@ -21,40 +21,23 @@ import { initiate } from '../../src/protocol/enrollment/index.js';
 import { ENROLL_STATUS, KIND_ENROLL, KIND_ENROLLER, kindFrame } from '../../src/protocol/messages/service.js';
 import { ServiceHome } from '../../src/roles/service/home.js';
 import { encodeFrame } from '../../src/transport/frame.js';
-import { assertFailure, freePort, okJson, removeTempHomes, run, show, sleep, tempHome } from '../helpers/cli.js';
+import { assertFailure, okJson, removeTempHomes, run, show, sleep, tempHome } from '../helpers/cli.js';
 import {
   approveCliEnrollee,
-  approveEnrollees,
   enrollRaw,
-  initServiceHome,
   labWorld,
   messageFor,
   openAcceptance,
   openFileLimit,
   rawExchange,
-  startLiveService,
-  type LabEnrollee,
-  type LiveService,
+  serviceWithEnrollees,
 } from '../helpers/lab.js';
 
 after(() => removeTempHomes());
 
 const f = encodeFrame;
 
-/** A service home with `n` approved enrollees, and the service started with `flags`. */
-async function serviceWith(flags: readonly string[], n = 0, label = 'limits'): Promise<{ service: LiveService; enrollees: LabEnrollee[]; home: string; root: string; enroller: Uint8Array }> {
-  const root = tempHome(label);
-  const port = await freePort();
-  const made = await initServiceHome(root, port);
-  let enrollees: LabEnrollee[] = [];
-  try {
-    enrollees = await approveEnrollees(made.svc, made.enroller.publicKey, n, label);
-  } finally {
-    await made.svc.close();
-  }
-  const service = await startLiveService(made.home, port, flags);
-  return { service, enrollees, home: made.home, root, enroller: made.enroller.publicKey };
-}
+const serviceWith = (flags: readonly string[], n = 0, label = 'limits') => serviceWithEnrollees(flags, n, label);
 
 describe('limits: flags', () => {
   it('bad limit flags are usage errors (exit 2), before anything is opened', async () => {

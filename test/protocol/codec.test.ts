@@ -74,21 +74,22 @@ function makeService(seed: string): Service {
   return { ikA: generateX25519(random), spkA: generateX25519(random), opkA: generateX25519(random), random };
 }
 
+/** The fields of a bundle from `s`, before signing. */
+function bundleFields(s: Service, over: Partial<Omit<Bundle, 'version' | 'signature'>> = {}): Omit<Bundle, 'version' | 'signature'> {
+  return {
+    bundleId: s.random(16),
+    ikA: s.ikA.publicKey,
+    spkA: s.spkA.publicKey,
+    spkSig: signSpk(s.ikA.privateKey, s.spkA.publicKey, s.random),
+    opkA: s.opkA.publicKey,
+    expiresAt: NOW + 3600,
+    addr: 'tcp://127.0.0.1:4000',
+    ...over,
+  };
+}
+
 function makeBundle(s: Service, over: Partial<Omit<Bundle, 'version' | 'signature'>> = {}): Bundle {
-  return signBundle(
-    {
-      bundleId: s.random(16),
-      ikA: s.ikA.publicKey,
-      spkA: s.spkA.publicKey,
-      spkSig: signSpk(s.ikA.privateKey, s.spkA.publicKey, s.random),
-      opkA: s.opkA.publicKey,
-      expiresAt: NOW + 3600,
-      addr: 'tcp://127.0.0.1:4000',
-      ...over,
-    },
-    s.ikA.privateKey,
-    s.random,
-  );
+  return signBundle(bundleFields(s, over), s.ikA.privateKey, s.random);
 }
 
 describe('codec index', () => {
@@ -233,15 +234,7 @@ describe('bundle v1', () => {
   });
 
   test('a prepared bundleSigner signs byte for byte as the private key does, and is checked the same way', () => {
-    const fields = {
-      bundleId: s.random(16),
-      ikA: s.ikA.publicKey,
-      spkA: s.spkA.publicKey,
-      spkSig: signSpk(s.ikA.privateKey, s.spkA.publicKey, s.random),
-      opkA: s.opkA.publicKey,
-      expiresAt: NOW + 3600,
-      addr: 'tcp://127.0.0.1:4000',
-    };
+    const fields = bundleFields(s);
     const Z = s.random(64);
     const signer = bundleSigner(s.ikA.privateKey);
     assert.deepEqual(encodeBundle(signBundle(fields, signer, Z)), encodeBundle(signBundle(fields, s.ikA.privateKey, Z)));

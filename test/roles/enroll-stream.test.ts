@@ -13,35 +13,14 @@ import { generateX25519 } from '../../src/crypto/x25519.js';
 import { initiate, type InitiateResult } from '../../src/protocol/enrollment/index.js';
 import { ENROLL_STATUS, KIND_ENROLL, KIND_ENROLL_STREAM, kindFrame } from '../../src/protocol/messages/service.js';
 import { encodeFrame, FrameDecoder } from '../../src/transport/frame.js';
-import { freePort, removeTempHomes, tempHome } from '../helpers/cli.js';
-import {
-  alarmingLines,
-  approveEnrollees,
-  initServiceHome,
-  messageFor,
-  openAcceptance,
-  rawExchange,
-  startLiveService,
-  type LabEnrollee,
-  type LiveService,
-} from '../helpers/lab.js';
+import { removeTempHomes } from '../helpers/cli.js';
+import { alarmingLines, messageFor, openAcceptance, rawExchange, serviceWithEnrollees, type LabEnrollee } from '../helpers/lab.js';
 
 after(() => removeTempHomes());
 
 const f = encodeFrame;
 
-async function serviceWith(flags: readonly string[], n: number): Promise<{ service: LiveService; enrollees: LabEnrollee[] }> {
-  const root = tempHome('stream');
-  const port = await freePort();
-  const made = await initServiceHome(root, port);
-  let enrollees: LabEnrollee[] = [];
-  try {
-    enrollees = await approveEnrollees(made.svc, made.enroller.publicKey, n, 'stream');
-  } finally {
-    await made.svc.close();
-  }
-  return { service: await startLiveService(made.home, port, flags), enrollees };
-}
+const serviceWith = (flags: readonly string[], n: number) => serviceWithEnrollees(flags, n, 'stream');
 
 /** A raw KIND_ENROLL_STREAM client: frames out, ENROLL_RESPONSE frames back in order. */
 class StreamClient {
