@@ -153,6 +153,8 @@ export interface SqliteStoreOptions {
    * checked the same file (the service's commit thread) skips it.
    */
   integrityCheck?: boolean;
+  /** SQLite's page cache for this connection, in KiB (default SQLite's 2000 KiB). */
+  cacheKiB?: number;
 }
 
 /** Waits between attempts of a batch that met SQLITE_BUSY (commitEnrollments). */
@@ -177,6 +179,9 @@ export class SqliteStore implements ServiceStore {
 
   /** Opens (creating if needed) the store at `path`. */
   static open(path: string, opts: SqliteStoreOptions = {}): SqliteStore {
+    if (opts.cacheKiB !== undefined && !(Number.isSafeInteger(opts.cacheKiB) && opts.cacheKiB >= 64)) {
+      throw new EnrollError('ERR_INVALID_ARG', `"cacheKiB" must be an integer >= 64, got ${String(opts.cacheKiB)}`);
+    }
     let db: Database.Database | undefined;
     try {
       // Created 0600 before SQLite opens it (SQLite gives its -wal and -shm files the same
@@ -191,6 +196,7 @@ export class SqliteStore implements ServiceStore {
       if (!opts.readonly) db.pragma('journal_mode = WAL');
       db.pragma('synchronous = FULL');
       db.pragma('foreign_keys = ON');
+      if (opts.cacheKiB !== undefined) db.pragma(`cache_size = ${-opts.cacheKiB}`);
       // The version is checked before any DDL runs, and for read-only opens too: a store of
       // another version is refused as it is, never half-migrated by CREATE TABLE IF NOT EXISTS.
       const hasMeta = db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'`).get() !== undefined;
