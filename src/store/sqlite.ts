@@ -144,6 +144,40 @@ function toEnrollee(r: Row): EnrolleeRecord {
   };
 }
 
+/** An enrollee (e), its bundle (b_…) and that bundle's SPK (s_…): the row check 3 reads. */
+const PENDING_COLUMNS = `e.*, b.id AS b_id, b.spk_id AS b_spk_id, b.opk_public AS b_opk_public,
+  b.opk_private_sealed AS b_opk_private_sealed, b.addr AS b_addr, b.enroller AS b_enroller,
+  b.created_at AS b_created_at, b.expires_at AS b_expires_at, b.state AS b_state,
+  s.id AS s_id, s.public_key AS s_public_key, s.private_sealed AS s_private_sealed,
+  s.signature AS s_signature, s.created_at AS s_created_at, s.retired_at AS s_retired_at`;
+const PENDING_JOINS = `LEFT JOIN bundles b ON b.id = e.bundle_id LEFT JOIN signed_prekeys s ON s.id = b.spk_id`;
+
+/** Check 3 of docs/protocol.md §5.4 from the row of the lookup join (undefined: no such enrollee). */
+function pendingFromRow(r: Row | undefined, now: number): PendingResult {
+  if (!r) return { status: 'unknown' };
+  const enrollee = toEnrollee(r);
+  if (enrollee.state === 'revoked') return { status: 'revoked' };
+  if (enrollee.state === 'enrolled') return { status: 'enrolled' };
+  if (enrollee.method !== 'x3dh' || enrollee.eikB === null || r.b_id == null || r.s_id == null) {
+    return { status: 'unknown' };
+  }
+  if (enrollee.expiresAt === null || enrollee.expiresAt <= now) return { status: 'expired' };
+  const bundle = toBundle(r, 'b_');
+  if (bundle.state !== 'approved' || bundle.opkPrivateSealed === null) return { status: 'opk-used' };
+  // The enrollee refuses an expired bundle (verifyBundle); the service does too, so an
+  // approval that outlives its bundle cannot revive it.
+  if (bundle.expiresAt <= now) return { status: 'expired' };
+  const spk: SignedPrekeyRecord = {
+    id: Number(r.s_id),
+    publicKey: bytes(r.s_public_key),
+    privateSealed: bytes(r.s_private_sealed),
+    signature: bytes(r.s_signature),
+    createdAt: Number(r.s_created_at),
+    retiredAt: r.s_retired_at == null ? null : Number(r.s_retired_at),
+  };
+  return { status: 'ok', pending: { enrollee, bundle, spk } };
+}
+
 export interface SqliteStoreOptions {
   /** Open read-only (for listing commands while the service runs). */
   readonly?: boolean;
@@ -265,16 +299,14 @@ export class SqliteStore implements ServiceStore {
          VALUES (?, 'x3dh', 'pending', ?, ?, ?, ?, ?, ?) RETURNING *`,
       ),
       isEk: db.prepare(`SELECT 1 FROM accepted_ek WHERE ek_b = ?`).pluck(),
+      // Checks 2 and 3 in one statement, so one read transaction: in WAL mode each read
+      // transaction after another connection's commit starts with an empty page cache.
+      check: db.prepare(
+        `SELECT (SELECT 1 FROM accepted_ek WHERE ek_b = ?) AS ek_seen, ${PENDING_COLUMNS}
+         FROM (SELECT ? AS qid) q LEFT JOIN enrollees e ON e.id = q.qid ${PENDING_JOINS}`,
+      ),
       lookup: db.prepare(
-        `SELECT e.*, b.id AS b_id, b.spk_id AS b_spk_id, b.opk_public AS b_opk_public,
-                b.opk_private_sealed AS b_opk_private_sealed, b.addr AS b_addr, b.enroller AS b_enroller,
-                b.created_at AS b_created_at, b.expires_at AS b_expires_at, b.state AS b_state,
-                s.id AS s_id, s.public_key AS s_public_key, s.private_sealed AS s_private_sealed,
-                s.signature AS s_signature, s.created_at AS s_created_at, s.retired_at AS s_retired_at
-         FROM enrollees e
-         LEFT JOIN bundles b ON b.id = e.bundle_id
-         LEFT JOIN signed_prekeys s ON s.id = b.spk_id
-         WHERE e.id = ?`,
+        `SELECT ${PENDING_COLUMNS} FROM enrollees e ${PENDING_JOINS} WHERE e.id = ?`,
       ),
       insertEk: db.prepare(`INSERT INTO accepted_ek (ek_b, accepted_at) VALUES (?, ?) ON CONFLICT DO NOTHING`),
       consumeOpk: db.prepare(
@@ -420,29 +452,13 @@ export class SqliteStore implements ServiceStore {
   }
 
   async lookupPending(enrolleeId: Uint8Array, now: number): Promise<PendingResult> {
-    const r = this.#stmt.lookup.get(buf(enrolleeId)) as Row | undefined;
-    if (!r) return { status: 'unknown' };
-    const enrollee = toEnrollee(r);
-    if (enrollee.state === 'revoked') return { status: 'revoked' };
-    if (enrollee.state === 'enrolled') return { status: 'enrolled' };
-    if (enrollee.method !== 'x3dh' || enrollee.eikB === null || r.b_id == null || r.s_id == null) {
-      return { status: 'unknown' };
-    }
-    if (enrollee.expiresAt === null || enrollee.expiresAt <= now) return { status: 'expired' };
-    const bundle = toBundle(r, 'b_');
-    if (bundle.state !== 'approved' || bundle.opkPrivateSealed === null) return { status: 'opk-used' };
-    // The enrollee refuses an expired bundle (verifyBundle); the service does too, so an
-    // approval that outlives its bundle cannot revive it.
-    if (bundle.expiresAt <= now) return { status: 'expired' };
-    const spk: SignedPrekeyRecord = {
-      id: Number(r.s_id),
-      publicKey: bytes(r.s_public_key),
-      privateSealed: bytes(r.s_private_sealed),
-      signature: bytes(r.s_signature),
-      createdAt: Number(r.s_created_at),
-      retiredAt: r.s_retired_at == null ? null : Number(r.s_retired_at),
-    };
-    return { status: 'ok', pending: { enrollee, bundle, spk } };
+    return pendingFromRow(this.#stmt.lookup.get(buf(enrolleeId)) as Row | undefined, now);
+  }
+
+  async checkMessage(ekB: Uint8Array, enrolleeId: Uint8Array, now: number): Promise<{ status: 'replay' } | PendingResult> {
+    const r = this.#stmt.check.get(buf(ekB), buf(enrolleeId)) as Row;
+    if (r.ek_seen != null) return { status: 'replay' };
+    return pendingFromRow(r.id == null ? undefined : r, now);
   }
 
   async commitEnrollment(input: CommitEnrollmentInput): Promise<EnrolleeRecord> {

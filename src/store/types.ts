@@ -122,6 +122,11 @@ export interface ServiceStore {
   // the enrollment checks
   isEkAccepted(ekB: Uint8Array): Promise<boolean>;
   lookupPending(enrolleeId: Uint8Array, now: number): Promise<PendingResult>;
+  /**
+   * Optional: checks 2 and 3 of docs/protocol.md §5.4 in one read, with the same answers as
+   * `isEkAccepted(ekB)` (then `{ status: 'replay' }`) followed by `lookupPending`.
+   */
+  checkMessage?(ekB: Uint8Array, enrolleeId: Uint8Array, now: number): Promise<{ status: 'replay' } | PendingResult>;
   /** Atomically records EK_B, consumes the OPK and enrolls IK_B. Throws ERR_REPLAY / ERR_OPK_USED / ERR_ENROLLEE_UNKNOWN on a lost race. */
   commitEnrollment(input: CommitEnrollmentInput): Promise<EnrolleeRecord>;
   /**

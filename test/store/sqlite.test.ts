@@ -326,6 +326,41 @@ describe('SqliteStore: a pending entry past its expiry is refused', () => {
   });
 });
 
+describe('SqliteStore: checkMessage (checks 2 and 3 in one read)', () => {
+  it('answers as isEkAccepted then lookupPending do, in every state', async () => {
+    const fx = await fixture();
+    try {
+      const separately = async (ekB: Uint8Array, id: Uint8Array, now: number) =>
+        (await fx.store.isEkAccepted(ekB)) ? { status: 'replay' } : await fx.store.lookupPending(id, now);
+      const cases: [string, Uint8Array, Uint8Array, number][] = [];
+      // unknown id, fresh EK_B
+      cases.push(['unknown', rand(32), rand(32), NOW + 1]);
+      // pending and valid; then the same past its expiry
+      const pending = newEnrollee();
+      await fx.approve(pending, await fx.issue());
+      cases.push(['ok', rand(32), pending.id, NOW + 1], ['expired', rand(32), pending.id, NOW + TTL + 1]);
+      // enrolled: a fresh EK_B, and its accepted EK_B (a replay, whatever the id)
+      const enrolled = newEnrollee();
+      const ek = rand(32);
+      await fx.approve(enrolled, await fx.issue());
+      await fx.commit(enrolled, (await fx.store.findEnrollee(toHex(enrolled.id)))!.bundleId!, { ekB: ek });
+      cases.push(['enrolled', rand(32), enrolled.id, NOW + 2], ['replay', ek, enrolled.id, NOW + 2], ['replay', ek, rand(32), NOW + 2]);
+      // revoked
+      const revoked = newEnrollee();
+      await fx.approve(revoked, await fx.issue());
+      await fx.store.revokeEnrollee(revoked.id, NOW + 1);
+      cases.push(['revoked', rand(32), revoked.id, NOW + 2]);
+      for (const [want, ekB, id, now] of cases) {
+        const one = await fx.store.checkMessage(ekB, id, now);
+        assert.equal(one.status, want);
+        assert.deepEqual(one, await separately(ekB, id, now), want);
+      }
+    } finally {
+      await fx.store.close();
+    }
+  });
+});
+
 describe('SqliteStore: a revoked enrollee is refused', () => {
   it('a revoked pending enrollee: lookupPending → revoked, its bundle revoked, commits fail', async () => {
     const fx = await fixture();

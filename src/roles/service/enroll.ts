@@ -102,12 +102,16 @@ export async function handleEnrollment(
   const id = toHex(enrolleeId);
   const store = svc.store;
 
-  // Check 2: replay of an accepted EK_B.
-  if (await store.isEkAccepted(ekB)) return reject(ENROLL_STATUS.REPLAY, 'ERR_REPLAY: EK_B already accepted', { enrollee: id });
-
-  // Check 3: a pending, unexpired approval for this id; no DH is computed before it passes.
-  const found = await store.lookupPending(enrolleeId, now);
+  // Check 2: replay of an accepted EK_B. Check 3: a pending, unexpired approval for this id;
+  // no DH is computed before it passes. In one read where the store has it.
+  const found = store.checkMessage
+    ? await store.checkMessage(ekB, enrolleeId, now)
+    : (await store.isEkAccepted(ekB))
+      ? ({ status: 'replay' } as const)
+      : await store.lookupPending(enrolleeId, now);
   switch (found.status) {
+    case 'replay':
+      return reject(ENROLL_STATUS.REPLAY, 'ERR_REPLAY: EK_B already accepted', { enrollee: id });
     case 'unknown':
       return reject(ENROLL_STATUS.UNKNOWN, 'ERR_ENROLLEE_UNKNOWN: no pending approval', { enrollee: id });
     case 'expired':
