@@ -189,6 +189,12 @@ export interface SqliteStoreOptions {
   integrityCheck?: boolean;
   /** SQLite's page cache for this connection, in KiB (default SQLite's 2000 KiB). */
   cacheKiB?: number;
+  /**
+   * After a commit, this connection checkpoints the WAL once it holds this many pages
+   * (default SQLite's 1000). The service's commit thread sets it higher so that another
+   * connection (the audit thread's, at the default) does the checkpoints beside it.
+   */
+  walAutocheckpointPages?: number;
 }
 
 /** Waits between attempts of a batch that met SQLITE_BUSY (commitEnrollments). */
@@ -216,6 +222,10 @@ export class SqliteStore implements ServiceStore {
     if (opts.cacheKiB !== undefined && !(Number.isSafeInteger(opts.cacheKiB) && opts.cacheKiB >= 64)) {
       throw new EnrollError('ERR_INVALID_ARG', `"cacheKiB" must be an integer >= 64, got ${String(opts.cacheKiB)}`);
     }
+    const ckpt = opts.walAutocheckpointPages;
+    if (ckpt !== undefined && !(Number.isSafeInteger(ckpt) && ckpt >= 1)) {
+      throw new EnrollError('ERR_INVALID_ARG', `"walAutocheckpointPages" must be an integer >= 1, got ${String(ckpt)}`);
+    }
     let db: Database.Database | undefined;
     try {
       // Created 0600 before SQLite opens it (SQLite gives its -wal and -shm files the same
@@ -231,6 +241,7 @@ export class SqliteStore implements ServiceStore {
       db.pragma('synchronous = FULL');
       db.pragma('foreign_keys = ON');
       if (opts.cacheKiB !== undefined) db.pragma(`cache_size = ${-opts.cacheKiB}`);
+      if (ckpt !== undefined) db.pragma(`wal_autocheckpoint = ${ckpt}`);
       // The version is checked before any DDL runs, and for read-only opens too: a store of
       // another version is refused as it is, never half-migrated by CREATE TABLE IF NOT EXISTS.
       const hasMeta = db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'`).get() !== undefined;

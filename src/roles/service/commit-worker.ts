@@ -12,6 +12,8 @@ import type { CommitEnrollmentInput, EnrolleeRecord } from '../../store/types.js
 
 /** The commit connection's page cache. */
 const COMMIT_CACHE_KIB = 32 * 1024;
+/** WAL pages (4 KiB) after which the commit connection checkpoints itself: 64 MiB. */
+const COMMIT_CHECKPOINT_PAGES = 16_384;
 
 export type CommitRequest = { inputs: CommitEnrollmentInput[] } | { close: true };
 
@@ -27,8 +29,14 @@ let store: SqliteStore | undefined;
 // The main thread's connection checked the file's integrity when the service opened it.
 // A larger page cache than SQLite's 2 MiB: the interior pages of the B-trees each batch
 // writes stay cached between batches (at a million records they are several MiB), instead of
-// being read back from the OS for every batch.
-const open = () => SqliteStore.open(path, { integrityCheck: false, cacheKiB: COMMIT_CACHE_KIB });
+// being read back from the OS for every batch. And checkpoints beside the commits rather than
+// inside them: a checkpoint run by COMMIT (SQLite's autocheckpoint) copies pages into the
+// store file and syncs it before COMMIT returns, holding up the batch's acceptances and the
+// next batch. The audit thread's connection, which appends every 50 ms at SQLite's default
+// threshold (1000 pages), checkpoints instead; past COMMIT_CHECKPOINT_PAGES (a stopped audit
+// thread, say) this connection still does.
+const open = () =>
+  SqliteStore.open(path, { integrityCheck: false, cacheKiB: COMMIT_CACHE_KIB, walAutocheckpointPages: COMMIT_CHECKPOINT_PAGES });
 try {
   // Opened at once, so that the first batch does not wait for it.
   store = open();
