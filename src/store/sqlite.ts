@@ -199,6 +199,12 @@ export interface SqliteStoreOptions {
 
 /** Waits between attempts of a batch that met SQLITE_BUSY (commitEnrollments). */
 const BUSY_RETRY_MS = [1, 2, 5, 10, 25, 50, 100, 250, 750];
+/**
+ * No attempt of a batch starts this long after its first one began (busy_timeout waits
+ * included): its enrollees wait 15 s for their answer (docs/protocol.md §7.7), and an
+ * answer that comes too late is no use to them.
+ */
+const BUSY_RETRY_DEADLINE_MS = 6_000;
 
 /** SQLITE_BUSY and its extended codes (SQLITE_BUSY_SNAPSHOT, SQLITE_BUSY_RECOVERY, …). */
 export function isBusy(err: unknown): boolean {
@@ -484,15 +490,17 @@ export class SqliteStore implements ServiceStore {
    * which with synchronous=FULL means the batch is on disk.
    */
   async commitEnrollments(inputs: CommitEnrollmentInput[]): Promise<(EnrolleeRecord | EnrollError)[]> {
-    // SQLite answers SQLITE_BUSY without waiting out busy_timeout in some cases (a write
-    // lock it could only get by waiting on a connection that waits on it); the batch then
-    // rolled back whole, so it is safe to run again. Waits total about 1.2 s.
+    // SQLITE_BUSY: the write lock was held past busy_timeout, or SQLite answered at once
+    // (it does when waiting could deadlock). The batch rolled back whole, so it is safe to
+    // run again: after a short wait, while the deadline allows.
+    const start = Date.now();
     for (let attempt = 0; ; attempt++) {
       try {
         return this.#commitBatch(inputs);
       } catch (err) {
-        if (!isBusy(err) || attempt >= BUSY_RETRY_MS.length) throw err;
-        await new Promise((r) => setTimeout(r, BUSY_RETRY_MS[attempt]));
+        const wait = BUSY_RETRY_MS[attempt];
+        if (!isBusy(err) || wait === undefined || Date.now() + wait - start >= BUSY_RETRY_DEADLINE_MS) throw err;
+        await new Promise((r) => setTimeout(r, wait));
       }
     }
   }
