@@ -231,8 +231,8 @@ export class FramedConnection {
   /**
    * The next frame, or undefined when the peer stopped between frames: it ended or reset the
    * connection, or sent nothing within the timeout, with no part of a next frame received.
-   * For exchanges where the peer may send another request or go (KIND_ENROLL,
-   * docs/protocol.md §7.4). A peer that stops mid-frame still rejects, as in readFrame.
+   * For exchanges where the peer may send another request or go (KIND_ENROLL_STREAM,
+   * docs/protocol.md §7.2). A peer that stops mid-frame still rejects, as in readFrame.
    */
   async readFrameOrEnd(timeoutMs?: number): Promise<Uint8Array | undefined> {
     try {
@@ -306,6 +306,11 @@ export class FramedConnection {
     if ((this.#writable as unknown) !== this.#readable) this.#writable.destroy?.();
     // Streams that do not emit 'close' when destroyed (process.stdout) still count as closed.
     if ((this.#writable as unknown) !== this.#readable) this.#resolveClosed();
+  }
+
+  /** False once this side can no longer send: ended, destroyed, or the peer is gone. */
+  get writable(): boolean {
+    return this.#writeClosedError() === undefined;
   }
 
   /** True once destroy() was called. */

@@ -158,6 +158,34 @@ describe('KIND_ENROLL_STREAM: many enrollments on one connection', () => {
     }
   });
 
+  it('after the peer half-closes, queued messages are not processed: nothing is committed that cannot be answered', async () => {
+    const { service, enrollees } = await serviceWith([], 4);
+    try {
+      const attempts = enrollees.map(messageFor);
+      // Four messages and the FIN in one go. The service's side is not half-open, so it can
+      // answer none of them; at most the one already being checked when the FIN is seen is
+      // committed (its enrollee recovers through its pending IK_B, as after any lost answer).
+      const out = await rawExchange(service.port, [concat(f(kindFrame(KIND_ENROLL_STREAM)), ...attempts.map((a) => f(a.message)))], { endAfterWrite: true, waitMs: 10_000 });
+      assert.equal(out.how, 'end');
+      await new Promise((r) => setTimeout(r, 500));
+      const accepted = service.decisions('accepted').length;
+      assert.ok(accepted <= 1, `at most the message in flight is committed, got ${accepted}\n${service.lines.join('\n')}`);
+      // The others are untouched: each enrolls on a fresh stream now.
+      const c = await StreamClient.open(service.port);
+      const fresh = enrollees.map(messageFor);
+      let now = 0;
+      for (let i = 0; i < fresh.length; i++) {
+        const r = await c.request(fresh[i]!.message);
+        if (openAcceptance(fresh[i]!, r)) now++;
+        else assert.deepEqual(r, Uint8Array.of(ENROLL_STATUS.USED), `enrollee ${i}: accepted, or USED if it was the one in flight`);
+      }
+      c.destroy();
+      assert.equal(now + accepted, 4, 'every enrollee enrolled exactly once');
+    } finally {
+      await service.stop();
+    }
+  });
+
   it('--rate-per-ip counts messages, not connections: over it, RATE_LIMITED, and the stream ends', async () => {
     const { service, enrollees } = await serviceWith(['--rate-per-ip', '3/m'], 1);
     try {
@@ -215,6 +243,29 @@ describe('KIND_ENROLL_STREAM: many enrollments on one connection', () => {
       assert.equal(out.frames.length, 1);
       assert.ok(openAcceptance(a!, out.frames[0]!));
       assert.equal(service.decisions('accepted').length, 1);
+    } finally {
+      await service.stop();
+    }
+  });
+});
+
+describe('a peer that is gone before its enrollment is committed', () => {
+  it('nothing is recorded: the enrollee stays pending, and its next attempt is ACCEPTED', async () => {
+    // A 2 s --on-enroll hook holds the enrollment between its checks and its commit; the
+    // peer resets its connection meanwhile, so no answer could reach it.
+    const { service, enrollees } = await serviceWith(['--on-enroll', 'sleep 2'], 1);
+    try {
+      const e = enrollees[0]!;
+      const first = messageFor(e);
+      const out = await rawExchange(service.port, [concat(f(kindFrame(KIND_ENROLL)), f(first.message))], { resetAfterWrite: true, waitMs: 5000 });
+      assert.equal(out.frames.length, 0);
+      await service.waitForLine(/ rejected .*ERR_CONNECTION_CLOSED: the peer closed before its enrollment was committed; nothing recorded/, 10_000);
+      assert.equal(service.decisions('accepted').length, 0);
+      // Not consumed, not locked out: the next attempt (a fresh EK_B) enrolls.
+      const again = messageFor(e);
+      const r = await rawExchange(service.port, [concat(f(kindFrame(KIND_ENROLL)), f(again.message))], { waitMs: 10_000 });
+      assert.equal(r.frames.length, 1);
+      assert.ok(openAcceptance(again, r.frames[0]!), 'the second attempt is accepted');
     } finally {
       await service.stop();
     }

@@ -82,12 +82,22 @@ function attemptsInFlight(svc: ServiceHome): Map<string, number> {
   return m;
 }
 
+export interface HandleEnrollmentOptions {
+  /**
+   * Asked just before the commit: false when the answer can no longer reach the peer (it
+   * closed its connection, say, while an --on-enroll hook ran). Nothing is committed then,
+   * so the enrollee's next attempt enrolls it as if this one had never come.
+   */
+  canAnswer?: () => boolean;
+}
+
 export async function handleEnrollment(
   svc: ServiceHome,
   message: Uint8Array,
   now: number,
   log: DecisionLog,
   peer?: string,
+  opts: HandleEnrollmentOptions = {},
 ): Promise<EnrollOutcome> {
   const reject = (status: EnrollStatus, reason: string, fields: Record<string, unknown> = {}): EnrollOutcome => {
     log('rejected', { reason, peer, ...fields });
@@ -176,6 +186,9 @@ export async function handleEnrollment(
   // refusal records and consumes nothing, and is no crypto failure (no lockout count).
   const denied = await beforeCommit(svc, { enrollee, bundle, ikB: result.ikB, peer, now });
   if (denied !== undefined) return reject(ENROLL_STATUS.REJECTED, denied.reason, { ...who, ...denied.fields });
+  if (opts.canAnswer !== undefined && !opts.canAnswer()) {
+    return reject(ENROLL_STATUS.UNAVAILABLE, 'ERR_CONNECTION_CLOSED: the peer closed before its enrollment was committed; nothing recorded', who);
+  }
 
   // The credential (docs/protocol.md §4.4) is signed while the commit waits for the disk (on
   // service start's signing thread, credentials.ts); a lost race below leaves it unused.

@@ -86,6 +86,10 @@ export async function startServiceServer(svc: ServiceHome, opts: ServiceServerOp
   async function serveEnrollments(conn: FramedConnection, peer: string | undefined, stream: boolean): Promise<void> {
     let message: Uint8Array | undefined = await conn.readFrame(readTimeoutMs);
     while (message !== undefined) {
+      // A peer that ended its side (our sockets are not half-open, so ours ended too) can no
+      // longer be answered: a message still queued from it is not processed, so nothing is
+      // committed that its sender would never hear of.
+      if (!conn.writable) return;
       // Per-IP rate, per message, before any store access or crypto. The connection ends
       // after RATE_LIMITED: the peer is told to back off, not to keep this line busy.
       const ipWait = ipBuckets?.take(peerIpKey(peer)) ?? 0;
@@ -96,7 +100,7 @@ export async function startServiceServer(svc: ServiceHome, opts: ServiceServerOp
       }
       let response: Uint8Array;
       try {
-        response = (await handleEnrollment(svc, message, now(), log, peer)).response;
+        response = (await handleEnrollment(svc, message, now(), log, peer, { canAnswer: () => conn.writable })).response;
       } catch (err) {
         // A fault on our side (store, sealed keys): the enrollee is told to retry later,
         // with nothing recorded and nothing consumed; the precise reason stays in the log.
