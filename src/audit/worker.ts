@@ -18,11 +18,15 @@ export type AuditWorkerReply = { error: string; lost: number } | { closed: true 
 /** Longest time an entry waits in this thread before its batch is written. */
 export const AUDIT_FLUSH_INTERVAL_MS = 50;
 /**
- * A batch refused with SQLITE_BUSY (the store's write lock, held by the commit thread) is
- * kept and tried again at the next flush, this many times in a row before it counts as lost.
+ * A batch refused with SQLITE_BUSY (the store's write lock held past busy_timeout by another
+ * connection) is kept and tried again at the next flush: for this long after the first
+ * refusal, and while no more than MAX_HELD_ENTRIES wait. Past either, what waits counts as
+ * lost and is reported (the decision log on stderr still has every entry).
  */
-const MAX_BUSY_RETRIES = 100;
-let busyRetries = 0;
+const BUSY_RETRY_FOR_MS = 60_000;
+const MAX_HELD_ENTRIES = 100_000;
+/** When appends started failing with SQLITE_BUSY; undefined while they succeed. */
+let busySince: number | undefined;
 
 const { path } = workerData as { path: string };
 let store: AuditStore | undefined;
@@ -40,16 +44,17 @@ function flush(): void {
   try {
     store ??= AuditStore.open(path);
     store.append(batch);
-    busyRetries = 0;
+    busySince = undefined;
   } catch (err) {
-    if (isBusy((err as { cause?: unknown }).cause ?? err) && busyRetries < MAX_BUSY_RETRIES && !closing) {
+    busySince ??= Date.now();
+    const keep = isBusy((err as { cause?: unknown }).cause ?? err) && !closing && Date.now() - busySince < BUSY_RETRY_FOR_MS && batch.length <= MAX_HELD_ENTRIES;
+    if (keep) {
       // Nothing of it was written (the transaction rolled back): keep it, in order.
-      busyRetries += 1;
       queue = batch.concat(queue);
       schedule();
       return;
     }
-    busyRetries = 0;
+    busySince = undefined;
     // Reported to the main thread, which logs it; the entries are lost, and the decision
     // log on stderr still has them.
     parentPort!.postMessage({ error: (err as Error).message, lost: batch.length } satisfies AuditWorkerReply);
