@@ -140,9 +140,10 @@ export function recoverEdwardsEncoding(u: bigint, uNext: bigint): Uint8Array | u
   const y = Fp.mul(Fp.sub(u, 1n), Fp.mul(inv, N));
   const x = Fp.mul(Fp.mul(X_SCALE, u), Fp.mul(inv, uPlus1));
 
-  // -x² + y² = 1 + d·x²·y² holds iff v² = u³ + A·u² + u, i.e. v = ±v(Q). N is linear
-  // in uNext with slope -(9 - u)² ≠ 0, so only uNext = u(Q + B) or u(Q - B) (which gives
-  // -Q) pass: a corrupted X25519 output is caught, not turned into a wrong R.
+  // -x² + y² = 1 + d·x²·y² holds iff v² = u³ + A·u² + u, i.e. v = ±v(Q). For u ≠ 9, N is
+  // linear in uNext with slope -(9 - u)² ≠ 0, so only uNext = u(Q + B) or u(Q - B) (which
+  // gives -Q) pass: an X25519 output corrupted any other way is caught here rather than
+  // turned into a wrong R. (u = 9 is Q = ±B, where any uNext passes this check.)
   const x2 = Fp.sqr(x);
   const y2 = Fp.sqr(y);
   if (Fp.sub(y2, x2) !== Fp.add(1n, Fp.mul(D, Fp.mul(x2, y2)))) return undefined;

@@ -24,6 +24,7 @@ import {
   signSpk,
   verifyBundle,
   type Bundle,
+  type BundleSigner,
 } from '../../src/protocol/codec/bundle.js';
 import { CARD_MAX_LEN, decodeCard, encodeCard, type EnrolleeCard } from '../../src/protocol/codec/card.js';
 import * as codecIndex from '../../src/protocol/codec/index.js';
@@ -241,6 +242,8 @@ describe('bundle v1', () => {
     verifyBundle(signBundle(fields, signer), { now: NOW });
     throwsCode(() => signBundle({ ...fields, ikA: s.spkA.publicKey }, signer), 'ERR_INVALID_ARG', /ikA/);
     throwsCode(() => bundleSigner(new Uint8Array(31)), 'ERR_INVALID_ARG', /ikAPrivate/);
+    throwsCode(() => signBundle(fields, { ikA: s.ikA.publicKey } as unknown as BundleSigner), 'ERR_INVALID_ARG', /bundleSigner/);
+    throwsCode(() => signBundle(fields, 'key' as unknown as Uint8Array), 'ERR_INVALID_ARG', /bundleSigner/);
   });
 
   test('signBundle refuses an IK_A that is not the signing key, and bad field sizes', () => {

@@ -129,9 +129,12 @@ export function signBundle(
   random: Uint8Array | RandomSource = systemRandom,
 ): Bundle {
   const signer = ikA instanceof Uint8Array ? bundleSigner(ikA) : ikA;
+  if (signer === null || typeof signer !== 'object' || !(signer.ikA instanceof Uint8Array) || typeof signer.sign !== 'function') {
+    throw new EnrollError('ERR_INVALID_ARG', '"ikA" expected IK_A\'s private key (Uint8Array) or a bundleSigner');
+  }
   const signed = encodeSignedPart(fields);
   if (!equalBytes(signer.ikA, fields.ikA)) {
-    throw new EnrollError('ERR_INVALID_ARG', 'bundle: "ikA" is not the public key of "ikAPrivate"');
+    throw new EnrollError('ERR_INVALID_ARG', 'bundle: "ikA" is not the public key of the signing key');
   }
   const signature = signer.sign(concat(BUNDLE_SIG_CONTEXT, signed), random);
   return {

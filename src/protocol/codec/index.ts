@@ -16,7 +16,7 @@ export {
   signSpk,
   verifyBundle,
 } from './bundle.js';
-export type { Bundle, BundleFields, VerifyBundleOptions } from './bundle.js';
+export type { Bundle, BundleFields, BundleSigner, VerifyBundleOptions } from './bundle.js';
 export { CARD_MAX_LEN, CARD_MAX_PET_NAME_LEN, CARD_VERSION, decodeCard, encodeCard } from './card.js';
 export type { EnrolleeCard } from './card.js';
 export {

@@ -14,9 +14,9 @@
  * | requests per enroller| 20/s    | `--rate-per-enroller` | ERROR ERR_RATE_LIMITED, then the channel closes    |
  *
  * The rate limits are token buckets: a bucket holds up to `burst` tokens, refills at
- * `perSecond` tokens a second. Per IP, each enrollment message takes one (a KIND_ENROLL
- * connection may carry several) and so does each Noise connection; per enroller, each
- * request. `N/s`, `N/m` and `N/h` mean a bucket of N tokens refilled N times per unit.
+ * `perSecond` tokens a second. Per IP, each enrollment message takes one (a
+ * KIND_ENROLL_STREAM connection carries several) and so does each Noise connection; per
+ * enroller, each request. `N/s`, `N/m` and `N/h` mean a bucket of N tokens refilled N times per unit.
  *
  * IPv6 peers are bucketed by their /64 prefix, since one host usually holds a whole /64; an
  * IPv4-mapped address counts as its IPv4 address.
