@@ -10,9 +10,11 @@
  * with the service, spends as little CPU as it can.
  */
 import { connect, type Socket } from 'node:net';
-import { KIND_ENROLL, KIND_ENROLL_STREAM } from '../src/protocol/messages/service.js';
+import { ENROLL_STATUS, KIND_ENROLL, KIND_ENROLL_STREAM } from '../src/protocol/messages/service.js';
 
 export type ConnectionMode = 'stream' | 'per-message';
+
+const RATE_LIMITED = ENROLL_STATUS.RATE_LIMITED;
 
 /** A message frame: header (2) + message (176). */
 export const MESSAGE_FRAME_LEN = 2 + 176;
@@ -131,7 +133,10 @@ export async function runLoad(opts: {
         'data',
         frameReader((payload) => {
           if (i >= 0 && i < count && status[i] === -1) record(i, t0, payload);
-          send(false);
+          // After RATE_LIMITED the service ends the stream (docs/protocol.md §7.2): the next
+          // message goes on a new one.
+          if (payload[0] === RATE_LIMITED) s.end();
+          else send(false);
         }),
       );
       s.on('error', () => {});

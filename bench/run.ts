@@ -280,7 +280,8 @@ try {
       x_enrollment_rate_per_core: r2(rej.per_s / rej.cores_used / (valid.per_s / valid.cores_used)),
     };
   };
-  out.rejections = await rejection(OPTS.rejections, 'stream', throughput.c256!);
+  if (throughput.c256 === undefined) throw new Error('no C=256 stream run: --n must leave enrollees for it after --warm, --c1, --c16 and --c256pm');
+  out.rejections = await rejection(OPTS.rejections, 'stream', throughput.c256);
   if (OPTS.rejectionsPm > 0 && throughput.c256_per_message) {
     out.rejections_per_message = await rejection(OPTS.rejectionsPm, 'per-message', throughput.c256_per_message);
   }
