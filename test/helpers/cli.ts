@@ -186,6 +186,16 @@ export interface Background {
   kill(signal?: NodeJS.Signals): void;
 }
 
+/** Whether a process with this pid still exists (signal 0 checks without sending). */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Starts `ockam-enroll ARGS` in the background, collecting its output. */
 export function spawnCli(args: readonly string[], opts: RunOptions = {}): Background {
   const child = execa(NODE, [BIN, ...withHome(args, opts.home)], {
@@ -318,10 +328,22 @@ export async function startService(home: string, port: number, httpsPort?: numbe
   const https = await serviceHasHttps();
   const args = ['service', 'start', '--listen', `127.0.0.1:${port}`, ...extra];
   if (https) args.push('--https-listen', `127.0.0.1:${httpsPort ?? (await freePort())}`);
-  const bg = spawnCli(args, { home });
+  return spawnService(args, port, { home, ready: [` listening address=127.0.0.1:${port} `, ...(https ? [' https-listening '] : [])] });
+}
+
+/**
+ * Spawns `ARGS` (a `service start` command line) and resolves once every `ready` pattern has
+ * been logged, in order; kills it if one never comes. The handle reads the decision log as
+ * text or JSON lines (`--json`), and stop() asserts a clean stop.
+ */
+export async function spawnService(
+  args: readonly string[],
+  port: number,
+  opts: { home: string; env?: Record<string, string>; ready: readonly (string | RegExp)[] },
+): Promise<ServiceHandle> {
+  const bg = spawnCli(args, { home: opts.home, ...(opts.env ? { env: opts.env } : {}) });
   try {
-    await bg.waitForLine(` listening address=127.0.0.1:${port} `);
-    if (https) await bg.waitForLine(' https-listening ');
+    for (const line of opts.ready) await bg.waitForLine(line);
   } catch (err) {
     bg.kill('SIGKILL');
     await bg.done().catch(() => undefined);
@@ -331,14 +353,18 @@ export async function startService(home: string, port: number, httpsPort?: numbe
   return {
     ...bg,
     port,
-    decisions: (d) => bg.lines.filter((l) => l.includes(` ${d} `)),
+    decisions: (d) => bg.lines.filter((l) => l.includes(` ${d} `) || l.includes(`"decision":"${d}"`)),
     stop(signal = 'SIGTERM') {
       stopped ??= (async () => {
         if (bg.running()) bg.kill(signal);
-        const r = await bg.done(10_000);
+        const r = await bg.done(15_000);
         assert.equal(r.code, 0, `the service should stop cleanly on ${signal}: ${show(r)}`);
         assert.ok(
-          bg.lines.some((l) => l.includes(' stopped ') && l.includes(`signal=${signal}`)),
+          bg.lines.some(
+            (l) =>
+              (l.includes(' stopped ') && l.includes(`signal=${signal}`)) ||
+              (l.includes('"decision":"stopped"') && l.includes(`"signal":"${signal}"`)),
+          ),
           `the service should log a stopped line for ${signal}: ${show(r)}`,
         );
         return r;

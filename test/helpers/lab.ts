@@ -27,7 +27,7 @@ import {
 import { ServiceHome } from '../../src/roles/service/home.js';
 import type { BundleRecord } from '../../src/store/types.js';
 import { encodeFrame, FrameDecoder } from '../../src/transport/frame.js';
-import { freePort, ok, okJson, show, sleep, spawnCli, tempHome, type Background, type RunResult } from './cli.js';
+import { freePort, ok, okJson, sleep, spawnService, tempHome, type Background, type ServiceHandle } from './cli.js';
 
 export const nowSeconds = (): number => Math.floor(Date.now() / 1000);
 
@@ -148,44 +148,17 @@ export function openAcceptance(attempt: InitiateResult, frame: Uint8Array): Acce
 
 // ---- the live service
 
-export interface LiveService extends Background {
-  port: number;
-  /** Decision lines of this decision (text or --json log). */
-  decisions(decision: string): string[];
-  /** SIGTERM, then asserts a clean stop (exit 0 and a `stopped` line). */
-  stop(): Promise<RunResult>;
-}
+/** A running `service start` (test/helpers/cli.ts spawnService). */
+export type LiveService = ServiceHandle;
 
 /**
  * Runs `service start --listen 127.0.0.1:PORT EXTRA…` and resolves once it is listening. Its
  * HTTPS listener (token enrollment) takes a port of the OS's choosing, so that services of
  * tests running side by side never meet on the default 4443.
  */
-export async function startLiveService(home: string, port: number, extra: readonly string[] = [], env?: Record<string, string>): Promise<LiveService> {
-  const bg = spawnCli(['service', 'start', '--listen', `127.0.0.1:${port}`, '--https-listen', '127.0.0.1:0', ...extra], { home, ...(env ? { env } : {}) });
-  try {
-    await bg.waitForLine(/ listening |"decision":"listening"/);
-  } catch (err) {
-    bg.kill('SIGKILL');
-    await bg.done().catch(() => undefined);
-    throw err;
-  }
-  let stopped: Promise<RunResult> | undefined;
-  return {
-    ...bg,
-    port,
-    decisions: (d) => bg.lines.filter((l) => l.includes(` ${d} `) || l.includes(`"decision":"${d}"`)),
-    stop() {
-      stopped ??= (async () => {
-        if (bg.running()) bg.kill('SIGTERM');
-        const r = await bg.done(15_000);
-        assert.equal(r.code, 0, `the service should stop cleanly: ${show(r)}`);
-        assert.ok(bg.lines.some((l) => l.includes(' stopped ') || l.includes('"decision":"stopped"')), `no stopped line: ${show(r)}`);
-        return r;
-      })();
-      return stopped;
-    },
-  };
+export function startLiveService(home: string, port: number, extra: readonly string[] = [], env?: Record<string, string>): Promise<LiveService> {
+  const args = ['service', 'start', '--listen', `127.0.0.1:${port}`, '--https-listen', '127.0.0.1:0', ...extra];
+  return spawnService(args, port, { home, ...(env ? { env } : {}), ready: [/ listening |"decision":"listening"/] });
 }
 
 /**
