@@ -14,6 +14,7 @@ import type { AuditSink } from '../../src/audit/sink.js';
 import type { AuditEntry } from '../../src/store/audit.js';
 import { commandHook, firstLine, hookEnvironment, type EnrollHookRequest } from '../../src/roles/service/hooks.js';
 import type { Decision, DecisionFields } from '../../src/roles/service/log.js';
+import { alive } from '../helpers/cli.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'ockam-hook-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -30,15 +31,6 @@ const REQ: EnrollHookRequest = {
   peer: '127.0.0.1:40000',
   time: '2026-11-21T15:31:37.000Z',
 };
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe('commandHook', () => {
   it('exit 0 allows; the request arrives as one JSON line on stdin', async () => {

@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join as pathJoin } from 'node:path';
-import { assertFailure, eventually, okJson, removeTempHomes, run, setupWorld, shellQuote, show, tempHome, type World } from '../helpers/cli.js';
+import { alive, assertFailure, eventually, okJson, removeTempHomes, run, setupWorld, shellQuote, show, tempHome, type World } from '../helpers/cli.js';
 import { approve, audited, EXIT, join, restartWith } from '../helpers/lifecycle.js';
 
 let w: World;
@@ -46,15 +46,6 @@ async function logged(decision: string, ...parts: string[]): Promise<string> {
   const find = () => w.service.decisions(decision).find((l) => parts.every((p) => l.includes(p)));
   await eventually(() => find() !== undefined, `a "${decision}" log line with ${parts.join(', ')}:\n${w.service.lines.join('\n')}`, 5_000);
   return find()!;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 describe('service start --on-enroll', () => {
