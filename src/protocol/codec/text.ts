@@ -149,12 +149,12 @@ function bundlePrefixOf(text: string): string {
  */
 export function bundleFromText(text: string, options: VerifyBundleOptions): Bundle {
   const prefix = bundlePrefixOf(text);
-  const bundle = decodeBundle(decodeText(prefix, text));
+  const payload = decodeText(prefix, text);
   const expected = prefix === BUNDLE_V2_TEXT_PREFIX ? 2 : 1;
-  if (bundle.version !== expected) {
-    throw new EnrollError('ERR_BUNDLE_VERSION', `bundle: a version ${bundle.version} bundle under the ${prefix} prefix`);
+  if (payload.length > 0 && payload[0] !== expected) {
+    throw new EnrollError('ERR_BUNDLE_VERSION', `bundle: version ${payload[0]} under the ${prefix} prefix (expected ${expected})`);
   }
-  return verifyBundle(bundle, options);
+  return verifyBundle(decodeBundle(payload), options);
 }
 
 export function cardToText(card: EnrolleeCard): string {
