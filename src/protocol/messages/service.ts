@@ -71,7 +71,7 @@ export function decodeKindFrame(frame: Uint8Array): ConnectionKind {
 
 /**
  * FETCH_BUNDLES: count u16 [‖ eka u8]. Without the eka byte the request is for v1 bundles,
- * exactly as before EKA v2, so an older enroller keeps working; with it, 1 or 2.
+ * exactly as before EKA v2, so an older enroller keeps working; with it, the byte is 2.
  */
 export function encodeFetchBundles(count: number, eka: 1 | 2 = 1): Uint8Array {
   const w = writer(MSG_FETCH_BUNDLES).u16be(count, 'count');
@@ -89,8 +89,9 @@ export function decodeFetchBundles(msg: Uint8Array): { count: number; eka: 1 | 2
   if (count < 1 || count > MAX_BUNDLES_PER_REQUEST) {
     throw new EnrollError('ERR_FRAME_MALFORMED', `fetch bundles: count must be 1..${MAX_BUNDLES_PER_REQUEST}, got ${count}`);
   }
-  if (eka !== 1 && eka !== 2) throw new EnrollError('ERR_FRAME_MALFORMED', `fetch bundles: eka must be 1 or 2, got ${eka}`);
-  return { count, eka };
+  // v1 is said by the byte's absence, so an explicit byte must be 2: one encoding per request.
+  if (msg.length === 4 && eka !== 2) throw new EnrollError('ERR_FRAME_MALFORMED', `fetch bundles: eka must be 2 when present, got ${eka}`);
+  return { count, eka: eka === 2 ? 2 : 1 };
 }
 
 export function encodeBundleMsg(bundle: Uint8Array): Uint8Array {
