@@ -39,7 +39,8 @@ export {
   MLKEM768_SEED_LEN,
   MLKEM768_SHARED_SECRET_LEN,
   mlKem768Decapsulate,
+  mlKem768Decapsulator,
   mlKem768Encapsulate,
   mlKem768Keygen,
 } from './mlkem.js';
-export type { MlKemKeyPair } from './mlkem.js';
+export type { MlKemDecapsulator, MlKemKeyPair } from './mlkem.js';

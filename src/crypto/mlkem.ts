@@ -82,3 +82,36 @@ export function mlKem768Decapsulate(cipherText: Uint8Array, secretKey: Uint8Arra
     throw new EnrollError('ERR_KEY_INVALID', 'ML-KEM-768 decapsulation key fails the FIPS 203 §7.3 check', { cause });
   }
 }
+
+/**
+ * A decapsulator bound to one decapsulation key, for a key used many times (the service's
+ * PQSPK_A): noble's `prepare()` expands the public matrix Â of the embedded encapsulation
+ * key once (FIPS 203 §5.2 K-PKE.Encrypt steps 4–8, redone by every Decaps for its
+ * re-encryption check) instead of once per ciphertext, about a quarter of a Decaps. The
+ * result is the same as mlKem768Decapsulate's (test/crypto/mlkem.test.ts runs NIST's
+ * decapsulation vectors through both), implicit rejection included. The decapsulation key
+ * is checked once here (FIPS 203 §7.3) and is not copied: the caller keeps it and wipes it.
+ */
+export interface MlKemDecapsulator {
+  decapsulate(cipherText: Uint8Array): Uint8Array;
+}
+
+export function mlKem768Decapsulator(secretKey: Uint8Array): MlKemDecapsulator {
+  abytes(secretKey, MLKEM768_SECRET_KEY_LEN, 'secretKey');
+  // dk = dk_PKE (384k) ‖ ek (384k + 32) ‖ H(ek) ‖ z (FIPS 203 §6.1 step 3).
+  const ek = secretKey.subarray(1152, 1152 + MLKEM768_PUBLIC_KEY_LEN);
+  let prepared: { decapsulate(cipherText: Uint8Array, secretKey: Uint8Array): Uint8Array };
+  try {
+    prepared = ml_kem768.prepare(ek) as typeof prepared;
+    // The §7.3 hash check, once: prepared.decapsulate repeats it per call.
+    prepared.decapsulate(new Uint8Array(MLKEM768_CIPHERTEXT_LEN), secretKey);
+  } catch (cause) {
+    throw new EnrollError('ERR_KEY_INVALID', 'ML-KEM-768 decapsulation key fails the FIPS 203 §7.3 check', { cause });
+  }
+  return {
+    decapsulate(cipherText: Uint8Array): Uint8Array {
+      abytes(cipherText, MLKEM768_CIPHERTEXT_LEN, 'cipherText');
+      return prepared.decapsulate(cipherText, secretKey);
+    },
+  };
+}

@@ -13,6 +13,7 @@ import {
   MLKEM768_CIPHERTEXT_LEN,
   MLKEM768_PUBLIC_KEY_LEN,
   mlKem768Decapsulate,
+  mlKem768Decapsulator,
   mlKem768Encapsulate,
   mlKem768Keygen,
 } from '../../src/crypto/mlkem.js';
@@ -51,14 +52,16 @@ describe('FIPS 203 ML-KEM-768: NIST ACVP encapDecap (internalProjection)', () =>
       assert.equal(toHex(cipherText), t.c.toLowerCase());
       assert.equal(toHex(sharedSecret), t.k.toLowerCase());
       assert.equal(toHex(mlKem768Decapsulate(cipherText, hex(t.dk))), t.k.toLowerCase());
+      assert.equal(toHex(mlKem768Decapsulator(hex(t.dk)).decapsulate(cipherText)), t.k.toLowerCase());
     });
   }
   const g = dec[0];
   let rejections = 0;
   for (const t of g.tests) {
     if (t.reason === 'modify ciphertext') rejections++;
-    test(`tcId ${t.tcId}: Decaps(dk, c) gives K (${t.reason})`, () => {
+    test(`tcId ${t.tcId}: Decaps(dk, c) gives K (${t.reason}), one-shot and through a prepared decapsulator`, () => {
       assert.equal(toHex(mlKem768Decapsulate(hex(t.c), hex(g.dk))), t.k.toLowerCase());
+      assert.equal(toHex(mlKem768Decapsulator(hex(g.dk)).decapsulate(hex(t.c))), t.k.toLowerCase());
     });
   }
   test('the decapsulation group holds implicit-rejection cases', () => assert.equal(rejections, 5));
@@ -84,6 +87,8 @@ describe('src/crypto/mlkem.ts argument checks', () => {
     const bad = Uint8Array.from(kp.secretKey);
     bad[1152 + 5]! ^= 1; // inside the embedded ek, so H(ek) no longer matches
     assert.throws(() => mlKem768Decapsulate(new Uint8Array(MLKEM768_CIPHERTEXT_LEN), bad), isCode('ERR_KEY_INVALID'));
+    assert.throws(() => mlKem768Decapsulator(bad), isCode('ERR_KEY_INVALID'));
+    assert.throws(() => mlKem768Decapsulator(kp.secretKey).decapsulate(new Uint8Array(5)), isCode('ERR_INVALID_ARG'));
   });
   test('a ciphertext for another key decapsulates to an unrelated secret (implicit rejection), never throws', () => {
     const other = mlKem768Keygen(new Uint8Array(64).fill(8));

@@ -25,7 +25,7 @@ import { EnrollError, isEnrollError } from '../../errors.js';
 import { abytes, concat, equalBytes, wipe } from '../../crypto/bytes.js';
 import { aesGcmDecrypt, aesGcmEncrypt, GCM_NONCE_LEN } from '../../crypto/aead.js';
 import { sha256 } from '../../crypto/hash.js';
-import { mlKem768Decapsulate, mlKem768Encapsulate } from '../../crypto/mlkem.js';
+import { mlKem768Decapsulate, mlKem768Encapsulate, type MlKemDecapsulator } from '../../crypto/mlkem.js';
 import { systemRandom } from '../../crypto/random.js';
 import { generateX25519, importX25519Public, KeyPair, x25519PublicKey, type X25519KeyPair } from '../../crypto/x25519.js';
 import { XEDDSA_SIGNATURE_LEN, xeddsaSign, xeddsaVerify } from '../../crypto/xeddsa.js';
@@ -222,8 +222,11 @@ export interface PendingEnrolleeV2 {
   addr: string;
   /** The bundle's KEM_hash = SHA-256(PQSPK_A). */
   kemHash: Uint8Array;
-  /** PQSPK_A's ML-KEM-768 decapsulation key (2400 bytes). */
-  kemSecretKey: Uint8Array;
+  /**
+   * PQSPK_A's ML-KEM-768 decapsulation key (2400 bytes), or a decapsulator prepared from it
+   * once (mlKem768Decapsulator: the service's, cached per SPK).
+   */
+  kemSecretKey: Uint8Array | MlKemDecapsulator;
 }
 
 export interface AcceptV2Context extends Omit<AcceptContext, 'lookupPending'> {
@@ -273,7 +276,8 @@ export function acceptV2(message: Uint8Array, ikA: Uint8Array | KeyObject, ctx: 
 
   // 4a. KEM first (the brief's order: decapsulation, then DH, AEAD, POP). A wrong ciphertext
   // gives an SS the sender cannot know, so the AEAD below fails: no separate error exists.
-  const ss = mlKem768Decapsulate(kemCiphertext, pending.kemSecretKey);
+  const dk = pending.kemSecretKey;
+  const ss = dk instanceof Uint8Array ? mlKem768Decapsulate(kemCiphertext, dk) : dk.decapsulate(kemCiphertext);
   let dhs: Uint8Array[];
   try {
     let ekBKey: KeyObject;

@@ -8,7 +8,7 @@ import type { KeyObject } from 'node:crypto';
 import { concat, equalBytes, toHex } from '../../crypto/bytes.js';
 import { importX25519Private } from '../../crypto/x25519.js';
 import { EnrollError, isEnrollError } from '../../errors.js';
-import { mlKem768Keygen } from '../../crypto/mlkem.js';
+import { mlKem768Decapsulator, mlKem768Keygen, type MlKemDecapsulator } from '../../crypto/mlkem.js';
 import {
   accept,
   acceptV2,
@@ -69,11 +69,12 @@ function spkKey(sealer: Sealer, spk: SignedPrekeyRecord): KeyObject {
 
 /**
  * PQSPK_A decapsulation keys, expanded from their sealed seeds once per SPK (an unseal and
- * an ML-KEM-768 KeyGen, about 0.7 ms) rather than once per message; like spkKeys.
+ * an ML-KEM-768 KeyGen, about 0.7 ms) rather than once per message, and prepared for
+ * decapsulation (mlKem768Decapsulator: the public matrix expanded once); like spkKeys.
  */
-const kemKeys = new WeakMap<Sealer, Map<number, { hash: Uint8Array; secretKey: Uint8Array }>>();
+const kemKeys = new WeakMap<Sealer, Map<number, { hash: Uint8Array; secretKey: Uint8Array; decapsulator: MlKemDecapsulator }>>();
 
-function kemSecretKey(sealer: Sealer, spk: SignedPrekeyRecord): { hash: Uint8Array; secretKey: Uint8Array } {
+function kemSecretKey(sealer: Sealer, spk: SignedPrekeyRecord): { hash: Uint8Array; secretKey: Uint8Array; decapsulator: MlKemDecapsulator } {
   const kem = spk.kem;
   if (!kem) throw new EnrollError('ERR_STORE', `signed prekey ${spk.id} has no KEM prekey`);
   let bySealer = kemKeys.get(sealer);
@@ -87,7 +88,7 @@ function kemSecretKey(sealer: Sealer, spk: SignedPrekeyRecord): { hash: Uint8Arr
   try {
     const pair = mlKem768Keygen(seed);
     if (!equalBytes(pair.publicKey, kem.publicKey)) throw new EnrollError('ERR_STORE', `the KEM prekey of signed prekey ${spk.id} does not match its seed`);
-    const entry = { hash: Uint8Array.from(kem.hash), secretKey: pair.secretKey };
+    const entry = { hash: Uint8Array.from(kem.hash), secretKey: pair.secretKey, decapsulator: mlKem768Decapsulator(pair.secretKey) };
     if (bySealer.size >= MAX_CACHED_SPKS) {
       for (const e of bySealer.values()) e.secretKey.fill(0);
       bySealer.clear();
@@ -226,7 +227,7 @@ export async function handleEnrollment(
           // rejection ends as the same ERR_ENROLLMENT_DECRYPT as a bad tag.
           acceptV2(message, svc.ikAPrivate, {
             isReplay: () => false,
-            lookupPending: () => ({ ...pending, kemHash: kem.hash, kemSecretKey: kem.secretKey }),
+            lookupPending: () => ({ ...pending, kemHash: kem.hash, kemSecretKey: kem.decapsulator }),
           });
   } catch (err) {
     if (isEnrollError(err, 'ERR_ENROLLMENT_DECRYPT') || isEnrollError(err, 'ERR_POP_INVALID')) {
