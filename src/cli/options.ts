@@ -61,7 +61,7 @@ export function parseCount(value: string, flag: string, min: number, max: number
   return n;
 }
 
-/** `--eka v1|v2` (also `1`, `2`): the Enrollment Key Agreement version (docs/protocol.md §5.9). */
+/** `--eka v1|v2` (also `1`, `2`): the Enrollment Key Agreement version (docs/protocol.md §5A.3). */
 export function parseEka(value: string | undefined, flag = '--eka'): 1 | 2 {
   const v = (value ?? 'v2').trim().toLowerCase();
   if (v === 'v1' || v === '1') return 1;

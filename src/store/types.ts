@@ -65,7 +65,7 @@ export interface BundleRecord {
   /**
    * The EKA version of the bundle (its version byte): 2 for a bundle carrying its SPK's
    * KEM_hash. Absent means 1. The service refuses a message of the other version for it
-   * (docs/protocol.md §5.10, no downgrade).
+   * (docs/protocol.md §5A.3, no downgrade).
    */
   eka?: 1 | 2;
 }

@@ -2,7 +2,7 @@
  * End-to-end onboarding through the CLI: the service, the enroller and the enrollee run as
  * separate processes of the built binary, over loopback TCP and pipes, against the real
  * SQLite store. One service serves every test of an EKA version; each enrollee has its own
- * home. Every test runs for EKA v1 and for v2 (docs/protocol.md §5.9).
+ * home. Every test runs for EKA v1 and for v2 (docs/protocol.md §5A.3).
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';

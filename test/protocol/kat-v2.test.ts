@@ -1,6 +1,6 @@
 /**
  * Known-answer tests for the Enrollment Key Agreement v2 (hybrid X3DH + ML-KEM-768,
- * docs/protocol.md §5.8 and §10.4).
+ * docs/protocol.md §5A and §10.4).
  *
  * test/vectors/enrollment-v2.json (made by test/vectors/generate-enrollment-v2.ts): the file
  * must be what the generator produces, then every field is recomputed from the private

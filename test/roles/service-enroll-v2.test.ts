@@ -1,7 +1,7 @@
 /**
  * EKA v2 on the service's side (src/roles/service/enroll.ts with acceptV2), driven directly
  * against a real ServiceHome and SQLite store, and the downgrade refusals of
- * docs/protocol.md §5.9–§5.10: a v1 message for a v2 bundle (and the reverse), a message
+ * docs/protocol.md §5A.3–§5A.5: a v1 message for a v2 bundle (and the reverse), a message
  * whose version byte is flipped, a wrong-length message, a ciphertext for another ML-KEM key
  * and a tampered ciphertext (implicit rejection: the same opaque REJECTED as a bad AEAD
  * tag, counted as a failed attempt), a KEM prekey that does not match the signed hash.

@@ -1,7 +1,7 @@
 /**
  * The Enrollment Key Agreement v2: hybrid X3DH + ML-KEM-768, after Signal's PQXDH
  * (Kret and Schmidt, "The PQXDH Key Agreement Protocol", revision 3, §3.3 and §3.4).
- * docs/protocol.md §5.8 specifies it byte by byte.
+ * docs/protocol.md §5A specifies it byte by byte.
  *
  *   DH1..DH4 as in v1 (agreement.ts)
  *   (CT, SS) = ML-KEM-768.Encaps(PQSPK_A, m)             PQSPK_A checked against KEM_hash first
@@ -257,7 +257,7 @@ function decryptFailed(cause?: unknown): EnrollError {
 }
 
 /**
- * The service's side of v2, checks in order (docs/protocol.md §5.10):
+ * The service's side of v2, checks in order (docs/protocol.md §5A.5):
  *   1. length ≠ 1265 or first byte ≠ 2             → ERR_MESSAGE_LENGTH
  *   2. EK_B already accepted                        → ERR_REPLAY
  *   3. no pending v2 approval for this id           → ERR_ENROLLEE_UNKNOWN

@@ -26,7 +26,7 @@ export const KDF_SALT: Uint8Array = new Uint8Array(32);
 /** HKDF info for the session keys: INFO ‖ "/session". */
 export const SESSION_INFO: Uint8Array = utf8(`${INFO_STRING}/session`);
 
-// ---- EKA v2: hybrid X3DH + ML-KEM-768 after PQXDH (docs/protocol.md §5.8) ----
+// ---- EKA v2: hybrid X3DH + ML-KEM-768 after PQXDH (docs/protocol.md §5A) ----
 
 /**
  * PQXDH rev. 3 §2.1 `info` for v2: its own string, so a v1 key can never be derived where

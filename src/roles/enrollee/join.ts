@@ -28,7 +28,7 @@ import { fetchKemPrekey } from './kem-prekey.js';
 import { statusWithKey } from './status.js';
 
 /**
- * No fallback (docs/protocol.md §5.9): the enrollee enrolls with the EKA version it was told
+ * No fallback (docs/protocol.md §5A.3): the enrollee enrolls with the EKA version it was told
  * to use (`--eka`, default 2), and refuses a bundle of another version before it sends its
  * card or anything else. A v2 bundle is never used with v1: its version byte is signed.
  */

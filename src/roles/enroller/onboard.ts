@@ -19,7 +19,7 @@ import type { EnrollerHome } from './home.js';
 
 export interface OnboardOptions {
   ttl: number;
-  /** The EKA version of the bundle to offer (docs/protocol.md §5.9); default any (the first fresh one). */
+  /** The EKA version of the bundle to offer (docs/protocol.md §5A.3); default any (the first fresh one). */
   eka?: 1 | 2;
   petName?: string;
   now: () => number;

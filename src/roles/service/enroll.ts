@@ -180,7 +180,7 @@ export async function handleEnrollment(
   }
   const { enrollee, bundle, spk } = found.pending;
   const who = { enrollee: id, name: enrollee.petName, enroller: enrollee.enroller ? toHex(enrollee.enroller) : undefined };
-  // No downgrade (§5.10): the approval's bundle fixes the EKA version. A v1 message for a v2
+  // No downgrade (docs/protocol.md §5A.3): the approval's bundle fixes the EKA version. A v1 message for a v2
   // bundle (or the reverse) is refused before any crypto, and is no failed attempt: it
   // reveals nothing about the keys.
   const bundleEka = bundle.eka ?? 1;
@@ -223,7 +223,7 @@ export async function handleEnrollment(
             isReplay: () => false, // check 2 ran above against the store
             lookupPending: () => pending,
           })
-        : // v2 (§5.10): decapsulation, then the DHs, the AEAD and the POP; ML-KEM's implicit
+        : // v2 (§5A.5): decapsulation, then the DHs, the AEAD and the POP; ML-KEM's implicit
           // rejection ends as the same ERR_ENROLLMENT_DECRYPT as a bad tag.
           acceptV2(message, svc.ikAPrivate, {
             isReplay: () => false,
