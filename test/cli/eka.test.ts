@@ -104,3 +104,31 @@ describe('v2 bundles from the same service', () => {
     await ok(['enroller', 'bundle', 'list'], { home: w.enrollerHome });
   });
 });
+
+describe('a service whose signed prekey predates EKA v2', () => {
+  test('a v2 fetch is refused with ERR_EKA_VERSION and the hint to rotate; after `service prekey rotate` it works', async () => {
+    // Make the current SPK one without a KEM prekey, as a store migrated from schema 1 has.
+    const svc = await ServiceHome.open(w.serviceHome);
+    try {
+      const { generateX25519 } = await import('../../src/crypto/x25519.js');
+      const { signSpk } = await import('../../src/protocol/codec/index.js');
+      const spk = generateX25519();
+      await svc.store.addSignedPrekey({
+        publicKey: spk.publicKey,
+        privateSealed: svc.sealer.seal(spk.privateKey, 'spk', spk.publicKey),
+        signature: signSpk(svc.ikA.privateKey, spk.publicKey),
+        createdAt: Math.floor(Date.now() / 1000),
+      });
+      assert.equal((await svc.store.currentSignedPrekey())?.kem, null);
+    } finally {
+      await svc.close();
+    }
+    const refused = await run(['enroller', 'bundle', 'fetch', '--service', w.address, '--count', '1', '--eka', 'v2'], { home: w.enrollerHome });
+    assertFailure(refused, 1, 'predates EKA v2', /service prekey rotate/);
+    // v1 bundles are still served.
+    await ok(['enroller', 'bundle', 'fetch', '--service', w.address, '--count', '1', '--eka', 'v1'], { home: w.enrollerHome });
+    await ok(['service', 'prekey', 'rotate'], { home: w.serviceHome });
+    const fetched = await okJson<{ eka: string; fetched: number }>(['enroller', 'bundle', 'fetch', '--service', w.address, '--count', '1', '--eka', 'v2'], { home: w.enrollerHome });
+    assert.deepEqual([fetched.eka, fetched.fetched], ['v2', 1]);
+  });
+});
