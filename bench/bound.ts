@@ -13,7 +13,8 @@ import { aesGcmDecrypt, aesGcmEncrypt } from '../src/crypto/aead.js';
 import { hkdfSha256, sha256 } from '../src/crypto/hash.js';
 import { generateX25519, importX25519Private, importX25519Public, x25519 } from '../src/crypto/x25519.js';
 import { xeddsaSign, xeddsaVerify } from '../src/crypto/xeddsa.js';
-import { accept, initiate, type PendingEnrollee } from '../src/protocol/enrollment/index.js';
+import { accept, acceptV2, initiate, initiateV2, kemPrekeyHash, type PendingEnrollee, type PendingEnrolleeV2 } from '../src/protocol/enrollment/index.js';
+import { mlKem768Decapsulate, mlKem768Decapsulator, mlKem768Encapsulate, mlKem768Keygen } from '../src/crypto/mlkem.js';
 import type { Bundle } from '../src/protocol/codec/bundle.js';
 
 export interface BoundResult {
@@ -41,9 +42,19 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)]!;
 }
 
-export function measureBound(opts: { enrollments?: number; passes?: number } = {}): BoundResult {
+/**
+ * `eka: 2`: acceptV2() instead, the same work plus one ML-KEM-768 decapsulation (the
+ * decapsulation key expanded beforehand, as the service caches it per SPK) and a longer
+ * AAD and message (docs/protocol.md §5A.5).
+ */
+export function measureBound(opts: { enrollments?: number; passes?: number; eka?: 1 | 2 } = {}): BoundResult {
   const m = opts.enrollments ?? 1000;
   const passes = opts.passes ?? 5;
+  const eka = opts.eka ?? 1;
+  const kem = mlKem768Keygen();
+  const kemHash = kemPrekeyHash(kem.publicKey);
+  // Prepared once, as the service caches it per SPK (src/roles/service/enroll.ts).
+  const decapsulator = mlKem768Decapsulator(kem.secretKey);
   const addr = 'tcp://127.0.0.1:4100';
   const ikA = generateX25519();
   const spk = generateX25519();
@@ -65,16 +76,17 @@ export function measureBound(opts: { enrollments?: number; passes?: number } = {
       addr,
       signature: new Uint8Array(64),
     };
-    messages.push(initiate({ bundle, eikB }).message);
-    pendings.push({ eikB: eikB.publicKey, spkA: spkKey, opkA: importX25519Private(opk.privateKey, 'OPK_A'), addr });
+    messages.push(eka === 2 ? initiateV2({ bundle: { ...bundle, version: 2, kemHash }, kemPrekey: kem.publicKey, eikB }).message : initiate({ bundle, eikB }).message);
+    pendings.push({ eikB: eikB.publicKey, spkA: spkKey, opkA: importX25519Private(opk.privateKey, 'OPK_A'), addr, kemHash, kemSecretKey: decapsulator } as PendingEnrollee & PendingEnrolleeV2);
   }
 
   const perPass: number[] = [];
   for (let p = 0; p < passes; p++) {
     perPass.push(
       timeUs(m, (i) => {
-        const pending = pendings[i]!;
-        accept(messages[i]!, ikAKey, { isReplay: () => false, lookupPending: () => pending });
+        const pending = pendings[i]! as PendingEnrollee & PendingEnrolleeV2;
+        if (eka === 2) acceptV2(messages[i]!, ikAKey, { isReplay: () => false, lookupPending: () => pending });
+        else accept(messages[i]!, ikAKey, { isReplay: () => false, lookupPending: () => pending });
       }),
     );
   }
@@ -100,8 +112,19 @@ export function measureBound(opts: { enrollments?: number; passes?: number } = {
     aes_gcm_decrypt: timeUs(10000, () => aesGcmDecrypt(key, nonce, sealed, aad)),
     sha256: timeUs(10000, () => sha256(km, km)),
     hkdf_sha256: timeUs(10000, () => hkdfSha256(km, key, aad, 32)),
+    ...(eka === 2
+      ? (() => {
+          const { cipherText } = mlKem768Encapsulate(kem.publicKey);
+          return {
+            mlkem768_decapsulate: timeUs(1000, () => decapsulator.decapsulate(cipherText)),
+            mlkem768_decapsulate_one_shot: timeUs(1000, () => mlKem768Decapsulate(cipherText, kem.secretKey)),
+            mlkem768_encapsulate: timeUs(500, () => mlKem768Encapsulate(kem.publicKey)),
+            mlkem768_keygen: timeUs(500, () => mlKem768Keygen()),
+          };
+        })()
+      : {}),
   };
-  const sum = 4 * prim.x25519! + prim.xeddsa_verify! + prim.aes_gcm_decrypt! + prim.sha256! + 2 * prim.import_x25519_public_jwk!;
+  const sum = 4 * prim.x25519! + prim.xeddsa_verify! + prim.aes_gcm_decrypt! + prim.sha256! + 2 * prim.import_x25519_public_jwk! + (prim.mlkem768_decapsulate ?? 0);
   return {
     accept_us: round(acceptUs),
     bound_per_core_per_s: Math.round(1e6 / acceptUs),

@@ -13,14 +13,22 @@ import { generateX25519 } from '../src/crypto/x25519.js';
 import { ServiceHome, STORE_FILE } from '../src/roles/service/home.js';
 import type { BundleRecord } from '../src/store/types.js';
 
-/** bundleId 16 | OPK pub 32 | OPK priv 32 | EIK_B pub 32 | enrollee id 32 | message 176 | k_s2e 32. */
-export const RECORD_LEN = 16 + 32 + 32 + 32 + 32 + 176 + 32;
-const OFF = { bundleId: 0, opkPub: 16, opkPriv: 48, eikB: 80, id: 112, message: 144, kS2e: 320 } as const;
+/** The enrollment message's length per EKA version (docs/protocol.md §5.3, §5A.2). */
+export const MESSAGE_LEN = { 1: 176, 2: 1265 } as const;
+/** bundleId 16 | OPK pub 32 | OPK priv 32 | EIK_B pub 32 | enrollee id 32 | message (176 or 1265) | k_s2e 32. */
+export function recordLen(eka: 1 | 2): number {
+  return 16 + 32 + 32 + 32 + 32 + MESSAGE_LEN[eka] + 32;
+}
+export const RECORD_LEN = recordLen(1);
+const OFF = { bundleId: 0, opkPub: 16, opkPriv: 48, eikB: 80, id: 112, message: 144 } as const;
 
 export class Enrollees {
-  constructor(readonly data: Uint8Array, readonly count: number) {}
+  readonly #len: number;
+  constructor(readonly data: Uint8Array, readonly count: number, readonly eka: 1 | 2 = 1) {
+    this.#len = recordLen(eka);
+  }
   #field(i: number, off: number, len: number): Uint8Array {
-    const o = i * RECORD_LEN + off;
+    const o = i * this.#len + off;
     return this.data.subarray(o, o + len);
   }
   bundleId(i: number) { return this.#field(i, OFF.bundleId, 16); }
@@ -28,11 +36,11 @@ export class Enrollees {
   opkPrivate(i: number) { return this.#field(i, OFF.opkPriv, 32); }
   eikB(i: number) { return this.#field(i, OFF.eikB, 32); }
   id(i: number) { return this.#field(i, OFF.id, 32); }
-  message(i: number) { return this.#field(i, OFF.message, 176); }
-  kS2e(i: number) { return this.#field(i, OFF.kS2e, 32); }
+  message(i: number) { return this.#field(i, OFF.message, MESSAGE_LEN[this.eka]); }
+  kS2e(i: number) { return this.#field(i, OFF.message + MESSAGE_LEN[this.eka], 32); }
   /** Records [from, to) as their own set. */
   slice(from: number, to: number): Enrollees {
-    return new Enrollees(this.data.subarray(from * RECORD_LEN, to * RECORD_LEN), to - from);
+    return new Enrollees(this.data.subarray(from * this.#len, to * this.#len), to - from, this.eka);
   }
 }
 
@@ -41,6 +49,9 @@ export interface ServicePublic {
   spkA: Uint8Array;
   spkSig: Uint8Array;
   addr: string;
+  /** PQSPK_A and its SHA-256 (KEM_hash), for EKA v2 enrollees. */
+  kemPublic: Uint8Array;
+  kemHash: Uint8Array;
 }
 
 /** Reads what an enrollee's bundle needs from an initialised home. */
@@ -48,15 +59,15 @@ export async function servicePublic(home: string): Promise<ServicePublic> {
   const svc = await ServiceHome.open(home);
   try {
     const spk = await svc.store.currentSignedPrekey();
-    if (!spk) throw new Error('the service has no SPK');
-    return { ikA: svc.ikA.publicKey, spkA: spk.publicKey, spkSig: spk.signature, addr: svc.settings.address };
+    if (!spk?.kem) throw new Error('the service has no SPK with a KEM prekey');
+    return { ikA: svc.ikA.publicKey, spkA: spk.publicKey, spkSig: spk.signature, addr: svc.settings.address, kemPublic: spk.kem.publicKey, kemHash: spk.kem.hash };
   } finally {
     await svc.close();
   }
 }
 
-/** Makes `count` enrollees in `threads` worker threads. */
-export async function precompute(pub: ServicePublic, count: number, threads: number, expiresAt: number): Promise<Enrollees> {
+/** Makes `count` enrollees of EKA version `eka` in `threads` worker threads. */
+export async function precompute(pub: ServicePublic, count: number, threads: number, expiresAt: number, eka: 1 | 2 = 1): Promise<Enrollees> {
   const per = Math.ceil(count / threads);
   const parts = await Promise.all(
     Array.from({ length: threads }, (_, t) => {
@@ -64,20 +75,20 @@ export async function precompute(pub: ServicePublic, count: number, threads: num
       if (n === 0) return Promise.resolve(new Uint8Array(0));
       return new Promise<Uint8Array>((resolve, reject) => {
         const w = new Worker(new URL('./precompute-worker.js', import.meta.url), {
-          workerData: { ikA: pub.ikA, spkA: pub.spkA, spkSig: pub.spkSig, addr: pub.addr, expiresAt, count: n },
+          workerData: { ikA: pub.ikA, spkA: pub.spkA, spkSig: pub.spkSig, addr: pub.addr, expiresAt, count: n, eka, kemPublic: pub.kemPublic, kemHash: pub.kemHash },
         });
         w.once('message', (m: Uint8Array) => resolve(m));
         w.once('error', reject);
       });
     }),
   );
-  const data = new Uint8Array(count * RECORD_LEN);
+  const data = new Uint8Array(count * recordLen(eka));
   let o = 0;
   for (const p of parts) {
     data.set(p, o);
     o += p.length;
   }
-  return new Enrollees(data, count);
+  return new Enrollees(data, count, eka);
 }
 
 export function storePath(home: string): string {
@@ -112,6 +123,7 @@ export async function loadEnrollees(home: string, sets: Enrollees[], now: number
           createdAt: now,
           expiresAt: now + svc.settings.bundleTtl,
           state: 'approved',
+          eka: e.eka,
         });
       }
       await svc.store.insertBundles(rows);

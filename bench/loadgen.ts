@@ -19,18 +19,26 @@ const RATE_LIMITED = ENROLL_STATUS.RATE_LIMITED;
 /** A message frame: header (2) + message (176). */
 export const MESSAGE_FRAME_LEN = 2 + 176;
 
-/** Prebuilds the message frames of `messages` as one buffer, MESSAGE_FRAME_LEN bytes each. */
+/** Prebuilds the message frames of `messages` as one buffer, all of one length (2 + 176 or 2 + 1265 bytes each). */
 export function buildRequests(count: number, message: (i: number) => Uint8Array): Buffer {
-  const out = Buffer.alloc(count * MESSAGE_FRAME_LEN);
+  // Every message of one buffer has the length of the first: 176 (EKA v1) or 1265 (v2).
+  const len = count > 0 ? message(0).length : 176;
+  if (len !== 176 && len !== 1265) throw new Error(`message 0 is ${len} bytes`);
+  const frameLen = 2 + len;
+  const out = Buffer.alloc(count * frameLen);
   for (let i = 0; i < count; i++) {
-    const o = i * MESSAGE_FRAME_LEN;
+    const o = i * frameLen;
     const m = message(i);
-    if (m.length !== 176) throw new Error(`message ${i} is ${m.length} bytes`);
-    out[o] = 0;
-    out[o + 1] = 176;
+    if (m.length !== len) throw new Error(`message ${i} is ${m.length} bytes, message 0 ${len}`);
+    out.writeUInt16BE(len, o);
     out.set(m, o + 2);
   }
   return out;
+}
+
+/** The frame length of a buffer of buildRequests: its first frame's. */
+function frameLenOf(requests: Buffer): number {
+  return requests.length === 0 ? MESSAGE_FRAME_LEN : 2 + requests.readUInt16BE(0);
 }
 
 /** A kind frame: header (2) + kind (1). */
@@ -80,13 +88,14 @@ export async function runLoad(opts: {
   keep?: boolean;
   timeoutMs?: number;
 }): Promise<LoadResult> {
-  const count = opts.requests.length / MESSAGE_FRAME_LEN;
+  const frameLen = frameLenOf(opts.requests);
+  const count = opts.requests.length / frameLen;
   const mode = opts.mode ?? 'stream';
   const latency = new Float64Array(count);
   const status = new Int16Array(count).fill(-1);
   const responses: (Buffer | undefined)[] | undefined = opts.keep ? new Array(count) : undefined;
   const timeoutMs = opts.timeoutMs ?? 60_000;
-  const frame = (i: number) => opts.requests.subarray(i * MESSAGE_FRAME_LEN, (i + 1) * MESSAGE_FRAME_LEN);
+  const frame = (i: number) => opts.requests.subarray(i * frameLen, (i + 1) * frameLen);
   const record = (i: number, t0: number, payload: Buffer) => {
     latency[i] = performance.now() - t0;
     status[i] = payload.length > 0 ? payload[0]! : -1;

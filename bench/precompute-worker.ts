@@ -1,13 +1,13 @@
 /**
  * A worker thread of the benchmark's precomputation: makes `count` enrollees the way the
  * real parties would (a fresh OPK per bundle, a fresh EIK_B per enrollee, `initiate()` for
- * the 176-byte message) and posts them back packed, RECORD_LEN bytes each
+ * the 176-byte message, or `initiateV2()` for the 1265-byte v2 one) and posts them back packed, RECORD_LEN bytes each
  * (see fixtures.ts for the layout).
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { randomBytes } from 'node:crypto';
 import { generateX25519 } from '../src/crypto/x25519.js';
-import { initiate } from '../src/protocol/enrollment/index.js';
+import { initiate, initiateV2 } from '../src/protocol/enrollment/index.js';
 import type { Bundle } from '../src/protocol/codec/bundle.js';
 
 interface Job {
@@ -17,10 +17,15 @@ interface Job {
   addr: string;
   expiresAt: number;
   count: number;
+  /** EKA v2: the bundles carry kemHash and the messages are initiateV2's. */
+  eka: 1 | 2;
+  kemPublic: Uint8Array;
+  kemHash: Uint8Array;
 }
 
 const job = workerData as Job;
-const RECORD_LEN = 16 + 32 + 32 + 32 + 32 + 176 + 32;
+/** fixtures.ts recordLen (restated: the worker does not load the store's modules). */
+const RECORD_LEN = 16 + 32 + 32 + 32 + 32 + (job.eka === 2 ? 1265 : 176) + 32;
 const out = new Uint8Array(job.count * RECORD_LEN);
 for (let i = 0; i < job.count; i++) {
   const opk = generateX25519();
@@ -39,7 +44,7 @@ for (let i = 0; i < job.count; i++) {
     signature: new Uint8Array(64),
   };
   const eikB = generateX25519();
-  const r = initiate({ bundle, eikB });
+  const r = job.eka === 2 ? initiateV2({ bundle: { ...bundle, version: 2, kemHash: job.kemHash }, kemPrekey: job.kemPublic, eikB }) : initiate({ bundle, eikB });
   let o = i * RECORD_LEN;
   for (const part of [bundleId, opk.publicKey, opk.privateKey, eikB.publicKey, r.enrolleeId, r.message, r.session.kS2e]) {
     out.set(part, o);

@@ -19,7 +19,8 @@ import Database from 'better-sqlite3';
 import { concat } from '../src/crypto/bytes.js';
 import { generateX25519 } from '../src/crypto/x25519.js';
 import { systemRandom } from '../src/crypto/random.js';
-import { bundleSigner, encodeBundle, signBundle } from '../src/protocol/codec/bundle.js';
+import { bundleSigner, encodeBundle, signBundle, type Bundle } from '../src/protocol/codec/bundle.js';
+import { bundleToText } from '../src/protocol/codec/text.js';
 import { SessionCipher } from '../src/protocol/enrollment/index.js';
 import { ACCEPT_AAD, decodeAcceptance } from '../src/protocol/messages/service.js';
 import { ServiceHome } from '../src/roles/service/home.js';
@@ -55,6 +56,9 @@ const OPTS = {
   /** Enrollments per scale run (at 1k and at 1M records). */
   scaleK: value('scale-k', 15_000),
   fetch: value('fetch', 10_000),
+  /** EKA v2 (issue 12): enrollees for the v2 run at C=256 (streams), the first `v2warm` of them a warm-up at C=16. */
+  v2: value('v2', 9_000),
+  v2warm: value('v2warm', 1_000),
   startupRuns: value('startup-runs', 10),
   threads: value('threads', Math.max(1, cpus().length)),
   keep: flag('keep'),
@@ -198,6 +202,9 @@ try {
   out.extra_crypto_us = extras;
   if (extras.credential_sign_us !== undefined) say(`  + credential signature ${extras.credential_sign_us} µs per enrollment (outside the bound)`);
   say(`  ${bound.accept_us} µs per accept() → ${bound.bound_per_core_per_s}/s per core`);
+  say('crypto bound, EKA v2: acceptV2() (adds an ML-KEM-768 decapsulation)');
+  let boundV2 = measureBound({ eka: 2 });
+  say(`  ${boundV2.accept_us} µs per acceptV2() → ${boundV2.bound_per_core_per_s}/s per core`);
 
   // 2. CLI start-up.
   const enrolleeHome = join(root, 'enrollee');
@@ -218,9 +225,13 @@ try {
   let t = performance.now();
   const all = await precompute(pub, OPTS.n, OPTS.threads, now + 7 * 86400);
   say(`  ${((performance.now() - t) / 1000).toFixed(1)}s`);
+  say(`precomputing ${OPTS.v2} EKA v2 enrollees in ${OPTS.threads} threads`);
   t = performance.now();
-  await loadEnrollees(home, [all], now, 86400);
-  say(`  loaded ${OPTS.n} approved, pending enrollees in ${((performance.now() - t) / 1000).toFixed(1)}s`);
+  const allV2 = await precompute(pub, OPTS.v2, OPTS.threads, now + 7 * 86400, 2);
+  say(`  ${((performance.now() - t) / 1000).toFixed(1)}s`);
+  t = performance.now();
+  await loadEnrollees(home, [all, allV2], now, 86400);
+  say(`  loaded ${OPTS.n} + ${OPTS.v2} (v2) approved, pending enrollees in ${((performance.now() - t) / 1000).toFixed(1)}s`);
 
   // 4. Throughput at C = 1, 16, 256.
   const svc = await serviceFor(home, 'main', root);
@@ -254,17 +265,39 @@ try {
     say(`  ${p.per_s}/s p50 ${p.latency_ms.p50} ms p99 ${p.latency_ms.p99} ms, service ${p.cores_used} cores, ratio ${p.ratio}, accepted ${v.accepted}, verified ${v.verified}`);
   }
   out.throughput = throughput;
-  say('crypto bound, again');
+
+  // 4b. EKA v2 beside v1: the same service, its own enrollees (v2 bundles, 1265-byte
+  //     messages), at C=256 on streams after a warm-up at C=16 (the KEM's JIT).
+  const v2warm = Math.min(OPTS.v2warm, Math.max(0, OPTS.v2 - 1));
+  if (v2warm > 0) {
+    say(`EKA v2 warm-up: ${v2warm} enrollments at C=16 (not measured)`);
+    const ws = allV2.slice(0, v2warm);
+    const wr = await runLoad({ host: '127.0.0.1', port: svc.port, requests: buildRequests(v2warm, (i) => ws.message(i)), concurrency: 16 });
+    warmAccepted += wr.statuses['0'] ?? 0;
+  }
+  const setV2 = allV2.slice(v2warm, OPTS.v2);
+  say(`EKA v2 enrollments: ${setV2.count} at C=256 (stream)`);
+  const v2run = await phase(svc, buildRequests(setV2.count, (i) => setV2.message(i)), 256, boundV2, true, 'stream');
+  const v2v = verifyAcceptances(setV2, v2run.responses!);
+  const c256v2 = { ...v2run.phase, verified: v2v.verified, eka: 2 };
+  say(`  ${c256v2.per_s}/s p50 ${c256v2.latency_ms.p50} ms p99 ${c256v2.latency_ms.p99} ms, service ${c256v2.cores_used} cores, ratio ${c256v2.ratio}, accepted ${v2v.accepted}, verified ${v2v.verified}`);
+
+  say('crypto bound, again (v1 and v2)');
   const again = measureBound();
+  const againV2 = measureBound({ eka: 2 });
   out.bound_measurements_us = [bound.accept_us, again.accept_us];
+  out.bound_v2_measurements_us = [boundV2.accept_us, againV2.accept_us];
   if (again.accept_us < bound.accept_us) {
     bound = again;
-    out.bound = bound;
     for (const p of Object.values(throughput)) {
       if (p.ratio !== undefined) p.ratio = r3(p.per_s / (bound.bound_per_core_per_s * p.cores_used));
     }
   }
-  say(`  ${again.accept_us} µs; using ${bound.accept_us} µs → ${bound.bound_per_core_per_s}/s per core`);
+  if (againV2.accept_us < boundV2.accept_us) boundV2 = againV2;
+  if (c256v2.ratio !== undefined) c256v2.ratio = r3(c256v2.per_s / (boundV2.bound_per_core_per_s * c256v2.cores_used));
+  out.bound = bound;
+  out.bound_v2 = boundV2;
+  say(`  ${again.accept_us} µs; using ${bound.accept_us} µs → ${bound.bound_per_core_per_s}/s per core; v2 ${againV2.accept_us} µs, using ${boundV2.accept_us} µs`);
 
   // 5. Rejections: random 176-byte messages, unknown ids, at C=256; on streams, compared
   //    with the C=256 stream run, and one connection per message, compared with its own.
@@ -290,17 +323,21 @@ try {
   const enrollerHome = join(root, 'enroller');
   const enrollerKey = cli(['enroller', 'init', '--home', enrollerHome, '--quiet']).trim();
   cli(['service', 'enroller', 'allow', enrollerKey, '--home', home, '--name', 'bench fetch', '--quiet']);
-  say(`enroller bundle fetch --count ${OPTS.fetch}`);
-  const cpuF = cpuSeconds(svc.pid);
-  t = performance.now();
-  cli(['enroller', 'bundle', 'fetch', '--home', enrollerHome, '--service', `tcp://127.0.0.1:${svc.port}`, '--count', String(OPTS.fetch), '--service-key', Buffer.from(pub.ikA).toString('hex'), '--quiet']);
-  const fetchWall = (performance.now() - t) / 1000;
-  const fetchCpu = cpuSeconds(svc.pid) - cpuF;
-  say(`  ${fetchWall.toFixed(2)}s`);
+  const fetchTimed = (eka: 'v1' | 'v2') => {
+    say(`enroller bundle fetch --count ${OPTS.fetch} --eka ${eka}`);
+    const cpu0 = cpuSeconds(svc.pid);
+    const t0 = performance.now();
+    cli(['enroller', 'bundle', 'fetch', '--home', enrollerHome, '--service', `tcp://127.0.0.1:${svc.port}`, '--count', String(OPTS.fetch), '--eka', eka, '--service-key', Buffer.from(pub.ikA).toString('hex'), '--quiet']);
+    const wall = (performance.now() - t0) / 1000;
+    say(`  ${wall.toFixed(2)}s`);
+    return { wall, cpu: cpuSeconds(svc.pid) - cpu0 };
+  };
+  const { wall: fetchWall, cpu: fetchCpu } = fetchTimed('v1');
+  const fetchV2 = fetchTimed('v2');
   const peak = statusKb(svc.pid, 'VmHWM') / 1024;
   await svc.stop();
   const enrolled = countEnrolled(home);
-  const accepted = warmAccepted + Object.values(throughput).reduce((a, p) => a + (p.statuses['0'] ?? 0), 0);
+  const accepted = warmAccepted + Object.values(throughput).reduce((a, p) => a + (p.statuses['0'] ?? 0), 0) + (c256v2.statuses['0'] ?? 0);
   out.durability = { accepted_responses: accepted, enrolled_in_store_after_stop: enrolled, match: accepted === enrolled };
   out.service_rss_peak_mb = r2(peak);
 
@@ -332,6 +369,28 @@ try {
     fetch_service_cpu_s: r2(fetchCpu),
   };
   say(`  bundles: ${Math.round(genN / genS)}/s generated in one thread`);
+
+  // EKA v2 beside v1 (issue 12): sizes, the bound, C=256, bundle fetch.
+  // Sizes do not depend on the signature's value: a zero one stands in.
+  const sizeOf = (kemHash?: Uint8Array) => {
+    const fields = { bundleId: new Uint8Array(16), ikA: pub.ikA, spkA: pub.spkA, spkSig: pub.spkSig, opkA: new Uint8Array(32), expiresAt: now, addr: pub.addr, signature: new Uint8Array(64) };
+    const b: Bundle = kemHash ? { version: 2, ...fields, kemHash } : { version: 1, ...fields };
+    return { bytes: encodeBundle(b).length, text_chars: bundleToText(b).length };
+  };
+  const c256v1 = throughput.c256!;
+  out.eka_v2 = {
+    addr: pub.addr,
+    message_bytes: { v1: all.message(0).length, v2: allV2.message(0).length },
+    bundle_bytes: { v1: sizeOf().bytes, v2: sizeOf(pub.kemHash).bytes },
+    bundle_text_chars: { v1: sizeOf().text_chars, v2: sizeOf(pub.kemHash).text_chars },
+    bound_us: { v1: bound.accept_us, v2: boundV2.accept_us, v2_minus_v1: r2(boundV2.accept_us - bound.accept_us) },
+    bound_per_core_per_s: { v1: bound.bound_per_core_per_s, v2: boundV2.bound_per_core_per_s },
+    c256: { v1: c256v1, v2: c256v2 },
+    c256_per_s: { v1: c256v1.per_s, v2: c256v2.per_s, v2_over_v1: r3(c256v2.per_s / c256v1.per_s) },
+    ratio_c256: { v1: c256v1.ratio ?? null, v2: c256v2.ratio ?? null },
+    service_cpu_us_per_request: { v1: c256v1.service_cpu_us_per_request, v2: c256v2.service_cpu_us_per_request },
+    fetch: { count: OPTS.fetch, v1_wall_s: r2(fetchWall), v2_wall_s: r2(fetchV2.wall), v1_service_cpu_s: r2(fetchCpu), v2_service_cpu_s: r2(fetchV2.cpu) },
+  };
 
   // 8. Scale: the same C=256 run at 1k and at 1M (pending + enrolled) background records.
   if (OPTS.scale) {
@@ -395,6 +454,7 @@ try {
     durable_before_ack: { value: enrolled, target: `= ${accepted} accepted`, met: accepted === enrolled },
     rejections_x: { value: (out.rejections as { x_enrollment_rate: number }).x_enrollment_rate, target: '>= 10', met: (out.rejections as { x_enrollment_rate: number }).x_enrollment_rate >= 10 },
     version_x: { value: st.version_x, target: '<= 2', met: st.version_x <= 2 },
+    v2_over_v1_c256: { value: r3(c256v2.per_s / c256.per_s), target: '>= 0.6 (EKA v2 / v1)', met: c256v2.per_s / c256.per_s >= 0.6 },
   };
   if (out.scale) {
     const sc = out.scale as { scale_ratio: number; large: Phase };

@@ -46,6 +46,16 @@ export function printTable(out: Any): void {
   w('');
   const bu = out.bundles as Any;
   w(`Bundles: ${bu.generated_per_s_one_thread}/s generated in one thread (signBundle + seal); \`enroller bundle fetch --count ${bu.fetch_count}\` ${bu.fetch_wall_s}s (${bu.fetch_per_s}/s, service CPU ${bu.fetch_service_cpu_s}s)`);
+  const v2 = out.eka_v2 as Any;
+  if (v2) {
+    w('');
+    w(`EKA v2 (X3DH + ML-KEM-768) beside v1:`);
+    w(`  bound per enrollment: v1 ${v2.bound_us.v1} µs, v2 ${v2.bound_us.v2} µs (+${v2.bound_us.v2_minus_v1} µs: ML-KEM-768 decapsulation ${(out.bound_v2 as Any)?.primitives_us?.mlkem768_decapsulate} µs alone)`);
+    line('C=256 v2', v2.c256.v2);
+    w(`  C=256 (streams): v1 ${v2.c256_per_s.v1}/s, v2 ${v2.c256_per_s.v2}/s: v2/v1 = ${v2.c256_per_s.v2_over_v1}; ratio v1 ${v2.ratio_c256.v1}, v2 ${v2.ratio_c256.v2}; service µs/req v1 ${v2.service_cpu_us_per_request.v1}, v2 ${v2.service_cpu_us_per_request.v2}`);
+    w(`  message ${v2.message_bytes.v1} → ${v2.message_bytes.v2} bytes; bundle ${v2.bundle_bytes.v1} → ${v2.bundle_bytes.v2} bytes, text ${v2.bundle_text_chars.v1} → ${v2.bundle_text_chars.v2} characters (Addr ${v2.addr})`);
+    w(`  \`enroller bundle fetch --count ${v2.fetch.count}\`: --eka v1 ${v2.fetch.v1_wall_s}s, --eka v2 ${v2.fetch.v2_wall_s}s (service CPU ${v2.fetch.v1_service_cpu_s}s, ${v2.fetch.v2_service_cpu_s}s)`);
+  }
   const st = out.startup as Any;
   w(`CLI start-up (median of ${st.runs}): node -e 0 ${st.node_e0_ms} ms; --version ${st.version_ms} ms (${st.version_x}×); enrollee card ${st.card_ms} ms (${st.card_x}×)`);
   w('');

@@ -30,6 +30,8 @@ export const ERROR_CODES = [
   'ERR_BUNDLE_VERSION', // bundle version is not supported
   'ERR_BUNDLE_SIGNATURE', // bundle signature or SPK signature does not verify
   'ERR_BUNDLE_EXPIRED', // bundle is past its expiry
+  'ERR_EKA_VERSION', // the bundle or message is for another EKA version than required (a downgrade is refused)
+  'ERR_KEM_PREKEY', // the ML-KEM prekey fetched for a v2 bundle does not match its IK_A-signed KEM_hash
   'ERR_CARD_MALFORMED', // enrollee card bytes do not parse
 
   // -- enrollment key agreement (src/protocol/enrollment), service checks in order

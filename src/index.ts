@@ -8,7 +8,7 @@
 export { EnrollError, ERROR_CODES, isEnrollError, isErrorCode, type ErrorCode, type EnrollErrorOptions } from './errors.js';
 
 // Primitives: X25519, SHA-2, HKDF, AES-256-GCM and Ed25519 verification from node:crypto;
-// XEdDSA on @noble/curves.
+// XEdDSA on @noble/curves; ML-KEM-768 (FIPS 203) on @noble/post-quantum.
 export * from './crypto/index.js';
 
 // Noise_XX_25519_AESGCM_SHA256 (rev 34).
@@ -21,7 +21,7 @@ export {
   type NoiseKeyPair,
 } from './protocol/noise/index.js';
 
-// The Enrollment Key Agreement v1 (X3DH-based).
+// The Enrollment Key Agreement: v1 (X3DH) and v2 (X3DH + ML-KEM-768, after PQXDH).
 export * from './protocol/enrollment/index.js';
 
 // Encodings: bundle, enrollee card, text form.

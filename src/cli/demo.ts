@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EnrollError } from '../errors.js';
+import { parseEka } from './options.js';
 import { action } from './command.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/ockam-enroll.js', import.meta.url));
@@ -34,6 +35,7 @@ export function register(program: Command): void {
     .option('--home <dir>', 'put the three demo homes under DIR (kept afterwards) instead of a temporary directory')
     .option('--keep', 'keep the temporary homes afterwards')
     .option('--json', 'print a JSON summary instead of the narration')
+    .option('--eka <v1|v2>', 'the Enrollment Key Agreement to demonstrate: v2 (X3DH + ML-KEM-768) or v1 (X3DH)', 'v2')
     .addHelpText('after', '\nExample:\n  ockam-enroll demo\n')
     .action(
       action(async ({ out, opts }) => {
@@ -41,6 +43,8 @@ export function register(program: Command): void {
         const say = (s: string) => {
           if (!out.json) process.stdout.write(`${s}\n`);
         };
+        const eka = parseEka(opts.eka as string);
+        const ekaArg = `v${eka}`;
         // The demo never touches the user's own homes: --home names a fresh directory for it.
         const root = opts.home ? resolve(opts.home) : mkdtempSync(join(tmpdir(), 'ockam-enroll-demo-'));
         const keep = opts.keep === true || opts.home !== undefined;
@@ -89,7 +93,8 @@ export function register(program: Command): void {
           await run('service', ['service', 'enroller', 'allow', enrollerKey, '--name', 'demo terminal']);
 
           say('\n4. The enroller fetches bundles over Noise XX, pinning the service key.');
-          await run('enroller', ['enroller', 'bundle', 'fetch', '--service', address, '--count', '3', '--service-key', serviceKey]);
+          if (eka === 2) say('   EKA v2: each bundle carries the SHA-256 of the service\'s ML-KEM-768 prekey, signed with the rest.');
+          await run('enroller', ['enroller', 'bundle', 'fetch', '--service', address, '--count', '3', '--service-key', serviceKey, '--eka', ekaArg]);
 
           say('\n5. The device makes its enrollment key EIK_B; its card carries it.');
           const card = await run('enrollee', ['enrollee', 'init', '--name', 'Robot Axiom']);
@@ -97,9 +102,12 @@ export function register(program: Command): void {
 
           say('\n6. Enroller and device meet over Noise XX; both show the same short authentication string.');
           say('   The enroller hands over a bundle, approves the card with the service, and steps aside;');
-          say('   the device sends its 176-byte enrollment message straight to the service.');
-          say(`  $ ockam-enroll enroller onboard --listen 127.0.0.1:${onboardPort} --name "Robot Axiom"`);
-          const onboard = execa(process.execPath, [BIN, 'enroller', 'onboard', '--listen', `127.0.0.1:${onboardPort}`, '--name', 'Robot Axiom', '--home', homes.enroller], { env: { NO_COLOR: '1' }, reject: false });
+          if (eka === 2) {
+            say('   the device fetches the 1,184-byte ML-KEM prekey from the service, checks it against the signed hash,');
+            say('   and sends its 1,265-byte hybrid enrollment message (X3DH + ML-KEM-768) straight to the service.');
+          } else say('   the device sends its 176-byte enrollment message straight to the service.');
+          say(`  $ ockam-enroll enroller onboard --listen 127.0.0.1:${onboardPort} --name "Robot Axiom" --eka ${ekaArg}`);
+          const onboard = execa(process.execPath, [BIN, 'enroller', 'onboard', '--listen', `127.0.0.1:${onboardPort}`, '--name', 'Robot Axiom', '--eka', ekaArg, '--home', homes.enroller], { env: { NO_COLOR: '1' }, reject: false });
           children.push(onboard);
           await new Promise<void>((resolve) => {
             onboard.stderr?.on('data', (d: Buffer) => {
@@ -107,7 +115,7 @@ export function register(program: Command): void {
               if (d.toString().includes('waiting for the enrollee')) resolve();
             });
           });
-          const joined = await run('enrollee', ['enrollee', 'join', '--enroller', `tcp://127.0.0.1:${onboardPort}`]);
+          const joined = await run('enrollee', ['enrollee', 'join', '--enroller', `tcp://127.0.0.1:${onboardPort}`, '--eka', ekaArg]);
           say(`   ${joined}`);
           const ob = await onboard;
           if (ob.exitCode !== 0) throw new EnrollError('ERR_INTERNAL', `the enroller's onboard failed (exit ${ob.exitCode})`);
@@ -121,7 +129,7 @@ export function register(program: Command): void {
           const list = await run('service', ['service', 'enrollee', 'list']);
           say(list.replace(/^/gm, '   '));
           const json = JSON.parse(await run('service', ['service', 'enrollee', 'list', '--json'])) as { enrollees: unknown[] };
-          out.result({ ok: true, service_key: serviceKey, enrollees: json.enrollees, homes: keep ? homes : undefined }, '\nDone: one device onboarded across three processes.');
+          out.result({ ok: true, eka: ekaArg, service_key: serviceKey, enrollees: json.enrollees, homes: keep ? homes : undefined }, '\nDone: one device onboarded across three processes.');
         } finally {
           for (const c of children) c.kill('SIGTERM');
           await Promise.allSettled(children);

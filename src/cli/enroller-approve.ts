@@ -2,25 +2,28 @@ import type { Command } from 'commander';
 import { toHex } from '../crypto/bytes.js';
 import { cardFromText } from '../protocol/codec/index.js';
 import { approveCard } from '../roles/enroller/approve.js';
-import { EnrollerHome } from '../roles/enroller/home.js';
+import { cachedBundleEka, EnrollerHome } from '../roles/enroller/home.js';
 import { action, isoTime, leaf, printQr, readTextArg } from './command.js';
-import { nowSeconds, parseDuration, parsePetName, passphraseSource } from './options.js';
+import { nowSeconds, parseDuration, parseEka, parsePetName, passphraseSource } from './options.js';
 
 export function register(enroller: Command): void {
   leaf(enroller, 'approve <enrollee-card>', 'approve an enrollee\'s card (text, @FILE or -) with the service, binding it to one bundle', 'ockam-enroll enroller approve OEC1:7N3Q… --name "Robot Axiom" --ttl 30m\n# then hand the bundle it prints to the enrollee: ockam-enroll enrollee join --bundle OEB1:…')
     .option('--name <pet>', 'pet name for the enrollee (overrides the card\'s)')
     .option('--bundle <id>', 'the cached bundle to bind (default: the card\'s bundle, else the next fresh one)')
     .option('--ttl <duration>', 'how long the approval stays pending', '1h')
+    .option('--eka <v1|v2>', 'without --bundle and a card naming none: bind the next fresh bundle of this Enrollment Key Agreement', 'v2')
     .option('--qr', 'print the bundle to hand over as a QR code')
     .action(
       action(async ({ out, home, opts }, cardArg: string) => {
         const card = cardFromText(await readTextArg(cardArg, 'enrollee card'));
         const ttl = parseDuration(opts.ttl as string, '--ttl', 1, 30 * 86400);
         const petName = parsePetName(opts.name as string | undefined);
+        const eka = parseEka(opts.eka as string);
         const enr = EnrollerHome.open(home, { passphrase: passphraseSource(opts) });
         const r = await approveCard(enr, {
           card,
           ttl,
+          eka,
           now: nowSeconds,
           ...(petName ? { petName } : {}),
           ...(opts.bundle ? { bundleId: opts.bundle as string } : {}),
@@ -33,7 +36,7 @@ export function register(enroller: Command): void {
           return;
         }
         out.result(
-          { enrollee: toHex(r.enrolleeId), name: r.petName ?? null, bundle: r.bundle.id, expires_at: isoTime(r.expiresAt), bundle_text: r.bundle.text },
+          { enrollee: toHex(r.enrolleeId), name: r.petName ?? null, bundle: r.bundle.id, eka: `v${cachedBundleEka(r.bundle)}`, expires_at: isoTime(r.expiresAt), bundle_text: r.bundle.text },
           r.bundle.text,
         );
       }),

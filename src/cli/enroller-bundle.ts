@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
 import { toHex } from '../crypto/bytes.js';
 import { fetchBundles } from '../roles/enroller/bundles.js';
-import { EnrollerHome } from '../roles/enroller/home.js';
+import { cachedBundleEka, EnrollerHome } from '../roles/enroller/home.js';
 import { action, isoTime, leaf, printQr } from './command.js';
-import { nowSeconds, parseCount, parseKeyHex, passphraseSource } from './options.js';
+import { nowSeconds, parseCount, parseEka, parseKeyHex, passphraseSource } from './options.js';
 
 export function register(enroller: Command): void {
   const bundle = enroller.command('bundle').description('fetch and inspect enrollment bundles')
@@ -13,22 +13,25 @@ export function register(enroller: Command): void {
     .requiredOption('--service <tcp://HOST:PORT>', 'the service\'s address')
     .option('--count <n>', 'how many bundles (1..100000)', '1')
     .option('--service-key <key>', 'the service key to pin (hex); without it the key is trusted on first use and pinned')
+    .option('--eka <v1|v2>', 'the bundles\' Enrollment Key Agreement: v2 (X3DH + ML-KEM-768) or v1 (X3DH)', 'v2')
     .action(
       action(async ({ out, home, opts }) => {
         const count = parseCount(opts.count as string, '--count', 1, 100_000);
+        const eka = parseEka(opts.eka as string);
         const serviceKey = opts.serviceKey ? parseKeyHex(opts.serviceKey as string, '--service-key') : undefined;
         const enr = EnrollerHome.open(home, { passphrase: passphraseSource(opts) });
         const r = await fetchBundles(enr, {
           service: opts.service as string,
           count,
+          eka,
           ...(serviceKey ? { serviceKey } : {}),
           now: nowSeconds,
           progress: (n) => count > 1000 && out.info(`fetched ${n}/${count}`),
         });
         if (r.pinnedNow) out.warn(`trusted the service key ${toHex(r.serviceKey)} for ${r.address} on first use, and pinned it; compare it with the key \`service init\` printed`);
         out.result(
-          { service: r.address, service_key: toHex(r.serviceKey), fetched: r.fetched.length, bundles: r.fetched.map((b) => b.id) },
-          `fetched ${r.fetched.length} bundle${r.fetched.length === 1 ? '' : 's'} from ${r.address}`,
+          { service: r.address, service_key: toHex(r.serviceKey), eka: `v${eka}`, fetched: r.fetched.length, bundles: r.fetched.map((b) => b.id) },
+          `fetched ${r.fetched.length} EKA v${eka} bundle${r.fetched.length === 1 ? '' : 's'} from ${r.address}`,
         );
       }),
     );
@@ -41,13 +44,14 @@ export function register(enroller: Command): void {
         const rows = enr.bundles().map((b) => ({
           id: b.id,
           service: b.service,
+          eka: `v${cachedBundleEka(b)}`,
           state: b.state === 'fresh' && b.expires_at <= now ? 'expired' : b.state,
           expires_at: isoTime(b.expires_at),
           enrollee: b.enrollee ?? null,
           name: b.name ?? null,
         }));
         out.result({ bundles: rows }, () =>
-          rows.length === 0 ? 'no bundles: fetch some with `ockam-enroll enroller bundle fetch`' : rows.map((r) => `${r.id}  ${r.state.padEnd(8)}  ${r.expires_at}  ${r.name ?? r.enrollee ?? ''}`).join('\n'),
+          rows.length === 0 ? 'no bundles: fetch some with `ockam-enroll enroller bundle fetch`' : rows.map((r) => `${r.id}  ${r.eka}  ${r.state.padEnd(8)}  ${r.expires_at}  ${r.name ?? r.enrollee ?? ''}`).join('\n'),
         );
       }),
     );
@@ -63,7 +67,7 @@ export function register(enroller: Command): void {
           await printQr(out, b.text);
           return;
         }
-        out.result({ id: b.id, service: b.service, state: b.state, expires_at: isoTime(b.expires_at), text: b.text }, b.text);
+        out.result({ id: b.id, service: b.service, eka: `v${cachedBundleEka(b)}`, state: b.state, expires_at: isoTime(b.expires_at), text: b.text }, b.text);
       }),
     );
 }

@@ -9,7 +9,7 @@ import { listenTcp } from '../transport/tcp.js';
 import { action, isoTime, leaf } from './command.js';
 import { EXIT } from './exit-codes.js';
 import { makeOutput } from './output.js';
-import { nowSeconds, parseDuration, parsePetName, passphraseSource } from './options.js';
+import { nowSeconds, parseDuration, parseEka, parsePetName, passphraseSource } from './options.js';
 
 export function register(enroller: Command): void {
   leaf(
@@ -24,6 +24,7 @@ export function register(enroller: Command): void {
     .option('--name <pet>', 'pet name for the enrollee (overrides its card\'s)')
     .option('--ttl <duration>', 'how long the approval stays pending', '1h')
     .option('--timeout <duration>', 'how long to wait for the enrollee at each step', '2m')
+    .option('--eka <v1|v2>', 'offer a bundle of this Enrollment Key Agreement: v2 (X3DH + ML-KEM-768) or v1 (X3DH)', 'v2')
     .action(
       action(async ({ out, home, opts }) => {
         const modes = [opts.listen, opts.stdio, opts.exec].filter((x) => x !== undefined && x !== false);
@@ -33,12 +34,14 @@ export function register(enroller: Command): void {
         const ttl = parseDuration(opts.ttl as string, '--ttl', 1, 30 * 86400);
         const stepTimeoutMs = 1000 * parseDuration(opts.timeout as string, '--timeout', 1, 3600);
         const petName = parsePetName(opts.name as string | undefined);
+        const eka = parseEka(opts.eka as string);
         const enr = EnrollerHome.open(home, { passphrase: passphraseSource(opts) });
         // In --stdio mode stdout is the channel: results go to stderr.
         const results = opts.stdio ? makeOutput({ json: out.json, quiet: true, resultsToStderr: true }) : out;
         const run = (conn: FramedConnection) =>
           onboard(enr, conn, {
             ttl,
+            eka,
             stepTimeoutMs,
             now: nowSeconds,
             ...(petName ? { petName } : {}),
@@ -92,6 +95,7 @@ export function register(enroller: Command): void {
         const accepted = result.enrollStatus === ENROLL_STATUS.ACCEPTED;
         const data = {
           sas: result.sas,
+          eka: `v${result.eka}`,
           enrollee: result.enrolleeId,
           name: result.petName ?? null,
           bundle: result.bundleId,

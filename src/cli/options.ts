@@ -61,6 +61,16 @@ export function parseCount(value: string, flag: string, min: number, max: number
   return n;
 }
 
+/** `--eka v1|v2` (also `1`, `2`): the Enrollment Key Agreement version (docs/protocol.md §5A.3). */
+export function parseEka(value: string | undefined, flag = '--eka'): 1 | 2 {
+  const v = (value ?? 'v2').trim().toLowerCase();
+  if (v === 'v1' || v === '1') return 1;
+  if (v === 'v2' || v === '2') return 2;
+  throw new EnrollError('ERR_USAGE', `${flag} must be v1 or v2, got "${value}"`, {
+    hint: 'v2 (the default) is X3DH with ML-KEM-768, resistant to recording now and decrypting later; v1 is X3DH alone',
+  });
+}
+
 /** A 32-byte public key given as 64 hex characters. */
 export function parseKeyHex(value: string, what: string): Uint8Array {
   const v = value.trim();

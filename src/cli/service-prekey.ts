@@ -9,7 +9,7 @@ import { action, isoTime, leaf } from './command.js';
 import { nowSeconds, passphraseSource } from './options.js';
 
 export function register(service: Command): void {
-  const prekey = service.command('prekey').description('the signed prekey (SPK_A) put in new bundles')
+  const prekey = service.command('prekey').description('the signed prekey (SPK_A, with its ML-KEM-768 prekey for EKA v2) put in new bundles')
     .addHelpText('after', '\nExample:\n  ockam-enroll service prekey rotate --json\n');
 
   leaf(prekey, 'rotate', 'make a new signed prekey for new bundles; bundles already handed out keep working until they expire', 'ockam-enroll service prekey rotate --json')
@@ -17,9 +17,9 @@ export function register(service: Command): void {
       action(async ({ out, home, opts }) => {
         await withService({ home, opts }, async (svc) => {
           const { spk, retired } = await rotatePrekey(svc, nowSeconds());
-          out.info(`bundles fetched from now on carry the new signed prekey; ${retired === 1 ? 'the previous one stays' : `the ${retired} previous ones stay`} usable for the bundles already handed out`);
+          out.info(`bundles fetched from now on carry the new signed prekey and its ML-KEM-768 prekey; ${retired === 1 ? 'the previous one stays' : `the ${retired} previous ones stay`} usable for the bundles already handed out`);
           out.result(
-            { spk_id: spk.id, spk_public: toHex(spk.publicKey), created_at: isoTime(spk.createdAt), retired },
+            { spk_id: spk.id, spk_public: toHex(spk.publicKey), kem_hash: spk.kem ? toHex(spk.kem.hash) : null, created_at: isoTime(spk.createdAt), retired },
             `signed prekey ${spk.id}: ${toHex(spk.publicKey)}`,
           );
         });

@@ -31,3 +31,16 @@ export {
 export type { X25519KeyPair } from './x25519.js';
 export { ed25519Verify, importEd25519Public } from './ed25519.js';
 export { XEDDSA_SIGNATURE_LEN, calculateKeyPair, xeddsaSign, xeddsaSigner, xeddsaVerify, type XEdDSASigner } from './xeddsa.js';
+export {
+  MLKEM768_CIPHERTEXT_LEN,
+  MLKEM768_MESSAGE_LEN,
+  MLKEM768_PUBLIC_KEY_LEN,
+  MLKEM768_SECRET_KEY_LEN,
+  MLKEM768_SEED_LEN,
+  MLKEM768_SHARED_SECRET_LEN,
+  mlKem768Decapsulate,
+  mlKem768Decapsulator,
+  mlKem768Encapsulate,
+  mlKem768Keygen,
+} from './mlkem.js';
+export type { MlKemDecapsulator, MlKemKeyPair } from './mlkem.js';

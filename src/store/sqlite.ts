@@ -17,12 +17,33 @@ import type {
   EnrolleeRecord,
   EnrolleeState,
   EnrollerRecord,
+  KemPrekeyRecord,
   PendingResult,
   ServiceStore,
   SignedPrekeyRecord,
 } from './types.js';
 
-export const SCHEMA_VERSION = 1;
+/**
+ * 2: EKA v2 (`kem_prekeys`, `bundles.eka`). A version 1 store is migrated on its first
+ * writable open (MIGRATE_1_TO_2), in one transaction.
+ */
+export const SCHEMA_VERSION = 2;
+
+/** PQSPK_A of each SPK made since EKA v2 (docs/protocol.md §3.3). */
+const KEM_PREKEYS = `
+CREATE TABLE IF NOT EXISTS kem_prekeys (
+  spk_id      INTEGER PRIMARY KEY REFERENCES signed_prekeys(id),
+  public_key  BLOB NOT NULL CHECK (length(public_key) = 1184),
+  hash        BLOB NOT NULL UNIQUE CHECK (length(hash) = 32),
+  seed_sealed BLOB NOT NULL
+);`;
+
+/** Schema 1 → 2: bundles learn their EKA version (all existing ones are v1), SPKs their KEM prekey. */
+const MIGRATE_1_TO_2 = `
+ALTER TABLE bundles ADD COLUMN eka INTEGER NOT NULL DEFAULT 1 CHECK (eka IN (1, 2));
+${KEM_PREKEYS}
+UPDATE meta SET value = '2' WHERE key = 'schema_version';
+`;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (
@@ -52,9 +73,11 @@ CREATE TABLE IF NOT EXISTS bundles (
   enroller           BLOB NOT NULL,
   created_at         INTEGER NOT NULL,
   expires_at         INTEGER NOT NULL,
-  state              TEXT NOT NULL CHECK (state IN ('issued','approved','consumed','revoked'))
+  state              TEXT NOT NULL CHECK (state IN ('issued','approved','consumed','revoked')),
+  eka                INTEGER NOT NULL DEFAULT 1 CHECK (eka IN (1, 2))
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS bundles_enroller ON bundles(enroller, state);
+${KEM_PREKEYS}
 CREATE TABLE IF NOT EXISTS enrollees (
   id              BLOB PRIMARY KEY,
   method          TEXT NOT NULL CHECK (method IN ('x3dh','token')),
@@ -100,6 +123,15 @@ function toEnroller(r: Row): EnrollerRecord {
   };
 }
 
+function toKem(r: Row, prefix = 'k_'): KemPrekeyRecord | null {
+  if (r[`${prefix}public_key`] == null) return null;
+  return {
+    publicKey: bytes(r[`${prefix}public_key`]),
+    hash: bytes(r[`${prefix}hash`]),
+    seedSealed: bytes(r[`${prefix}seed_sealed`]),
+  };
+}
+
 function toSpk(r: Row): SignedPrekeyRecord {
   return {
     id: Number(r.id),
@@ -108,6 +140,7 @@ function toSpk(r: Row): SignedPrekeyRecord {
     signature: bytes(r.signature),
     createdAt: Number(r.created_at),
     retiredAt: r.retired_at == null ? null : Number(r.retired_at),
+    kem: toKem(r),
   };
 }
 
@@ -122,6 +155,7 @@ function toBundle(r: Row, prefix = ''): BundleRecord {
     createdAt: Number(r[`${prefix}created_at`]),
     expiresAt: Number(r[`${prefix}expires_at`]),
     state: r[`${prefix}state`] as BundleRecord['state'],
+    eka: Number(r[`${prefix}eka`] ?? 1) === 2 ? 2 : 1,
   };
 }
 
@@ -147,10 +181,15 @@ function toEnrollee(r: Row): EnrolleeRecord {
 /** An enrollee (e), its bundle (b_…) and that bundle's SPK (s_…): the row check 3 reads. */
 const PENDING_COLUMNS = `e.*, b.id AS b_id, b.spk_id AS b_spk_id, b.opk_public AS b_opk_public,
   b.opk_private_sealed AS b_opk_private_sealed, b.addr AS b_addr, b.enroller AS b_enroller,
-  b.created_at AS b_created_at, b.expires_at AS b_expires_at, b.state AS b_state,
+  b.created_at AS b_created_at, b.expires_at AS b_expires_at, b.state AS b_state, b.eka AS b_eka,
   s.id AS s_id, s.public_key AS s_public_key, s.private_sealed AS s_private_sealed,
-  s.signature AS s_signature, s.created_at AS s_created_at, s.retired_at AS s_retired_at`;
-const PENDING_JOINS = `LEFT JOIN bundles b ON b.id = e.bundle_id LEFT JOIN signed_prekeys s ON s.id = b.spk_id`;
+  s.signature AS s_signature, s.created_at AS s_created_at, s.retired_at AS s_retired_at,
+  k.public_key AS k_public_key, k.hash AS k_hash, k.seed_sealed AS k_seed_sealed`;
+const PENDING_JOINS = `LEFT JOIN bundles b ON b.id = e.bundle_id LEFT JOIN signed_prekeys s ON s.id = b.spk_id
+  LEFT JOIN kem_prekeys k ON k.spk_id = s.id`;
+/** An SPK row with its KEM prekey's columns (k_…). */
+const SPK_SELECT = `SELECT s.*, k.public_key AS k_public_key, k.hash AS k_hash, k.seed_sealed AS k_seed_sealed
+  FROM signed_prekeys s LEFT JOIN kem_prekeys k ON k.spk_id = s.id`;
 
 /** Check 3 of docs/protocol.md §5.4 from the row of the lookup join (undefined: no such enrollee). */
 function pendingFromRow(r: Row | undefined, now: number): PendingResult {
@@ -174,6 +213,7 @@ function pendingFromRow(r: Row | undefined, now: number): PendingResult {
     signature: bytes(r.s_signature),
     createdAt: Number(r.s_created_at),
     retiredAt: r.s_retired_at == null ? null : Number(r.s_retired_at),
+    kem: toKem(r),
   };
   return { status: 'ok', pending: { enrollee, bundle, spk } };
 }
@@ -252,9 +292,13 @@ export class SqliteStore implements ServiceStore {
       // another version is refused as it is, never half-migrated by CREATE TABLE IF NOT EXISTS.
       const hasMeta = db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'`).get() !== undefined;
       const v = hasMeta ? (db.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).get() as Row | undefined) : undefined;
-      if (v !== undefined && Number(v.value) !== SCHEMA_VERSION) {
-        throw new EnrollError('ERR_STORE', `store ${path} has schema version ${String(v.value)}, this ockam-enroll understands ${SCHEMA_VERSION}`);
+      const migrate = v !== undefined && Number(v.value) === 1 && !opts.readonly;
+      if (v !== undefined && Number(v.value) !== SCHEMA_VERSION && !migrate) {
+        throw new EnrollError('ERR_STORE', `store ${path} has schema version ${String(v.value)}, this ockam-enroll understands ${SCHEMA_VERSION}`, {
+          hint: Number(v.value) === 1 ? 'run `ockam-enroll service start` (or any service command that writes) once: it upgrades the store' : undefined,
+        });
       }
+      if (migrate) db.transaction(() => db!.exec(MIGRATE_1_TO_2)).immediate();
       if (!opts.readonly) {
         db.exec(SCHEMA);
         if (v === undefined) {
@@ -295,12 +339,15 @@ export class SqliteStore implements ServiceStore {
       ),
       dropEnrollerPending: db.prepare(`DELETE FROM enrollees WHERE enroller = ? AND state = 'pending'`),
       addSpk: db.prepare(
-        `INSERT INTO signed_prekeys (public_key, private_sealed, signature, created_at) VALUES (?, ?, ?, ?) RETURNING *`,
-      ),
-      currentSpk: db.prepare(`SELECT * FROM signed_prekeys WHERE retired_at IS NULL ORDER BY id DESC LIMIT 1`),
+        `INSERT INTO signed_prekeys (public_key, private_sealed, signature, created_at) VALUES (?, ?, ?, ?) RETURNING id`,
+      ).pluck(),
+      addKem: db.prepare(`INSERT INTO kem_prekeys (spk_id, public_key, hash, seed_sealed) VALUES (?, ?, ?, ?)`),
+      getSpk: db.prepare(`${SPK_SELECT} WHERE s.id = ?`),
+      currentSpk: db.prepare(`${SPK_SELECT} WHERE s.retired_at IS NULL ORDER BY s.id DESC LIMIT 1`),
+      getKem: db.prepare(`SELECT public_key AS k_public_key, hash AS k_hash, seed_sealed AS k_seed_sealed FROM kem_prekeys WHERE hash = ?`),
       insertBundle: db.prepare(
-        `INSERT INTO bundles (id, spk_id, opk_public, opk_private_sealed, addr, enroller, created_at, expires_at, state)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO bundles (id, spk_id, opk_public, opk_private_sealed, addr, enroller, created_at, expires_at, state, eka)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       getBundle: db.prepare(`SELECT * FROM bundles WHERE id = ?`),
       getEnrollee: db.prepare(`SELECT * FROM enrollees WHERE id = ?`),
@@ -377,12 +424,24 @@ export class SqliteStore implements ServiceStore {
   }
 
   async addSignedPrekey(rec: Omit<SignedPrekeyRecord, 'id' | 'retiredAt'>): Promise<SignedPrekeyRecord> {
-    return toSpk(this.#stmt.addSpk.get(buf(rec.publicKey), buf(rec.privateSealed), buf(rec.signature), rec.createdAt) as Row);
+    const s = this.#stmt;
+    // The SPK and its KEM prekey in one transaction: a current SPK never lacks the KEM
+    // prekey it was made with.
+    return this.#db.transaction(() => {
+      const id = s.addSpk.get(buf(rec.publicKey), buf(rec.privateSealed), buf(rec.signature), rec.createdAt) as number;
+      if (rec.kem) s.addKem.run(id, buf(rec.kem.publicKey), buf(rec.kem.hash), buf(rec.kem.seedSealed));
+      return toSpk(s.getSpk.get(id) as Row);
+    }).immediate();
   }
 
   async currentSignedPrekey(): Promise<SignedPrekeyRecord | undefined> {
     const r = this.#stmt.currentSpk.get() as Row | undefined;
     return r && toSpk(r);
+  }
+
+  async getKemPrekey(hash: Uint8Array): Promise<KemPrekeyRecord | undefined> {
+    const r = this.#stmt.getKem.get(buf(hash)) as Row | undefined;
+    return (r && toKem(r)) ?? undefined;
   }
 
   async insertBundles(rows: BundleRecord[]): Promise<void> {
@@ -399,6 +458,7 @@ export class SqliteStore implements ServiceStore {
           b.createdAt,
           b.expiresAt,
           b.state,
+          b.eka ?? 1,
         );
       }
     }).immediate();

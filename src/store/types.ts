@@ -25,6 +25,19 @@ export interface EnrollerRecord {
   revokedAt: number | null;
 }
 
+/**
+ * PQSPK_A, the ML-KEM-768 prekey made and rotated with an SPK (EKA v2, docs/protocol.md
+ * §3.3). Table `kem_prekeys` in SQLite, one row per SPK at most.
+ */
+export interface KemPrekeyRecord {
+  /** PQSPK_A: the ML-KEM-768 encapsulation key, 1184 bytes. */
+  publicKey: Uint8Array;
+  /** SHA-256(publicKey): the KEM_hash of every v2 bundle made with this SPK; unique. */
+  hash: Uint8Array;
+  /** The 64-byte ML-KEM-768 seed d ‖ z, sealed under the store key (purpose `kem`, rowId = hash). */
+  seedSealed: Uint8Array;
+}
+
 export interface SignedPrekeyRecord {
   id: number;
   publicKey: Uint8Array;
@@ -33,6 +46,8 @@ export interface SignedPrekeyRecord {
   signature: Uint8Array;
   createdAt: number;
   retiredAt: number | null;
+  /** Its PQSPK_A; null (or absent) for an SPK made before EKA v2, which serves v1 bundles only. */
+  kem?: KemPrekeyRecord | null;
 }
 
 export interface BundleRecord {
@@ -47,6 +62,12 @@ export interface BundleRecord {
   createdAt: number;
   expiresAt: number;
   state: BundleState;
+  /**
+   * The EKA version of the bundle (its version byte): 2 for a bundle carrying its SPK's
+   * KEM_hash. Absent means 1. The service refuses a message of the other version for it
+   * (docs/protocol.md §5A.3, no downgrade).
+   */
+  eka?: 1 | 2;
 }
 
 export interface EnrolleeRecord {
@@ -111,6 +132,8 @@ export interface ServiceStore {
   // signed prekeys
   addSignedPrekey(rec: Omit<SignedPrekeyRecord, 'id' | 'retiredAt'>): Promise<SignedPrekeyRecord>;
   currentSignedPrekey(): Promise<SignedPrekeyRecord | undefined>;
+  /** The KEM prekey whose SHA-256 is `hash`, current or retired (the KEM prekey answer, §7.2). */
+  getKemPrekey(hash: Uint8Array): Promise<KemPrekeyRecord | undefined>;
 
   // bundles
   insertBundles(rows: BundleRecord[]): Promise<void>;

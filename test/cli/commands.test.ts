@@ -233,11 +233,13 @@ describe('managing enrollers and enrollees on a running service', () => {
     assert.equal(approved.enrollee, dev.enrollee_id);
     assert.equal(approved.bundle, ids[0], 'without --bundle, the next fresh bundle');
     assert.equal(approved.name, 'Json Bot');
-    assert.match(String(approved.bundle_text), /^OEB1:/);
+    assert.match(String(approved.bundle_text), /^OEB2:/, 'bundles are EKA v2 by default');
+    assert.equal(approved.eka, 'v2');
     assert.match(String(approved.expires_at), ISO);
 
     const joined = await okJson<Record<string, unknown>>(['enrollee', 'join', '--bundle', String(approved.bundle_text)], { home: join(home, 'dev') });
-    assert.deepEqual(Object.keys(joined).sort(), ['address', 'credential', 'enrolled', 'enrolled_at', 'enrollee_id', 'identity_key', 'name', 'service_key']);
+    assert.deepEqual(Object.keys(joined).sort(), ['address', 'credential', 'eka', 'enrolled', 'enrolled_at', 'enrollee_id', 'identity_key', 'name', 'service_key']);
+    assert.equal(joined.eka, 'v2');
     assert.equal(joined.enrolled, true);
     assert.match(String(joined.enrolled_at), ISO);
 

@@ -11,7 +11,9 @@ import { join } from 'node:path';
 import { fromHex, toHex } from '../../src/crypto/bytes.js';
 import { generateX25519, keyPairFromPrivate } from '../../src/crypto/x25519.js';
 import { bundleFromText } from '../../src/protocol/codec/index.js';
-import { initiate } from '../../src/protocol/enrollment/index.js';
+import { initiateV2 } from '../../src/protocol/enrollment/index.js';
+import type { BundleV2 } from '../../src/protocol/codec/bundle.js';
+import { fetchKemPrekey } from '../../src/roles/enrollee/kem-prekey.js';
 import { ENROLL_STATUS, KIND_ENROLL, kindFrame } from '../../src/protocol/messages/service.js';
 import { connectTcp } from '../../src/transport/tcp.js';
 import {
@@ -90,9 +92,13 @@ describe('refusals at the service', () => {
     const eikB = keyPairFromPrivate(fromHex(keyFile.private_key));
     assert.equal(toHex(eikB.publicKey), keyFile.public_key);
     const bundle = bundleFromText(approved.stdout.trim(), { now: Math.floor(Date.now() / 1000), ikA: fromHex(w.serviceKey) });
-    const { message } = initiate({ bundle, eikB, ikB: generateX25519() });
+    // The world's bundles are EKA v2 (the default): the message is v2's, with the service's
+    // KEM prekey fetched and checked as `enrollee join` does.
+    assert.equal(bundle.version, 2);
+    const kemPrekey = await fetchKemPrekey(bundle as BundleV2);
+    const { message } = initiateV2({ bundle: bundle as BundleV2, kemPrekey, eikB, ikB: generateX25519() });
     const bytes = Uint8Array.from(message);
-    assert.equal(bytes.length, 176);
+    assert.equal(bytes.length, 1265);
 
     const first = await sendEnrollment(bundle.addr, bytes);
     assert.equal(first[0], ENROLL_STATUS.ACCEPTED, 'the first copy is accepted');

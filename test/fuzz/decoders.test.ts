@@ -34,7 +34,20 @@ import {
   type EnrolleeCard,
 } from '../../src/protocol/codec/index.js';
 import { BUNDLE_TEXT_PREFIX, CARD_TEXT_PREFIX } from '../../src/protocol/codec/text.js';
-import { accept, enrolleeId, initiate, parseHeader, type AcceptContext } from '../../src/protocol/enrollment/index.js';
+import {
+  accept,
+  acceptV2,
+  enrolleeId,
+  initiate,
+  initiateV2,
+  kemPrekeyHash,
+  parseHeader,
+  parseHeaderV2,
+  type AcceptContext,
+  type AcceptV2Context,
+} from '../../src/protocol/enrollment/index.js';
+import { mlKem768Keygen } from '../../src/crypto/mlkem.js';
+import type { BundleV2 } from '../../src/protocol/codec/bundle.js';
 import { decodeError, encodeError, MSG_ERROR } from '../../src/protocol/messages/common.js';
 import {
   decodeCardMsg,
@@ -103,13 +116,34 @@ function inSet(b: Uint8Array, set: readonly Uint8Array[]): boolean {
 const ikA = generateX25519();
 const spk = generateX25519();
 const spkSig = signSpk(ikA.privateKey, spk.publicKey);
-function makeBundle(addr: string): Bundle {
+/** PQSPK_A for the v2 bundles (EKA v2): their KEM_hash is its SHA-256. */
+const kem = mlKem768Keygen();
+const kemHash = kemPrekeyHash(kem.publicKey);
+function makeBundle(addr: string, eka: 1 | 2 = 1): Bundle {
   return signBundle(
-    { bundleId: new Uint8Array(randomBytes(16)), ikA: ikA.publicKey, spkA: spk.publicKey, spkSig, opkA: generateX25519().publicKey, expiresAt: NOW + 86400, addr },
+    {
+      bundleId: new Uint8Array(randomBytes(16)),
+      ikA: ikA.publicKey,
+      spkA: spk.publicKey,
+      spkSig,
+      opkA: generateX25519().publicKey,
+      ...(eka === 2 ? { kemHash } : {}),
+      expiresAt: NOW + 86400,
+      addr,
+    },
     ikA.privateKey,
   );
 }
-const bundles = [makeBundle('tcp://127.0.0.1:4100'), makeBundle(''), makeBundle('tcp://[::1]:1'), makeBundle('é'.repeat(256)), makeBundle('x'.repeat(512))];
+const bundles = [
+  makeBundle('tcp://127.0.0.1:4100'),
+  makeBundle(''),
+  makeBundle('tcp://[::1]:1'),
+  makeBundle('é'.repeat(256)),
+  makeBundle('x'.repeat(512)),
+  makeBundle('tcp://127.0.0.1:4100', 2),
+  makeBundle('', 2),
+  makeBundle('x'.repeat(512), 2),
+];
 const bundleBytes = bundles.map(encodeBundle);
 const cards: EnrolleeCard[] = [
   { version: 1, eikB: generateX25519().publicKey },
@@ -123,6 +157,7 @@ describe('fuzz: bundle and card encodings', () => {
   it('decodeBundle throws only ERR_BUNDLE_MALFORMED/VERSION; what decodes re-encodes exactly; a mutated bundle never verifies', () =>
     check(
       fc.property(hostileBytes(bundleBytes, 900), (input) => {
+        // v1 and v2 bundles, and each one's bytes under the other version byte, are among the inputs.
         const r = typed(() => decodeBundle(input));
         expectCode(r, ['ERR_BUNDLE_MALFORMED', 'ERR_BUNDLE_VERSION'], 'decodeBundle');
         if (!r.ok) return;
@@ -381,6 +416,59 @@ describe('fuzz: the enrollment message', () => {
     ));
 });
 
+describe('fuzz: the enrollment message v2 (hybrid, ML-KEM-768)', () => {
+  const eikB = generateX25519();
+  const opk = generateX25519();
+  const id = enrolleeId(eikB.publicKey);
+  const bundle = signBundle(
+    { bundleId: new Uint8Array(16), ikA: ikA.publicKey, spkA: spk.publicKey, spkSig, opkA: opk.publicKey, kemHash, expiresAt: NOW + 3600, addr: 'tcp://127.0.0.1:4100' },
+    ikA.privateKey,
+  ) as BundleV2;
+  const attempts = [0, 1, 2, 3].map(() => initiateV2({ bundle, kemPrekey: kem.publicKey, eikB }));
+  const messages = attempts.map((a) => a.message);
+  const replayed = toHex(messages[3]!.subarray(1, 33));
+  const pending = {
+    eikB: eikB.publicKey,
+    spkA: importX25519Private(spk.privateKey, 'SPK_A'),
+    opkA: importX25519Private(opk.privateKey, 'OPK_A'),
+    addr: bundle.addr,
+    kemHash,
+    kemSecretKey: kem.secretKey,
+  };
+  const ctx: AcceptV2Context = {
+    isReplay: (ekB) => toHex(ekB) === replayed,
+    lookupPending: (enrollee) => (equalBytes(enrollee, id) ? pending : undefined),
+  };
+  const ikAKey = importX25519Private(ikA.privateKey, 'IK_A');
+  // v1 messages of the same length class are hostile inputs too.
+  const v1 = initiate({ bundle: makeBundle('tcp://127.0.0.1:4100') as Bundle, eikB }).message;
+
+  it('parseHeaderV2: only 1265-byte messages starting with 0x02 split, others are ERR_MESSAGE_LENGTH', () =>
+    check(
+      fc.property(hostileBytes([...messages, v1], 1400), (input) => {
+        const r = typed(() => parseHeaderV2(input));
+        expectCode(r, ['ERR_MESSAGE_LENGTH'], 'parseHeaderV2');
+        assert.equal(r.ok, input.length === 1265 && input[0] === 2);
+      }),
+    ));
+
+  it('acceptV2 with a store-like context: a mutated message is never accepted, and fails with a check code', () =>
+    check(
+      fc.property(hostileBytes([...messages, v1], 1400), (input) => {
+        const r = typed(() => acceptV2(input, ikAKey, ctx));
+        expectCode(r, ['ERR_MESSAGE_LENGTH', 'ERR_REPLAY', 'ERR_ENROLLEE_UNKNOWN', 'ERR_ENROLLMENT_DECRYPT', 'ERR_POP_INVALID'], 'acceptV2');
+        const which = messages.findIndex((m) => equalBytes(m, input));
+        if (which >= 0 && which < 3) {
+          assert.ok(r.ok, 'a genuine message is accepted');
+          assert.deepEqual(r.value.ikB, attempts[which]!.ikB.publicKey);
+        } else {
+          assert.ok(!r.ok, `acceptV2 took a message nobody made: ${hex(input)}`);
+        }
+      }),
+      HEAVY_RUNS,
+    ));
+});
+
 describe('fuzz: application messages', () => {
   const ERR_SAMPLES = [
     encodeError(new EnrollError('ERR_BUNDLE_USED', 'msg', { hint: 'h' })),
@@ -397,10 +485,10 @@ describe('fuzz: application messages', () => {
 
   it('decodeKindFrame accepts exactly the four kind bytes', () =>
     check(
-      fc.property(withErrors([Uint8Array.of(1), Uint8Array.of(2), Uint8Array.of(3), Uint8Array.of(4)]), (input) => {
+      fc.property(withErrors([Uint8Array.of(1), Uint8Array.of(2), Uint8Array.of(3), Uint8Array.of(4), Uint8Array.of(5)]), (input) => {
         const r = typed(() => decodeKindFrame(input));
         expectCode(r, ['ERR_FRAME_MALFORMED'], 'decodeKindFrame');
-        assert.equal(r.ok, input.length === 1 && input[0]! >= 1 && input[0]! <= 4);
+        assert.equal(r.ok, input.length === 1 && input[0]! >= 1 && input[0]! <= 5);
       }),
     ));
 
@@ -417,7 +505,12 @@ describe('fuzz: application messages', () => {
     ));
 
   const roundTrips: { name: string; valid: Uint8Array[]; decode: (m: Uint8Array) => unknown; encode?: (v: any) => Uint8Array }[] = [
-    { name: 'decodeFetchBundles', valid: [encodeFetchBundles(1), encodeFetchBundles(1000), encodeFetchBundles(5)], decode: decodeFetchBundles, encode: (v) => encodeFetchBundles(v.count) },
+    {
+      name: 'decodeFetchBundles',
+      valid: [encodeFetchBundles(1), encodeFetchBundles(1000), encodeFetchBundles(5), encodeFetchBundles(5, 2), encodeFetchBundles(1000, 2)],
+      decode: decodeFetchBundles,
+      encode: (v) => encodeFetchBundles(v.count, v.eka),
+    },
     {
       name: 'decodeBundleStream',
       valid: [encodeBundleMsg(bundleBytes[0]!), encodeBundlesEnd(3), encodeBundlesEnd(0)],

@@ -333,7 +333,7 @@ describe('fuzz: a live service', () => {
       else validDone++;
     };
     // Real enrollee processes, alongside the fuzz.
-    const joins: Promise<RunResult>[] = cliJoins.map((j) => run(['enrollee', 'join', '--bundle', j.bundle, '--json'], { home: j.home, timeoutMs: 120_000 }));
+    const joins: Promise<RunResult>[] = cliJoins.map((j) => run(['enrollee', 'join', '--eka', 'v1', '--bundle', j.bundle, '--json'], { home: j.home, timeoutMs: 120_000 }));
 
     const arb = scenarioArb();
     let index = 0;

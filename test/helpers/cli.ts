@@ -419,7 +419,8 @@ export async function initEnrollee(home: string, name?: string): Promise<Enrolle
   return { home, id: j.enrollee_id, card: j.card, name };
 }
 
-export async function setupWorld(opts: { bundles?: number; enrolleeName?: string } = {}): Promise<World> {
+/** `eka`: the version of the bundles fetched (`enroller bundle fetch --eka`); default the CLI's (v2). */
+export async function setupWorld(opts: { bundles?: number; enrolleeName?: string; eka?: 'v1' | 'v2' } = {}): Promise<World> {
   const root = tempHome('world');
   const serviceHome = join(root, 'service');
   const enrollerHome = join(root, 'enroller');
@@ -430,7 +431,10 @@ export async function setupWorld(opts: { bundles?: number; enrolleeName?: string
     const enrollerKey = (await okJson<{ enroller_key: string }>(['enroller', 'init'], { home: enrollerHome })).enroller_key;
     await ok(['service', 'enroller', 'allow', enrollerKey, '--name', 'test terminal'], { home: serviceHome });
     const fetchBundles = async (count: number) =>
-      (await okJson<{ bundles: string[] }>(['enroller', 'bundle', 'fetch', '--service', address, '--count', String(count), '--service-key', serviceKey], { home: enrollerHome })).bundles;
+      (await okJson<{ bundles: string[] }>(
+        ['enroller', 'bundle', 'fetch', '--service', address, '--count', String(count), '--service-key', serviceKey, ...(opts.eka ? ['--eka', opts.eka] : [])],
+        { home: enrollerHome },
+      )).bundles;
     const bundles = await fetchBundles(opts.bundles ?? 3);
     const newEnrollee = (name?: string) => initEnrollee(join(root, `enrollee-${++n}`), name);
     const enrollee = await newEnrollee(opts.enrolleeName ?? 'Robot Axiom');

@@ -178,7 +178,7 @@ describe('limits: connections per IP (--rate-per-ip)', () => {
       // The enrollee CLI reports it clearly (exit 3, with a hint).
       const svc = await ServiceHome.open(home);
       const cli = await approveCliEnrollee(svc, enroller, join(root, 'device'), 'limited device').finally(() => svc.close());
-      const r = await run(['enrollee', 'join', '--bundle', cli.bundle], { home: cli.home });
+      const r = await run(['enrollee', 'join', '--eka', 'v1', '--bundle', cli.bundle], { home: cli.home });
       assertFailure(r, 3, 'the service is rate-limiting this peer', 'wait and try again');
     } finally {
       await service.stop();
@@ -271,7 +271,7 @@ describe('limits: 1 000 idle connections', () => {
       }
       for (const s of idle) s.once('close', () => closedEarly++);
       await sleep(300);
-      const join1 = run(['enrollee', 'join', '--bundle', cli.bundle, '--json'], { home: cli.home, timeoutMs: 60_000 });
+      const join1 = run(['enrollee', 'join', '--eka', 'v1', '--bundle', cli.bundle, '--json'], { home: cli.home, timeoutMs: 60_000 });
       const results = await Promise.all(
         enrollees.map(async (e) => {
           const a = messageFor(e);

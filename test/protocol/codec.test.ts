@@ -316,16 +316,18 @@ describe('bundle v1', () => {
   test('verifyBundle argument checks', () => {
     throwsCode(() => verifyBundle(bundle, { now: Number.NaN }), 'ERR_INVALID_ARG');
     throwsCode(() => verifyBundle(bundle, { now: NOW, ikA: new Uint8Array(31) }), 'ERR_INVALID_ARG');
-    throwsCode(() => verifyBundle({ ...bundle, version: 2 as 1 }, { now: NOW }), 'ERR_BUNDLE_VERSION');
+    throwsCode(() => verifyBundle({ ...bundle, version: 3 as 1 }, { now: NOW }), 'ERR_BUNDLE_VERSION');
+    // A v1 object labelled 2 lacks KEM_hash: refused, never verified as either version.
+    throwsCode(() => verifyBundle({ ...bundle, version: 2 as 1 }, { now: NOW }), 'ERR_BUNDLE_MALFORMED', /kemHash/);
     throwsCode(() => verifyBundle({ ...bundle, opkA: new Uint8Array(31) }, { now: NOW }), 'ERR_BUNDLE_MALFORMED');
     throwsCode(() => verifyBundle({ ...bundle, addr: 'x'.repeat(513) }, { now: NOW }), 'ERR_BUNDLE_MALFORMED');
   });
 
   test('structure errors: version, addr_len > 512, bad UTF-8, trailing bytes, every truncation', () => {
     throwsCode(() => decodeBundle(new Uint8Array(0)), 'ERR_BUNDLE_MALFORMED');
-    const v2 = Uint8Array.from(enc);
-    v2[0] = 2;
-    throwsCode(() => decodeBundle(v2), 'ERR_BUNDLE_VERSION', /version 2/);
+    const v3 = Uint8Array.from(enc);
+    v3[0] = 3;
+    throwsCode(() => decodeBundle(v3), 'ERR_BUNDLE_VERSION', /version 3/);
     throwsCode(() => decodeBundle(Uint8Array.of(0)), 'ERR_BUNDLE_VERSION');
     throwsCode(() => decodeBundle(concat(enc, Uint8Array.of(0))), 'ERR_BUNDLE_MALFORMED', /trailing/);
     for (let n = 1; n < enc.length; n++) throwsCode(() => decodeBundle(enc.subarray(0, n)), 'ERR_BUNDLE_MALFORMED');
@@ -459,7 +461,10 @@ describe('text form', () => {
   test('wrong prefix: the other type is named; unknown versions and missing prefixes too', () => {
     throwsCode(() => bundleFromText(cText, { now: NOW }), 'ERR_TEXT_PREFIX', /enrollee card \(OEC1:\), not a bundle/);
     throwsCode(() => cardFromText(bText), 'ERR_TEXT_PREFIX', /bundle \(OEB1:\), not an enrollee card/);
-    throwsCode(() => bundleFromText('OEB2:' + bText.slice(5), { now: NOW }), 'ERR_TEXT_PREFIX', /unsupported text form OEB2:/);
+    throwsCode(() => bundleFromText('OEB3:' + bText.slice(5), { now: NOW }), 'ERR_TEXT_PREFIX', /unsupported text form OEB3:/);
+    // OEB2: (EKA v2) is known, and the checksum covers the prefix: a v1 payload relabelled
+    // as v2 fails before any decoding.
+    throwsCode(() => bundleFromText('OEB2:' + bText.slice(5), { now: NOW }), 'ERR_TEXT_CHECKSUM');
     throwsCode(() => bundleFromText(bText.slice(5), { now: NOW }), 'ERR_TEXT_PREFIX', /must start with OEB1:/);
     throwsCode(() => bundleFromText('', { now: NOW }), 'ERR_TEXT_PREFIX');
   });

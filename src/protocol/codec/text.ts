@@ -22,6 +22,8 @@ import { decodeBundle, encodeBundle, verifyBundle, type Bundle, type VerifyBundl
 import { decodeCard, encodeCard, type EnrolleeCard } from './card.js';
 
 export const BUNDLE_TEXT_PREFIX = 'OEB1:';
+/** A v2 bundle (EKA v2, §4.5): its own prefix, so v1 and v2 texts are never confused. */
+export const BUNDLE_V2_TEXT_PREFIX = 'OEB2:';
 export const CARD_TEXT_PREFIX = 'OEC1:';
 export const TEXT_CHECKSUM_LEN = 4;
 /**
@@ -33,6 +35,7 @@ export const TEXT_MAX_INPUT = 4096;
 /** Known prefixes and what they hold, for naming a mix-up in ERR_TEXT_PREFIX. */
 const KNOWN_PREFIXES: ReadonlyMap<string, string> = new Map([
   [BUNDLE_TEXT_PREFIX, 'a bundle'],
+  [BUNDLE_V2_TEXT_PREFIX, 'a bundle (EKA v2)'],
   [CARD_TEXT_PREFIX, 'an enrollee card'],
   ['OECR1:', 'a credential'], // protocol/credential.ts (it imports this module, not the reverse)
 ]);
@@ -123,13 +126,35 @@ export function decodeText(prefix: string, text: string): Uint8Array {
   return Uint8Array.from(payload);
 }
 
+/** `OEB1:` for a v1 bundle, `OEB2:` for a v2 bundle. */
 export function bundleToText(b: Bundle): string {
-  return encodeText(BUNDLE_TEXT_PREFIX, encodeBundle(b));
+  const bytes = encodeBundle(b);
+  return encodeText(b.version === 2 ? BUNDLE_V2_TEXT_PREFIX : BUNDLE_TEXT_PREFIX, bytes);
 }
 
-/** Decodes and verifies (verifyBundle) a bundle's text form. */
+/**
+ * The bundle prefix `text` starts with (after whitespace removal and upper-casing, as
+ * decodeText does): OEB2: when it starts so, else OEB1: (whose decodeText names any mix-up).
+ */
+function bundlePrefixOf(text: string): string {
+  if (typeof text !== 'string') return BUNDLE_TEXT_PREFIX;
+  const head = text.slice(0, 64).replace(/\s/gu, '').slice(0, BUNDLE_V2_TEXT_PREFIX.length).toUpperCase();
+  return head === BUNDLE_V2_TEXT_PREFIX ? BUNDLE_V2_TEXT_PREFIX : BUNDLE_TEXT_PREFIX;
+}
+
+/**
+ * Decodes and verifies (verifyBundle) a bundle's text form, v1 (`OEB1:`) or v2 (`OEB2:`).
+ * The payload's version byte must be the prefix's (ERR_BUNDLE_VERSION otherwise): the
+ * checksum covers the prefix, so only a crafted text gets there.
+ */
 export function bundleFromText(text: string, options: VerifyBundleOptions): Bundle {
-  return verifyBundle(decodeBundle(decodeText(BUNDLE_TEXT_PREFIX, text)), options);
+  const prefix = bundlePrefixOf(text);
+  const payload = decodeText(prefix, text);
+  const expected = prefix === BUNDLE_V2_TEXT_PREFIX ? 2 : 1;
+  if (payload.length > 0 && payload[0] !== expected) {
+    throw new EnrollError('ERR_BUNDLE_VERSION', `bundle: version ${payload[0]} under the ${prefix} prefix (expected ${expected})`);
+  }
+  return verifyBundle(decodeBundle(payload), options);
 }
 
 export function cardToText(card: EnrolleeCard): string {

@@ -126,6 +126,10 @@ export function initiate(input: InitiateInput): InitiateResult {
   const { bundle } = input;
   const random = input.random ?? systemRandom;
   if (bundle === null || typeof bundle !== 'object') throw new EnrollError('ERR_INVALID_ARG', '"bundle" expected an object');
+  // No fallback: a v2 bundle is enrolled with v2 (initiateV2) or not at all (docs/protocol.md §5A.3).
+  if (bundle.version !== 1) {
+    throw new EnrollError('ERR_EKA_VERSION', `a version ${String(bundle.version)} bundle cannot be used with EKA v1 (use initiateV2)`);
+  }
   abytes(bundle.ikA, KEY_LEN, 'bundle.ikA');
   abytes(bundle.spkA, KEY_LEN, 'bundle.spkA');
   abytes(bundle.opkA, KEY_LEN, 'bundle.opkA');

@@ -25,3 +25,24 @@ export const KDF_PREFIX: Uint8Array = new Uint8Array(32).fill(0xff);
 export const KDF_SALT: Uint8Array = new Uint8Array(32);
 /** HKDF info for the session keys: INFO ‖ "/session". */
 export const SESSION_INFO: Uint8Array = utf8(`${INFO_STRING}/session`);
+
+// ---- EKA v2: hybrid X3DH + ML-KEM-768 after PQXDH (docs/protocol.md §5A) ----
+
+/**
+ * PQXDH rev. 3 §2.1 `info` for v2: its own string, so a v1 key can never be derived where
+ * a v2 key is meant (and the reverse). Also mixed into h and the AAD, like INFO.
+ */
+export const INFO_V2_STRING = 'ockam-enroll/v2/PQXDH_25519_MLKEM768_AESGCM_SHA256';
+export const INFO_V2: Uint8Array = utf8(INFO_V2_STRING);
+/** HKDF info for the v2 session keys: INFO_V2 ‖ "/session". */
+export const SESSION_INFO_V2: Uint8Array = utf8(`${INFO_V2_STRING}/session`);
+/** The first byte of a v2 enrollment message (a v1 message has none: it is 176 bytes). */
+export const MESSAGE_VERSION_V2 = 2;
+/** ML-KEM-768 ciphertext (FIPS 203 Table 3). */
+export const KEM_CIPHERTEXT_LEN = 1088;
+/** ML-KEM-768 encapsulation key PQSPK_A (FIPS 203 Table 3). */
+export const KEM_PUBLIC_KEY_LEN = 1184;
+/** Header v2 = 0x02 ‖ EK_B ‖ SHA-256(EIK_B) ‖ CT: 1 + 32 + 32 + 1088. */
+export const HEADER_V2_LEN = 1 + KEY_LEN + HASH_LEN + KEM_CIPHERTEXT_LEN;
+/** Header v2 ‖ AES-256-GCM(IK_B ‖ POP) ‖ tag = 1153 + 96 + 16. */
+export const ENROLLMENT_MESSAGE_V2_LEN = HEADER_V2_LEN + PLAINTEXT_LEN + 16;

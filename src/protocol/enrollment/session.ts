@@ -65,10 +65,11 @@ export class SessionSecrets implements SessionKeys {
 }
 
 /** K = HKDF-SHA256(salt = h, IKM = SK, info = INFO ‖ "/session", L = 64), split in two. */
-export function deriveSessionKeys(sk: Uint8Array, h: Uint8Array): SessionSecrets {
+export function deriveSessionKeys(sk: Uint8Array, h: Uint8Array, info: Uint8Array = SESSION_INFO): SessionSecrets {
   abytes(sk, KEY_LEN, 'sk');
   abytes(h, HASH_LEN, 'h');
-  const k = hkdfSha256(sk, h, SESSION_INFO, 2 * AES_KEY_LEN);
+  abytes(info, undefined, 'info');
+  const k = hkdfSha256(sk, h, info, 2 * AES_KEY_LEN);
   const keys = new SessionSecrets(k.slice(0, AES_KEY_LEN), k.slice(AES_KEY_LEN));
   wipe(k);
   return keys;

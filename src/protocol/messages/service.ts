@@ -11,6 +11,9 @@
  * - KIND_ENROLL_STREAM: enrollment messages, one per frame, each answered with one
  *                  ENROLL_RESPONSE frame in order, until the peer closes (a relay for many
  *                  devices: one TCP connection instead of one per message).
+ * - KIND_KEM_PREKEY: then one frame holding a KEM_hash (32 bytes); the service answers with
+ *                  one frame, the 1184-byte PQSPK_A of that hash or the 1-byte status UNKNOWN
+ *                  (EKA v2: a v2 bundle carries only the hash, §4.5 and §7.2).
  */
 import { EnrollError } from '../../errors.js';
 import { utf8 } from '../../crypto/bytes.js';
@@ -23,6 +26,11 @@ export const KIND_ENROLL = 0x01;
 export const KIND_ENROLLER = 0x02;
 export const KIND_SESSION = 0x03;
 export const KIND_ENROLL_STREAM = 0x04;
+export const KIND_KEM_PREKEY = 0x05;
+/** A KEM prekey request: the KEM_hash of a v2 bundle. */
+export const KEM_PREKEY_REQUEST_LEN = 32;
+/** A KEM prekey answer: PQSPK_A, an ML-KEM-768 encapsulation key. */
+export const KEM_PREKEY_LEN = 1184;
 
 export const PROLOGUE_ENROLLER_SERVICE = utf8('ockam-enroll/v1/enroller-service');
 export const PROLOGUE_ENROLLEE_SERVICE = utf8('ockam-enroll/v1/enrollee-service');
@@ -40,7 +48,12 @@ export const MAX_BUNDLES_PER_REQUEST = 1000;
 /** Longest approval TTL a request may ask for (30 days). */
 export const MAX_APPROVAL_TTL = 30 * 24 * 3600;
 
-export type ConnectionKind = typeof KIND_ENROLL | typeof KIND_ENROLLER | typeof KIND_SESSION | typeof KIND_ENROLL_STREAM;
+export type ConnectionKind =
+  | typeof KIND_ENROLL
+  | typeof KIND_ENROLLER
+  | typeof KIND_SESSION
+  | typeof KIND_ENROLL_STREAM
+  | typeof KIND_KEM_PREKEY;
 
 export function kindFrame(kind: ConnectionKind): Uint8Array {
   return Uint8Array.of(kind);
@@ -48,7 +61,7 @@ export function kindFrame(kind: ConnectionKind): Uint8Array {
 
 export function decodeKindFrame(frame: Uint8Array): ConnectionKind {
   const k = frame.length === 1 ? frame[0] : undefined;
-  if (k !== KIND_ENROLL && k !== KIND_ENROLLER && k !== KIND_SESSION && k !== KIND_ENROLL_STREAM) {
+  if (k !== KIND_ENROLL && k !== KIND_ENROLLER && k !== KIND_SESSION && k !== KIND_ENROLL_STREAM && k !== KIND_KEM_PREKEY) {
     throw new EnrollError('ERR_FRAME_MALFORMED', 'the first frame is not a known connection kind');
   }
   return k;
@@ -56,19 +69,29 @@ export function decodeKindFrame(frame: Uint8Array): ConnectionKind {
 
 // ---- enroller requests
 
-export function encodeFetchBundles(count: number): Uint8Array {
-  return writer(MSG_FETCH_BUNDLES).u16be(count, 'count').finish();
+/**
+ * FETCH_BUNDLES: count u16 [‖ eka u8]. Without the eka byte the request is for v1 bundles,
+ * exactly as before EKA v2, so an older enroller keeps working; with it, the byte is 2.
+ */
+export function encodeFetchBundles(count: number, eka: 1 | 2 = 1): Uint8Array {
+  const w = writer(MSG_FETCH_BUNDLES).u16be(count, 'count');
+  if (eka === 2) w.u8(2, 'eka');
+  else if (eka !== 1) throw new EnrollError('ERR_INVALID_ARG', `"eka" must be 1 or 2, got ${String(eka)}`);
+  return w.finish();
 }
 
-export function decodeFetchBundles(msg: Uint8Array): { count: number } {
+export function decodeFetchBundles(msg: Uint8Array): { count: number; eka: 1 | 2 } {
   messageType(msg, [MSG_FETCH_BUNDLES], 'fetch bundles');
   const r = reader(msg, 'fetch bundles');
   const count = r.u16be('count');
+  const eka = r.remaining > 0 ? r.u8('eka') : 1;
   r.end();
   if (count < 1 || count > MAX_BUNDLES_PER_REQUEST) {
     throw new EnrollError('ERR_FRAME_MALFORMED', `fetch bundles: count must be 1..${MAX_BUNDLES_PER_REQUEST}, got ${count}`);
   }
-  return { count };
+  // v1 is said by the byte's absence, so an explicit byte must be 2: one encoding per request.
+  if (msg.length === 4 && eka !== 2) throw new EnrollError('ERR_FRAME_MALFORMED', `fetch bundles: eka must be 2 when present, got ${eka}`);
+  return { count, eka: eka === 2 ? 2 : 1 };
 }
 
 export function encodeBundleMsg(bundle: Uint8Array): Uint8Array {

@@ -7,7 +7,7 @@ import { concat, equalBytes, toHex } from '../../crypto/bytes.js';
 import { EnrollError, isEnrollError } from '../../errors.js';
 import type { Bundle } from '../../protocol/codec/bundle.js';
 import { bundleToText, decodeBundle, encodeCard, verifyBundle } from '../../protocol/codec/index.js';
-import { enrolleeSession, initiate } from '../../protocol/enrollment/index.js';
+import { enrolleeSession, initiate, initiateV2 } from '../../protocol/enrollment/index.js';
 import { decodeGo, decodeOffer, encodeCardMsg, encodeResult } from '../../protocol/messages/onboard.js';
 import {
   ACCEPT_AAD,
@@ -24,7 +24,25 @@ import type { FramedConnection } from '../../transport/connection.js';
 import { connectTcp } from '../../transport/tcp.js';
 import { acceptCredential, saveCredential, storedCredential } from './credential.js';
 import type { EnrolleeHome, EnrolledService } from './home.js';
+import { fetchKemPrekey } from './kem-prekey.js';
 import { statusWithKey } from './status.js';
+
+/**
+ * No fallback (docs/protocol.md §5A.3): the enrollee enrolls with the EKA version it was told
+ * to use (`--eka`, default 2), and refuses a bundle of another version before it sends its
+ * card or anything else. A v2 bundle is never used with v1: its version byte is signed.
+ */
+export function requireEka(bundle: Bundle, eka: 1 | 2): Bundle {
+  if (bundle.version !== eka) {
+    throw new EnrollError('ERR_EKA_VERSION', `this is a version ${bundle.version} bundle (EKA v${bundle.version}), and this enrollee requires EKA v${eka}`, {
+      hint:
+        eka === 2
+          ? 'have the enroller fetch v2 bundles (`enroller bundle fetch --eka v2`), or pass --eka v1 to enroll without the post-quantum KEM'
+          : 'pass --eka v2 to enroll with this bundle',
+    });
+  }
+  return bundle;
+}
 
 export interface JoinResult {
   enrolleeId: string;
@@ -35,6 +53,8 @@ export interface JoinResult {
   enrolledAt: number;
   /** The credential's text form (OECR1:…), when the service issued one (credential.ts). */
   credential?: string;
+  /** The EKA version of the enrollment: the bundle's (1: X3DH, 2: hybrid with ML-KEM-768). */
+  eka?: 1 | 2;
 }
 
 function joinResult(service: EnrolledService): JoinResult {
@@ -58,13 +78,17 @@ export async function enrollWithBundle(
 ): Promise<JoinResult> {
   const deadline = opts.now() + (opts.waitSeconds ?? 0);
   let told = false;
+  // PQSPK_A of a v2 bundle: fetched once and checked against the signed KEM_hash, then
+  // used by every attempt (each with its own EK_B and KEM encapsulation).
+  let kemPrekey: Uint8Array | undefined;
   for (;;) {
     try {
-      return await enrollOnce(enrollee, bundle, opts.timeoutMs ?? 15_000);
+      if (bundle.version === 2) kemPrekey ??= await fetchKemPrekey(bundle, opts.timeoutMs ?? 15_000);
+      return { ...(await enrollOnce(enrollee, bundle, kemPrekey, opts.timeoutMs ?? 15_000)), eka: bundle.version };
     } catch (err) {
       if (err instanceof EnrollError && err.code === 'ERR_BUNDLE_USED') {
         const recovered = await recoverAcceptedEnrollment(enrollee, bundle);
-        if (recovered) return recovered;
+        if (recovered) return { ...recovered, eka: bundle.version };
       }
       if (err instanceof EnrollError && WAITABLE.has(err.code) && opts.now() < deadline) {
         if (!told) opts.onWaiting?.();
@@ -118,7 +142,7 @@ async function recoverAcceptedEnrollment(enrollee: EnrolleeHome, bundle: Bundle)
   return { ...joinResult(service), ...(credential !== undefined ? { credential } : {}) };
 }
 
-async function enrollOnce(enrollee: EnrolleeHome, bundle: Bundle, timeoutMs: number): Promise<JoinResult> {
+async function enrollOnce(enrollee: EnrolleeHome, bundle: Bundle, kemPrekey: Uint8Array | undefined, timeoutMs: number): Promise<JoinResult> {
   if (enrollee.enrolled()) {
     throw new EnrollError('ERR_KEY_EXISTS', 'this enrollee is already enrolled', {
       hint: 'see `ockam-enroll enrollee status`; to enroll afresh, run `enrollee init --force` in a new home',
@@ -126,8 +150,8 @@ async function enrollOnce(enrollee: EnrolleeHome, bundle: Bundle, timeoutMs: num
   }
   const eikB = await enrollee.eikB();
   const ikB = await enrollee.identityForAttempt();
-  // EK_B is fresh per attempt and wiped by initiate(), with the DH outputs.
-  const attempt = initiate({ bundle, eikB, ikB });
+  // EK_B is fresh per attempt and wiped by initiate(), with the DH outputs (and SS in v2).
+  const attempt = bundle.version === 2 ? initiateV2({ bundle, kemPrekey: kemPrekey!, eikB, ikB }) : initiate({ bundle, eikB, ikB });
   const conn = await connectTcp(bundle.addr, { readTimeoutMs: timeoutMs });
   let sealed: Uint8Array;
   try {
@@ -175,7 +199,7 @@ async function enrollOnce(enrollee: EnrolleeHome, bundle: Bundle, timeoutMs: num
 export async function joinViaEnroller(
   enrollee: EnrolleeHome,
   conn: FramedConnection,
-  opts: { now: () => number; onSas?: (sas: string) => void; onBundle?: (b: Bundle) => void; stepTimeoutMs?: number },
+  opts: { now: () => number; eka?: 1 | 2; onSas?: (sas: string) => void; onBundle?: (b: Bundle) => void; stepTimeoutMs?: number },
 ): Promise<JoinResult & { sas: string }> {
   const step = opts.stepTimeoutMs ?? 120_000;
   const eikB = await enrollee.eikB();
@@ -183,7 +207,7 @@ export async function joinViaEnroller(
   try {
     const sas = shortAuthString(channel.handshakeHash);
     opts.onSas?.(sas);
-    const bundle = verifyBundle(decodeBundle(decodeOffer(await channel.receive(step))), { now: opts.now() });
+    const bundle = requireEka(verifyBundle(decodeBundle(decodeOffer(await channel.receive(step))), { now: opts.now() }), opts.eka ?? 2);
     enrollee.holdBundle(bundleToText(bundle));
     opts.onBundle?.(bundle);
     await channel.send(encodeCardMsg(encodeCard(enrollee.card(bundle.bundleId))));

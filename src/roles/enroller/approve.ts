@@ -12,8 +12,9 @@ import { connectService } from './service-client.js';
 
 export interface ApproveOptions {
   card: EnrolleeCard;
-  /** The bundle to bind; defaults to the card's bundle id, else the next fresh bundle. */
+  /** The bundle to bind; defaults to the card's bundle id, else the next fresh bundle (of `eka`, if given). */
   bundleId?: string;
+  eka?: 1 | 2;
   ttl: number;
   petName?: string;
   now: () => number;
@@ -26,13 +27,13 @@ export interface ApproveResult {
   petName: string | undefined;
 }
 
-export function chooseBundle(enroller: EnrollerHome, card: EnrolleeCard, bundleId: string | undefined, now: number): CachedBundle {
+export function chooseBundle(enroller: EnrollerHome, card: EnrolleeCard, bundleId: string | undefined, now: number, eka?: 1 | 2): CachedBundle {
   const fromCard = card.bundleId ? toHex(card.bundleId) : undefined;
   if (bundleId && fromCard && !fromCard.startsWith(bundleId.toLowerCase())) {
     throw new EnrollError('ERR_USAGE', `the card names bundle ${fromCard}, but --bundle says ${bundleId}`);
   }
   const wanted = bundleId ?? fromCard;
-  const b = wanted ? enroller.findBundle(wanted) : enroller.nextFreshBundle(now);
+  const b = wanted ? enroller.findBundle(wanted) : enroller.nextFreshBundle(now, eka);
   if (b.state !== 'fresh') {
     throw new EnrollError('ERR_BUNDLE_USED', `bundle ${b.id} was already used${b.enrollee ? ` for enrollee ${b.enrollee}` : ''}`, {
       hint: 'a bundle serves one enrollee only; choose a fresh one from `ockam-enroll enroller bundle list`',
@@ -45,7 +46,7 @@ export function chooseBundle(enroller: EnrollerHome, card: EnrolleeCard, bundleI
 }
 
 export async function approveCard(enroller: EnrollerHome, opts: ApproveOptions): Promise<ApproveResult> {
-  const bundle = chooseBundle(enroller, opts.card, opts.bundleId, opts.now());
+  const bundle = chooseBundle(enroller, opts.card, opts.bundleId, opts.now(), opts.eka);
   const petName = opts.petName ?? opts.card.petName;
   const card: EnrolleeCard = {
     version: 1,

@@ -17,8 +17,9 @@ export interface FetchResult {
 
 export async function fetchBundles(
   enroller: EnrollerHome,
-  opts: { service: string; count: number; serviceKey?: Uint8Array; now: () => number; progress?: (n: number) => void },
+  opts: { service: string; count: number; eka?: 1 | 2; serviceKey?: Uint8Array; now: () => number; progress?: (n: number) => void },
 ): Promise<FetchResult> {
+  const eka = opts.eka ?? 2;
   const svc = await connectService({
     address: opts.service,
     keyPair: await enroller.keyPair(),
@@ -30,7 +31,7 @@ export async function fetchBundles(
     let remaining = opts.count;
     while (remaining > 0) {
       const n = Math.min(remaining, MAX_BUNDLES_PER_REQUEST);
-      await svc.channel.send(encodeFetchBundles(n));
+      await svc.channel.send(encodeFetchBundles(n, eka));
       const batch: CachedBundle[] = [];
       for (;;) {
         const item = decodeBundleStream(await svc.channel.receive(60_000));
@@ -41,6 +42,9 @@ export async function fetchBundles(
         if (batch.length >= n) throw new EnrollError('ERR_PROTOCOL', 'the service sent more bundles than asked for');
         // Every bundle must be signed by the key we just authenticated (and pinned).
         const bundle = verifyBundle(decodeBundle(item.bundle), { now: opts.now(), ikA: svc.serviceKey });
+        if (bundle.version !== eka) {
+          throw new EnrollError('ERR_PROTOCOL', `asked for EKA v${eka} bundles, the service sent a version ${bundle.version} bundle`);
+        }
         batch.push({
           id: toHex(bundle.bundleId),
           service: svc.address,

@@ -39,6 +39,11 @@ export interface CachedBundle {
   approval_expires_at?: number;
 }
 
+/** A cached bundle's EKA version, from its text form's prefix (OEB2: is v2, §4.3). */
+export function cachedBundleEka(b: Pick<CachedBundle, 'text'>): 1 | 2 {
+  return b.text.startsWith('OEB2:') ? 2 : 1;
+}
+
 interface BundleFile {
   version: 1;
   bundles: CachedBundle[];
@@ -110,12 +115,12 @@ export class EnrollerHome {
     return hits[0]!;
   }
 
-  /** The first fresh, unexpired bundle, for onboarding. */
-  nextFreshBundle(now: number): CachedBundle {
-    const b = this.bundles().find((x) => x.state === 'fresh' && x.expires_at > now + 60);
+  /** The first fresh, unexpired bundle of EKA version `eka` (default any), for onboarding. */
+  nextFreshBundle(now: number, eka?: 1 | 2): CachedBundle {
+    const b = this.bundles().find((x) => x.state === 'fresh' && x.expires_at > now + 60 && (eka === undefined || cachedBundleEka(x) === eka));
     if (!b) {
-      throw new EnrollError('ERR_BUNDLE_UNKNOWN', 'the bundle cache has no fresh bundle', {
-        hint: 'fetch some with `ockam-enroll enroller bundle fetch --service tcp://HOST:PORT`',
+      throw new EnrollError('ERR_BUNDLE_UNKNOWN', `the bundle cache has no fresh${eka === undefined ? '' : ` EKA v${eka}`} bundle`, {
+        hint: `fetch some with \`ockam-enroll enroller bundle fetch --service tcp://HOST:PORT${eka === undefined ? '' : ` --eka v${eka}`}\``,
       });
     }
     return b;

@@ -19,6 +19,8 @@ import type { EnrollerHome } from './home.js';
 
 export interface OnboardOptions {
   ttl: number;
+  /** The EKA version of the bundle to offer (docs/protocol.md §5A.3); default any (the first fresh one). */
+  eka?: 1 | 2;
   petName?: string;
   now: () => number;
   /** Called with the short authentication string as soon as the channel is up. */
@@ -35,6 +37,8 @@ export interface OnboardResult {
   approvalExpiresAt: number;
   /** The enrollee's ENROLL_STATUS, or undefined if it did not report one in time. */
   enrollStatus: number | undefined;
+  /** The EKA version of the bundle offered. */
+  eka: 1 | 2;
 }
 
 export async function onboard(enroller: EnrollerHome, conn: FramedConnection, opts: OnboardOptions): Promise<OnboardResult> {
@@ -43,7 +47,7 @@ export async function onboard(enroller: EnrollerHome, conn: FramedConnection, op
   try {
     const sas = shortAuthString(channel.handshakeHash);
     opts.onSas?.(sas);
-    const cached = enroller.nextFreshBundle(opts.now());
+    const cached = enroller.nextFreshBundle(opts.now(), opts.eka);
     const bundle = bundleFromText(cached.text, { now: opts.now() });
     await channel.send(encodeOffer(encodeBundle(bundle)));
 
@@ -83,6 +87,7 @@ export async function onboard(enroller: EnrollerHome, conn: FramedConnection, op
       bundleId: cached.id,
       approvalExpiresAt: approved.expiresAt,
       enrollStatus,
+      eka: bundle.version,
     };
   } finally {
     await channel.close().catch(() => undefined);

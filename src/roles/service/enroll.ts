@@ -8,10 +8,15 @@ import type { KeyObject } from 'node:crypto';
 import { concat, equalBytes, toHex } from '../../crypto/bytes.js';
 import { importX25519Private } from '../../crypto/x25519.js';
 import { EnrollError, isEnrollError } from '../../errors.js';
+import { mlKem768Decapsulator, mlKem768Keygen, type MlKemDecapsulator } from '../../crypto/mlkem.js';
 import {
   accept,
+  acceptV2,
   ENROLLMENT_MESSAGE_LEN,
+  ENROLLMENT_MESSAGE_V2_LEN,
+  MESSAGE_VERSION_V2,
   parseHeader,
+  parseHeaderV2,
   serviceSession,
 } from '../../protocol/enrollment/index.js';
 import {
@@ -62,6 +67,39 @@ function spkKey(sealer: Sealer, spk: SignedPrekeyRecord): KeyObject {
   }
 }
 
+/**
+ * PQSPK_A decapsulation keys, expanded from their sealed seeds once per SPK (an unseal and
+ * an ML-KEM-768 KeyGen, about 0.7 ms) rather than once per message, and prepared for
+ * decapsulation (mlKem768Decapsulator: the public matrix expanded once); like spkKeys.
+ */
+const kemKeys = new WeakMap<Sealer, Map<number, { hash: Uint8Array; secretKey: Uint8Array; decapsulator: MlKemDecapsulator }>>();
+
+function kemSecretKey(sealer: Sealer, spk: SignedPrekeyRecord): { hash: Uint8Array; secretKey: Uint8Array; decapsulator: MlKemDecapsulator } {
+  const kem = spk.kem;
+  if (!kem) throw new EnrollError('ERR_STORE', `signed prekey ${spk.id} has no KEM prekey`);
+  let bySealer = kemKeys.get(sealer);
+  if (bySealer === undefined) {
+    bySealer = new Map();
+    kemKeys.set(sealer, bySealer);
+  }
+  const hit = bySealer.get(spk.id);
+  if (hit !== undefined && equalBytes(hit.hash, kem.hash)) return hit;
+  const seed = sealer.open(kem.seedSealed, 'kem', kem.hash);
+  try {
+    const pair = mlKem768Keygen(seed);
+    if (!equalBytes(pair.publicKey, kem.publicKey)) throw new EnrollError('ERR_STORE', `the KEM prekey of signed prekey ${spk.id} does not match its seed`);
+    const entry = { hash: Uint8Array.from(kem.hash), secretKey: pair.secretKey, decapsulator: mlKem768Decapsulator(pair.secretKey) };
+    if (bySealer.size >= MAX_CACHED_SPKS) {
+      for (const e of bySealer.values()) e.secretKey.fill(0);
+      bySealer.clear();
+    }
+    bySealer.set(spk.id, entry);
+    return entry;
+  } finally {
+    seed.fill(0);
+  }
+}
+
 /** The refusals of commitEnrollment(s) that mean another request won (store/sqlite.ts #commitOne). */
 const LOST_RACE_STATUS: Partial<Record<string, EnrollStatus>> = {
   ERR_REPLAY: ENROLL_STATUS.REPLAY,
@@ -104,11 +142,16 @@ export async function handleEnrollment(
     return { status, response: encodeEnrollResponse(status) };
   };
 
-  // Check 1: the length, before anything else.
-  if (message.length !== ENROLLMENT_MESSAGE_LEN) {
-    return reject(ENROLL_STATUS.MALFORMED, `ERR_MESSAGE_LENGTH: ${message.length} bytes, expected ${ENROLLMENT_MESSAGE_LEN}`);
+  // Check 1: the length (176: EKA v1; 1265 starting with 0x02: EKA v2), before anything else.
+  let eka: 1 | 2;
+  if (message.length === ENROLLMENT_MESSAGE_LEN) eka = 1;
+  else if (message.length === ENROLLMENT_MESSAGE_V2_LEN && message[0] === MESSAGE_VERSION_V2) eka = 2;
+  else if (message.length === ENROLLMENT_MESSAGE_V2_LEN) {
+    return reject(ENROLL_STATUS.MALFORMED, `ERR_MESSAGE_LENGTH: ${message.length} bytes starting with ${message[0]}, expected ${MESSAGE_VERSION_V2}`);
+  } else {
+    return reject(ENROLL_STATUS.MALFORMED, `ERR_MESSAGE_LENGTH: ${message.length} bytes, expected ${ENROLLMENT_MESSAGE_LEN} (v1) or ${ENROLLMENT_MESSAGE_V2_LEN} (v2)`);
   }
-  const { ekB, enrolleeId } = parseHeader(message);
+  const { ekB, enrolleeId } = eka === 1 ? parseHeader(message) : parseHeaderV2(message);
   const id = toHex(enrolleeId);
   const store = svc.store;
 
@@ -137,6 +180,13 @@ export async function handleEnrollment(
   }
   const { enrollee, bundle, spk } = found.pending;
   const who = { enrollee: id, name: enrollee.petName, enroller: enrollee.enroller ? toHex(enrollee.enroller) : undefined };
+  // No downgrade (docs/protocol.md §5A.3): the approval's bundle fixes the EKA version. A v1 message for a v2
+  // bundle (or the reverse) is refused before any crypto, and is no failed attempt: it
+  // reveals nothing about the keys.
+  const bundleEka = bundle.eka ?? 1;
+  if (bundleEka !== eka) {
+    return reject(ENROLL_STATUS.REJECTED, `ERR_EKA_VERSION: an EKA v${eka} message for a v${bundleEka} bundle`, { ...who, eka });
+  }
   // Attempts still decrypting count against the lockout with the recorded failures, so that
   // concurrent wrong messages cannot run more decryptions than maxFailedAttempts.
   const flights = attemptsInFlight(svc);
@@ -159,6 +209,7 @@ export async function handleEnrollment(
   let result;
   try {
     const spkA = spkKey(svc.sealer, spk);
+    const kem = eka === 2 ? kemSecretKey(svc.sealer, spk) : undefined;
     opkPrivate = svc.sealer.open(bundle.opkPrivateSealed!, 'opk', bundle.id);
     const pending = {
       eikB: enrollee.eikB!,
@@ -166,10 +217,18 @@ export async function handleEnrollment(
       opkA: importX25519Private(opkPrivate, 'OPK_A'),
       addr: bundle.addr,
     };
-    result = accept(message, svc.ikAPrivate, {
-      isReplay: () => false, // check 2 ran above against the store
-      lookupPending: () => pending,
-    });
+    result =
+      kem === undefined
+        ? accept(message, svc.ikAPrivate, {
+            isReplay: () => false, // check 2 ran above against the store
+            lookupPending: () => pending,
+          })
+        : // v2 (§5A.5): decapsulation, then the DHs, the AEAD and the POP; ML-KEM's implicit
+          // rejection ends as the same ERR_ENROLLMENT_DECRYPT as a bad tag.
+          acceptV2(message, svc.ikAPrivate, {
+            isReplay: () => false,
+            lookupPending: () => ({ ...pending, kemHash: kem.hash, kemSecretKey: kem.decapsulator }),
+          });
   } catch (err) {
     if (isEnrollError(err, 'ERR_ENROLLMENT_DECRYPT') || isEnrollError(err, 'ERR_POP_INVALID')) {
       // Released only once the failure is recorded: it moves from in flight to the store.
@@ -218,6 +277,6 @@ export async function handleEnrollment(
     encodeAcceptance({ enrolleeId, enrolledAt: now, petName: enrolled.petName ?? '', addr: svc.settings.address, credential: cred.credential }),
     concat(ACCEPT_AAD, enrolleeId),
   );
-  log('accepted', { ...who, peer, ik_b: toHex(result.ikB), credential_expires_at: new Date(cred.expiresAt * 1000).toISOString() });
+  log('accepted', { ...who, peer, eka, ik_b: toHex(result.ikB), credential_expires_at: new Date(cred.expiresAt * 1000).toISOString() });
   return { status: ENROLL_STATUS.ACCEPTED, response: encodeEnrollResponse(ENROLL_STATUS.ACCEPTED, sealed) };
 }

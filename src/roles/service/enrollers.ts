@@ -64,7 +64,10 @@ export async function serveEnroller(
       return;
     }
     try {
-      if (msg[0] === MSG_FETCH_BUNDLES) await serveBundles(svc, channel, current, decodeFetchBundles(msg).count, log, opts);
+      if (msg[0] === MSG_FETCH_BUNDLES) {
+        const req = decodeFetchBundles(msg);
+        await serveBundles(svc, channel, current, req.count, req.eka, log, opts);
+      }
       else if (msg[0] === MSG_APPROVE) await serveApprove(svc, channel, current, msg, log, opts.now());
       else if (msg[0] === MSG_TOKEN_CREATE) await (await import('./tokens.js')).serveTokenCreate(svc, channel, current, msg, log, opts.now());
       else throw new EnrollError('ERR_PROTOCOL', `unexpected request type ${msg[0]}`);
@@ -97,12 +100,20 @@ async function serveBundles(
   channel: SecureChannel,
   enroller: EnrollerRecord,
   count: number,
+  eka: 1 | 2,
   log: DecisionLog,
   opts: { now: () => number; random?: RandomSource },
 ): Promise<void> {
   const random = opts.random ?? systemRandom;
   const spk = await svc.store.currentSignedPrekey();
   if (!spk) throw new EnrollError('ERR_STORE', 'the service has no signed prekey', { hint: 'run `ockam-enroll service init`' });
+  // A v2 bundle carries the KEM_hash of the current SPK's PQSPK_A (§4.5).
+  const kemHash = eka === 2 ? spk.kem?.hash : undefined;
+  if (eka === 2 && kemHash === undefined) {
+    throw new EnrollError('ERR_EKA_VERSION', 'the service\'s signed prekey predates EKA v2: it has no ML-KEM prekey', {
+      hint: 'on the service, run `ockam-enroll service prekey rotate`, or fetch v1 bundles with --eka v1',
+    });
+  }
   const now = opts.now();
   const expiresAt = now + svc.settings.bundleTtl;
   const rows: BundleRecord[] = [];
@@ -112,7 +123,16 @@ async function serveBundles(
     const opk = generateX25519(random);
     const bundleId = random(16);
     const bundle = signBundle(
-      { bundleId, ikA: svc.ikA.publicKey, spkA: spk.publicKey, spkSig: spk.signature, opkA: opk.publicKey, expiresAt, addr: svc.settings.address },
+      {
+        bundleId,
+        ikA: svc.ikA.publicKey,
+        spkA: spk.publicKey,
+        spkSig: spk.signature,
+        opkA: opk.publicKey,
+        ...(kemHash !== undefined ? { kemHash } : {}),
+        expiresAt,
+        addr: svc.settings.address,
+      },
       signer,
       random,
     );
@@ -126,6 +146,7 @@ async function serveBundles(
       createdAt: now,
       expiresAt,
       state: 'issued',
+      eka,
     });
     opk.wipe();
     encoded.push(encodeBundle(bundle));
@@ -134,7 +155,7 @@ async function serveBundles(
   await svc.store.insertBundles(rows);
   for (const b of encoded) await channel.send(encodeBundleMsg(b));
   await channel.send(encodeBundlesEnd(count));
-  log('bundles', { enroller: toHex(enroller.publicKey), enroller_name: enroller.name, count });
+  log('bundles', { enroller: toHex(enroller.publicKey), enroller_name: enroller.name, count, eka });
 }
 
 async function serveApprove(

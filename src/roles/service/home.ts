@@ -14,10 +14,11 @@ import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { existsSync } from 'node:fs';
 import type { KeyObject } from 'node:crypto';
-import { hkdfSha256 } from '../../crypto/hash.js';
+import { hkdfSha256, sha256 } from '../../crypto/hash.js';
 import { utf8 } from '../../crypto/bytes.js';
 import { generateX25519, importX25519Private, type KeyPair } from '../../crypto/x25519.js';
 import { signSpk } from '../../protocol/codec/bundle.js';
+import { MLKEM768_SEED_LEN, mlKem768Keygen } from '../../crypto/mlkem.js';
 import { systemRandom, type RandomSource } from '../../crypto/random.js';
 import { EnrollError } from '../../errors.js';
 import { Keystore } from '../../keystore/keystore.js';
@@ -173,18 +174,30 @@ export class ServiceHome {
     return new ServiceHome(keystore, ikA, store, settings);
   }
 
-  /** Makes a new SPK_A, signed by IK_A (SPK_sig = XEdDSA(IK_A, SPK_A)), and makes it current. */
+  /**
+   * Makes a new SPK_A, signed by IK_A (SPK_sig = XEdDSA(IK_A, SPK_A)), and with it a new
+   * ML-KEM-768 prekey PQSPK_A for EKA v2 (docs/protocol.md §3.3: its 64-byte seed sealed,
+   * its public key and SHA-256 stored), and makes them current together.
+   */
   async rotateSignedPrekey(now: number, random: RandomSource = systemRandom): Promise<SignedPrekeyRecord> {
     const spk = generateX25519(random);
     const signature = signSpk(this.ikA.privateKey, spk.publicKey, random);
-    const rec = await this.store.addSignedPrekey({
-      publicKey: spk.publicKey,
-      privateSealed: this.sealer.seal(spk.privateKey, 'spk', spk.publicKey),
-      signature,
-      createdAt: now,
-    });
-    spk.wipe();
-    return rec;
+    const seed = random(MLKEM768_SEED_LEN);
+    const kem = mlKem768Keygen(seed);
+    const hash = sha256(kem.publicKey);
+    kem.secretKey.fill(0);
+    try {
+      return await this.store.addSignedPrekey({
+        publicKey: spk.publicKey,
+        privateSealed: this.sealer.seal(spk.privateKey, 'spk', spk.publicKey),
+        signature,
+        createdAt: now,
+        kem: { publicKey: kem.publicKey, hash, seedSealed: this.sealer.seal(seed, 'kem', hash) },
+      });
+    } finally {
+      seed.fill(0);
+      spk.wipe();
+    }
   }
 
   /** The token store (tokens and certificates), opened on first use. */

@@ -12,6 +12,8 @@ import {
   KIND_ENROLL,
   KIND_ENROLL_STREAM,
   KIND_ENROLLER,
+  KIND_KEM_PREKEY,
+  KEM_PREKEY_REQUEST_LEN,
   KIND_SESSION,
   PROLOGUE_ENROLLEE_SERVICE,
   PROLOGUE_ENROLLER_SERVICE,
@@ -113,11 +115,42 @@ export async function startServiceServer(svc: ServiceHome, opts: ServiceServerOp
     }
   }
 
+  /**
+   * KIND_KEM_PREKEY (docs/protocol.md §7.2): the PQSPK_A of a KEM_hash, for an enrollee
+   * holding a v2 bundle. Public data, counted by the per-IP rate like an enrollment message;
+   * an indexed lookup, no crypto. The enrollee checks the key against the signed hash.
+   */
+  async function serveKemPrekey(conn: FramedConnection, peer: string | undefined): Promise<void> {
+    const request = await conn.readFrame(readTimeoutMs);
+    const ipWait = ipBuckets?.take(peerIpKey(peer)) ?? 0;
+    if (ipWait > 0) {
+      limits.limited('rate-per-ip', { peer, reason: `ERR_RATE_LIMITED: over ${ratePerIp!.text} requests from this address`, retry_ms: ipWait });
+      await conn.writeFrame(encodeEnrollResponse(ENROLL_STATUS.RATE_LIMITED));
+      return;
+    }
+    if (request.length !== KEM_PREKEY_REQUEST_LEN) {
+      log('rejected', { peer, reason: `ERR_FRAME_MALFORMED: a KEM prekey request of ${request.length} bytes, expected ${KEM_PREKEY_REQUEST_LEN}` });
+      await conn.writeFrame(encodeEnrollResponse(ENROLL_STATUS.MALFORMED));
+      return;
+    }
+    const kem = await svc.store.getKemPrekey(request);
+    if (kem === undefined) {
+      log('rejected', { peer, reason: `ERR_KEM_PREKEY: no KEM prekey has the hash ${toHex(request)}` });
+      await conn.writeFrame(encodeEnrollResponse(ENROLL_STATUS.UNKNOWN));
+      return;
+    }
+    await conn.writeFrame(kem.publicKey);
+  }
+
   async function onConnection(conn: FramedConnection): Promise<void> {
     const peer = conn.remoteAddress;
     const kind = decodeKindFrame(await conn.readFrame(readTimeoutMs));
     if (kind === KIND_ENROLL || kind === KIND_ENROLL_STREAM) {
       await serveEnrollments(conn, peer, kind === KIND_ENROLL_STREAM);
+      return;
+    }
+    if (kind === KIND_KEM_PREKEY) {
+      await serveKemPrekey(conn, peer);
       return;
     }
     // Per-IP rate for a Noise kind, per connection: dropped before the handshake (there is

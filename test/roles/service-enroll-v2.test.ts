@@ -1,0 +1,281 @@
+/**
+ * EKA v2 on the service's side (src/roles/service/enroll.ts with acceptV2), driven directly
+ * against a real ServiceHome and SQLite store, and the downgrade refusals of
+ * docs/protocol.md §5A.3–§5A.5: a v1 message for a v2 bundle (and the reverse), a message
+ * whose version byte is flipped, a wrong-length message, a ciphertext for another ML-KEM key
+ * and a tampered ciphertext (implicit rejection: the same opaque REJECTED as a bad AEAD
+ * tag, counted as a failed attempt), a KEM prekey that does not match the signed hash.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { concat, equalBytes, toHex } from '../../src/crypto/bytes.js';
+import { mlKem768Encapsulate, mlKem768Keygen } from '../../src/crypto/mlkem.js';
+import { generateX25519, type KeyPair } from '../../src/crypto/x25519.js';
+import { isEnrollError } from '../../src/errors.js';
+import { signBundle, verifyBundle, type Bundle, type BundleV2 } from '../../src/protocol/codec/bundle.js';
+import {
+  ENROLLMENT_MESSAGE_V2_LEN,
+  HEADER_V2_LEN,
+  enrolleeId,
+  enrolleeSession,
+  initiate,
+  initiateV2,
+} from '../../src/protocol/enrollment/index.js';
+import { ACCEPT_AAD, decodeAcceptance, decodeEnrollResponse, ENROLL_STATUS } from '../../src/protocol/messages/service.js';
+import { handleEnrollment, type EnrollOutcome } from '../../src/roles/service/enroll.js';
+import { ServiceHome } from '../../src/roles/service/home.js';
+import type { Decision, DecisionFields, DecisionLog } from '../../src/roles/service/log.js';
+
+const ADDRESS = 'tcp://127.0.0.1:4100';
+const NOW = 1_750_000_000;
+
+let root: string;
+let svc: ServiceHome;
+let enroller: Uint8Array;
+let pqspkA: Uint8Array;
+
+before(async () => {
+  root = mkdtempSync(join(tmpdir(), 'ockam-svc-enroll-v2-'));
+  svc = await ServiceHome.init(join(root, 'home'), { address: ADDRESS, now: NOW - 1000 });
+  enroller = generateX25519().publicKey;
+  await svc.store.allowEnroller(enroller, 'test-enroller', NOW - 1000);
+  const spk = await svc.store.currentSignedPrekey();
+  assert.ok(spk?.kem, 'service init made a KEM prekey with the SPK');
+  pqspkA = spk.kem.publicKey;
+  assert.equal(toHex((await svc.store.getKemPrekey(spk.kem.hash))!.publicKey), toHex(pqspkA));
+});
+after(async () => {
+  await svc?.close();
+  rmSync(root, { recursive: true, force: true });
+});
+
+function spyLog(): DecisionLog & { entries: { decision: Decision; fields: DecisionFields }[] } {
+  const entries: { decision: Decision; fields: DecisionFields }[] = [];
+  const log = ((decision: Decision, fields: DecisionFields) => {
+    entries.push({ decision, fields });
+  }) as DecisionLog & { entries: typeof entries };
+  log.entries = entries;
+  return log;
+}
+
+/** A bundle of EKA version `eka`, made and recorded the way serveBundles does. */
+async function issueBundle(eka: 1 | 2): Promise<Bundle> {
+  const spk = (await svc.store.currentSignedPrekey())!;
+  const opk = generateX25519();
+  const bundleId = new Uint8Array(randomBytes(16));
+  const expiresAt = NOW + svc.settings.bundleTtl;
+  const bundle = signBundle(
+    {
+      bundleId,
+      ikA: svc.ikA.publicKey,
+      spkA: spk.publicKey,
+      spkSig: spk.signature,
+      opkA: opk.publicKey,
+      ...(eka === 2 ? { kemHash: spk.kem!.hash } : {}),
+      expiresAt,
+      addr: ADDRESS,
+    },
+    svc.ikA.privateKey,
+  );
+  await svc.store.insertBundles([
+    {
+      id: bundleId,
+      spkId: spk.id,
+      opkPublic: opk.publicKey,
+      opkPrivateSealed: svc.sealer.seal(opk.privateKey, 'opk', bundleId),
+      addr: ADDRESS,
+      enroller,
+      createdAt: NOW,
+      expiresAt,
+      state: 'issued',
+      eka,
+    },
+  ]);
+  opk.wipe();
+  return verifyBundle(bundle, { now: NOW, ikA: svc.ikA.publicKey });
+}
+
+async function approved(eka: 1 | 2): Promise<{ eikB: KeyPair; id: Uint8Array; bundle: Bundle }> {
+  const eikB = generateX25519();
+  const id = enrolleeId(eikB.publicKey);
+  const bundle = await issueBundle(eka);
+  await svc.store.approve({ enrolleeId: id, eikB: eikB.publicKey, bundleId: bundle.bundleId, petName: 'pq', enroller, now: NOW, expiresAt: NOW + 3600 });
+  return { eikB, id, bundle };
+}
+
+function assertRejected(out: EnrollOutcome, status: number, log: ReturnType<typeof spyLog>, code: string): void {
+  const last = log.entries.at(-1);
+  assert.equal(out.status, status, `status ${out.status}: ${JSON.stringify(last?.fields)}`);
+  assert.deepEqual(out.response, Uint8Array.of(status), 'a rejection is exactly the 1-byte status');
+  assert.equal(last?.decision, 'rejected');
+  assert.ok(String(last?.fields.reason).startsWith(`${code}:`), `reason ${String(last?.fields.reason)} names ${code}`);
+}
+
+async function failedAttempts(id: Uint8Array): Promise<number> {
+  return (await svc.store.findEnrollee(toHex(id)))!.failedAttempts;
+}
+
+describe('EKA v2 enrollment at the service', () => {
+  it('a v2 message for a v2 bundle is ACCEPTED, and the acceptance opens under the v2 session keys', async () => {
+    const { eikB, id, bundle } = await approved(2);
+    const attempt = initiateV2({ bundle: bundle as BundleV2, kemPrekey: pqspkA, eikB });
+    assert.equal(attempt.message.length, ENROLLMENT_MESSAGE_V2_LEN);
+    const log = spyLog();
+    const out = await handleEnrollment(svc, attempt.message, NOW + 1, log, 'peer');
+    assert.equal(out.status, ENROLL_STATUS.ACCEPTED, JSON.stringify(log.entries));
+    const acc = decodeAcceptance(enrolleeSession(attempt.session).recv.open(decodeEnrollResponse(out.response), concat(ACCEPT_AAD, id)));
+    assert.ok(equalBytes(acc.enrolleeId, id));
+    assert.equal(log.entries.at(-1)?.fields.eka, 2);
+    const b = await svc.store.getBundle(bundle.bundleId);
+    assert.equal(b?.state, 'consumed');
+    assert.equal(b?.eka, 2);
+  });
+
+  it('v1 still works beside it: a v1 message for a v1 bundle is ACCEPTED', async () => {
+    const { eikB, bundle } = await approved(1);
+    const log = spyLog();
+    const out = await handleEnrollment(svc, initiate({ bundle, eikB }).message, NOW + 1, log);
+    assert.equal(out.status, ENROLL_STATUS.ACCEPTED, JSON.stringify(log.entries));
+    assert.equal(log.entries.at(-1)?.fields.eka, 1);
+  });
+});
+
+describe('EKA v2: no downgrade, opaque refusals', () => {
+  it('a v1 message for a v2 bundle is REJECTED (ERR_EKA_VERSION) before any crypto, and is no failed attempt', async () => {
+    const { eikB, id, bundle } = await approved(2);
+    // The v1 computation over the same keys, as a downgrading enrollee (or attacker) would send it.
+    const asV1 = { ...bundle, version: 1 } as unknown as Bundle;
+    delete (asV1 as { kemHash?: unknown }).kemHash;
+    const v1 = initiate({ bundle: asV1, eikB });
+    const log = spyLog();
+    assertRejected(await handleEnrollment(svc, v1.message, NOW + 1, log), ENROLL_STATUS.REJECTED, log, 'ERR_EKA_VERSION');
+    assert.equal(await failedAttempts(id), 0);
+    // The enrollee can still enroll with v2.
+    const ok = await handleEnrollment(svc, initiateV2({ bundle: bundle as BundleV2, kemPrekey: pqspkA, eikB }).message, NOW + 2, spyLog());
+    assert.equal(ok.status, ENROLL_STATUS.ACCEPTED);
+  });
+
+  it('a v2 message for a v1 bundle is REJECTED (ERR_EKA_VERSION)', async () => {
+    const { eikB, bundle } = await approved(1);
+    const spk = (await svc.store.currentSignedPrekey())!;
+    const asV2 = { ...bundle, version: 2, kemHash: spk.kem!.hash } as BundleV2;
+    const log = spyLog();
+    assertRejected(await handleEnrollment(svc, initiateV2({ bundle: asV2, kemPrekey: pqspkA, eikB }).message, NOW + 1, log), ENROLL_STATUS.REJECTED, log, 'ERR_EKA_VERSION');
+  });
+
+  it('the library never falls back: initiate() refuses a v2 bundle (ERR_EKA_VERSION)', async () => {
+    const { eikB, bundle } = await approved(2);
+    assert.throws(() => initiate({ bundle, eikB }), (e) => isEnrollError(e, 'ERR_EKA_VERSION'));
+  });
+
+  it('a v2 message with its version byte flipped, or of the wrong length, is MALFORMED', async () => {
+    const { eikB, bundle } = await approved(2);
+    const m = initiateV2({ bundle: bundle as BundleV2, kemPrekey: pqspkA, eikB }).message;
+    for (const v of [0, 1, 3, 0xff]) {
+      const x = Uint8Array.from(m);
+      x[0] = v;
+      const log = spyLog();
+      assertRejected(await handleEnrollment(svc, x, NOW + 1, log), ENROLL_STATUS.MALFORMED, log, 'ERR_MESSAGE_LENGTH');
+    }
+    for (const n of [ENROLLMENT_MESSAGE_V2_LEN - 1, ENROLLMENT_MESSAGE_V2_LEN + 1, HEADER_V2_LEN, 177]) {
+      const log = spyLog();
+      const x = n <= m.length ? m.subarray(0, n) : concat(m, new Uint8Array(n - m.length));
+      assertRejected(await handleEnrollment(svc, x, NOW + 1, log), ENROLL_STATUS.MALFORMED, log, 'ERR_MESSAGE_LENGTH');
+    }
+  });
+
+  it('a ciphertext for another ML-KEM key, or a tampered one, ends as the same REJECTED as a bad tag (implicit rejection)', async () => {
+    const { eikB, id, bundle } = await approved(2);
+    const good = initiateV2({ bundle: bundle as BundleV2, kemPrekey: pqspkA, eikB }).message;
+    const ctStart = 1 + 32 + 32;
+    // (a) The ciphertext swapped for one encapsulated to another key.
+    const other = mlKem768Keygen();
+    const swapped = Uint8Array.from(good);
+    swapped.set(mlKem768Encapsulate(other.publicKey).cipherText, ctStart);
+    // (b) One bit of the ciphertext flipped. (c) One bit of the AEAD tag flipped.
+    const flipped = Uint8Array.from(good);
+    flipped[ctStart + 500]! ^= 0x01;
+    const badTag = Uint8Array.from(good);
+    badTag[badTag.length - 1]! ^= 0x01;
+    let expectedFailures = 0;
+    const responses: string[] = [];
+    for (const msg of [swapped, flipped, badTag]) {
+      const log = spyLog();
+      const out = await handleEnrollment(svc, msg, NOW + 1, log);
+      assertRejected(out, ENROLL_STATUS.REJECTED, log, 'ERR_ENROLLMENT_DECRYPT');
+      responses.push(toHex(out.response));
+      assert.equal(await failedAttempts(id), ++expectedFailures, 'each counts as a failed attempt');
+    }
+    assert.equal(new Set(responses).size, 1, 'the peer sees one and the same answer for all three');
+    // A message computed with a KEM prekey the service did not sign cannot even be made: the
+    // enrollee checks the key against the bundle's KEM_hash first.
+    assert.throws(() => initiateV2({ bundle: bundle as BundleV2, kemPrekey: other.publicKey, eikB }), (e) => isEnrollError(e, 'ERR_KEM_PREKEY'));
+    assert.throws(() => initiateV2({ bundle: bundle as BundleV2, kemPrekey: pqspkA.subarray(1), eikB }), (e) => isEnrollError(e, 'ERR_KEM_PREKEY'));
+    // The good message still enrolls (the failures above did not consume anything).
+    assert.equal((await handleEnrollment(svc, good, NOW + 2, spyLog())).status, ENROLL_STATUS.ACCEPTED);
+  });
+
+  it('a v2 message made for another KEM_hash (a swapped KEM key) fails the AEAD: the AAD binds KEM_hash', async () => {
+    const { eikB, id, bundle } = await approved(2);
+    const other = mlKem768Keygen();
+    const forged = { ...(bundle as BundleV2), kemHash: new Uint8Array(await crypto.subtle.digest('SHA-256', other.publicKey)) };
+    const m = initiateV2({ bundle: forged, kemPrekey: other.publicKey, eikB }).message;
+    const log = spyLog();
+    assertRejected(await handleEnrollment(svc, m, NOW + 1, log), ENROLL_STATUS.REJECTED, log, 'ERR_ENROLLMENT_DECRYPT');
+    assert.equal(await failedAttempts(id), 1);
+  });
+});
+
+describe('EKA v2: the KEM prekey lifecycle', () => {
+  it('`service prekey rotate` (rotateSignedPrekey) makes a new KEM prekey with the SPK; the old one still answers', async () => {
+    const spk = (await svc.store.currentSignedPrekey())!;
+    const rotated = await svc.rotateSignedPrekey(NOW);
+    assert.ok(rotated.kem, 'a rotated SPK has its KEM prekey');
+    assert.ok(!equalBytes(rotated.kem.hash, spk.kem!.hash), 'the KEM prekey is rotated with the SPK');
+    // The old KEM prekey still answers for bundles that name it until they expire.
+    assert.ok(await svc.store.getKemPrekey(spk.kem!.hash));
+    assert.equal(await svc.store.getKemPrekey(new Uint8Array(32)), undefined);
+  });
+});
+
+describe('store schema 1 → 2 migration', () => {
+  it('a version 1 store is migrated on open: its bundles are EKA v1, its SPKs have no KEM prekey', async () => {
+    const Database = (await import('better-sqlite3')).default;
+    const { SqliteStore, SCHEMA_VERSION } = await import('../../src/store/sqlite.js');
+    assert.equal(SCHEMA_VERSION, 2);
+    const path = join(root, 'v1.db');
+    const fresh = SqliteStore.open(path);
+    await fresh.addSignedPrekey({ publicKey: new Uint8Array(32).fill(1), privateSealed: new Uint8Array(60), signature: new Uint8Array(64), createdAt: NOW });
+    const spk = (await fresh.currentSignedPrekey())!;
+    assert.equal(spk.kem, null);
+    await fresh.insertBundles([
+      { id: new Uint8Array(16).fill(7), spkId: spk.id, opkPublic: new Uint8Array(32), opkPrivateSealed: new Uint8Array(60), addr: ADDRESS, enroller, createdAt: NOW, expiresAt: NOW + 60, state: 'issued' },
+    ]);
+    await fresh.close();
+    // Make it a schema 1 store, as ockam-enroll before EKA v2 left it.
+    const db = new Database(path);
+    db.exec(`DROP TABLE kem_prekeys; ALTER TABLE bundles DROP COLUMN eka; UPDATE meta SET value = '1' WHERE key = 'schema_version'`);
+    db.close();
+    // A read-only open cannot migrate: refused, with a hint.
+    assert.throws(() => SqliteStore.open(path, { readonly: true }), (e) => isEnrollError(e, 'ERR_STORE') && /schema version 1/.test(e.message) && /upgrades the store/.test(e.hint ?? ''));
+    const migrated = SqliteStore.open(path);
+    try {
+      assert.equal((await migrated.getBundle(new Uint8Array(16).fill(7)))?.eka, 1);
+      assert.equal((await migrated.currentSignedPrekey())?.kem, null);
+      const kem = mlKem768Keygen();
+      const hash = new Uint8Array(await crypto.subtle.digest('SHA-256', kem.publicKey));
+      const rec = await migrated.addSignedPrekey({ publicKey: new Uint8Array(32).fill(2), privateSealed: new Uint8Array(60), signature: new Uint8Array(64), createdAt: NOW, kem: { publicKey: kem.publicKey, hash, seedSealed: new Uint8Array(92) } });
+      assert.ok(rec.kem && equalBytes(rec.kem.hash, hash));
+      assert.ok(equalBytes((await migrated.getKemPrekey(hash))!.publicKey, kem.publicKey));
+    } finally {
+      await migrated.close();
+    }
+    const again = new Database(path, { readonly: true });
+    assert.equal(again.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).pluck().get(), '2');
+    again.close();
+  });
+});
