@@ -34,7 +34,7 @@ export function register(service: Command): void {
     .option('--max-frame <bytes>', `largest frame read or written, ${MIN_MAX_FRAME_LEN}..65535 (default ${DEFAULT_MAX_FRAME_LEN})`)
     .option('--rate-per-ip <rate>', `enrollment messages and Noise connections per source IP (IPv6: per /64), as N/s, N/m or N/h, or off (default ${DEFAULT_RATE_PER_IP})`)
     .option('--rate-per-enroller <rate>', `requests per enroller key, as N/s, N/m or N/h, or off (default ${DEFAULT_RATE_PER_ENROLLER})`)
-    .option('--https-listen <HOST:PORT>', 'where to serve token enrollment over HTTPS (default: the httpsListen setting from init)')
+    .option('--https-listen <HOST:PORT>', 'where to serve token enrollment over HTTPS (default: the httpsListen setting from init); tokens name this port unless init chose --https-address')
     .option('--on-enroll <command>', 'run COMMAND (through the shell) before each enrollment is committed, with the request as JSON on stdin: exit 0 allows, anything else refuses')
     .option('--on-enroll-timeout <duration>', `refuse (and kill the hook) after this long, 1s..${MAX_HOOK_TIMEOUT_S}s (default ${DEFAULT_HOOK_TIMEOUT_MS / 1000}s)`)
     .option('--credential-ttl <duration>', 'how long the credential issued with each acceptance stays valid (default: the credentialTtl setting, 365d)')
@@ -113,6 +113,7 @@ export function register(service: Command): void {
             try {
               const { startHttpsServer } = await import('../roles/service/https.js');
               https = await startHttpsServer(svc, pki, { host: at.host, port: at.port, log });
+              if (https.announced.warning) out.warn(https.announced.warning);
             } catch (err) {
               // Only the operator's own choice of HTTPS address is worth failing for; the default
               // one may simply be taken by another service on this host.

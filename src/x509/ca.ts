@@ -114,9 +114,12 @@ export interface IssueServerOptions {
   random?: RandomSource;
 }
 
+/** Hosts every HTTPS server certificate names besides the service's own HTTPS host. */
+export const SERVER_CERT_LOOPBACK_HOSTS: readonly string[] = ['localhost', '127.0.0.1', '::1'];
+
 /** The HTTPS server certificate. Returns its DER. */
 export async function issueServerCertificate(opts: IssueServerOptions): Promise<Uint8Array> {
-  const hosts = [...new Set([...opts.hosts.map((h) => h.toLowerCase()), 'localhost', '127.0.0.1', '::1'])];
+  const hosts = [...new Set([...opts.hosts.map((h) => h.toLowerCase()), ...SERVER_CERT_LOOPBACK_HOSTS])];
   const names = hosts.map((h) => ({ type: isIP(h) ? ('ip' as const) : ('dns' as const), value: h }));
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: randomSerial(opts.random),

@@ -15,6 +15,7 @@ import type { AuditEntry } from '../../src/store/audit.js';
 import { commandHook, firstLine, hookEnvironment, type EnrollHookRequest } from '../../src/roles/service/hooks.js';
 import type { Decision, DecisionFields } from '../../src/roles/service/log.js';
 import { alive } from '../helpers/cli.js';
+import { patience } from '../helpers/pace.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'ockam-hook-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -60,22 +61,28 @@ describe('commandHook', () => {
     const d = await commandHook(`echo $$ > '${pidFile}'; exec sleep 10`, { timeoutMs: 1000 })(REQ);
     const took = Date.now() - t0;
     assert.match(d!.reason, /^ERR_HOOK_TIMEOUT: the hook did not finish within \d+ ms and was killed/);
-    assert.ok(took >= 900 && took < 2500, `took ${took} ms`);
+    // Within the timeout: never before it, and long before the hook's 10 s (2.5 s idle, scaled).
+    const late = await patience(2500);
+    assert.ok(took >= 900 && took < Math.min(late, 9000), `took ${took} ms (bound ${late} ms)`);
     assert.ok(existsSync(pidFile));
     const pid = Number(readFileSync(pidFile, 'utf8').trim());
-    const end = Date.now() + 2000;
+    const end = Date.now() + (await patience(2000));
     while (alive(pid) && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
     assert.ok(!alive(pid), 'the hook\'s sleep was killed');
   });
 
   it('a background child holding stderr open does not delay an allow', async () => {
+    // The bound on the allow is 1.5 s idle, scaled to the machine's pace; the child outlives
+    // the hook's timeout, which outlives that bound, so waiting for the child would show as
+    // a timeout refusal, and a slow allow as a late one.
+    const bound = await patience(1500);
     const t0 = Date.now();
-    assert.equal(await commandHook('sleep 3 & exit 0', { timeoutMs: 2000 })(REQ), undefined);
-    assert.ok(Date.now() - t0 < 1500);
+    assert.equal(await commandHook(`sleep ${Math.ceil((3 * bound) / 1000)} & exit 0`, { timeoutMs: 2 * bound })(REQ), undefined);
+    assert.ok(Date.now() - t0 < bound, `took ${Date.now() - t0} ms (bound ${bound} ms)`);
   });
 
   it('at most maxConcurrent hooks run at once; the others wait within their timeout', async () => {
-    const hook = commandHook('sleep 0.3', { timeoutMs: 3000, maxConcurrent: 2 });
+    const hook = commandHook('sleep 0.3', { timeoutMs: await patience(3000), maxConcurrent: 2 });
     const t0 = Date.now();
     const all = await Promise.all([hook(REQ), hook(REQ), hook(REQ), hook(REQ)]);
     assert.deepEqual(all, [undefined, undefined, undefined, undefined]);

@@ -18,6 +18,8 @@ import { createToken } from '../../src/roles/service/tokens.js';
 import { createCsr } from '../../src/x509/csr.js';
 import { generateKeyPair } from '../../src/x509/keys.js';
 import { encodeBase64Body } from '../../src/x509/pkcs7.js';
+import { WAIT_TIMEOUT_MS } from '../helpers/cli.js';
+import { patience, slowdown } from '../helpers/pace.js';
 import { BIN } from '../helpers/paths.js';
 
 interface Run {
@@ -32,9 +34,12 @@ function env(): Record<string, string> {
   return { ...e, NO_COLOR: '1' };
 }
 
-/** Runs the CLI to completion (30 s at most). */
+/** How much slower than idle the machine is now (pace.ts): the bounds below are idle times scaled by it. */
+const SLOW = await slowdown();
+
+/** Runs the CLI to completion (30 s at most on an idle machine). */
 function cli(args: string[], home?: string): Run {
-  const r = spawnSync(process.execPath, [BIN, ...args, ...(home ? ['--home', home] : [])], { encoding: 'utf8', env: env(), timeout: 30_000, stdio: ['ignore', 'pipe', 'pipe'] });
+  const r = spawnSync(process.execPath, [BIN, ...args, ...(home ? ['--home', home] : [])], { encoding: 'utf8', env: env(), timeout: Math.ceil(30_000 * SLOW), stdio: ['ignore', 'pipe', 'pipe'] });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -51,7 +56,7 @@ function refused(r: Run, exit: number, message: RegExp): void {
 }
 
 function tool(cmd: string, args: string[]): Run {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 15_000 });
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: Math.ceil(15_000 * SLOW) });
   return { code: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
 }
 
@@ -68,7 +73,7 @@ function freePort(): Promise<number> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-describe('token enrollment (X.509 over EST), end to end', { timeout: 180_000 }, () => {
+describe('token enrollment (X.509 over EST), end to end', { timeout: Math.ceil(180_000 * SLOW) }, () => {
   const root = mkdtempSync(join(tmpdir(), 'ockam-enroll-token-'));
   const home = (name: string) => join(root, name);
   const SVC = home('service');
@@ -79,9 +84,9 @@ describe('token enrollment (X.509 over EST), end to end', { timeout: 180_000 }, 
   let service: ChildProcess | undefined;
   let serviceLog = '';
 
-  /** Waits until the service's decision log has a line matching `re`. */
-  async function logged(re: RegExp, timeoutMs = 5000): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
+  /** Waits until the service's decision log has a line matching `re` (bound: WAIT_TIMEOUT_MS on an idle machine, scaled). */
+  async function logged(re: RegExp, timeoutMs = WAIT_TIMEOUT_MS): Promise<string> {
+    const deadline = Date.now() + (await patience(timeoutMs));
     for (;;) {
       const line = serviceLog.split('\n').find((l) => re.test(l));
       if (line) return line;
@@ -104,7 +109,7 @@ describe('token enrollment (X.509 over EST), end to end', { timeout: 180_000 }, 
   });
 
   function whoami(files: { key?: string; cert?: string; ca: string }): { status: number; body: string } {
-    const args = ['-sS', '--max-time', '10', '-w', '\n%{http_code}', '--cacert', files.ca];
+    const args = ['-sS', '--max-time', String(Math.ceil(10 * SLOW)), '-w', '\n%{http_code}', '--cacert', files.ca];
     if (files.cert && files.key) args.push('--cert', files.cert, '--key', files.key);
     const r = tool('curl', [...args, `${httpsUrl}/whoami`]);
     assert.equal(r.code, 0, `curl failed: ${r.stderr}`);
@@ -303,7 +308,7 @@ describe('token enrollment (X.509 over EST), end to end', { timeout: 180_000 }, 
     const r = ok(cli(['service', 'enrollee', 'revoke', identity.slice(0, 12), '--json'], SVC), 'revoke');
     assert.deepEqual(JSON.parse(r.stdout), { id: identity, state: 'revoked', certificates_revoked: 2 });
     const crlFile = join(root, 'crl.der');
-    const got = tool('curl', ['-sS', '--max-time', '10', '--cacert', f.ca, '-o', crlFile, '-w', '%{http_code} %{content_type}', `${httpsUrl}/crl`]);
+    const got = tool('curl', ['-sS', '--max-time', String(Math.ceil(10 * SLOW)), '--cacert', f.ca, '-o', crlFile, '-w', '%{http_code} %{content_type}', `${httpsUrl}/crl`]);
     assert.equal(got.stdout, '200 application/pkix-crl', got.stderr);
     if (tool('openssl', ['version']).code === 0) {
       const text = tool('openssl', ['crl', '-inform', 'DER', '-in', crlFile, '-noout', '-text']);

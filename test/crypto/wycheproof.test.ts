@@ -1,6 +1,7 @@
 /**
- * Wycheproof (C2SP/wycheproof @ dac1dd47, testvectors_v1) run through our own primitives,
- * every test case of every file, labelled by tcId.
+ * Wycheproof (C2SP/wycheproof @ dac1dd47, testvectors_v1, vendored in
+ * test/vectors/third-party/c2sp-wycheproof) run through our own primitives, every test case
+ * of every file, labelled by tcId.
  *
  * Policy for `result`:
  * - valid: our function returns exactly the vector's output (or verifies).
@@ -91,7 +92,7 @@ function runAll<C extends Case>(cases: C[], check: (c: C) => string | undefined)
 }
 
 describe('Wycheproof x25519_test.json through x25519() (RFC 7748)', () => {
-  const file = readVectorJson<WycheproofFile<XdhGroup>>('wycheproof', 'x25519_test.json');
+  const file = readVectorJson<WycheproofFile<XdhGroup>>('c2sp-wycheproof', 'x25519_test.json');
 
   test('every valid and acceptable case: shared secret, or ERR_DH_ZERO iff it is all zero', (t) => {
     const cases = file.testGroups.flatMap((g) => {
@@ -116,7 +117,7 @@ describe('Wycheproof x25519_test.json through x25519() (RFC 7748)', () => {
 });
 
 describe('Wycheproof aes_gcm_test.json through aesGcmEncrypt/aesGcmDecrypt (SP 800-38D)', () => {
-  const file = readVectorJson<WycheproofFile<AeadGroup>>('wycheproof', 'aes_gcm_test.json');
+  const file = readVectorJson<WycheproofFile<AeadGroup>>('c2sp-wycheproof', 'aes_gcm_test.json');
   const inProfile = (g: AeadGroup): boolean =>
     g.keySize === AES_KEY_LEN * 8 && g.ivSize === GCM_NONCE_LEN * 8 && g.tagSize === GCM_TAG_LEN * 8;
   const profile = file.testGroups.filter(inProfile).flatMap((g) => g.tests);
@@ -167,7 +168,7 @@ describe('Wycheproof aes_gcm_test.json through aesGcmEncrypt/aesGcmDecrypt (SP 8
 });
 
 describe('Wycheproof hkdf_sha256_test.json through hkdfSha256() (RFC 5869)', () => {
-  const file = readVectorJson<WycheproofFile<HkdfGroup>>('wycheproof', 'hkdf_sha256_test.json');
+  const file = readVectorJson<WycheproofFile<HkdfGroup>>('c2sp-wycheproof', 'hkdf_sha256_test.json');
 
   test('valid cases give the OKM; invalid (size > 255·32) give ERR_INVALID_ARG', (t) => {
     const cases = file.testGroups.flatMap((g) => g.tests);
@@ -189,7 +190,7 @@ describe('Wycheproof hkdf_sha256_test.json through hkdfSha256() (RFC 5869)', () 
 });
 
 describe('Wycheproof ed25519_test.json through ed25519Verify() (RFC 8032 §5.1.7)', () => {
-  const file = readVectorJson<WycheproofFile<EddsaGroup>>('wycheproof', 'ed25519_test.json');
+  const file = readVectorJson<WycheproofFile<EddsaGroup>>('c2sp-wycheproof', 'ed25519_test.json');
 
   test('valid cases verify, invalid cases return false (raw key and imported KeyObject)', (t) => {
     let ran = 0;

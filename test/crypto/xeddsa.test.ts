@@ -1,6 +1,6 @@
 /**
- * XEdDSA (Signal, "The XEdDSA and VXEdDSA Signature Schemes", rev 1) against the shared
- * vectors in ../shared/vectors/xeddsa (see their README.md) and the spec's own rules.
+ * XEdDSA (Signal, "The XEdDSA and VXEdDSA Signature Schemes", rev 1) against the public
+ * vectors in test/vectors/third-party/signal-xeddsa (see its README.md) and the spec's own rules.
  *
  * The vector file mixes two variants. For `xeddsa-spec` vectors our signer must reproduce
  * the signature byte for byte and our verifier must accept it. For
@@ -44,7 +44,7 @@ interface XeddsaVector {
   expect: Record<string, boolean>;
 }
 
-const file = readVectorJson<{ vectors: XeddsaVector[] }>('xeddsa', 'xeddsa_vectors.json');
+const file = readVectorJson<{ vectors: XeddsaVector[] }>('signal-xeddsa', 'xeddsa_vectors.json');
 
 function throwsCode(fn: () => unknown, code: ErrorCode, what: string): void {
   assert.throws(fn, (e: unknown) => isEnrollError(e, code), `${what}: expected ${code}`);
@@ -113,7 +113,7 @@ function libsignalReferenceSign(privateKey: Uint8Array, message: Uint8Array, Z: 
 
 // ---- vectors -----------------------------------------------------------------------------
 
-describe('XEdDSA shared vectors (xeddsa_vectors.json)', () => {
+describe('XEdDSA public vectors (signal-xeddsa/xeddsa_vectors.json)', () => {
   const handled = new Set([
     'sign_deterministic',
     'verify',
@@ -257,7 +257,7 @@ describe('XEdDSA §2.3 calculate_key_pair and §3 xeddsa_sign', () => {
   }
 
   test('§3 r = hash_1(a ‖ M ‖ Z) mod q hashes a = k mod q for a sign-bit-0 key, not the raw clamped k', () => {
-    // The shared spec vector has sign bit 1 (README), so it cannot tell these apart;
+    // The public spec vector has sign bit 1 (README), so it cannot tell these apart;
     // curve25519-java's xed25519_sign hashes the raw k here, which the spec does not.
     const k = keyWithSignBit(0);
     const msg = utf8('nonce derivation');

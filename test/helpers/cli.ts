@@ -4,7 +4,9 @@
  * SQLite store, each test in fresh temporary homes.
  *
  * Every wait here is bounded: a command that hangs is killed after its timeout, and a
- * background process is killed if it has not exited when asked to stop.
+ * background process is killed if it has not exited when asked to stop. Every bound is the
+ * time on an idle machine, scaled by how slow the machine is right now (pace.ts patience()),
+ * so that load makes the suite slower, not red.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -12,13 +14,14 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
+import { patience } from './pace.js';
 import { BIN } from './paths.js';
 
 export const NODE = process.execPath;
 
-/** How long one foreground command may take before it is killed. */
+/** How long one foreground command may take before it is killed, on an idle machine (scaled: pace.ts). */
 export const RUN_TIMEOUT_MS = 30_000;
-/** How long a background process may take to print the line a test waits for. */
+/** How long a background process may take to print the line a test waits for, on an idle machine (scaled: pace.ts). */
 export const WAIT_TIMEOUT_MS = 20_000;
 
 export interface RunResult {
@@ -34,6 +37,7 @@ export interface RunOptions {
   input?: string;
   /** Extra environment variables for the child. */
   env?: Record<string, string>;
+  /** The bound on an idle machine (default RUN_TIMEOUT_MS); scaled by patience(). */
   timeoutMs?: number;
 }
 
@@ -60,7 +64,7 @@ export async function run(args: readonly string[], opts: RunOptions = {}): Promi
     reject: false,
     extendEnv: false,
     env: childEnv(opts.env),
-    timeout: opts.timeoutMs ?? RUN_TIMEOUT_MS,
+    timeout: await patience(opts.timeoutMs ?? RUN_TIMEOUT_MS),
     stripFinalNewline: false,
     ...(opts.input !== undefined ? { input: opts.input } : { stdin: 'ignore' as const }),
   });
@@ -177,9 +181,12 @@ export interface Background {
   readonly lines: string[];
   /** stdout so far. */
   stdout(): string;
-  /** Resolves with the first stderr line (past or future) that matches; rejects on timeout or exit. */
+  /**
+   * Resolves with the first stderr line (past or future) that matches; rejects on exit, or
+   * after timeoutMs (the bound on an idle machine, default WAIT_TIMEOUT_MS; scaled by patience()).
+   */
   waitForLine(match: string | RegExp, timeoutMs?: number): Promise<string>;
-  /** Resolves when the process exits (killing it with SIGKILL after timeoutMs). */
+  /** Resolves when the process exits (killing it with SIGKILL after timeoutMs, scaled likewise). */
   done(timeoutMs?: number): Promise<RunResult>;
   /** Whether the process is still running. */
   running(): boolean;
@@ -238,15 +245,16 @@ export function spawnCli(args: readonly string[], opts: RunOptions = {}): Backgr
     stdout: () => out,
     running: () => !exited,
     kill: (signal = 'SIGTERM') => void child.kill(signal),
-    waitForLine(match, timeoutMs = WAIT_TIMEOUT_MS) {
+    async waitForLine(match, timeoutMs = WAIT_TIMEOUT_MS) {
       const test = (l: string) => (typeof match === 'string' ? l.includes(match) : match.test(l));
+      const bound = await patience(timeoutMs);
       return new Promise<string>((resolve, reject) => {
         const check = () => {
           const hit = lines.find(test);
           if (hit !== undefined) return finish(() => resolve(hit));
           if (exited) return finish(() => reject(new Error(`exited before printing ${String(match)}: ${describe()}`)));
         };
-        const timer = setTimeout(() => finish(() => reject(new Error(`timed out waiting for ${String(match)}: ${describe()}`))), timeoutMs);
+        const timer = setTimeout(() => finish(() => reject(new Error(`timed out after ${bound} ms waiting for ${String(match)}: ${describe()}`))), bound);
         const finish = (f: () => void) => {
           clearTimeout(timer);
           waiters.delete(check);
@@ -257,14 +265,15 @@ export function spawnCli(args: readonly string[], opts: RunOptions = {}): Backgr
       });
     },
     async done(timeoutMs = RUN_TIMEOUT_MS) {
+      const bound = await patience(timeoutMs);
       let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<'timeout'>((r) => (timer = setTimeout(r, timeoutMs, 'timeout')));
+      const timeout = new Promise<'timeout'>((r) => (timer = setTimeout(r, bound, 'timeout')));
       const r = await Promise.race([finished, timeout]);
       clearTimeout(timer);
       if (r === 'timeout') {
         child.kill('SIGKILL');
         await finished;
-        throw new Error(`did not exit within ${timeoutMs} ms: ${describe()}`);
+        throw new Error(`did not exit within ${bound} ms: ${describe()}`);
       }
       if (r.exitCode === undefined) throw new Error(`was killed by ${r.signal ?? '?'}: ${describe()}`);
       return { code: r.exitCode, stdout: out, stderr: lines.join('\n') };
@@ -374,11 +383,12 @@ export async function spawnService(
   };
 }
 
-/** Waits until `pred` holds, polling; fails after timeoutMs. */
+/** Waits until `pred` holds, polling; fails after timeoutMs (the bound on an idle machine; scaled by patience()). */
 export async function eventually(pred: () => boolean, what: string, timeoutMs = WAIT_TIMEOUT_MS): Promise<void> {
-  const end = Date.now() + timeoutMs;
+  const bound = await patience(timeoutMs);
+  const end = Date.now() + bound;
   while (!pred()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > end) throw new Error(`timed out after ${bound} ms waiting for ${what}`);
     await sleep(25);
   }
 }

@@ -28,6 +28,7 @@ import { ServiceHome } from '../../src/roles/service/home.js';
 import type { BundleRecord } from '../../src/store/types.js';
 import { encodeFrame, FrameDecoder } from '../../src/transport/frame.js';
 import { freePort, ok, okJson, sleep, spawnService, tempHome, type Background, type ServiceHandle } from './cli.js';
+import { patience } from './pace.js';
 
 export const nowSeconds = (): number => Math.floor(Date.now() / 1000);
 
@@ -273,7 +274,7 @@ export interface RawOptions {
    * not set this.
    */
   endAfterWrite?: boolean;
-  /** Wait at most this long for the service to close (default 10 s). */
+  /** Wait at most this long for the service to close: the bound on an idle machine (default 10 s), scaled by patience(). */
   waitMs?: number;
   /** Destroy with RST right after writing (an abrupt close). */
   resetAfterWrite?: boolean;
@@ -287,9 +288,9 @@ export interface RawOptions {
  * Connects to 127.0.0.1:port, writes `chunks`, and collects what comes back until the
  * service closes the connection (or `waitMs` passes, which counts as a hang).
  */
-export function rawExchange(port: number, chunks: readonly Uint8Array[], opts: RawOptions = {}): Promise<RawOutcome> {
+export async function rawExchange(port: number, chunks: readonly Uint8Array[], opts: RawOptions = {}): Promise<RawOutcome> {
+  const waitMs = await patience(opts.waitMs ?? 10_000);
   const start = Date.now();
-  const waitMs = opts.waitMs ?? 10_000;
   return new Promise<RawOutcome>((resolve) => {
     const decoder = new FrameDecoder(0xffff);
     const frames: Uint8Array[] = [];

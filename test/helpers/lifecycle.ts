@@ -4,7 +4,8 @@
  * device, and reading the audit log through the CLI.
  */
 import assert from 'node:assert/strict';
-import { ok, okJson, run, sleep, startService, type Enrollee, type RunResult, type ServiceHandle, type World } from './cli.js';
+import { ok, okJson, run, sleep, startService, WAIT_TIMEOUT_MS, type Enrollee, type RunResult, type ServiceHandle, type World } from './cli.js';
+import { patience } from './pace.js';
 
 export const EXIT = { OK: 0, FAILURE: 1, USAGE: 2, REJECTED: 3, UNREACHABLE: 4, AUTH: 5 } as const;
 
@@ -38,9 +39,12 @@ export interface ExportedEntry {
   hash: string;
 }
 
-/** Polls the audit log (the service appends from a thread of its own) until an entry matches. */
-export async function audited(serviceHome: string, pred: (e: ExportedEntry) => boolean, timeoutMs = 5_000): Promise<ExportedEntry> {
-  const end = Date.now() + timeoutMs;
+/**
+ * Polls the audit log (the service appends from a thread of its own) until an entry matches;
+ * fails after timeoutMs (the bound on an idle machine; scaled by patience()).
+ */
+export async function audited(serviceHome: string, pred: (e: ExportedEntry) => boolean, timeoutMs = WAIT_TIMEOUT_MS): Promise<ExportedEntry> {
+  const end = Date.now() + (await patience(timeoutMs));
   for (;;) {
     const entries = await auditEntries(serviceHome);
     const hit = entries.find(pred);

@@ -3,7 +3,7 @@
  * walking up to the directory that holds package.json.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 function findRoot(start: string): string {
@@ -17,10 +17,14 @@ function findRoot(start: string): string {
 }
 
 export const REPO_ROOT = findRoot(dirname(fileURLToPath(import.meta.url)));
-/** `../shared/vectors` beside the repo, as CI lays it out. */
-export const SHARED_VECTORS = resolve(REPO_ROOT, '..', 'shared', 'vectors');
+/**
+ * Public vectors vendored into the repo, one folder per source, each with a README.md (source,
+ * revision, licence) and a SHA256SUMS that test/vectors/third-party.test.ts checks.
+ */
+export const THIRD_PARTY_VECTORS = join(REPO_ROOT, 'test', 'vectors', 'third-party');
 export const BIN = join(REPO_ROOT, 'bin', 'ockam-enroll.js');
 
-export function readVectorJson<T = any>(...parts: string[]): T {
-  return JSON.parse(readFileSync(join(SHARED_VECTORS, ...parts), 'utf8')) as T;
+/** Parses `test/vectors/third-party/<folder>/<file>`. */
+export function readVectorJson<T = any>(folder: string, ...parts: string[]): T {
+  return JSON.parse(readFileSync(join(THIRD_PARTY_VECTORS, folder, ...parts), 'utf8')) as T;
 }

@@ -8,7 +8,7 @@
  * test/crypto/xeddsa.test.ts checks against published vectors). Then `initiate` and
  * `accept` run on every vector and must give the same message, IK_B and session keys.
  *
- * ../shared/vectors/x3dh/libsignal_x3dh_kat.json: Signal's X3DH (no one-time prekey,
+ * test/vectors/third-party/signal-x3dh/libsignal_x3dh_kat.json: Signal's X3DH (no one-time prekey,
  * info "WhisperText", L = 64) through the same DH-ordering and KDF helpers, showing that
  * the 0xFF-prefix + HKDF plumbing matches libsignal.
  */
@@ -214,8 +214,8 @@ interface LibsignalKat {
   derived_root_key: string;
 }
 
-describe('libsignal X3DH known answer (shared/vectors/x3dh, signalapp/libsignal@a280bc65 ratchet.rs)', () => {
-  const ls = readVectorJson<LibsignalKat>('x3dh', 'libsignal_x3dh_kat.json');
+describe('libsignal X3DH known answer (third-party/signal-x3dh, signalapp/libsignal@a280bc65 ratchet.rs)', () => {
+  const ls = readVectorJson<LibsignalKat>('signal-x3dh', 'libsignal_x3dh_kat.json');
   /** libsignal serializes public keys as 0x05 ‖ u. */
   const pub = (hex: string): Uint8Array => {
     const b = fromHex(hex);

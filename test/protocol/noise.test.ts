@@ -1,6 +1,6 @@
 /**
- * Noise_XX_25519_AESGCM_SHA256 (Noise Protocol Framework rev 34): replays every shared
- * vector in ../shared/vectors/noise, then the state-machine rules (turns, lengths,
+ * Noise_XX_25519_AESGCM_SHA256 (Noise Protocol Framework rev 34): replays every public
+ * vector in test/vectors/third-party/noise-xx, then the state-machine rules (turns, lengths,
  * poisoning, finish, nonce exhaustion) and the no-secrets-in-output rule.
  */
 import { describe, it } from 'node:test';
@@ -9,7 +9,7 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createCipheriv } from 'node:crypto';
 import { inspect } from 'node:util';
-import { SHARED_VECTORS, readVectorJson } from '../helpers/paths.js';
+import { THIRD_PARTY_VECTORS, readVectorJson } from '../helpers/paths.js';
 import { EnrollError, type ErrorCode } from '../../src/errors.js';
 import { fromHex, toHex, utf8 } from '../../src/crypto/bytes.js';
 import { sha256 } from '../../src/crypto/hash.js';
@@ -98,14 +98,14 @@ function flipBit(m: Uint8Array, byte: number, bit: number): Uint8Array {
 }
 
 // ---------------------------------------------------------------------------------------
-// shared vectors
+// public vectors (test/vectors/third-party/noise-xx)
 
-const vectorFiles = readdirSync(join(SHARED_VECTORS, 'noise'))
+const vectorFiles = readdirSync(join(THIRD_PARTY_VECTORS, 'noise-xx'))
   .filter((f) => f.endsWith('.json'))
   .sort();
 const counts: Record<string, Record<NoiseCipher, number>> = {};
 
-describe('Noise rev 34 shared vectors (../shared/vectors/noise)', () => {
+describe('Noise rev 34 public vectors (third-party/noise-xx)', () => {
   it('finds the vector files', () => {
     assert.deepEqual(vectorFiles, [
       'cacophony_XX_25519_SHA256.json',
@@ -116,7 +116,7 @@ describe('Noise rev 34 shared vectors (../shared/vectors/noise)', () => {
   });
 
   for (const file of vectorFiles) {
-    const vectors = readVectorJson<{ vectors: NoiseVector[] }>('noise', file).vectors;
+    const vectors = readVectorJson<{ vectors: NoiseVector[] }>('noise-xx', file).vectors;
     counts[file] = { AESGCM: 0, ChaChaPoly: 0 };
     vectors.forEach((v, index) => {
       const name = v.protocol_name ?? v.name ?? '';

@@ -8,6 +8,7 @@ import { once } from 'node:events';
 import { PassThrough } from 'node:stream';
 import { isEnrollError, type ErrorCode } from '../../src/errors.js';
 import { socketPair } from '../helpers/net.js';
+import { patience } from '../helpers/pace.js';
 import { FramedConnection, MAX_QUEUED_FRAMES } from '../../src/transport/connection.js';
 import { encodeFrame, MAX_FRAME_LEN } from '../../src/transport/frame.js';
 
@@ -200,6 +201,10 @@ test('backpressure: a reader that does not read stalls the writer; many large fr
       writtenBA++;
     }
   })();
+  // The queue fills first (however slow the machine); then an unstalled writer would finish
+  // its 400 frames in the next 300 ms, which a stalled one cannot.
+  const end = Date.now() + (await patience(5000));
+  while (writtenAB < MAX_QUEUED_FRAMES && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
   await new Promise((r) => setTimeout(r, 300));
   assert.ok(writtenAB < N, `writer a→b should be stalled, wrote ${writtenAB}`);
   assert.ok(writtenBA < N, `writer b→a should be stalled, wrote ${writtenBA}`);

@@ -8,6 +8,7 @@ import { createServer, connect, isIPv6 } from 'node:net';
 import { isEnrollError, type ErrorCode } from '../../src/errors.js';
 import { connectTcp, listenTcp, type TcpServer } from '../../src/transport/tcp.js';
 import type { FramedConnection } from '../../src/transport/connection.js';
+import { patience } from '../helpers/pace.js';
 
 function code(c: ErrorCode) {
   return (e: unknown): boolean => {
@@ -26,8 +27,9 @@ async function freePort(): Promise<number> {
   return port;
 }
 
+/** Waits for cond; fails after ms (the bound on an idle machine, scaled by patience()). */
 async function until(cond: () => boolean, what: string, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
+  const end = Date.now() + (await patience(ms));
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 5));

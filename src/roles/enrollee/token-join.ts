@@ -14,7 +14,7 @@
  *     and store key, certificate and CA (tls-files.ts).
  */
 import { X509Certificate as NodeX509 } from 'node:crypto';
-import { EnrollError } from '../../errors.js';
+import { EnrollError, isEnrollError } from '../../errors.js';
 import { decodeTokenUnverified, parseIssuer } from '../../protocol/token/claims.js';
 import { verifyToken } from '../../protocol/token/jwt.js';
 import { CT_PKCS10, CT_PKCS7, EST_CACERTS, EST_SIMPLEENROLL } from '../../protocol/token/est.js';
@@ -79,6 +79,37 @@ export async function checkIssued(
   throw new EnrollError('ERR_HTTP', 'the service returned no certificate for this key');
 }
 
+/**
+ * Why the key at the token's address does not verify the token: most often the address
+ * reaches another server than the service that made the token (another service, or any
+ * process holding that port), which the CA that server serves tells apart from a token that
+ * was altered. The CA fetched here decides nothing but the message: the token is refused
+ * either way.
+ */
+async function signatureFailure(target: HttpsTarget, leafDer: Uint8Array, caFp: string, timeoutMs: number | undefined, cause: EnrollError): Promise<EnrollError> {
+  let served: string | undefined;
+  try {
+    const res = await httpsRequest(target, { method: 'GET', path: EST_CACERTS, trust: { pinnedLeaf: leafDer }, timeoutMs: timeoutMs ?? 15_000 });
+    if (res.status === 200 && res.mediaType === CT_PKCS7) {
+      const certs = decodeCertsOnly(decodeBase64Body(res.body.toString('latin1'), MAX_PKCS7_DER, 'ERR_HTTP', 'the CA certificates'), 'ERR_HTTP', 'the CA certificates');
+      served = certs.some((der) => fingerprint(der) === caFp) ? caFp : certs[0] && fingerprint(certs[0]);
+    }
+  } catch {
+    served = undefined;
+  }
+  if (served === caFp) {
+    return new EnrollError('ERR_TOKEN_SIGNATURE', `the token's signature does not verify with the key of the service at ${target.url}, although that service has the CA the token names`, {
+      cause,
+      hint: 'the token was altered or made by someone else: ask the enroller for a new token',
+    });
+  }
+  const what = served === undefined ? 'it serves no CA certificates' : `its CA (SHA-256 ${served}) is not the one the token names (${caFp})`;
+  return new EnrollError('ERR_TOKEN_SIGNATURE', `the server at ${target.url} is not the service that made this token: the token's signature does not verify with its key, and ${what}`, {
+    cause,
+    hint: `something else answers at the token's address ${target.url}: check where the service listens for HTTPS (its "https-listening" log line gives the address it listens on and the one its tokens name), or ask the enroller for a new token`,
+  });
+}
+
 export async function joinWithToken(home: string, opts: TokenJoinOptions): Promise<TokenJoinResult> {
   const step = opts.onStep ?? (() => undefined);
   // 1. Parse, and check the home before anything leaves this machine.
@@ -103,12 +134,15 @@ export async function joinWithToken(home: string, opts: TokenJoinOptions): Promi
     throw new EnrollError('ERR_CA_MISMATCH', `the service at ${iss.url} presented a certificate that does not parse`, { cause });
   }
   const leafType = keyTypeOf(leafKey);
-  if (!leafType || jwsAlgorithm(leafType) !== alg) {
-    throw new EnrollError('ERR_TOKEN_SIGNATURE', `the token is signed with ${alg}, which the key of the certificate at ${iss.url} cannot verify`, {
-      hint: 'the token was not made by the service it names',
-    });
+  try {
+    if (!leafType || jwsAlgorithm(leafType) !== alg) {
+      throw new EnrollError('ERR_TOKEN_SIGNATURE', `the token is signed with ${alg}, which the key of the certificate at ${iss.url} cannot verify`);
+    }
+    await verifyToken(opts.token, leafKey, { alg, now: opts.now(), clockTolerance: CLIENT_CLOCK_TOLERANCE });
+  } catch (err) {
+    if (!isEnrollError(err, 'ERR_TOKEN_SIGNATURE')) throw err;
+    throw await signatureFailure(target, leafDer, claims.ca_fp, opts.timeoutMs, err);
   }
-  await verifyToken(opts.token, leafKey, { alg, now: opts.now(), clockTolerance: CLIENT_CLOCK_TOLERANCE });
   step('the token\'s signature verifies with the service\'s certificate');
 
   // 4. The CA the token names, fetched from the same server.

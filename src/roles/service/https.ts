@@ -38,6 +38,7 @@ import { MAX_CSR_DER } from '../../x509/csr.js';
 import { decodeBase64Body, encodeBase64Body, encodeCertsOnly } from '../../x509/pkcs7.js';
 import type { ServiceHome } from './home.js';
 import type { DecisionLog } from './log.js';
+import { settleHttpsAddress, type SettledHttpsAddress } from './https-announce.js';
 import type { ServicePki } from './pki.js';
 import { authenticateClient, enrollWithToken, renewWithCertificate } from './tokens.js';
 
@@ -58,6 +59,8 @@ export interface HttpsServerOptions {
 export interface RunningHttpsServer {
   server: Server;
   address(): { host: string; port: number };
+  /** The address tokens carry, settled against the bound listener (https-announce.ts). */
+  announced: SettledHttpsAddress;
   close(): Promise<void>;
 }
 
@@ -319,14 +322,25 @@ export async function startHttpsServer(svc: ServiceHome, pki: ServicePki, opts: 
     const a = server.address();
     return typeof a === 'object' && a ? { host: a.address, port: a.port } : { host: opts.host, port: opts.port };
   };
-  log('https-listening', { address: `${address().host}:${address().port}`, https_address: svc.settings.httpsAddress, ca_fp: pki.caFingerprint });
-  return {
-    server,
-    address,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+  const close = () =>
+    new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+  // Tokens must lead devices here: the address follows the bound port, or is refused when a
+  // device could certainly not reach this listener through it (https-announce.ts).
+  let announced: SettledHttpsAddress;
+  try {
+    announced = await settleHttpsAddress(svc, pki, address());
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  log('https-listening', {
+    address: `${address().host}:${address().port}`,
+    https_address: svc.settings.httpsAddress,
+    ...(announced.followed ? { https_address_from: 'listen' } : {}),
+    ca_fp: pki.caFingerprint,
+  });
+  return { server, address, announced, close };
 }
