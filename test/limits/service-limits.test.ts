@@ -49,6 +49,7 @@ describe('limits: flags', () => {
     for (const [flag, value] of [
       ['--rate-per-ip', 'fast'],
       ['--rate-per-enroller', '0/s'],
+      ['--fail-rate-per-ip', '20/d'],
       ['--max-frame', '100'],
       ['--max-frame', '70000'],
       ['--max-connections', '0'],
@@ -60,10 +61,10 @@ describe('limits: flags', () => {
   });
 
   it('the listening line states every limit in force', async () => {
-    const { service } = await serviceWith(['--max-frame', '2048', '--read-timeout', '7s', '--max-connections', '99', '--rate-per-ip', '50/m', '--rate-per-enroller', 'off']);
+    const { service } = await serviceWith(['--max-frame', '2048', '--read-timeout', '7s', '--max-connections', '99', '--rate-per-ip', '50/m', '--rate-per-enroller', 'off', '--fail-rate-per-ip', '5/h']);
     try {
       const line = service.decisions('listening')[0]!;
-      for (const part of ['max_frame=2048', 'read_timeout_ms=7000', 'max_connections=99', 'rate_per_ip=50/m', 'rate_per_enroller=off', 'max_failed_attempts=20']) {
+      for (const part of ['max_frame=2048', 'read_timeout_ms=7000', 'max_connections=99', 'rate_per_ip=50/m', 'rate_per_enroller=off', 'fail_rate_per_ip=5/h', 'max_failed_attempts=20']) {
         assert.ok(line.includes(part), `${part} in ${line}`);
       }
     } finally {
