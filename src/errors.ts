@@ -30,6 +30,7 @@ export const ERROR_CODES = [
   'ERR_BUNDLE_VERSION', // bundle version is not supported
   'ERR_BUNDLE_SIGNATURE', // bundle signature or SPK signature does not verify
   'ERR_BUNDLE_EXPIRED', // bundle is past its expiry
+  'ERR_BUNDLE_SERVICE_KEY', // the bundle's IK_A is not the service key the enrollee was told to expect (join --service-key, init --service-key)
   'ERR_CARD_MALFORMED', // enrollee card bytes do not parse
 
   // -- enrollment key agreement (src/protocol/enrollment), service checks in order
