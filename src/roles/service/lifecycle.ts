@@ -29,11 +29,12 @@ import { join } from 'node:path';
 import { toHex } from '../../crypto/bytes.js';
 import { EnrollError } from '../../errors.js';
 import { encodeError } from '../../protocol/messages/common.js';
-import { MSG_ADDRESS_REQUEST, MSG_ROTATE } from '../../protocol/messages/session.js';
+import { decodeCredentialRequest, encodeCredentialMsg, MSG_ADDRESS_REQUEST, MSG_CREDENTIAL_REQUEST, MSG_ROTATE } from '../../protocol/messages/session.js';
 import { SqliteLifecycleStore } from '../../store/lifecycle.js';
 import type { EnrolleeRecord } from '../../store/types.js';
 import type { SecureChannel } from '../../transport/channel.js';
 import { serveAddressRequest } from './address.js';
+import { issueCredential } from './credentials.js';
 import { STORE_FILE, type ServiceHome } from './home.js';
 import type { DecisionLog } from './log.js';
 import { serveRotate } from './rotation.js';
@@ -218,8 +219,18 @@ export async function serveLifecycleRequest(
       await serveAddressRequest(store, channel, msg);
       return false;
     }
+    if (msg[0] === MSG_CREDENTIAL_REQUEST) {
+      // A fresh credential for the key that authenticated this channel, which the session
+      // loop has just found enrolled: how a device whose ROTATED was lost gets the
+      // credential of its new key (§7.9.2).
+      decodeCredentialRequest(msg);
+      const cred = await issueCredential(svc, { enrolleeId: rec.id, ikB: channel.remoteStaticKey, petName: rec.petName, now });
+      log('credential-issued', { enrollee: toHex(rec.id), name: rec.petName, ik_b: toHex(channel.remoteStaticKey), credential_expires_at: new Date(cred.expiresAt * 1000).toISOString() });
+      await channel.send(encodeCredentialMsg(cred.credential));
+      return false;
+    }
     if (msg[0] !== MSG_ROTATE) throw new EnrollError('ERR_PROTOCOL', `unexpected session request type ${msg[0]}`);
-    const r = await serveRotate(store, channel, rec, msg, log, now);
+    const r = await serveRotate(store, channel, rec, msg, log, now, (ikB) => issueCredential(svc, { enrolleeId: rec.id, ikB, petName: rec.petName, now }));
     // Other open sessions of the old key (a `status --watch`) end now rather than at their next request.
     lc?.close('session', r.oldIkB, new EnrollError('ERR_ENROLLEE_UNKNOWN', 'this identity key was replaced by a rotation'), channel);
     return true;
