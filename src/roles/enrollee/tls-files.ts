@@ -136,11 +136,6 @@ export class EnrolleeTls {
     this.keystore.writeBytes(TLS_PENDING_KEY_FILE, out, { secret: true, overwrite: true });
   }
 
-  /** Whether the stored key is encrypted (`ENCRYPTED PRIVATE KEY`). */
-  keyEncrypted(): boolean {
-    const b = this.keystore.readBytes(TLS_KEY_FILE, { secret: true });
-    return b !== undefined && isEncryptedPem(Buffer.from(b).toString('utf8'));
-  }
 
   dropPendingKey(): void {
     this.keystore.remove(TLS_PENDING_KEY_FILE);
