@@ -23,6 +23,7 @@ export function register(enrollee: Command): void {
         });
         const text = cardToText(e.card());
         out.info(`enrollee initialised in ${e.keystore.dir}; enrollee id ${toHex(e.enrolleeId())}`);
+        if (serviceKey) out.info(`pinned the service key ${toHex(serviceKey)}: \`enrollee join\` refuses a bundle of any other`);
         if (opts.qr && !out.json) return void (await printQr(out, text));
         out.result({ ...e.describe(), card: text }, text);
       }),
