@@ -14,7 +14,7 @@ import { isEnrollError } from '../../src/errors.js';
 import { decodeText } from '../../src/protocol/codec/text.js';
 import { credentialToText, decodeCredential } from '../../src/protocol/credential.js';
 import { decodeError, MSG_ERROR } from '../../src/protocol/messages/common.js';
-import { decodeRotated, encodeRotate, rotateSignedBytes } from '../../src/protocol/messages/session.js';
+import { decodeCredentialMsg, decodeRotated, encodeCredentialRequest, encodeRotate, rotateSignedBytes } from '../../src/protocol/messages/session.js';
 import { requestStatus } from '../../src/roles/enrollee/lifecycle.js';
 import type { SecureChannel } from '../../src/transport/channel.js';
 import type { KeyPair } from '../../src/crypto/x25519.js';
@@ -145,6 +145,29 @@ describe('enrollee rotate', () => {
     assert.equal(existsSync(join(enrolleeDir(dev.home), 'credential.next.txt')), false);
     assert.equal(serviceJson(dev.home).identity_key, toHex(newKey.publicKey));
     assert.equal(w.service.decisions('credential-issued').filter((l) => l.includes(`enrollee=${dev.id}`)).length, 0, 'nothing was asked for');
+  });
+
+  test('CREDENTIAL_REQUEST: a credential for the channel\'s own key, at most 6 an hour per key (then ERR_RATE_LIMITED, the channel stays open)', async () => {
+    const dev = await enrollDevice(w, 'Asking Bot');
+    const ikB = await enrolleeKeystore(dev.home).loadKeyPair('ik_b.key');
+    const channel = await sessionAs(w, ikB);
+    try {
+      for (let i = 0; i < 6; i++) {
+        await channel.send(encodeCredentialRequest());
+        const c = decodeCredential(decodeCredentialMsg(await channel.receive(5_000)));
+        assert.deepEqual([toHex(c.ikB), toHex(c.enrolleeId), toHex(c.issuer)], [toHex(ikB.publicKey), dev.id, w.serviceKey]);
+      }
+      await channel.send(encodeCredentialRequest());
+      const refused = await channel.receive(5_000);
+      assert.equal(refused[0], MSG_ERROR);
+      const e = decodeError(refused);
+      assert.equal(e.code, 'ERR_RATE_LIMITED');
+      assert.match(e.message, /too many credential requests for this identity key \(limit 6\/h\)/);
+      // Still usable for other requests.
+      assert.equal(toHex((await requestStatus(channel, 5_000)).enrolleeId), dev.id);
+    } finally {
+      channel.connection.destroy();
+    }
   });
 
   test('rotate reissues the credential within the rotation: verify accepts it for the new key, status no longer says stale, the old one names the replaced key', async () => {

@@ -35,6 +35,7 @@ import type { EnrolleeRecord } from '../../store/types.js';
 import type { SecureChannel } from '../../transport/channel.js';
 import { serveAddressRequest } from './address.js';
 import { issueCredential } from './credentials.js';
+import { parseRate, TokenBuckets } from './limits.js';
 import { STORE_FILE, type ServiceHome } from './home.js';
 import type { DecisionLog } from './log.js';
 import { serveRotate } from './rotation.js';
@@ -185,6 +186,23 @@ function slot(kind: TrackedKind, key: Uint8Array): string {
 
 const running = new WeakMap<ServiceHome, ServiceLifecycle>();
 
+/**
+ * CREDENTIAL_REQUESTs per identity key (§7.9.2): a device needs one after a lost ROTATED, so
+ * a few an hour is plenty, and each one costs a signature and an audit entry. The bucket
+ * keeps an enrolled device from growing the audit log at the per-IP rate.
+ */
+export const CREDENTIAL_REQUEST_RATE = '6/h';
+const credentialRequests = new WeakMap<ServiceHome, TokenBuckets>();
+
+function credentialBuckets(svc: ServiceHome): TokenBuckets {
+  let b = credentialRequests.get(svc);
+  if (b === undefined) {
+    b = new TokenBuckets(parseRate(CREDENTIAL_REQUEST_RATE, 'credential requests')!);
+    credentialRequests.set(svc, b);
+  }
+  return b;
+}
+
 /** Starts the lifecycle of a running service (server.ts), registered so session handlers find it. */
 export function startLifecycle(svc: ServiceHome, log: DecisionLog, opts: { intervalMs?: number } = {}): ServiceLifecycle {
   const lc = new ServiceLifecycle(svc, log, opts);
@@ -224,6 +242,12 @@ export async function serveLifecycleRequest(
       // loop has just found enrolled: how a device whose ROTATED was lost gets the
       // credential of its new key (§7.9.2).
       decodeCredentialRequest(msg);
+      const wait = credentialBuckets(svc).take(toHex(channel.remoteStaticKey));
+      if (wait > 0) {
+        throw new EnrollError('ERR_RATE_LIMITED', `too many credential requests for this identity key (limit ${CREDENTIAL_REQUEST_RATE})`, {
+          hint: `wait ${Math.ceil(wait / 1000)} s and try again`,
+        });
+      }
       const cred = await issueCredential(svc, { enrolleeId: rec.id, ikB: channel.remoteStaticKey, petName: rec.petName, now });
       log('credential-issued', { enrollee: toHex(rec.id), name: rec.petName, ik_b: toHex(channel.remoteStaticKey), credential_expires_at: new Date(cred.expiresAt * 1000).toISOString() });
       await channel.send(encodeCredentialMsg(cred.credential));
