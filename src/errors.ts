@@ -32,6 +32,7 @@ export const ERROR_CODES = [
   'ERR_BUNDLE_EXPIRED', // bundle is past its expiry
   'ERR_EKA_VERSION', // the bundle or message is for another EKA version than required (a downgrade is refused)
   'ERR_KEM_PREKEY', // the ML-KEM prekey fetched for a v2 bundle does not match its IK_A-signed KEM_hash
+  'ERR_BUNDLE_SERVICE_KEY', // the bundle's IK_A is not the service key the enrollee was told to expect (join --service-key, init --service-key)
   'ERR_CARD_MALFORMED', // enrollee card bytes do not parse
 
   // -- enrollment key agreement (src/protocol/enrollment), service checks in order

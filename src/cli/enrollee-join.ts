@@ -1,14 +1,31 @@
 import type { Command } from 'commander';
 import { toHex } from '../crypto/bytes.js';
 import { EnrollError } from '../errors.js';
-import { bundleFromText, bundleToText, cardToText } from '../protocol/codec/index.js';
+import { bundleToText, cardToText, decodeBundleText, verifyBundle } from '../protocol/codec/index.js';
 import { EnrolleeHome } from '../roles/enrollee/home.js';
 import { CREDENTIAL_FILE, credentialStatus } from '../roles/enrollee/credential.js';
-import { enrollWithBundle, joinViaEnroller, requireEka, type JoinResult } from '../roles/enrollee/join.js';
+import { checkBundleServiceKey, enrollWithBundle, joinViaEnroller, requireEka, type ExpectedServiceKey, type JoinResult } from '../roles/enrollee/join.js';
 import { connectTcp } from '../transport/tcp.js';
 import { action, isoTime, leaf, readTextArg } from './command.js';
 import { makeOutput } from './output.js';
-import { nowSeconds, parseDuration, parseEka, passphraseSource } from './options.js';
+import { nowSeconds, parseDuration, parseEka, parseKeyHex, passphraseSource } from './options.js';
+
+/**
+ * The service key bundles must carry (bundle pinning, docs/threat-model.md §5.2): the flag,
+ * else the key pinned at `enrollee init --service-key`. A flag that contradicts the pin is
+ * a usage error: one of the two is a mistake, and guessing which would defeat the pin.
+ */
+function expectedServiceKey(e: EnrolleeHome, flag: Uint8Array | undefined): ExpectedServiceKey | undefined {
+  const pinned = e.pinnedServiceKey();
+  if (flag !== undefined && pinned !== undefined && toHex(flag) !== toHex(pinned)) {
+    throw new EnrollError('ERR_USAGE', `--service-key ${toHex(flag)} differs from the service key ${toHex(pinned)} pinned at \`enrollee init\``, {
+      hint: 'leave out --service-key to use the pinned key, or pin another with `enrollee init --force --service-key KEY` (a new EIK_B)',
+    });
+  }
+  if (flag !== undefined) return { key: flag, from: '--service-key' };
+  if (pinned !== undefined) return { key: pinned, from: `pinned in ${e.keystore.path('enrollee.json')}` };
+  return undefined;
+}
 
 export function register(enrollee: Command): void {
   leaf(
@@ -25,26 +42,35 @@ export function register(enrollee: Command): void {
     .option('--token <jwt|@file|->', 'a one-time enrollment token (from `enroller token create`), @FILE, or - for stdin: enroll for an X.509 certificate')
     .option('--key-type <type>', 'with --token: the key to make, p256 (default) or ed25519')
     .option('--force', 'with --token: replace a certificate from an earlier token enrollment')
+    .option('--service-key <key>', 'the service key (64 hex, as `service init` prints it) the bundle must carry; any other is refused before anything is sent (default: the key pinned at `enrollee init --service-key`)')
     .action(
       action(async (ctx) => {
         const { out, home, opts } = ctx;
         const modes = [opts.bundle, opts.enroller, opts.stdio, opts.token].filter((x) => x !== undefined && x !== false);
         if (modes.length !== 1) throw new EnrollError('ERR_USAGE', 'choose exactly one of --bundle, --enroller, --stdio or --token');
         if (opts.token === undefined && (opts.keyType !== undefined || opts.force)) throw new EnrollError('ERR_USAGE', '--key-type and --force apply only with --token');
+        if (opts.token !== undefined && opts.serviceKey !== undefined) throw new EnrollError('ERR_USAGE', '--service-key applies to --bundle, --enroller and --stdio, not --token');
+        const serviceKeyFlag = opts.serviceKey !== undefined ? parseKeyHex(opts.serviceKey as string, '--service-key') : undefined;
         // The token mode loads the X.509 library: only when it is used.
         if (opts.token !== undefined) return (await import('./enrollee-token-join.js')).runTokenJoin(ctx);
         const eka = parseEka(opts.eka as string);
         const e = EnrolleeHome.open(home, { passphrase: passphraseSource(opts) });
+        const expectServiceKey = expectedServiceKey(e, serviceKeyFlag);
         let r: JoinResult & { sas?: string };
         // In --stdio mode stdout is the channel: results go to stderr.
         const results = opts.stdio ? makeOutput({ json: out.json, quiet: true, resultsToStderr: true }) : out;
         if (opts.bundle !== undefined) {
-          const bundle = requireEka(bundleFromText(await readTextArg(opts.bundle as string, 'bundle'), { now: nowSeconds() }), eka);
+          // The expected key and the EKA version are compared before the signatures are
+          // checked (no curve arithmetic for a foreign bundle) and before anything is kept or sent.
+          const offered = decodeBundleText(await readTextArg(opts.bundle as string, 'bundle'));
+          checkBundleServiceKey(offered, expectServiceKey);
+          const bundle = verifyBundle(requireEka(offered, eka), { now: nowSeconds() });
           e.holdBundle(bundleToText(bundle));
           const waitSeconds = parseDuration(opts.wait as string, '--wait', 0, 7 * 86400);
           out.info(`enrolling with the service at ${bundle.addr} (enrollee id ${toHex(e.enrolleeId())})`);
           r = await enrollWithBundle(e, bundle, {
             now: nowSeconds,
+            ...(expectServiceKey ? { expectServiceKey } : {}),
             waitSeconds,
             onWaiting: () => {
               out.info('the service has no approval for this enrollee yet; waiting. The enroller should approve this card:');
@@ -61,6 +87,7 @@ export function register(enrollee: Command): void {
             r = await joinViaEnroller(e, conn, {
               now: nowSeconds,
               eka,
+              ...(expectServiceKey ? { expectServiceKey } : {}),
               onSas: (sas) => out.info(`short authentication string: ${sas} (check the enroller shows the same)`),
               onBundle: (b) => out.info(`received a bundle for ${b.addr}; waiting for the enroller's approval`),
             });

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { parseKeyType } from '../x509/keys.js';
 import { action, isoTime, leaf } from './command.js';
-import { nowSeconds } from './options.js';
+import { nowSeconds, passphraseSource } from './options.js';
 
 export function register(enrollee: Command): void {
   leaf(
@@ -15,7 +15,8 @@ export function register(enrollee: Command): void {
       action(async ({ out, home, opts }) => {
         const keyType = opts.keyType === undefined ? undefined : parseKeyType(opts.keyType as string);
         const { renewCertificate } = await import('../roles/enrollee/renew.js');
-        const r = await renewCertificate(home, { now: nowSeconds, ...(keyType ? { keyType } : {}) });
+        const passphrase = passphraseSource(opts);
+        const r = await renewCertificate(home, { now: nowSeconds, passphrase, ...(keyType ? { keyType } : {}) });
         out.info(`the previous certificate ${r.previousSerial} stays valid until it expires`);
         out.result(
           {
@@ -28,6 +29,7 @@ export function register(enrollee: Command): void {
             not_after: isoTime(r.notAfter),
             key_type: r.keyType,
             key: r.paths.key,
+            key_encrypted: passphrase.kind !== 'none',
             cert: r.paths.cert,
             ca: r.paths.ca,
           },

@@ -5,12 +5,13 @@
 import { joinWithToken } from '../roles/enrollee/token-join.js';
 import { parseKeyType } from '../x509/keys.js';
 import { isoTime, readTextArg, type Ctx } from './command.js';
-import { nowSeconds } from './options.js';
+import { nowSeconds, passphraseSource } from './options.js';
 
 export async function runTokenJoin({ out, home, opts }: Ctx): Promise<void> {
   const keyType = parseKeyType((opts.keyType as string | undefined) ?? 'p256');
   const token = await readTextArg(opts.token as string, 'token');
-  const r = await joinWithToken(home, { token, keyType, force: opts.force === true, now: nowSeconds, onStep: (line) => out.info(line) });
+  const passphrase = passphraseSource(opts);
+  const r = await joinWithToken(home, { token, keyType, force: opts.force === true, passphrase, now: nowSeconds, onStep: (line) => out.info(line) });
   out.result(
     {
       enrolled: true,
@@ -23,6 +24,7 @@ export async function runTokenJoin({ out, home, opts }: Ctx): Promise<void> {
       ca_fingerprint: r.caFingerprint,
       key_type: r.keyType,
       key: r.paths.key,
+      key_encrypted: passphrase.kind !== 'none',
       cert: r.paths.cert,
       ca: r.paths.ca,
     },

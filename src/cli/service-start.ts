@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { EnrollError } from '../errors.js';
 import { ServiceHome } from '../roles/service/home.js';
-import { DEFAULT_MAX_FRAME_LEN, DEFAULT_RATE_PER_ENROLLER, DEFAULT_RATE_PER_IP, MIN_MAX_FRAME_LEN, parseRate } from '../roles/service/limits.js';
+import { DEFAULT_FAIL_RATE_PER_IP, DEFAULT_MAX_FRAME_LEN, DEFAULT_RATE_PER_ENROLLER, DEFAULT_RATE_PER_IP, MIN_MAX_FRAME_LEN, parseRate } from '../roles/service/limits.js';
 import type { RunningHttpsServer } from '../roles/service/https.js';
 import { makeDecisionLog } from '../roles/service/log.js';
 import { DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT_MS, startServiceServer } from '../roles/service/server.js';
@@ -34,6 +34,7 @@ export function register(service: Command): void {
     .option('--max-frame <bytes>', `largest frame read or written, ${MIN_MAX_FRAME_LEN}..65535 (default ${DEFAULT_MAX_FRAME_LEN})`)
     .option('--rate-per-ip <rate>', `enrollment messages and Noise connections per source IP (IPv6: per /64), as N/s, N/m or N/h, or off (default ${DEFAULT_RATE_PER_IP})`)
     .option('--rate-per-enroller <rate>', `requests per enroller key, as N/s, N/m or N/h, or off (default ${DEFAULT_RATE_PER_ENROLLER})`)
+    .option('--fail-rate-per-ip <rate>', `enrollment messages that fail to decrypt, per source IP (IPv6: per /64), as N/s, N/m or N/h, or off (default ${DEFAULT_FAIL_RATE_PER_IP})`)
     .option('--https-listen <HOST:PORT>', 'where to serve token enrollment over HTTPS (default: the httpsListen setting from init); tokens name this port unless init chose --https-address')
     .option('--on-enroll <command>', 'run COMMAND (through the shell) before each enrollment is committed, with the request as JSON on stdin: exit 0 allows, anything else refuses')
     .option('--on-enroll-timeout <duration>', `refuse (and kill the hook) after this long, 1s..${MAX_HOOK_TIMEOUT_S}s (default ${DEFAULT_HOOK_TIMEOUT_MS / 1000}s)`)
@@ -46,6 +47,7 @@ export function register(service: Command): void {
           ...(opts.maxFrame ? { maxFrameLen: parseCount(opts.maxFrame as string, '--max-frame', MIN_MAX_FRAME_LEN, 65535) } : {}),
           ...(opts.ratePerIp ? { ratePerIp: parseRate(opts.ratePerIp as string, '--rate-per-ip') } : {}),
           ...(opts.ratePerEnroller ? { ratePerEnroller: parseRate(opts.ratePerEnroller as string, '--rate-per-enroller') } : {}),
+          ...(opts.failRatePerIp ? { failRatePerIp: parseRate(opts.failRatePerIp as string, '--fail-rate-per-ip') } : {}),
           ...(opts.maxConnections ? { maxConnections: parseCount(opts.maxConnections as string, '--max-connections', 1, 1_000_000) } : {}),
           ...(opts.readTimeout ? { readTimeoutMs: 1000 * parseDuration(opts.readTimeout as string, '--read-timeout', 1, 3600) } : {}),
         };

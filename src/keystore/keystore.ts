@@ -126,6 +126,20 @@ export class Keystore {
     return { missingHint: `run: ockam-enroll ${this.role} init` };
   }
 
+  /** Whether a passphrase source was given (not `none`): new keys of other formats are then encrypted too. */
+  get hasPassphraseSource(): boolean {
+    return this.#source.kind !== 'none';
+  }
+
+  /**
+   * The passphrase for file `name` from the keystore's source (a prompt asks once per run;
+   * `confirm` asks twice, for a new key), or undefined for `none`. For key files in formats
+   * of their own, such as the token flow's PKCS#8 TLS key (x509/encrypted-key.ts).
+   */
+  passphraseFor(name: string, options: { confirm?: boolean } = {}): Promise<string | undefined> {
+    return this.#passphrase(this.path(name), options.confirm ?? false);
+  }
+
   async #passphrase(file: string, confirm: boolean): Promise<string | undefined> {
     if (this.#typed !== undefined) return this.#typed;
     const p = await resolvePassphrase(this.#source, { prompt: `passphrase for ${file}: `, confirm });

@@ -6,7 +6,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -300,6 +300,73 @@ describe('token enrollment (X.509 over EST), end to end', { timeout: Math.ceil(1
     await logged(new RegExp(` cert-renewed .*serial=${out.serial} previous=${firstSerial}`));
     assert.equal(JSON.parse(whoami(f).body).serial, out.serial);
     assert.equal(JSON.parse(whoami(old).body).serial, firstSerial, 'the previous certificate still works');
+  });
+
+  // The TLS key is encrypted like every other key when a passphrase source is given
+  // (src/x509/encrypted-key.ts): PKCS#8 EncryptedPrivateKeyInfo, PBES2 with scrypt, which
+  // openssl and curl read with the passphrase (README "Token enrollment").
+  it('with a passphrase the TLS key is an encrypted PKCS#8 PEM (scrypt) that openssl and curl read; renew and whoami still work', async (t) => {
+    const f = tls('dev-pp');
+    const pp = join(root, 'tls-passphrase');
+    writeFileSync(pp, 'correct horse battery\n', { mode: 0o600 });
+    const { file } = newToken('sensor-pp');
+    const r = ok(cli(['enrollee', 'join', '--token', `@${file}`, '--passphrase-file', pp, '--json'], home('dev-pp')), 'join with a passphrase');
+    assert.equal(JSON.parse(r.stdout).key_encrypted, true);
+    const pem = readFileSync(f.key, 'utf8');
+    assert.match(pem, /^-----BEGIN ENCRYPTED PRIVATE KEY-----\n/);
+    assert.doesNotMatch(pem, /BEGIN PRIVATE KEY/);
+    assert.equal(statSync(f.key).mode & 0o777, 0o600);
+    // Without a passphrase (dev1 above) the key stays plain PKCS#8, 0600, as the other keys do.
+    assert.match(readFileSync(tls('dev1').key, 'utf8'), /^-----BEGIN PRIVATE KEY-----\n/);
+
+    // curl with --pass; /whoami knows the device.
+    const curl = (key: string, pass: string | undefined) => {
+      const args = ['-sS', '--max-time', '10', '-w', '\n%{http_code}', '--cacert', f.ca, '--cert', f.cert, '--key', key, ...(pass === undefined ? [] : ['--pass', pass])];
+      return tool('curl', [...args, `${httpsUrl}/whoami`]);
+    };
+    const me = curl(f.key, 'correct horse battery');
+    assert.equal(me.code, 0, me.stderr);
+    assert.match(me.stdout, /\n200$/);
+    assert.equal(JSON.parse(me.stdout.slice(0, me.stdout.lastIndexOf('\n'))).name, 'sensor-pp');
+    assert.notEqual(curl(f.key, 'wrong horse').code, 0, 'curl cannot use the key with a wrong passphrase');
+
+    if (tool('openssl', ['version']).code === 0) {
+      const parsed = tool('openssl', ['asn1parse', '-in', f.key]).stdout;
+      for (const part of [':PBES2', ':scrypt', ':aes-256-cbc']) assert.ok(parsed.includes(part), `${part} in\n${parsed}`);
+      // As documented: openssl reads it with -passin (file: or env:), and its public key is the certificate's.
+      const pub = tool('openssl', ['pkey', '-in', f.key, '-passin', `file:${pp}`, '-pubout']);
+      assert.equal(pub.code, 0, pub.stderr);
+      assert.equal(pub.stdout, tool('openssl', ['x509', '-in', f.cert, '-pubkey', '-noout']).stdout);
+      const viaEnv = spawnSync('openssl', ['pkey', '-in', f.key, '-passin', 'env:TLS_PASS', '-noout'], { env: { ...process.env, TLS_PASS: 'correct horse battery' }, encoding: 'utf8' });
+      assert.equal(viaEnv.status, 0, viaEnv.stderr);
+      assert.notEqual(tool('openssl', ['pkey', '-in', f.key, '-passin', 'pass:wrong horse', '-noout']).code, 0);
+      // The export the docs show for tools that want a plain key: to a 0600 file.
+      const plain = join(root, 'plain-key.pem');
+      const exp = spawnSync('sh', ['-c', `umask 077 && openssl pkey -in '${f.key}' -passin 'file:${pp}' -out '${plain}'`], { encoding: 'utf8' });
+      assert.equal(exp.status, 0, exp.stderr);
+      assert.match(readFileSync(plain, 'utf8'), /^-----BEGIN PRIVATE KEY-----/);
+      assert.equal(statSync(plain).mode & 0o777, 0o600);
+    } else {
+      t.diagnostic('openssl not installed: the openssl checks were skipped');
+    }
+
+    // renew needs the passphrase to read the key, and encrypts the new one.
+    refused(cli(['enrollee', 'renew'], home('dev-pp')), 1, /tls-key\.pem is encrypted and no passphrase was given/);
+    assert.match(cli(['enrollee', 'renew'], home('dev-pp')).stderr, /hint: set OCKAM_ENROLL_PASSPHRASE or use --passphrase-file/);
+    const bad = join(root, 'tls-passphrase-bad');
+    writeFileSync(bad, 'wrong horse\n', { mode: 0o600 });
+    refused(cli(['enrollee', 'renew', '--passphrase-file', bad], home('dev-pp')), 1, /wrong passphrase for .*tls-key\.pem/);
+    const before = readFileSync(f.key, 'utf8');
+    const rn = JSON.parse(ok(cli(['enrollee', 'renew', '--passphrase-file', pp, '--json'], home('dev-pp')), 'renew with the passphrase').stdout);
+    assert.equal(rn.key_encrypted, true);
+    const after = readFileSync(f.key, 'utf8');
+    assert.notEqual(after, before, 'a new key');
+    assert.match(after, /^-----BEGIN ENCRYPTED PRIVATE KEY-----\n/);
+    assert.equal(statSync(f.key).mode & 0o777, 0o600);
+    await logged(new RegExp(` cert-renewed .*serial=${rn.serial}`));
+    const again = curl(f.key, 'correct horse battery');
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(JSON.parse(again.stdout.slice(0, again.stdout.lastIndexOf('\n'))).serial, rn.serial);
   });
 
   it('revoking the identity puts every serial on the CRL, and /whoami and renew refuse it', async (t) => {

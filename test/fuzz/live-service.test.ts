@@ -102,7 +102,9 @@ before(async () => {
   } finally {
     await svc.close();
   }
-  service = await startLiveService(home, port, ['--read-timeout', `${READ_TIMEOUT_S}s`, '--rate-per-ip', 'off', '--rate-per-enroller', 'off']);
+  // The limits are off so that every input reaches the checks it targets (a mutated message
+  // fails to decrypt, which --fail-rate-per-ip would cut off after 20; test/limits covers it).
+  service = await startLiveService(home, port, ['--read-timeout', `${READ_TIMEOUT_S}s`, '--rate-per-ip', 'off', '--rate-per-enroller', 'off', '--fail-rate-per-ip', 'off']);
 });
 
 after(async () => {

@@ -16,7 +16,9 @@ import { concat, equalBytes, toHex } from '../../src/crypto/bytes.js';
 import { generateX25519, type KeyPair } from '../../src/crypto/x25519.js';
 import { signBundle, type Bundle } from '../../src/protocol/codec/bundle.js';
 import { bundleToText, cardFromText } from '../../src/protocol/codec/text.js';
-import { enrolleeId, enrolleeSession, initiate, type InitiateResult } from '../../src/protocol/enrollment/index.js';
+import { composeMessage, enrolleeId, enrolleeSession, initiate, type InitiateResult } from '../../src/protocol/enrollment/index.js';
+import { x3dhInitiatorDh, x3dhKdf, x3dhStateHash } from '../../src/protocol/enrollment/x3dh.js';
+import { xeddsaSign } from '../../src/crypto/xeddsa.js';
 import {
   ACCEPT_AAD,
   decodeAcceptance,
@@ -130,6 +132,31 @@ export async function approveCliEnrollee(svc: ServiceHome, enroller: Uint8Array,
 /** A fresh enrollment message for `e` (new EK_B and IK_B each call). */
 export function messageFor(e: LabEnrollee): InitiateResult {
   return initiate({ bundle: e.bundle, eikB: e.eikB });
+}
+
+/**
+ * A message that only a holder of EIK_B's private key and of the bundle can make: it
+ * decrypts under SK, and its POP is by another key than the IK_B it names (check 5 fails).
+ */
+export function badPopMessage(e: LabEnrollee): Uint8Array {
+  const ekB = generateX25519();
+  const km = concat(
+    ...x3dhInitiatorDh({ identity: e.eikB.privateKey, ephemeral: ekB.privateKey, peerIdentity: e.bundle.ikA, peerSignedPrekey: e.bundle.spkA, peerOneTimePrekey: e.bundle.opkA }),
+  );
+  const ikB = generateX25519();
+  const pop = xeddsaSign(generateX25519().privateKey, e.eikB.publicKey, new Uint8Array(randomBytes(64)));
+  return composeMessage({ ekB: ekB.publicKey, enrolleeId: e.id, sk: x3dhKdf(km), h: x3dhStateHash(km), addr: e.bundle.addr, ikB: ikB.publicKey, pop });
+}
+
+/**
+ * What an outsider who has seen a card (EIK_B's public key, hence the id) and even the bundle
+ * can send: X3DH run with a key of its own in place of EIK_B, under the victim's id. It
+ * cannot compute DH1 = DH(EIK_B, SPK_A), so the message never decrypts at the service.
+ */
+export function outsiderMessage(victimId: Uint8Array, bundle: Bundle): Uint8Array {
+  const m = initiate({ bundle, eikB: generateX25519() }).message.slice();
+  m.set(victimId, 32);
+  return m;
 }
 
 /**
@@ -282,6 +309,8 @@ export interface RawOptions {
   chunkDelayMs?: number;
   /** Close our side once this many frames have come (a KIND_ENROLL_STREAM client done with its responses). */
   closeAfterFrames?: number;
+  /** Connect from this local address (another loopback address, 127.0.0.2, is another source). */
+  localAddress?: string;
 }
 
 /**
@@ -296,7 +325,7 @@ export async function rawExchange(port: number, chunks: readonly Uint8Array[], o
     const frames: Uint8Array[] = [];
     let trailing = 0;
     let done = false;
-    const socket: Socket = connect({ host: '127.0.0.1', port });
+    const socket: Socket = connect({ host: '127.0.0.1', port, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) });
     const finish = (how: RawOutcome['how']) => {
       if (done) return;
       done = true;
@@ -342,8 +371,8 @@ export function enrollChunks(message: Uint8Array): Uint8Array[] {
 }
 
 /** Sends one enrollment message and returns the ENROLL_RESPONSE frame (asserting there is exactly one). */
-export async function enrollRaw(port: number, message: Uint8Array, waitMs = 15_000): Promise<Uint8Array> {
-  const r = await rawExchange(port, enrollChunks(message), { waitMs });
+export async function enrollRaw(port: number, message: Uint8Array, waitMs = 15_000, localAddress?: string): Promise<Uint8Array> {
+  const r = await rawExchange(port, enrollChunks(message), { waitMs, ...(localAddress ? { localAddress } : {}) });
   assert.equal(r.frames.length, 1, `expected one ENROLL_RESPONSE frame, got ${r.frames.length} (${r.how} after ${r.ms} ms)`);
   return r.frames[0]!;
 }

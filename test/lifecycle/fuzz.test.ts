@@ -13,7 +13,11 @@ import {
   decodeAddress,
   decodeAddressRequest,
   decodeRotate,
+  decodeCredentialMsg,
+  decodeCredentialRequest,
   decodeRotated,
+  encodeCredentialMsg,
+  encodeCredentialRequest,
   encodeAddress,
   encodeAddressRequest,
   encodeRotate,
@@ -51,7 +55,11 @@ describe('lifecycle decoders under hostile input', () => {
       addressRequest: [encodeAddressRequest()],
       address: [encodeAddress(undefined), ...announcements.map((a) => encodeAddress(a))],
       rotate: [encodeRotate({ newIkB: new Uint8Array(32).fill(1), sigOld: new Uint8Array(64).fill(2), sigNew: new Uint8Array(64).fill(3) })],
-      rotated: [encodeRotated({ enrolleeId: new Uint8Array(32).fill(4), newIkB: new Uint8Array(32).fill(5), rotatedAt: 1_800_000_000 })],
+      rotated: [
+        encodeRotated({ enrolleeId: new Uint8Array(32).fill(4), newIkB: new Uint8Array(32).fill(5), rotatedAt: 1_800_000_000 }),
+        encodeRotated({ enrolleeId: new Uint8Array(32).fill(4), newIkB: new Uint8Array(32).fill(5), rotatedAt: 1_800_000_000, credential: new Uint8Array(200).fill(6) }),
+      ],
+      credential: [encodeCredentialRequest(), encodeCredentialMsg(new Uint8Array(178).fill(7))],
     };
     const all = Object.values(valid).flat();
     return check(
@@ -72,6 +80,10 @@ describe('lifecycle decoders under hostile input', () => {
         const d = typed(() => decodeRotated(bytes));
         peer('decodeRotated', d);
         if (d.ok && !equalBytes(encodeRotated(d.value), bytes)) throw new Error('ROTATED not canonical');
+        peer('decodeCredentialRequest', typed(() => decodeCredentialRequest(bytes)));
+        const c = typed(() => decodeCredentialMsg(bytes));
+        peer('decodeCredentialMsg', c);
+        if (c.ok && !equalBytes(encodeCredentialMsg(c.value), bytes)) throw new Error('CREDENTIAL not canonical');
       }),
     );
   });

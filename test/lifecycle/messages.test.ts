@@ -31,6 +31,10 @@ import {
   MSG_ROTATE,
   ROTATE_BODY_LEN,
   rotateSignedBytes,
+  decodeCredentialMsg,
+  decodeCredentialRequest,
+  encodeCredentialMsg,
+  encodeCredentialRequest,
 } from '../../src/protocol/messages/session.js';
 
 const code = (c: EnrollError['code']) => (e: unknown) => e instanceof EnrollError && e.code === c;
@@ -134,5 +138,34 @@ describe('§7.9 session messages', () => {
     const big = Uint8Array.from(enc);
     big[65] = 0xff;
     assert.throws(() => decodeRotated(big), code('ERR_FRAME_MALFORMED'), 'u64 above 2^53 - 1');
+  });
+
+  test('ROTATED with the new key\'s credential: ‖ cred_len u16 (178..242) ‖ credential; the legacy form still decodes', () => {
+    const credential = new Uint8Array(180).fill(7);
+    const r = { enrolleeId: new Uint8Array(32).fill(9), newIkB: new Uint8Array(32).fill(8), rotatedAt: 1_800_000_000, credential };
+    const enc = encodeRotated(r);
+    assert.equal(enc.length, 1 + 32 + 32 + 8 + 2 + 180);
+    assert.equal(toHex(enc.subarray(73, 75)), '00b4');
+    assert.deepEqual(decodeRotated(enc), r);
+    assert.throws(() => decodeRotated(enc.subarray(0, enc.length - 1)), code('ERR_FRAME_MALFORMED'));
+    assert.throws(() => decodeRotated(concat(enc, Uint8Array.of(0))), code('ERR_FRAME_MALFORMED'));
+    for (const n of [0, 177, 243, 0xffff]) {
+      const bad = concat(enc.subarray(0, 73), Uint8Array.of(n >> 8, n & 0xff), new Uint8Array(Math.min(n, 300)));
+      assert.throws(() => decodeRotated(bad), code('ERR_FRAME_MALFORMED'), `cred_len ${n}`);
+    }
+    assert.throws(() => encodeRotated({ ...r, credential: new Uint8Array(10) }), code('ERR_INVALID_ARG'));
+  });
+
+  test('CREDENTIAL_REQUEST is 0x36 alone; CREDENTIAL is 0x37 ‖ cred_len u16 ‖ credential', () => {
+    assert.deepEqual(encodeCredentialRequest(), Uint8Array.of(0x36));
+    decodeCredentialRequest(Uint8Array.of(0x36));
+    assert.throws(() => decodeCredentialRequest(Uint8Array.of(0x36, 0)), code('ERR_FRAME_MALFORMED'));
+    const c = new Uint8Array(242).fill(3);
+    const enc = encodeCredentialMsg(c);
+    assert.equal(toHex(enc.subarray(0, 3)), '3700f2');
+    assert.deepEqual(decodeCredentialMsg(enc), c);
+    assert.throws(() => decodeCredentialMsg(enc.subarray(0, enc.length - 1)), code('ERR_FRAME_MALFORMED'));
+    assert.throws(() => decodeCredentialMsg(concat(enc, Uint8Array.of(0))), code('ERR_FRAME_MALFORMED'));
+    assert.throws(() => encodeCredentialMsg(new Uint8Array(243)), code('ERR_INVALID_ARG'));
   });
 });

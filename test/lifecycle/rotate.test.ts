@@ -5,14 +5,16 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { toHex } from '../../src/crypto/bytes.js';
 import { generateX25519 } from '../../src/crypto/x25519.js';
 import { xeddsaSign } from '../../src/crypto/xeddsa.js';
 import { isEnrollError } from '../../src/errors.js';
+import { decodeText } from '../../src/protocol/codec/text.js';
+import { credentialToText, decodeCredential } from '../../src/protocol/credential.js';
 import { decodeError, MSG_ERROR } from '../../src/protocol/messages/common.js';
-import { decodeRotated, encodeRotate, rotateSignedBytes } from '../../src/protocol/messages/session.js';
+import { decodeCredentialMsg, decodeRotated, encodeCredentialRequest, encodeRotate, rotateSignedBytes } from '../../src/protocol/messages/session.js';
 import { requestStatus } from '../../src/roles/enrollee/lifecycle.js';
 import type { SecureChannel } from '../../src/transport/channel.js';
 import type { KeyPair } from '../../src/crypto/x25519.js';
@@ -27,6 +29,14 @@ after(async () => {
   await w?.dispose();
   removeTempHomes();
 });
+
+interface CredentialJson {
+  text: string;
+  enrollee_id: string;
+  identity_key: string;
+  service_key: string;
+  stale: boolean;
+}
 
 function serviceJson(home: string): Record<string, unknown> {
   return JSON.parse(readFileSync(join(enrolleeDir(home), 'service.json'), 'utf8')) as Record<string, unknown>;
@@ -92,11 +102,99 @@ describe('enrollee rotate', () => {
     } finally {
       channel.connection.destroy();
     }
-    const s = await run(['enrollee', 'status'], { home: dev.home });
+    // Meanwhile the home is consistent: service.json and credential.txt still name the old key.
+    const cred = decodeCredential(decodeText('OECR1:', readFileSync(join(enrolleeDir(dev.home), 'credential.txt'), 'utf8')));
+    assert.equal(toHex(cred.ikB), serviceJson(dev.home).identity_key);
+    const s = await run(['enrollee', 'status', '--json'], { home: dev.home });
     assert.equal(s.code, EXIT.OK, show(s));
     assert.ok(s.stderr.includes('finished an interrupted key rotation'), show(s));
     assert.ok(!existsSync(join(enrolleeDir(dev.home), 'ik_b.old.key')));
     assert.equal(serviceJson(dev.home).identity_key, toHex(newKey.publicKey));
+    // The credential that ROTATED carried was lost with it: status asked for one (CREDENTIAL_REQUEST).
+    assert.ok(s.stderr.includes('the service issued a credential for the new identity key'), show(s));
+    const c = (JSON.parse(s.stdout) as { credential: CredentialJson }).credential;
+    assert.deepEqual([c.identity_key, c.stale], [toHex(newKey.publicKey), false]);
+    await eventually(() => w.service.decisions('credential-issued').some((l) => l.includes(`ik_b=${toHex(newKey.publicKey)}`)), 'the credential-issued decision', 5_000);
+  });
+
+  test('a crash after the new credential was staged: `enrollee status` installs it with the key, and asks for nothing', async () => {
+    const dev = await enrollDevice(w, 'Crash Bot C');
+    const ks = enrolleeKeystore(dev.home);
+    const oldKey = await ks.loadKeyPair('ik_b.key');
+    const oldCredential = readFileSync(join(enrolleeDir(dev.home), 'credential.txt'), 'utf8').trim();
+    const newKey = generateX25519();
+    await ks.saveKeyPair('ik_b.old.key', oldKey, { purpose: 'IK_B' });
+    await ks.saveKeyPair('ik_b.key', newKey, { purpose: 'IK_B', force: true });
+    const channel = await sessionAs(w, oldKey);
+    let staged: string;
+    try {
+      const rotated = decodeRotated(await sendRotate(channel, oldKey, newKey));
+      assert.ok(rotated.credential, 'ROTATED carries the credential for the new key');
+      const cred = decodeCredential(rotated.credential);
+      assert.equal(toHex(cred.ikB), toHex(newKey.publicKey));
+      assert.equal(toHex(cred.enrolleeId), dev.id);
+      staged = credentialToText(cred);
+    } finally {
+      channel.connection.destroy();
+    }
+    // rotate's step 1 (staged), then the crash: credential.txt and service.json still agree on the old key.
+    writeFileSync(join(enrolleeDir(dev.home), 'credential.next.txt'), `${staged}\n`, { mode: 0o600 });
+    const mid = await okJson<{ credential: CredentialJson }>(['enrollee', 'status'], { home: dev.home });
+    assert.deepEqual([mid.credential.text, mid.credential.stale], [staged, false]);
+    assert.notEqual(mid.credential.text, oldCredential);
+    assert.equal(existsSync(join(enrolleeDir(dev.home), 'credential.next.txt')), false);
+    assert.equal(serviceJson(dev.home).identity_key, toHex(newKey.publicKey));
+    assert.equal(w.service.decisions('credential-issued').filter((l) => l.includes(`enrollee=${dev.id}`)).length, 0, 'nothing was asked for');
+  });
+
+  test('CREDENTIAL_REQUEST: a credential for the channel\'s own key, at most 6 an hour per key (then ERR_RATE_LIMITED, the channel stays open)', async () => {
+    const dev = await enrollDevice(w, 'Asking Bot');
+    const ikB = await enrolleeKeystore(dev.home).loadKeyPair('ik_b.key');
+    const channel = await sessionAs(w, ikB);
+    try {
+      for (let i = 0; i < 6; i++) {
+        await channel.send(encodeCredentialRequest());
+        const c = decodeCredential(decodeCredentialMsg(await channel.receive(5_000)));
+        assert.deepEqual([toHex(c.ikB), toHex(c.enrolleeId), toHex(c.issuer)], [toHex(ikB.publicKey), dev.id, w.serviceKey]);
+      }
+      await channel.send(encodeCredentialRequest());
+      const refused = await channel.receive(5_000);
+      assert.equal(refused[0], MSG_ERROR);
+      const e = decodeError(refused);
+      assert.equal(e.code, 'ERR_RATE_LIMITED');
+      assert.match(e.message, /too many credential requests for this identity key \(limit 6\/h\)/);
+      // Still usable for other requests.
+      assert.equal(toHex((await requestStatus(channel, 5_000)).enrolleeId), dev.id);
+    } finally {
+      channel.connection.destroy();
+    }
+  });
+
+  test('rotate reissues the credential within the rotation: verify accepts it for the new key, status no longer says stale, the old one names the replaced key', async () => {
+    const dev = await enrollDevice(w, 'Credential Rotor');
+    const file = join(enrolleeDir(dev.home), 'credential.txt');
+    const oldCredential = readFileSync(file, 'utf8').trim();
+    const r = await okJson<{ identity_key: string; previous_key: string; credential: CredentialJson | null }>(['enrollee', 'rotate'], { home: dev.home });
+    assert.ok(r.credential, `rotate --json shows the new credential: ${JSON.stringify(r)}`);
+    assert.deepEqual([r.credential.identity_key, r.credential.enrollee_id, r.credential.service_key, r.credential.stale], [r.identity_key, dev.id, w.serviceKey, false]);
+    const now = readFileSync(file, 'utf8').trim();
+    assert.equal(now, r.credential.text);
+    assert.notEqual(now, oldCredential);
+    assert.equal(existsSync(join(enrolleeDir(dev.home), 'credential.next.txt')), false);
+
+    // credential verify (the device's own service key by default, and given explicitly).
+    const v = await okJson<{ valid: boolean; identity_key: string; enrollee_id: string }>(['credential', 'verify', `@${file}`], { home: dev.home });
+    assert.deepEqual([v.valid, v.identity_key, v.enrollee_id], [true, r.identity_key, dev.id]);
+    await ok(['credential', 'verify', `@${file}`, '--service-key', w.serviceKey], { home: tempHome('verifier') });
+    const status = await okJson<{ credential: CredentialJson }>(['enrollee', 'status'], { home: dev.home });
+    assert.deepEqual([status.credential.stale, status.credential.identity_key], [false, r.identity_key]);
+
+    // The old credential is still a valid signature (credentials are not revoked), but it names
+    // the replaced key, which the service no longer admits: it no longer matches this device.
+    const old = await okJson<{ identity_key: string }>(['credential', 'verify', oldCredential], { home: dev.home });
+    assert.equal(old.identity_key, r.previous_key);
+    assert.notEqual(old.identity_key, status.credential.identity_key);
+    await eventually(() => w.service.decisions('rotated').some((l) => l.includes(`ik_b=${r.identity_key}`) && l.includes('credential_expires_at=')), 'the rotated decision names the credential', 5_000);
   });
 
   test('a crash before ROTATE was sent: `enrollee status` still works with the old key, and a re-run of rotate finishes with the same new key', async () => {

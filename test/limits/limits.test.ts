@@ -63,6 +63,23 @@ describe('limits: TokenBuckets', () => {
     assert.deepEqual([b.take('a'), b.take('a'), b.take('a'), b.take('a') > 0], [0, 0, 0, true], 'never more than the burst');
   });
 
+  // --fail-rate-per-ip (enroll.ts): checked with available() before the work, charged with take() after it.
+  it('available() says whether a token is there and how long until one, without taking it; an unknown key has a full bucket', () => {
+    const now = clock();
+    const b = new TokenBuckets({ burst: 2, perSecond: 1 / 3, text: '20/m' }, { clock: now });
+    assert.equal(b.available('x'), 0);
+    assert.equal(b.size, 0, 'asking tracks nothing');
+    assert.deepEqual([b.available('a'), b.available('a'), b.available('a')], [0, 0, 0], 'asking takes nothing');
+    assert.deepEqual([b.take('a'), b.take('a')], [0, 0]);
+    assert.equal(b.available('a'), 3000, 'one token every 3 s');
+    now.advance(2999);
+    assert.ok(b.available('a') > 0);
+    now.advance(1);
+    assert.equal(b.available('a'), 0);
+    assert.equal(b.take('a'), 0);
+    assert.ok(b.available('a') > 0);
+  });
+
   it('a refused request takes no token, so a peer that keeps retrying gets through at the rate', () => {
     const now = clock();
     const b = new TokenBuckets({ burst: 1, perSecond: 1, text: '1/s' }, { clock: now });

@@ -15,7 +15,9 @@ import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { concat } from '../../src/crypto/bytes.js';
+import { randomBytes } from 'node:crypto';
+import { concat, fromHex } from '../../src/crypto/bytes.js';
+import { bundleFromText } from '../../src/protocol/codec/text.js';
 import { generateX25519 } from '../../src/crypto/x25519.js';
 import { initiate } from '../../src/protocol/enrollment/index.js';
 import { ENROLL_STATUS, KIND_ENROLL, KIND_ENROLLER, kindFrame } from '../../src/protocol/messages/service.js';
@@ -24,7 +26,9 @@ import { encodeFrame } from '../../src/transport/frame.js';
 import { assertFailure, okJson, removeTempHomes, run, show, sleep, tempHome } from '../helpers/cli.js';
 import {
   approveCliEnrollee,
+  badPopMessage,
   enrollRaw,
+  outsiderMessage,
   labWorld,
   messageFor,
   openAcceptance,
@@ -49,6 +53,7 @@ describe('limits: flags', () => {
     for (const [flag, value] of [
       ['--rate-per-ip', 'fast'],
       ['--rate-per-enroller', '0/s'],
+      ['--fail-rate-per-ip', '20/d'],
       ['--max-frame', '100'],
       ['--max-frame', '70000'],
       ['--max-connections', '0'],
@@ -60,10 +65,10 @@ describe('limits: flags', () => {
   });
 
   it('the listening line states every limit in force', async () => {
-    const { service } = await serviceWith(['--max-frame', '2048', '--read-timeout', '7s', '--max-connections', '99', '--rate-per-ip', '50/m', '--rate-per-enroller', 'off']);
+    const { service } = await serviceWith(['--max-frame', '2048', '--read-timeout', '7s', '--max-connections', '99', '--rate-per-ip', '50/m', '--rate-per-enroller', 'off', '--fail-rate-per-ip', '5/h']);
     try {
       const line = service.decisions('listening')[0]!;
-      for (const part of ['max_frame=2048', 'read_timeout_ms=7000', 'max_connections=99', 'rate_per_ip=50/m', 'rate_per_enroller=off', 'max_failed_attempts=20']) {
+      for (const part of ['max_frame=2048', 'read_timeout_ms=7000', 'max_connections=99', 'rate_per_ip=50/m', 'rate_per_enroller=off', 'fail_rate_per_ip=5/h', 'max_failed_attempts=20']) {
         assert.ok(line.includes(part), `${part} in ${line}`);
       }
     } finally {
@@ -246,18 +251,20 @@ describe('limits: requests per enroller (--rate-per-enroller)', () => {
 });
 
 describe('limits: lockout after failed attempts', () => {
-  it('after 20 failed attempts the enrollee is LOCKED, even with a valid message; a new approval unlocks it', async () => {
+  // docs/threat-model.md §5.4: only a message that decrypts under SK (its sender holds EIK_B's
+  // private key and the bundle) counts against the enrollee. Check 5 (the POP) failing is
+  // such a failure.
+  it('after 20 failed attempts by a holder of EIK_B and the bundle, the enrollee is LOCKED, even with a valid message; a new approval unlocks it', async () => {
     const { service, enrollees, home, root, enroller } = await serviceWith([], 1, 'lockout');
     const e = enrollees[0]!;
     try {
       for (let i = 0; i < 20; i++) {
-        const bad = messageFor(e).message.slice();
-        bad[100] ^= 0x01; // inside the AEAD body: decryption fails
-        assert.deepEqual(await enrollRaw(service.port, bad), Uint8Array.of(ENROLL_STATUS.REJECTED), `attempt ${i + 1}`);
+        assert.deepEqual(await enrollRaw(service.port, badPopMessage(e)), Uint8Array.of(ENROLL_STATUS.REJECTED), `attempt ${i + 1}`);
       }
       const valid = messageFor(e);
       assert.deepEqual(await enrollRaw(service.port, valid.message), Uint8Array.of(ENROLL_STATUS.LOCKED), 'locked: a valid message is refused too');
       assert.ok(service.decisions('rejected').some((l) => l.includes('ERR_ENROLLEE_LOCKED: 20 failed attempts')), service.lines.join('\n'));
+      assert.equal(service.decisions('rejected').filter((l) => l.includes('ERR_POP_INVALID')).length, 20);
       const shown = await okJson<{ failed_attempts: number }>(['service', 'enrollee', 'show', e.hex], { home: join(root, 'service-home') });
       assert.equal(shown.failed_attempts, 20);
 
@@ -271,6 +278,42 @@ describe('limits: lockout after failed attempts', () => {
       }
       const again = messageFor(e);
       assert.ok(openAcceptance(again, await enrollRaw(service.port, again.message)), 'accepted after the new approval');
+    } finally {
+      await service.stop();
+    }
+  });
+
+  it('an outsider with the card (and the bundle) cannot lock the device out: its messages are charged to its source, which --fail-rate-per-ip stops', async () => {
+    const { service, home, root, enroller } = await serviceWith([], 0, 'outsider');
+    try {
+      const svc = await ServiceHome.open(home);
+      const device = await approveCliEnrollee(svc, enroller, join(root, 'device'), 'outsider-test device').finally(() => svc.close());
+      const id = fromHex(device.id);
+      const bundle = bundleFromText(device.bundle, { now: Math.floor(Date.now() / 1000) });
+      // Two sources, each sending more than the 20 attempts that locked an enrollee out before.
+      // The default limit is 20/m: the first 20 of a source are decrypted (REJECTED), then it
+      // is RATE_LIMITED (a slow machine may see a token refill, hence "until").
+      for (const source of ['127.0.0.2', '127.0.0.3']) {
+        const statuses: number[] = [];
+        for (let i = 0; i < 40 && !statuses.includes(ENROLL_STATUS.RATE_LIMITED); i++) {
+          const m = i % 2 === 0 ? outsiderMessage(id, bundle) : concat(randomBytes(32), id, randomBytes(112));
+          const frame = await enrollRaw(service.port, m, 15_000, source);
+          assert.equal(frame.length, 1);
+          statuses.push(frame[0]!);
+        }
+        assert.ok(statuses.length > 20, `${source}: more than 20 messages sent`);
+        assert.deepEqual(statuses.slice(0, 20), Array(20).fill(ENROLL_STATUS.REJECTED), `${source}: ${statuses.join(',')}`);
+        assert.equal(statuses.at(-1), ENROLL_STATUS.RATE_LIMITED, `${source}: the per-source limit bites: ${statuses.join(',')}`);
+        assert.ok(!statuses.includes(ENROLL_STATUS.LOCKED), `${source}: never LOCKED`);
+      }
+      await service.waitForLine(/ limited limit=fail-rate-per-ip .*ERR_RATE_LIMITED: over 20\/m failed decryptions from this address/, 5000);
+      assert.ok(service.decisions('rejected').filter((l) => l.includes('ERR_ENROLLMENT_DECRYPT')).length >= 40);
+      const shown = await okJson<{ failed_attempts: number; state: string }>(['service', 'enrollee', 'show', device.id], { home: join(root, 'service-home') });
+      assert.deepEqual([shown.state, shown.failed_attempts], ['pending', 0], 'nothing was counted against the enrollee');
+
+      // The real device, from its own address, enrolls.
+      const joined = await okJson<{ enrollee_id: string }>(['enrollee', 'join', '--bundle', device.bundle], { home: device.home });
+      assert.equal(joined.enrollee_id, device.id);
     } finally {
       await service.stop();
     }

@@ -6,7 +6,8 @@
  *
  * Checked: acceptance decrypts under the enrollee's session and names it; each rejection gets
  * its status, a 1-byte response, and its precise reason only in the decision log; failures
- * count towards the lock-out; concurrent messages keep the single-use guarantees.
+ * past decryption count towards the lock-out, failed decryptions against their source;
+ * concurrent messages keep the single-use guarantees.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -24,7 +25,9 @@ import { commitQueueFor } from '../../src/roles/service/commits.js';
 import { handleEnrollment, type EnrollOutcome } from '../../src/roles/service/enroll.js';
 import { ServiceHome } from '../../src/roles/service/home.js';
 import type { Decision, DecisionFields, DecisionLog } from '../../src/roles/service/log.js';
+import { parseRate, TokenBuckets } from '../../src/roles/service/limits.js';
 import type { BundleRecord } from '../../src/store/types.js';
+import { badPopMessage } from '../helpers/lab.js';
 
 const ADDRESS = 'tcp://127.0.0.1:4100';
 const NOW = 1_750_000_000;
@@ -244,27 +247,51 @@ describe('handleEnrollment: rejections', () => {
     assert.equal((await handleEnrollment(svc, attempt.message, NOW + 59, log)).status, ENROLL_STATUS.ACCEPTED);
   });
 
-  it('a message made with another bundle (wrong OPK) is REJECTED, logged as ERR_ENROLLMENT_DECRYPT, and counted', async () => {
+  // docs/threat-model.md §5.4: anyone who has seen the card can make a message that does not
+  // decrypt, so such a message is charged to its source; only a message that decrypts (its
+  // sender holds EIK_B's private key and the bundle) and then fails counts against the enrollee.
+  it('a message made with another bundle (wrong OPK) is REJECTED, logged as ERR_ENROLLMENT_DECRYPT, and charged to its source, not to the enrollee', async () => {
     const { e, bundle, attempt } = await ready();
     const other = await issueBundle(); // a genuine bundle of this service, but not the approved one
     const wrong = initiate({ bundle: other, eikB: e.eikB });
     const log = spyLog();
-    assertRejected(await handleEnrollment(svc, wrong.message, NOW + 1, log), ENROLL_STATUS.REJECTED, log, 'ERR_ENROLLMENT_DECRYPT');
-    assert.equal(log.entries.at(-1)?.fields.failed_attempts, 1);
+    const failures = new TokenBuckets(parseRate('2/h', 'test')!);
+    const peer = '192.0.2.7:40000';
+    assertRejected(await handleEnrollment(svc, wrong.message, NOW + 1, log, peer, { failuresPerSource: failures }), ENROLL_STATUS.REJECTED, log, 'ERR_ENROLLMENT_DECRYPT');
+    assert.equal(log.entries.at(-1)?.fields.failed_attempts, undefined);
+    assert.equal(log.entries.at(-1)?.fields.counted, 'source');
     assert.equal(log.entries.at(-1)?.fields.enrollee, e.hex);
-    assert.equal((await svc.store.findEnrollee(e.hex))?.failedAttempts, 1);
+    assert.equal((await svc.store.findEnrollee(e.hex))?.failedAttempts, 0);
     // Neither bundle moved, the EK_B was not recorded.
     assert.equal((await svc.store.getBundle(bundle.bundleId))?.state, 'approved');
     assert.equal((await svc.store.getBundle(other.bundleId))?.state, 'issued');
     assert.equal(await svc.store.isEkAccepted(wrong.message.subarray(0, 32)), false);
 
-    // A tampered ciphertext is the same opaque REJECTED, byte for byte.
+    // A tampered ciphertext is the same opaque REJECTED, byte for byte, and takes the source's last token.
     const tampered = Uint8Array.from(attempt.message);
     tampered[ENROLLMENT_MESSAGE_LEN - 1] ^= 0x80;
-    const t = await handleEnrollment(svc, tampered, NOW + 1, log);
+    const t = await handleEnrollment(svc, tampered, NOW + 1, log, peer, { failuresPerSource: failures });
     assertRejected(t, ENROLL_STATUS.REJECTED, log, 'ERR_ENROLLMENT_DECRYPT');
-    assert.equal(log.entries.at(-1)?.fields.failed_attempts, 2);
+    assert.equal((await svc.store.findEnrollee(e.hex))?.failedAttempts, 0);
 
+    // That source is now over its limit: RATE_LIMITED before any crypto, even for the genuine
+    // message (nobody can tell it apart without decrypting it), logged as `limited`.
+    const limited = await handleEnrollment(svc, attempt.message, NOW + 1, log, peer, { failuresPerSource: failures });
+    assert.deepEqual(limited.response, Uint8Array.of(ENROLL_STATUS.RATE_LIMITED));
+    assert.equal(log.entries.at(-1)?.decision, 'limited');
+    assert.match(String(log.entries.at(-1)?.fields.reason), /^ERR_RATE_LIMITED: over 2\/h failed decryptions from this address/);
+    // The genuine message from another source enrolls, and the count is still 0.
+    assert.equal((await handleEnrollment(svc, attempt.message, NOW + 2, log, '192.0.2.8:40000', { failuresPerSource: failures })).status, ENROLL_STATUS.ACCEPTED);
+  });
+
+  it('a message that decrypts but fails the POP is REJECTED, logged as ERR_POP_INVALID, and counted against the enrollee', async () => {
+    const { e, bundle, attempt } = await ready();
+    const log = spyLog();
+    for (let i = 1; i <= 2; i++) {
+      assertRejected(await handleEnrollment(svc, badPopMessage({ ...e, bundle }), NOW + 1, log), ENROLL_STATUS.REJECTED, log, 'ERR_POP_INVALID');
+      assert.equal(log.entries.at(-1)?.fields.failed_attempts, i);
+    }
+    assert.equal((await svc.store.findEnrollee(e.hex))?.failedAttempts, 2);
     // The genuine message still enrolls, and the count is cleared.
     assert.equal((await handleEnrollment(svc, attempt.message, NOW + 2, log)).status, ENROLL_STATUS.ACCEPTED);
     assert.equal((await svc.store.findEnrollee(e.hex))?.failedAttempts, 0);
@@ -274,14 +301,14 @@ describe('handleEnrollment: rejections', () => {
     const saved = svc.settings.maxFailedAttempts;
     svc.settings.maxFailedAttempts = 3;
     try {
-      const { e, attempt } = await ready();
+      const { e, bundle, attempt } = await ready();
       const log = spyLog();
       for (let i = 1; i <= 3; i++) {
-        const wrong = initiate({ bundle: await issueBundle(), eikB: e.eikB });
-        assertRejected(await handleEnrollment(svc, wrong.message, NOW + 1, log), ENROLL_STATUS.REJECTED, log, 'ERR_ENROLLMENT_DECRYPT');
+        assertRejected(await handleEnrollment(svc, badPopMessage({ ...e, bundle }), NOW + 1, log), ENROLL_STATUS.REJECTED, log, 'ERR_POP_INVALID');
         assert.equal(log.entries.at(-1)?.fields.failed_attempts, i);
       }
       assertRejected(await handleEnrollment(svc, attempt.message, NOW + 1, log), ENROLL_STATUS.LOCKED, log, 'ERR_ENROLLEE_LOCKED');
+      assertRejected(await handleEnrollment(svc, badPopMessage({ ...e, bundle }), NOW + 1, log), ENROLL_STATUS.LOCKED, log, 'ERR_ENROLLEE_LOCKED');
       const wrong = initiate({ bundle: await issueBundle(), eikB: e.eikB });
       assertRejected(await handleEnrollment(svc, wrong.message, NOW + 1, log), ENROLL_STATUS.LOCKED, log, 'ERR_ENROLLEE_LOCKED');
       assert.equal((await svc.store.findEnrollee(e.hex))?.failedAttempts, 3, 'a locked enrollee costs no DH and no count');
@@ -387,21 +414,40 @@ describe('handleEnrollment: concurrency', () => {
     assert.equal((await svc.store.getBundle(bundle.bundleId))?.state, 'consumed');
   });
 
-  // The lock-out counts attempts still decrypting with the recorded failures (enroll.ts,
-  // attemptsInFlight): interleaved wrong messages cannot all pass the check before the first
-  // failure is recorded.
-  it('concurrent wrong messages cannot run more decryptions than maxFailedAttempts', async () => {
+  // The lock-out counts failures past decryption still being recorded with the recorded ones
+  // (enroll.ts, attemptsInFlight): interleaved messages that decrypt and fail cannot all pass
+  // the check before the first failure is recorded.
+  it('concurrent messages that decrypt and fail the POP cannot run more than maxFailedAttempts failing checks', async () => {
     const saved = svc.settings.maxFailedAttempts;
     svc.settings.maxFailedAttempts = 3;
     try {
-      const { e } = await ready();
-      const wrong = await Promise.all(Array.from({ length: 10 }, async () => initiate({ bundle: await issueBundle(), eikB: e.eikB }).message));
+      const { e, bundle } = await ready();
+      const wrong = Array.from({ length: 10 }, () => badPopMessage({ ...e, bundle }));
       const outs = await Promise.all(wrong.map((m) => handleEnrollment(svc, m, NOW + 1, spyLog())));
       assert.equal(outs.filter((o) => o.status === ENROLL_STATUS.REJECTED).length, 3, JSON.stringify(outs.map((o) => o.status)));
       assert.equal(outs.filter((o) => o.status === ENROLL_STATUS.LOCKED).length, 7);
+      assert.equal((await svc.store.findEnrollee(e.hex))?.failedAttempts, 3);
     } finally {
       svc.settings.maxFailedAttempts = saved;
     }
+  });
+
+  // The source's bucket is checked and charged in the same synchronous step as the decryption.
+  it('concurrent messages that do not decrypt cannot run more decryptions than their source\'s bucket; the enrollee is untouched', async () => {
+    const { e, attempt } = await ready();
+    const failures = new TokenBuckets(parseRate('3/h', 'test')!);
+    const peer = '198.51.100.9:5000';
+    const wrong = await Promise.all(Array.from({ length: 10 }, async () => initiate({ bundle: await issueBundle(), eikB: e.eikB }).message));
+    const outs = await Promise.all(wrong.map((m) => handleEnrollment(svc, m, NOW + 1, spyLog(), peer, { failuresPerSource: failures })));
+    assert.equal(outs.filter((o) => o.status === ENROLL_STATUS.REJECTED).length, 3, JSON.stringify(outs.map((o) => o.status)));
+    assert.equal(outs.filter((o) => o.status === ENROLL_STATUS.RATE_LIMITED).length, 7);
+    assert.equal((await svc.store.findEnrollee(e.hex))?.failedAttempts, 0);
+    // An IPv6 peer in another /64 is another source; one in the same /64 is the same.
+    const v6 = new TokenBuckets(parseRate('1/h', 'test')!);
+    assert.equal((await handleEnrollment(svc, wrong[0]!, NOW + 1, spyLog(), '[2001:db8:1:2::5]:1', { failuresPerSource: v6 })).status, ENROLL_STATUS.REJECTED);
+    assert.equal((await handleEnrollment(svc, wrong[1]!, NOW + 1, spyLog(), '[2001:db8:1:2:ffff::9]:2', { failuresPerSource: v6 })).status, ENROLL_STATUS.RATE_LIMITED);
+    assert.equal((await handleEnrollment(svc, wrong[2]!, NOW + 1, spyLog(), '[2001:db8:1:3::5]:1', { failuresPerSource: v6 })).status, ENROLL_STATUS.REJECTED);
+    assert.equal((await handleEnrollment(svc, attempt.message, NOW + 2, spyLog(), '203.0.113.1:1', { failuresPerSource: failures })).status, ENROLL_STATUS.ACCEPTED);
   });
 
   it('20 concurrent different messages (fresh EK_B each) for one approval: exactly one ACCEPTED', async () => {

@@ -31,6 +31,7 @@ export {
   TEXT_CHECKSUM_LEN,
   TEXT_MAX_INPUT,
   bundleFromText,
+  decodeBundleText,
   bundleToText,
   cardFromText,
   cardToText,

@@ -147,14 +147,23 @@ function bundlePrefixOf(text: string): string {
  * The payload's version byte must be the prefix's (ERR_BUNDLE_VERSION otherwise): the
  * checksum covers the prefix, so only a crafted text gets there.
  */
-export function bundleFromText(text: string, options: VerifyBundleOptions): Bundle {
+/**
+ * A bundle's text (either prefix), decoded but not yet verified: for checks that must come
+ * before the signatures (an expected IK_A, the required EKA version). Use bundleFromText
+ * unless such a check follows, and verifyBundle after it.
+ */
+export function decodeBundleText(text: string): Bundle {
   const prefix = bundlePrefixOf(text);
   const payload = decodeText(prefix, text);
   const expected = prefix === BUNDLE_V2_TEXT_PREFIX ? 2 : 1;
   if (payload.length > 0 && payload[0] !== expected) {
     throw new EnrollError('ERR_BUNDLE_VERSION', `bundle: version ${payload[0]} under the ${prefix} prefix (expected ${expected})`);
   }
-  return verifyBundle(decodeBundle(payload), options);
+  return decodeBundle(payload);
+}
+
+export function bundleFromText(text: string, options: VerifyBundleOptions): Bundle {
+  return verifyBundle(decodeBundleText(text), options);
 }
 
 export function cardToText(card: EnrolleeCard): string {

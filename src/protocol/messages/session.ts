@@ -6,6 +6,9 @@
  *   0x33 ADDRESS          service → enrollee   present u8 (0 | 1) ‖ [announcement (§7.10)]
  *   0x34 ROTATE           enrollee → service   IK_B' 32 ‖ sig_old 64 ‖ sig_new 64
  *   0x35 ROTATED          service → enrollee   enrollee_id 32 ‖ IK_B' 32 ‖ rotated_at u64
+ *                                              [‖ cred_len u16 ‖ credential (§4.4) for IK_B']
+ *   0x36 CREDENTIAL_REQUEST enrollee → service empty
+ *   0x37 CREDENTIAL       service → enrollee   cred_len u16 ‖ credential (§4.4) for the channel's IK_B
  *
  * Every body has a fixed layout or explicit lengths, checked before slicing; trailing bytes
  * and u64 values above 2^53 − 1 are ERR_FRAME_MALFORMED (§7.3).
@@ -15,14 +18,32 @@ import { abytes, concat, utf8 } from '../../crypto/bytes.js';
 import { XEDDSA_SIGNATURE_LEN } from '../../crypto/xeddsa.js';
 import { encodeAnnouncement, readAnnouncement, type AddressAnnouncement } from '../announce.js';
 import { messageType, reader, writer } from './common.js';
+import { ACCEPT_CREDENTIAL_MAX_LEN, ACCEPT_CREDENTIAL_MIN_LEN } from './service.js';
 
 export const MSG_ADDRESS_REQUEST = 0x32;
 export const MSG_ADDRESS = 0x33;
 export const MSG_ROTATE = 0x34;
 export const MSG_ROTATED = 0x35;
+export const MSG_CREDENTIAL_REQUEST = 0x36;
+export const MSG_CREDENTIAL = 0x37;
 
 /** The session requests added by §7.9 (STATUS_REQUEST is service.ts's). */
-export const LIFECYCLE_REQUESTS: readonly number[] = [MSG_ADDRESS_REQUEST, MSG_ROTATE];
+export const LIFECYCLE_REQUESTS: readonly number[] = [MSG_ADDRESS_REQUEST, MSG_ROTATE, MSG_CREDENTIAL_REQUEST];
+
+/** cred_len ‖ credential, with cred_len checked against the credential's bounds (178..242) before the bytes are read. */
+function readCredential(r: ReturnType<typeof reader>): Uint8Array {
+  const n = r.u16be('cred_len');
+  if (n < ACCEPT_CREDENTIAL_MIN_LEN || n > ACCEPT_CREDENTIAL_MAX_LEN) r.fail(`cred_len ${n} is outside ${ACCEPT_CREDENTIAL_MIN_LEN}..${ACCEPT_CREDENTIAL_MAX_LEN}`);
+  return r.bytes(n, 'credential');
+}
+
+function credentialLength(c: Uint8Array, what: string): number {
+  const n = c.length;
+  if (n < ACCEPT_CREDENTIAL_MIN_LEN || n > ACCEPT_CREDENTIAL_MAX_LEN) {
+    throw new EnrollError('ERR_INVALID_ARG', `${what}: "credential" must be ${ACCEPT_CREDENTIAL_MIN_LEN}..${ACCEPT_CREDENTIAL_MAX_LEN} bytes, got ${n}`);
+  }
+  return n;
+}
 
 /**
  * The rotation proof's context label. Both signatures cover
@@ -110,14 +131,20 @@ export interface Rotated {
   enrolleeId: Uint8Array;
   newIkB: Uint8Array;
   rotatedAt: number;
+  /** The credential (§4.4) for IK_B', reissued within the rotation; absent from a service of before it. */
+  credential?: Uint8Array;
 }
 
 export function encodeRotated(r: Rotated): Uint8Array {
-  return writer(MSG_ROTATED)
+  const w = writer(MSG_ROTATED)
     .bytes(r.enrolleeId, 32, 'enrollee_id')
     .bytes(r.newIkB, 32, 'new_ik_b')
-    .u64be(r.rotatedAt, 'rotated_at')
-    .finish();
+    .u64be(r.rotatedAt, 'rotated_at');
+  if (r.credential !== undefined) {
+    const n = credentialLength(r.credential, 'rotated');
+    w.u16be(n, 'cred_len').bytes(r.credential, n, 'credential');
+  }
+  return w.finish();
 }
 
 export function decodeRotated(msg: Uint8Array): Rotated {
@@ -126,6 +153,31 @@ export function decodeRotated(msg: Uint8Array): Rotated {
   const enrolleeId = r.bytes(32, 'enrollee_id');
   const newIkB = r.bytes(32, 'new_ik_b');
   const rotatedAt = r.u64be('rotated_at');
+  const credential = r.remaining > 0 ? readCredential(r) : undefined;
   r.end();
-  return { enrolleeId, newIkB, rotatedAt };
+  return { enrolleeId, newIkB, rotatedAt, ...(credential !== undefined ? { credential } : {}) };
+}
+
+// ---- CREDENTIAL_REQUEST / CREDENTIAL
+
+export function encodeCredentialRequest(): Uint8Array {
+  return Uint8Array.of(MSG_CREDENTIAL_REQUEST);
+}
+
+export function decodeCredentialRequest(msg: Uint8Array): void {
+  messageType(msg, [MSG_CREDENTIAL_REQUEST], 'credential request');
+  if (msg.length !== 1) throw new EnrollError('ERR_FRAME_MALFORMED', `credential request: ${msg.length - 1} trailing bytes`);
+}
+
+export function encodeCredentialMsg(credential: Uint8Array): Uint8Array {
+  const n = credentialLength(credential, 'credential message');
+  return writer(MSG_CREDENTIAL).u16be(n, 'cred_len').bytes(credential, n, 'credential').finish();
+}
+
+export function decodeCredentialMsg(msg: Uint8Array): Uint8Array {
+  messageType(msg, [MSG_CREDENTIAL], 'credential request');
+  const r = reader(msg, 'credential');
+  const credential = readCredential(r);
+  r.end();
+  return credential;
 }

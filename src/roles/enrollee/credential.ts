@@ -12,6 +12,8 @@ import { credentialFromText, credentialToText, decodeCredential, verifyCredentia
 import type { EnrolleeHome } from './home.js';
 
 export const CREDENTIAL_FILE = 'credential.txt';
+/** The credential of a rotation, staged until service.json names its key (lifecycle.ts finishRotation). */
+export const CREDENTIAL_NEXT_FILE = 'credential.next.txt';
 
 /**
  * Checks the credential of an acceptance against what this enrollee just enrolled as, and

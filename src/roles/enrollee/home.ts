@@ -1,7 +1,7 @@
 /**
  * The enrollee's home: `<home>/enrollee/` holds
  * - `eik_b.key`          EIK_B, made once by `enrollee init`, before meeting an enroller;
- * - `enrollee.json`      its pet name;
+ * - `enrollee.json`      its pet name, and the service key it pinned (init --service-key);
  * - `bundle.txt`         the last bundle it was given (its id goes on the card);
  * - `ik_b.pending.key`   IK_B while an enrollment is in flight: kept so that a retry after a
  *                        crash uses the same identity the service may already have accepted;
@@ -45,6 +45,8 @@ export interface SessionState {
 
 interface Settings {
   pet_name?: string;
+  /** The service key (IK_A, 64 hex) every bundle must carry: `enrollee init --service-key`. */
+  service_key?: string;
 }
 
 export class EnrolleeHome {
@@ -56,7 +58,10 @@ export class EnrolleeHome {
     this.encrypt = encrypt;
   }
 
-  static async init(home: string, opts: { petName?: string; force?: boolean; passphrase?: PassphraseSource }): Promise<EnrolleeHome> {
+  static async init(
+    home: string,
+    opts: { petName?: string; force?: boolean; passphrase?: PassphraseSource; serviceKey?: Uint8Array },
+  ): Promise<EnrolleeHome> {
     const e = EnrolleeHome.#openKeystore(home, opts.passphrase);
     if (e.keystore.hasKey(EIK_B_FILE) && !opts.force) {
       throw new EnrollError('ERR_KEY_EXISTS', `an enrollee is already initialised in ${e.keystore.dir}`, {
@@ -69,7 +74,11 @@ export class EnrolleeHome {
     if (opts.force) {
       for (const f of [BUNDLE_FILE, IK_B_PENDING_FILE]) e.keystore.remove(f);
     }
-    e.keystore.writeJson(SETTINGS_FILE, opts.petName ? { pet_name: opts.petName } : {}, { overwrite: true });
+    const settings: Settings = {
+      ...(opts.petName ? { pet_name: opts.petName } : {}),
+      ...(opts.serviceKey ? { service_key: toHex(opts.serviceKey) } : {}),
+    };
+    e.keystore.writeJson(SETTINGS_FILE, settings, { overwrite: true });
     return e;
   }
 
@@ -103,6 +112,21 @@ export class EnrolleeHome {
   petName(): string | undefined {
     const s = this.keystore.readJson<Settings>(SETTINGS_FILE);
     return typeof s?.pet_name === 'string' ? s.pet_name : undefined;
+  }
+
+  /**
+   * The service key pinned at init (`enrollee init --service-key`): every bundle this
+   * enrollee uses must carry it as IK_A (join.ts checkBundleServiceKey). Undefined: none.
+   */
+  pinnedServiceKey(): Uint8Array | undefined {
+    const s = this.keystore.readJson<Settings>(SETTINGS_FILE);
+    if (s?.service_key === undefined) return undefined;
+    if (typeof s.service_key !== 'string' || !/^[0-9a-f]{64}$/.test(s.service_key)) {
+      throw new EnrollError('ERR_KEYSTORE_CORRUPT', `${this.keystore.path(SETTINGS_FILE)}: "service_key" must be 64 lowercase hex digits`, {
+        hint: 'run `ockam-enroll enrollee init --force --service-key KEY` to pin the service key again',
+      });
+    }
+    return new Uint8Array(Buffer.from(s.service_key, 'hex'));
   }
 
   /** The card: EIK_B, the pet name, and the id of the bundle it holds (if any). */
@@ -164,7 +188,8 @@ export class EnrolleeHome {
     return this.keystore.loadKeyPair(IK_B_FILE);
   }
 
-  describe(): { enrollee_id: string; eik_b: string; pet_name: string | undefined } {
-    return { enrollee_id: toHex(this.enrolleeId()), eik_b: toHex(this.eikBPublic()), pet_name: this.petName() };
+  describe(): { enrollee_id: string; eik_b: string; pet_name: string | undefined; pinned_service_key?: string } {
+    const pin = this.pinnedServiceKey();
+    return { enrollee_id: toHex(this.enrolleeId()), eik_b: toHex(this.eikBPublic()), pet_name: this.petName(), ...(pin ? { pinned_service_key: toHex(pin) } : {}) };
   }
 }

@@ -8,6 +8,7 @@ import { EnrollError, isEnrollError } from '../../errors.js';
 import type { Bundle } from '../../protocol/codec/bundle.js';
 import { bundleToText, decodeBundle, encodeCard, verifyBundle } from '../../protocol/codec/index.js';
 import { enrolleeSession, initiate, initiateV2 } from '../../protocol/enrollment/index.js';
+import { encodeError } from '../../protocol/messages/common.js';
 import { decodeGo, decodeOffer, encodeCardMsg, encodeResult } from '../../protocol/messages/onboard.js';
 import {
   ACCEPT_AAD,
@@ -68,14 +69,40 @@ function joinResult(service: EnrolledService): JoinResult {
   };
 }
 
+/**
+ * The service key an enrollee was told to expect (docs/threat-model.md §5.2, bundle
+ * pinning): `enrollee join --service-key`, or the one pinned at `enrollee init
+ * --service-key`. `from` names where it came from, for the error.
+ */
+export interface ExpectedServiceKey {
+  key: Uint8Array;
+  from: string;
+}
+
+/**
+ * Refuses a bundle whose IK_A is not the expected service key, with ERR_BUNDLE_SERVICE_KEY:
+ * a comparison of public bytes, run before the bundle's signatures are checked and before
+ * anything is sent anywhere (like `step ca bootstrap --fingerprint`). A bundle that names
+ * the expected key must then verify under it (verifyBundle), so no other IK_A can sign one.
+ */
+export function checkBundleServiceKey(bundle: Bundle, expected: ExpectedServiceKey | undefined): void {
+  if (expected === undefined || equalBytes(bundle.ikA, expected.key)) return;
+  throw new EnrollError(
+    'ERR_BUNDLE_SERVICE_KEY',
+    `the bundle is for the service key ${toHex(bundle.ikA)}, not the expected ${toHex(expected.key)} (${expected.from}); it was not used`,
+    { hint: 'this bundle comes from another service, or was forged: get a bundle from the service whose key you expect (compare it with the key `service init` printed)' },
+  );
+}
+
 /** Rejection statuses worth retrying while waiting for an approval to arrive. */
 const WAITABLE = new Set(['ERR_ENROLLEE_UNKNOWN']);
 
 export async function enrollWithBundle(
   enrollee: EnrolleeHome,
   bundle: Bundle,
-  opts: { now: () => number; waitSeconds?: number; onWaiting?: () => void; timeoutMs?: number },
+  opts: { now: () => number; waitSeconds?: number; onWaiting?: () => void; timeoutMs?: number; expectServiceKey?: ExpectedServiceKey },
 ): Promise<JoinResult> {
+  checkBundleServiceKey(bundle, opts.expectServiceKey);
   const deadline = opts.now() + (opts.waitSeconds ?? 0);
   let told = false;
   // PQSPK_A of a v2 bundle: fetched once and checked against the signed KEM_hash, then
@@ -199,7 +226,14 @@ async function enrollOnce(enrollee: EnrolleeHome, bundle: Bundle, kemPrekey: Uin
 export async function joinViaEnroller(
   enrollee: EnrolleeHome,
   conn: FramedConnection,
-  opts: { now: () => number; eka?: 1 | 2; onSas?: (sas: string) => void; onBundle?: (b: Bundle) => void; stepTimeoutMs?: number },
+  opts: {
+    now: () => number;
+    eka?: 1 | 2;
+    onSas?: (sas: string) => void;
+    onBundle?: (b: Bundle) => void;
+    stepTimeoutMs?: number;
+    expectServiceKey?: ExpectedServiceKey;
+  },
 ): Promise<JoinResult & { sas: string }> {
   const step = opts.stepTimeoutMs ?? 120_000;
   const eikB = await enrollee.eikB();
@@ -207,7 +241,18 @@ export async function joinViaEnroller(
   try {
     const sas = shortAuthString(channel.handshakeHash);
     opts.onSas?.(sas);
-    const bundle = requireEka(verifyBundle(decodeBundle(decodeOffer(await channel.receive(step))), { now: opts.now() }), opts.eka ?? 2);
+    const offered = decodeBundle(decodeOffer(await channel.receive(step)));
+    try {
+      checkBundleServiceKey(offered, opts.expectServiceKey);
+    } catch (err) {
+      // The enroller is told instead of a card, so it approves nothing with this bundle.
+      const told = new EnrollError('ERR_BUNDLE_SERVICE_KEY', `the enrollee expects the service key ${toHex(opts.expectServiceKey!.key)}; the offered bundle is for ${toHex(offered.ikA)}`, {
+        hint: 'fetch bundles from the service the enrollee expects (`enroller bundle fetch --service … --service-key …`)',
+      });
+      await channel.send(encodeError(told)).catch(() => undefined);
+      throw err;
+    }
+    const bundle = requireEka(verifyBundle(offered, { now: opts.now() }), opts.eka ?? 2);
     enrollee.holdBundle(bundleToText(bundle));
     opts.onBundle?.(bundle);
     await channel.send(encodeCardMsg(encodeCard(enrollee.card(bundle.bundleId))));

@@ -15,6 +15,7 @@ import { equalBytes, fromHex, toHex } from '../../crypto/bytes.js';
 import type { KeyPair } from '../../crypto/x25519.js';
 import { EnrollError, isEnrollError } from '../../errors.js';
 import { verifyAnnouncement, type AddressAnnouncement } from '../../protocol/announce.js';
+import { credentialFromText } from '../../protocol/credential.js';
 import { messageType } from '../../protocol/messages/common.js';
 import {
   decodeStatus,
@@ -24,10 +25,11 @@ import {
   PROLOGUE_ENROLLEE_SERVICE,
   type StatusReport,
 } from '../../protocol/messages/service.js';
-import { decodeAddress, encodeAddressRequest } from '../../protocol/messages/session.js';
+import { decodeAddress, decodeCredentialMsg, encodeAddressRequest, encodeCredentialRequest } from '../../protocol/messages/session.js';
 import { formatAddress, parseAddress } from '../../transport/address.js';
 import { initiateChannel, type SecureChannel } from '../../transport/channel.js';
 import { connectTcp } from '../../transport/tcp.js';
+import { acceptCredential, CREDENTIAL_FILE, CREDENTIAL_NEXT_FILE, saveCredential, storedCredential } from './credential.js';
 import { IK_B_FILE, SERVICE_FILE, type EnrolledService, type EnrolleeHome } from './home.js';
 
 /** IK_B before a rotation the service has not confirmed yet (rotate.ts). */
@@ -150,8 +152,9 @@ export async function admittedSession(enrollee: EnrolleeHome, onInfo?: (line: st
     const channel = await openSessionAt(svc, ikB, ikA);
     try {
       const report = await requestStatus(channel);
-      if (file === IK_B_FILE && files.length > 1) finishRotation(enrollee, svc, ikB, onInfo);
-      else if (file === IK_B_OLD_FILE) onInfo?.('a key rotation was interrupted before the service took the new key: run `ockam-enroll enrollee rotate` to finish it');
+      if (file === IK_B_FILE && files.length > 1) {
+        if (finishRotation(enrollee, svc, ikB, onInfo) === 'missing') await fetchCredential(enrollee, ikB, onInfo);
+      } else if (file === IK_B_OLD_FILE) onInfo?.('a key rotation was interrupted before the service took the new key: run `ockam-enroll enrollee rotate` to finish it');
       return { channel, report, ikB, file, svc: serviceRecord(enrollee) };
     } catch (err) {
       channel.connection.destroy();
@@ -162,15 +165,90 @@ export async function admittedSession(enrollee: EnrolleeHome, onInfo?: (line: st
   }
 }
 
-/** The service admits `ikB` from ik_b.key: make service.json say so and drop ik_b.old.key. */
-export function finishRotation(enrollee: EnrolleeHome, svc: ServiceRecord, ikB: KeyPair, onInfo?: (line: string) => void): void {
+/**
+ * The service admits `ikB` from ik_b.key: the home switches to it, key and credential
+ * together (docs/protocol.md §7.9.2). `credential` is the one ROTATED carried (checked by the
+ * caller); without it, one staged by an interrupted run is used if it names this enrollee,
+ * key and service. Each step is one atomic write or removal, in an order that never leaves
+ * credential.txt naming another key than service.json:
+ *   1. credential.next.txt ← the new credential (staged)
+ *   2. credential.txt removed, unless it already names the new key
+ *   3. service.json identity_key ← the new key
+ *   4. credential.txt ← the staged credential, then credential.next.txt removed
+ *   5. ik_b.old.key removed (while it exists, a crash above still finds both keys)
+ * Returns 'installed' (a credential for the new key is in place), or 'missing' (none came:
+ * the ROTATED that carried it was lost, or the service predates it; fetchCredential asks).
+ */
+export function finishRotation(
+  enrollee: EnrolleeHome,
+  svc: ServiceRecord,
+  ikB: KeyPair,
+  onInfo?: (line: string) => void,
+  credential?: string,
+): 'installed' | 'missing' {
+  const ks = enrollee.keystore;
   const hex = toHex(ikB.publicKey);
-  if (svc.identity_key !== hex) {
-    enrollee.keystore.writeJson(SERVICE_FILE, { ...serviceRecord(enrollee), identity_key: hex } satisfies ServiceRecord, { overwrite: true });
-    onInfo?.(`finished an interrupted key rotation: the service knows this enrollee by ${hex}`);
+  const names = (c: { credential: { enrolleeId: Uint8Array; ikB: Uint8Array; issuer: Uint8Array } } | undefined): boolean =>
+    c !== undefined && toHex(c.credential.enrolleeId) === svc.enrollee_id && toHex(c.credential.ikB) === hex && toHex(c.credential.issuer) === svc.service_key;
+  if (credential !== undefined) ks.writeBytes(CREDENTIAL_NEXT_FILE, `${credential}\n`, { overwrite: true });
+  const staged = stagedCredential(enrollee);
+  const next = names(staged) ? staged!.text : undefined;
+  let current;
+  try {
+    current = storedCredential(enrollee);
+  } catch {
+    current = undefined; // a damaged file is replaced or removed below
   }
-  // Last: while it exists, a crash anywhere above still finds both keys.
-  enrollee.keystore.remove(IK_B_OLD_FILE);
+  const currentIsNew = names(current);
+  if (!currentIsNew) ks.remove(CREDENTIAL_FILE);
+  if (svc.identity_key !== hex) {
+    ks.writeJson(SERVICE_FILE, { ...serviceRecord(enrollee), identity_key: hex } satisfies ServiceRecord, { overwrite: true });
+    if (credential === undefined) onInfo?.(`finished an interrupted key rotation: the service knows this enrollee by ${hex}`);
+  }
+  if (next !== undefined) saveCredential(enrollee, next);
+  ks.remove(CREDENTIAL_NEXT_FILE);
+  ks.remove(IK_B_OLD_FILE);
+  return next !== undefined || currentIsNew ? 'installed' : 'missing';
+}
+
+/** credential.next.txt, decoded, or undefined (absent or unreadable: then it is not used). */
+function stagedCredential(enrollee: EnrolleeHome): { text: string; credential: { enrolleeId: Uint8Array; ikB: Uint8Array; issuer: Uint8Array } } | undefined {
+  const b = enrollee.keystore.readBytes(CREDENTIAL_NEXT_FILE);
+  if (b === undefined) return undefined;
+  const text = Buffer.from(b).toString('utf8').trim();
+  try {
+    return { text, credential: credentialFromText(text) };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Asks the service for a credential for `ikB` on a session of its own (CREDENTIAL_REQUEST,
+ * §7.9.2), checks it as an acceptance's (credential.ts acceptCredential) and keeps it. For a
+ * rotation whose ROTATED was lost. A service that does not know the request, or any other
+ * failure, leaves the device without a credential, said in an info line, not an error: the
+ * rotation itself is done.
+ */
+export async function fetchCredential(enrollee: EnrolleeHome, ikB: KeyPair, onInfo?: (line: string) => void): Promise<boolean> {
+  const svc = serviceRecord(enrollee);
+  const ikA = fromHex(svc.service_key, 'service_key');
+  try {
+    const channel = await openSessionAt(svc, ikB, ikA);
+    try {
+      await channel.send(encodeCredentialRequest());
+      const bytes = decodeCredentialMsg(await channel.receive(REPLY_TIMEOUT_MS));
+      saveCredential(enrollee, acceptCredential(bytes, { ikA, enrolleeId: fromHex(svc.enrollee_id, 'enrollee_id'), ikB: ikB.publicKey }));
+      await channel.close();
+    } finally {
+      channel.connection.destroy();
+    }
+    onInfo?.(`the service issued a credential for the new identity key, in ${enrollee.keystore.path(CREDENTIAL_FILE)}`);
+    return true;
+  } catch (err) {
+    onInfo?.(`no credential for the new identity key (${err instanceof Error ? err.message : String(err)}); the old one named the replaced key and was removed`);
+    return false;
+  }
 }
 
 export interface StatusResult extends StatusReport {

@@ -6,6 +6,7 @@
  * own expiry; revoking the identity revokes every certificate it holds.
  */
 import { EnrollError } from '../../errors.js';
+import type { PassphraseSource } from '../../keystore/passphrase.js';
 import { parseIssuer } from '../../protocol/token/claims.js';
 import { CT_PKCS10, EST_SIMPLEREENROLL } from '../../protocol/token/est.js';
 import { parseCertificate } from '../../x509/ca.js';
@@ -20,6 +21,8 @@ import { checkIssued } from './token-join.js';
 export interface RenewOptions {
   /** Key type of the new key; default: the current key's. */
   keyType?: KeyType;
+  /** Reads an encrypted key, and encrypts the new one (as every key: when a source is given). */
+  passphrase?: PassphraseSource;
   now: () => number;
   timeoutMs?: number;
 }
@@ -36,7 +39,7 @@ export interface RenewResult {
 }
 
 export async function renewCertificate(home: string, opts: RenewOptions): Promise<RenewResult> {
-  const tls = EnrolleeTls.open(home);
+  const tls = await EnrolleeTls.open(home, opts.passphrase ? { passphrase: opts.passphrase } : {});
   const cur = await tls.current();
   const ca = parseCertificate(cur.caDer, tls.paths.ca, 'ERR_KEYSTORE_CORRUPT');
   const cert = parseCertificate(cur.certDer, tls.paths.cert, 'ERR_KEYSTORE_CORRUPT');
@@ -50,7 +53,7 @@ export async function renewCertificate(home: string, opts: RenewOptions): Promis
   const target: HttpsTarget = { host: iss.host, port: iss.port, url: iss.url };
   const keyType = opts.keyType ?? cur.key.keyType;
   const keys = await generateKeyPair(keyType);
-  tls.savePendingKey(await exportPrivateKeyPem(keys.privateKey));
+  await tls.savePendingKey(await exportPrivateKeyPem(keys.privateKey));
   let issued;
   try {
     const csr = await createCsr({ keys, keyType, name: cur.record.name, idHex: cur.record.id });

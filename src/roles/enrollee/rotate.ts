@@ -23,7 +23,8 @@ import { EnrollError, isEnrollError } from '../../errors.js';
 import { MSG_ERROR } from '../../protocol/messages/common.js';
 import { decodeRotated, encodeRotate, rotateSignedBytes } from '../../protocol/messages/session.js';
 import { IK_B_FILE, type EnrolleeHome } from './home.js';
-import { finishRotation, IK_B_OLD_FILE, openSessionAt, REPLY_TIMEOUT_MS, requestStatus, serviceRecord } from './lifecycle.js';
+import { acceptCredential } from './credential.js';
+import { fetchCredential, finishRotation, IK_B_OLD_FILE, openSessionAt, REPLY_TIMEOUT_MS, requestStatus, serviceRecord } from './lifecycle.js';
 
 export interface RotateResult {
   enrolleeId: string;
@@ -32,6 +33,8 @@ export interface RotateResult {
   rotatedAt: number | null;
   /** True when an interrupted rotation was found already done by the service, and only finished here. */
   recovered: boolean;
+  /** Whether a credential for the new key is in credential.txt (from ROTATED, or asked for after a lost one). */
+  credential: boolean;
 }
 
 export async function rotateIdentity(enrollee: EnrolleeHome, opts: { onInfo?: (line: string) => void } = {}): Promise<RotateResult> {
@@ -50,14 +53,19 @@ export async function rotateIdentity(enrollee: EnrolleeHome, opts: { onInfo?: (l
     // only step 4 is left; if it does not know it, ROTATE again with the same two keys.
     opts.onInfo?.('resuming an interrupted key rotation');
     const channel = await openSessionAt(svc, current, ikA);
+    let report;
     try {
-      const report = await requestStatus(channel);
-      finishRotation(enrollee, svc, current, opts.onInfo);
-      return { enrolleeId: toHex(report.enrolleeId), previousKey: toHex(previous.publicKey), identityKey: toHex(current.publicKey), rotatedAt: null, recovered: true };
+      report = await requestStatus(channel);
     } catch (err) {
       if (!isEnrollError(err, 'ERR_ENROLLEE_UNKNOWN')) throw err;
     } finally {
       channel.connection.destroy();
+    }
+    if (report !== undefined) {
+      let credential = finishRotation(enrollee, svc, current, opts.onInfo) === 'installed';
+      // The ROTATED that carried the new key's credential was lost: ask for one.
+      if (!credential) credential = await fetchCredential(enrollee, current, opts.onInfo);
+      return { enrolleeId: toHex(report.enrolleeId), previousKey: toHex(previous.publicKey), identityKey: toHex(current.publicKey), rotatedAt: null, recovered: true, credential };
     }
     oldKey = previous;
     newKey = current;
@@ -84,9 +92,20 @@ export async function rotateIdentity(enrollee: EnrolleeHome, opts: { onInfo?: (l
     if (!equalBytes(rotated.newIkB, newKey.publicKey) || toHex(rotated.enrolleeId) !== svc.enrollee_id) {
       throw new EnrollError('ERR_PROTOCOL', 'the service confirmed a rotation to another key or for another enrollee');
     }
-    finishRotation(enrollee, svc, newKey);
+    // The credential for IK_B', checked as an acceptance's is (same issuer, this id, this key).
+    // A bad one is the service's fault: the rotation stands, and the next session finishes it.
+    const credential =
+      rotated.credential === undefined
+        ? undefined
+        : acceptCredential(rotated.credential, { ikA, enrolleeId: rotated.enrolleeId, ikB: newKey.publicKey });
     await channel.close();
-    return { enrolleeId: svc.enrollee_id, previousKey: toHex(oldKey.publicKey), identityKey: toHex(newKey.publicKey), rotatedAt: rotated.rotatedAt, recovered: false };
+    // Key and credential switch together (lifecycle.ts finishRotation).
+    let installed = finishRotation(enrollee, svc, newKey, undefined, credential) === 'installed';
+    if (!installed) {
+      opts.onInfo?.('the service sent no credential with the rotation (it predates them)');
+      installed = await fetchCredential(enrollee, newKey, opts.onInfo);
+    }
+    return { enrolleeId: svc.enrollee_id, previousKey: toHex(oldKey.publicKey), identityKey: toHex(newKey.publicKey), rotatedAt: rotated.rotatedAt, recovered: false, credential: installed };
   } finally {
     channel.connection.destroy();
     oldKey.wipe();

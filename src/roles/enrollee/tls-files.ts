@@ -1,7 +1,9 @@
 /**
  * What token enrollment keeps in the enrollee's home (`<home>/enrollee/`), all PEM so that
  * curl, openssl and any TLS stack can use them as they are:
- * - `tls-key.pem`          the private key, PKCS#8 (0600);
+ * - `tls-key.pem`          the private key, PKCS#8 (0600): encrypted (`ENCRYPTED PRIVATE KEY`,
+ *                          scrypt and AES-256-CBC, x509/encrypted-key.ts) under the passphrase
+ *                          when a passphrase source is given, as every other key; else plain;
  * - `tls-cert.pem`         the certificate the service's CA issued;
  * - `tls-ca.pem`           the service's root CA (trust anchor for the service, and for peers);
  * - `tls-identity.json`    the identity id and name, the service's HTTPS URL and CA
@@ -13,9 +15,11 @@
  * key, and never loses the key of a certificate the service already issued: `open` finishes
  * an interrupted swap (the pending key matches the stored certificate).
  */
-import { createPublicKey, X509Certificate as NodeX509 } from 'node:crypto';
+import { createPrivateKey, createPublicKey, X509Certificate as NodeX509 } from 'node:crypto';
 import { EnrollError } from '../../errors.js';
 import { Keystore } from '../../keystore/keystore.js';
+import type { PassphraseSource } from '../../keystore/passphrase.js';
+import { encryptPrivateKeyPem, isEncryptedPem, readPrivateKeyPem } from '../../x509/encrypted-key.js';
 import { importPrivateKey, type LoadedKeyPair } from '../../x509/keys.js';
 import { x509 } from '../../x509/provider.js';
 
@@ -53,9 +57,7 @@ function spkiOfCertPem(pem: string): Buffer {
   return createPublicKey(new NodeX509(pem).publicKey).export({ type: 'spki', format: 'der' });
 }
 
-function spkiOfKeyPem(pem: string): Buffer {
-  return createPublicKey(pem).export({ type: 'spki', format: 'der' });
-}
+
 
 export class EnrolleeTls {
   readonly keystore: Keystore;
@@ -64,11 +66,21 @@ export class EnrolleeTls {
     this.keystore = keystore;
   }
 
-  /** Opens `<home>/enrollee/` (created 0700 if needed; `enrollee init` is not required) and finishes an interrupted key swap. */
-  static open(home: string): EnrolleeTls {
-    const t = new EnrolleeTls(Keystore.open(home, 'enrollee'));
-    t.#recover();
+  /**
+   * Opens `<home>/enrollee/` (created 0700 if needed; `enrollee init` is not required) and
+   * finishes an interrupted key swap. With a passphrase source, new keys are saved encrypted,
+   * and encrypted ones are read with it.
+   */
+  static async open(home: string, opts: { passphrase?: PassphraseSource } = {}): Promise<EnrolleeTls> {
+    const t = new EnrolleeTls(Keystore.open(home, 'enrollee', opts.passphrase ? { passphrase: opts.passphrase } : {}));
+    await t.#recover();
     return t;
+  }
+
+  /** The private key in `pem` (plain or encrypted; the passphrase is asked only for an encrypted one). */
+  async #readKey(pem: string, name: string): Promise<ReturnType<typeof readPrivateKeyPem>> {
+    const passphrase = isEncryptedPem(pem) ? await this.keystore.passphraseFor(name) : undefined;
+    return readPrivateKeyPem(pem, this.keystore.path(name), passphrase);
   }
 
   get paths(): TlsPaths {
@@ -80,12 +92,14 @@ export class EnrolleeTls {
     };
   }
 
-  #recover(): void {
+  async #recover(): Promise<void> {
     const pending = this.keystore.readBytes(TLS_PENDING_KEY_FILE, { secret: true });
     const cert = this.keystore.readBytes(TLS_CERT_FILE);
     if (!pending || !cert) return;
     try {
-      if (spkiOfKeyPem(Buffer.from(pending).toString('utf8')).equals(spkiOfCertPem(Buffer.from(cert).toString('utf8')))) {
+      // An encrypted pending key needs the passphrase; without one it waits for a run that has it.
+      const key = await this.#readKey(Buffer.from(pending).toString('utf8'), TLS_PENDING_KEY_FILE);
+      if (createPublicKey(key).export({ type: 'spki', format: 'der' }).equals(spkiOfCertPem(Buffer.from(cert).toString('utf8')))) {
         this.keystore.writeBytes(TLS_KEY_FILE, pending, { secret: true, overwrite: true });
         this.keystore.remove(TLS_PENDING_KEY_FILE);
       }
@@ -108,9 +122,20 @@ export class EnrolleeTls {
     return this.keystore.hasKey(TLS_CERT_FILE) && this.keystore.hasKey(TLS_KEY_FILE);
   }
 
-  savePendingKey(pem: string): void {
-    this.keystore.writeBytes(TLS_PENDING_KEY_FILE, pem, { secret: true, overwrite: true });
+  /**
+   * Saves a new key (PKCS#8 PEM) as pending: encrypted under the passphrase when a source
+   * was given (a prompt asks twice), else as it is. Either way 0600, written atomically.
+   */
+  async savePendingKey(pem: string): Promise<void> {
+    let out = pem;
+    if (this.keystore.hasPassphraseSource) {
+      const passphrase = await this.keystore.passphraseFor(TLS_KEY_FILE, { confirm: true });
+      if (passphrase === undefined) throw new EnrollError('ERR_PASSPHRASE', `encrypting ${this.paths.key} needs a passphrase`, { hint: 'set OCKAM_ENROLL_PASSPHRASE or use --passphrase-file' });
+      out = await encryptPrivateKeyPem(createPrivateKey(pem), passphrase);
+    }
+    this.keystore.writeBytes(TLS_PENDING_KEY_FILE, out, { secret: true, overwrite: true });
   }
+
 
   dropPendingKey(): void {
     this.keystore.remove(TLS_PENDING_KEY_FILE);
@@ -128,8 +153,8 @@ export class EnrolleeTls {
     return this.paths;
   }
 
-  /** The current key (0600 checked), certificate and CA, for renewal. */
-  async current(): Promise<{ key: LoadedKeyPair; keyPem: string; certPem: string; certDer: Uint8Array; caDer: Uint8Array; record: TlsIdentity }> {
+  /** The current key (0600 checked; decrypted with the passphrase if encrypted), certificate and CA, for renewal. */
+  async current(): Promise<{ key: LoadedKeyPair; certPem: string; certDer: Uint8Array; caDer: Uint8Array; record: TlsIdentity }> {
     const record = this.identity();
     const keyBytes = this.keystore.readBytes(TLS_KEY_FILE, { secret: true });
     const cert = this.keystore.readBytes(TLS_CERT_FILE);
@@ -139,10 +164,16 @@ export class EnrolleeTls {
         hint: 'enroll first: ockam-enroll enrollee join --token <token>',
       });
     }
-    const keyPem = Buffer.from(keyBytes).toString('utf8');
-    const key = await importPrivateKey(keyPem, this.paths.key);
+    const keyObject = await this.#readKey(Buffer.from(keyBytes).toString('utf8'), TLS_KEY_FILE);
+    const der = keyObject.export({ type: 'pkcs8', format: 'der' });
+    let key: LoadedKeyPair;
+    try {
+      key = await importPrivateKey(new Uint8Array(der.buffer, der.byteOffset, der.length), this.paths.key);
+    } finally {
+      der.fill(0);
+    }
     const certText = Buffer.from(cert).toString('utf8');
-    return { key, keyPem, certPem: certText, certDer: pemToDer(certText, this.paths.cert), caDer: pemToDer(Buffer.from(ca).toString('utf8'), this.paths.ca), record };
+    return { key, certPem: certText, certDer: pemToDer(certText, this.paths.cert), caDer: pemToDer(Buffer.from(ca).toString('utf8'), this.paths.ca), record };
   }
 }
 

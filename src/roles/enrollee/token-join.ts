@@ -13,6 +13,7 @@
  *  6. check the certificate (issued by the CA, for this identity, for our key, clientAuth)
  *     and store key, certificate and CA (tls-files.ts).
  */
+import type { PassphraseSource } from '../../keystore/passphrase.js';
 import { X509Certificate as NodeX509 } from 'node:crypto';
 import { EnrollError, isEnrollError } from '../../errors.js';
 import { decodeTokenUnverified, parseIssuer } from '../../protocol/token/claims.js';
@@ -34,6 +35,8 @@ export interface TokenJoinOptions {
   keyType: KeyType;
   /** Replace a certificate from an earlier token enrollment. */
   force?: boolean;
+  /** With a source (not `none`), the TLS key is saved encrypted under its passphrase (tls-files.ts). */
+  passphrase?: PassphraseSource;
   now: () => number;
   timeoutMs?: number;
   /** Progress lines for stderr. */
@@ -114,7 +117,7 @@ export async function joinWithToken(home: string, opts: TokenJoinOptions): Promi
   const step = opts.onStep ?? (() => undefined);
   // 1. Parse, and check the home before anything leaves this machine.
   const { claims, alg } = decodeTokenUnverified(opts.token);
-  const tls = EnrolleeTls.open(home);
+  const tls = await EnrolleeTls.open(home, opts.passphrase ? { passphrase: opts.passphrase } : {});
   if (tls.enrolled() && !opts.force) {
     const had = tls.identity();
     throw new EnrollError('ERR_KEY_EXISTS', `this home already holds a certificate from token enrollment${had ? ` (identity ${had.name}, ${had.id})` : ''}`, {
@@ -166,7 +169,7 @@ export async function joinWithToken(home: string, opts: TokenJoinOptions): Promi
 
   // 5. Key, CSR, and the one-time request.
   const keys = await generateKeyPair(opts.keyType);
-  tls.savePendingKey(await exportPrivateKeyPem(keys.privateKey));
+  await tls.savePendingKey(await exportPrivateKeyPem(keys.privateKey));
   let issued;
   try {
     const csr = await createCsr({ keys, keyType: opts.keyType, name: claims.name, idHex: claims.sub });

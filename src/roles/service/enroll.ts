@@ -32,7 +32,8 @@ import { commitQueueFor } from './commits.js';
 import { issueCredential } from './credentials.js';
 import type { ServiceHome } from './home.js';
 import { beforeCommit } from './hooks.js';
-import type { DecisionLog } from './log.js';
+import { DEFAULT_FAIL_RATE_PER_IP, parseRate, peerIpKey, TokenBuckets } from './limits.js';
+import type { DecisionFields, DecisionLog } from './log.js';
 
 export interface EnrollOutcome {
   status: EnrollStatus;
@@ -109,6 +110,11 @@ const LOST_RACE_STATUS: Partial<Record<string, EnrollStatus>> = {
   ERR_REJECTED: ENROLL_STATUS.USED, // IK_B enrolled for another enrollee meanwhile
 };
 
+/**
+ * Failures after decryption (check 5) still being recorded, per enrollee id: they count
+ * against the lockout with the recorded ones, so that concurrent messages cannot run more
+ * failing checks past decryption than maxFailedAttempts.
+ */
 const inFlight = new WeakMap<ServiceHome, Map<string, number>>();
 
 function attemptsInFlight(svc: ServiceHome): Map<string, number> {
@@ -120,6 +126,19 @@ function attemptsInFlight(svc: ServiceHome): Map<string, number> {
   return m;
 }
 
+/** The failed-decryption buckets of a caller that brings none (the library's default). */
+const defaultFailures = new WeakMap<ServiceHome, TokenBuckets>();
+
+function failuresFor(svc: ServiceHome, given: TokenBuckets | null | undefined): TokenBuckets | null {
+  if (given !== undefined) return given;
+  let b = defaultFailures.get(svc);
+  if (b === undefined) {
+    b = new TokenBuckets(parseRate(DEFAULT_FAIL_RATE_PER_IP, 'failRatePerIp')!);
+    defaultFailures.set(svc, b);
+  }
+  return b;
+}
+
 export interface HandleEnrollmentOptions {
   /**
    * Asked just before the commit: false when the answer can no longer reach the peer (it
@@ -127,6 +146,14 @@ export interface HandleEnrollmentOptions {
    * so the enrollee's next attempt enrolls it as if this one had never come.
    */
   canAnswer?: () => boolean;
+  /**
+   * Failed decryptions (check 4) per source, keyed by peerIpKey(peer) (docs/threat-model.md
+   * §5.4): a source over its limit gets RATE_LIMITED before any crypto runs for its message.
+   * null: no limit. Default: one set per service home at DEFAULT_FAIL_RATE_PER_IP.
+   */
+  failuresPerSource?: TokenBuckets | null;
+  /** Told of each refusal by failuresPerSource (service start throttles these lines); default: a `limited` line. */
+  onSourceLimited?: (fields: DecisionFields) => void;
 }
 
 export async function handleEnrollment(
@@ -187,22 +214,26 @@ export async function handleEnrollment(
   if (bundleEka !== eka) {
     return reject(ENROLL_STATUS.REJECTED, `ERR_EKA_VERSION: an EKA v${eka} message for a v${bundleEka} bundle`, { ...who, eka });
   }
-  // Attempts still decrypting count against the lockout with the recorded failures, so that
-  // concurrent wrong messages cannot run more decryptions than maxFailedAttempts.
+  // The lockout counts only failures past decryption (check 5), with those still being
+  // recorded: only a holder of EIK_B's private key and of the bundle can make a message that
+  // decrypts, so whoever has merely seen the card cannot consume this enrollee's attempts.
   const flights = attemptsInFlight(svc);
   const busy = flights.get(id) ?? 0;
   if (enrollee.failedAttempts + busy >= svc.settings.maxFailedAttempts) {
     return reject(ENROLL_STATUS.LOCKED, `ERR_ENROLLEE_LOCKED: ${enrollee.failedAttempts} failed attempts, ${busy} in flight`, who);
   }
-  flights.set(id, busy + 1);
-  let released = false;
-  const release = () => {
-    if (released) return;
-    released = true;
-    const n = (flights.get(id) ?? 1) - 1;
-    if (n > 0) flights.set(id, n);
-    else flights.delete(id);
-  };
+  // A message that fails to decrypt is charged to its source instead (anyone can make one
+  // from the card), checked here before any crypto and taken below in the same synchronous
+  // step as the decryption, so concurrent messages from one source cannot exceed its bucket.
+  const failures = failuresFor(svc, opts.failuresPerSource);
+  const source = peerIpKey(peer);
+  const sourceWait = failures?.available(source) ?? 0;
+  if (sourceWait > 0) {
+    const fields = { peer, ...who, reason: `ERR_RATE_LIMITED: over ${failures!.spec.text} failed decryptions from this address`, retry_ms: sourceWait };
+    if (opts.onSourceLimited) opts.onSourceLimited(fields);
+    else log('limited', { limit: 'fail-rate-per-ip', ...fields });
+    return { status: ENROLL_STATUS.RATE_LIMITED, response: encodeEnrollResponse(ENROLL_STATUS.RATE_LIMITED) };
+  }
 
   // Checks 4 and 5: recompute SK and h with the approval's bundle, decrypt, verify POP.
   let opkPrivate: Uint8Array | undefined;
@@ -230,14 +261,23 @@ export async function handleEnrollment(
             lookupPending: () => ({ ...pending, kemHash: kem.hash, kemSecretKey: kem.decapsulator }),
           });
   } catch (err) {
-    if (isEnrollError(err, 'ERR_ENROLLMENT_DECRYPT') || isEnrollError(err, 'ERR_POP_INVALID')) {
-      // Released only once the failure is recorded: it moves from in flight to the store.
+    if (isEnrollError(err, 'ERR_ENROLLMENT_DECRYPT')) {
+      failures?.take(source);
+      return reject(ENROLL_STATUS.REJECTED, `${err.code}: ${err.message}`, { ...who, counted: 'source' });
+    }
+    if (isEnrollError(err, 'ERR_POP_INVALID')) {
+      // In flight from here (no await in between since the check above) until recorded.
+      flights.set(id, (flights.get(id) ?? 0) + 1);
+      const release = () => {
+        const n = (flights.get(id) ?? 1) - 1;
+        if (n > 0) flights.set(id, n);
+        else flights.delete(id);
+      };
       const attempts = await store.recordFailure(enrolleeId).finally(release);
       return reject(ENROLL_STATUS.REJECTED, `${err.code}: ${err.message}`, { ...who, failed_attempts: attempts });
     }
     throw err;
   } finally {
-    release();
     opkPrivate?.fill(0);
   }
 

@@ -29,11 +29,13 @@ import { join } from 'node:path';
 import { toHex } from '../../crypto/bytes.js';
 import { EnrollError } from '../../errors.js';
 import { encodeError } from '../../protocol/messages/common.js';
-import { MSG_ADDRESS_REQUEST, MSG_ROTATE } from '../../protocol/messages/session.js';
+import { decodeCredentialRequest, encodeCredentialMsg, MSG_ADDRESS_REQUEST, MSG_CREDENTIAL_REQUEST, MSG_ROTATE } from '../../protocol/messages/session.js';
 import { SqliteLifecycleStore } from '../../store/lifecycle.js';
 import type { EnrolleeRecord } from '../../store/types.js';
 import type { SecureChannel } from '../../transport/channel.js';
 import { serveAddressRequest } from './address.js';
+import { issueCredential } from './credentials.js';
+import { parseRate, TokenBuckets } from './limits.js';
 import { STORE_FILE, type ServiceHome } from './home.js';
 import type { DecisionLog } from './log.js';
 import { serveRotate } from './rotation.js';
@@ -184,6 +186,23 @@ function slot(kind: TrackedKind, key: Uint8Array): string {
 
 const running = new WeakMap<ServiceHome, ServiceLifecycle>();
 
+/**
+ * CREDENTIAL_REQUESTs per identity key (§7.9.2): a device needs one after a lost ROTATED, so
+ * a few an hour is plenty, and each one costs a signature and an audit entry. The bucket
+ * keeps an enrolled device from growing the audit log at the per-IP rate.
+ */
+export const CREDENTIAL_REQUEST_RATE = '6/h';
+const credentialRequests = new WeakMap<ServiceHome, TokenBuckets>();
+
+function credentialBuckets(svc: ServiceHome): TokenBuckets {
+  let b = credentialRequests.get(svc);
+  if (b === undefined) {
+    b = new TokenBuckets(parseRate(CREDENTIAL_REQUEST_RATE, 'credential requests')!);
+    credentialRequests.set(svc, b);
+  }
+  return b;
+}
+
 /** Starts the lifecycle of a running service (server.ts), registered so session handlers find it. */
 export function startLifecycle(svc: ServiceHome, log: DecisionLog, opts: { intervalMs?: number } = {}): ServiceLifecycle {
   const lc = new ServiceLifecycle(svc, log, opts);
@@ -218,8 +237,24 @@ export async function serveLifecycleRequest(
       await serveAddressRequest(store, channel, msg);
       return false;
     }
+    if (msg[0] === MSG_CREDENTIAL_REQUEST) {
+      // A fresh credential for the key that authenticated this channel, which the session
+      // loop has just found enrolled: how a device whose ROTATED was lost gets the
+      // credential of its new key (§7.9.2).
+      decodeCredentialRequest(msg);
+      const wait = credentialBuckets(svc).take(toHex(channel.remoteStaticKey));
+      if (wait > 0) {
+        throw new EnrollError('ERR_RATE_LIMITED', `too many credential requests for this identity key (limit ${CREDENTIAL_REQUEST_RATE})`, {
+          hint: `wait ${Math.ceil(wait / 1000)} s and try again`,
+        });
+      }
+      const cred = await issueCredential(svc, { enrolleeId: rec.id, ikB: channel.remoteStaticKey, petName: rec.petName, now });
+      log('credential-issued', { enrollee: toHex(rec.id), name: rec.petName, ik_b: toHex(channel.remoteStaticKey), credential_expires_at: new Date(cred.expiresAt * 1000).toISOString() });
+      await channel.send(encodeCredentialMsg(cred.credential));
+      return false;
+    }
     if (msg[0] !== MSG_ROTATE) throw new EnrollError('ERR_PROTOCOL', `unexpected session request type ${msg[0]}`);
-    const r = await serveRotate(store, channel, rec, msg, log, now);
+    const r = await serveRotate(store, channel, rec, msg, log, now, (ikB) => issueCredential(svc, { enrolleeId: rec.id, ikB, petName: rec.petName, now }));
     // Other open sessions of the old key (a `status --watch`) end now rather than at their next request.
     lc?.close('session', r.oldIkB, new EnrollError('ERR_ENROLLEE_UNKNOWN', 'this identity key was replaced by a rotation'), channel);
     return true;

@@ -12,6 +12,8 @@
  * |                      |         |                       | the connection ends; a Noise connection: destroyed |
  * |                      |         |                       | before its handshake                               |
  * | requests per enroller| 20/s    | `--rate-per-enroller` | ERROR ERR_RATE_LIMITED, then the channel closes    |
+ * | failed decryptions   | 20/m    | `--fail-rate-per-ip`  | an enrollment message that would reach check 4:    |
+ * | per IP               |         |                       | status RATE_LIMITED, then the connection ends      |
  *
  * The rate limits are token buckets: a bucket holds up to `burst` tokens, refills at
  * `perSecond` tokens a second. Per IP, each enrollment message takes one (a
@@ -34,6 +36,12 @@ export const DEFAULT_MAX_FRAME_LEN = 8192;
 export const MIN_MAX_FRAME_LEN = 1024;
 export const DEFAULT_RATE_PER_IP = '100/s';
 export const DEFAULT_RATE_PER_ENROLLER = '20/s';
+/**
+ * Enrollment messages per peer IP (IPv6: per /64) that fail to decrypt (check 4,
+ * docs/protocol.md §5.4). Such failures no longer count against the enrollee (anyone who has
+ * seen its card can make them), so they are bounded here instead (docs/threat-model.md §5.4).
+ */
+export const DEFAULT_FAIL_RATE_PER_IP = '20/m';
 /** Peers (IPs or enrollers) tracked at once per bucket set; beyond it, full buckets and then the oldest are forgotten. */
 export const DEFAULT_MAX_TRACKED = 100_000;
 /** At most one `limited` log line per limit per this many ms; the next line counts the ones left out. */
@@ -137,6 +145,19 @@ export class TokenBuckets {
       b.tokens = Math.max(0, b.tokens - 1);
       return 0;
     }
+    return Math.max(1, Math.ceil(((1 - b.tokens) / this.spec.perSecond) * 1000));
+  }
+
+  /**
+   * 0 when `key`'s bucket holds a token, else the ms until it will; takes nothing. For a cost
+   * known only after the work (a failed decryption): check here, then {@link take} in the
+   * same synchronous step as the work, so that no concurrent request can slip in between.
+   */
+  available(key: string): number {
+    const b = this.#buckets.get(key);
+    if (b === undefined) return 0;
+    this.#refill(b, this.#clock());
+    if (b.tokens >= 1 - TOKEN_EPSILON) return 0;
     return Math.max(1, Math.ceil(((1 - b.tokens) / this.spec.perSecond) * 1000));
   }
 

@@ -29,6 +29,7 @@ export type Decision =
   | 'channel-closed'
   | 'rotated'
   | 'rotate-refused'
+  | 'credential-issued'
   | 'address-changed';
 
 export interface DecisionFields {

@@ -29,6 +29,7 @@ import type { DecisionLog } from './log.js';
  * ask whether an arbitrary key is enrolled, without holding it.
  *
  * Returns the rotation; throws EnrollError for a refusal (the caller sends it as ERROR).
+ * `issue` signs the credential for IK_B' (credentials.ts), which ROTATED carries.
  */
 export async function serveRotate(
   store: SqliteLifecycleStore,
@@ -37,6 +38,7 @@ export async function serveRotate(
   msg: Uint8Array,
   log: DecisionLog,
   now: number,
+  issue: (newIkB: Uint8Array) => Promise<{ credential: Uint8Array; expiresAt: number }>,
 ): Promise<RotationResult & { oldIkB: Uint8Array; newIkB: Uint8Array }> {
   const req = decodeRotate(msg);
   const oldIkB = channel.remoteStaticKey;
@@ -48,13 +50,23 @@ export async function serveRotate(
   if (!okOld || !okNew) {
     throw new EnrollError('ERR_ROTATE_PROOF', 'the rotation proof does not verify for this channel (old and new identity key)');
   }
+  // The credential for IK_B' rides in ROTATED (docs/protocol.md §7.9.2), so the device never
+  // holds the new key without one. Signed before the switch: once the switch is committed,
+  // ROTATED can always be sent; a refused switch leaves the signature unused.
+  const cred = await issue(req.newIkB);
   const done = store.rotateIdentity({ oldIkB, newIkB: req.newIkB, now });
   if (!equalBytes(done.enrolleeId, rec.id)) {
     // The session loop looked the entry up by the same key a moment ago: only a store bug gets here.
     throw new EnrollError('ERR_INTERNAL', 'the rotated entry is not the session\'s enrollee');
   }
-  log('rotated', { enrollee: toHex(rec.id), name: rec.petName, ik_b_old: toHex(oldIkB), ik_b: toHex(req.newIkB) });
-  await channel.send(encodeRotated({ enrolleeId: rec.id, newIkB: req.newIkB, rotatedAt: done.rotatedAt }));
+  log('rotated', {
+    enrollee: toHex(rec.id),
+    name: rec.petName,
+    ik_b_old: toHex(oldIkB),
+    ik_b: toHex(req.newIkB),
+    credential_expires_at: new Date(cred.expiresAt * 1000).toISOString(),
+  });
+  await channel.send(encodeRotated({ enrolleeId: rec.id, newIkB: req.newIkB, rotatedAt: done.rotatedAt, credential: cred.credential }));
   return { ...done, oldIkB, newIkB: req.newIkB };
 }
 

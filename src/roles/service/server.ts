@@ -26,6 +26,7 @@ import { handleEnrollment } from './enroll.js';
 import { serveEnroller } from './enrollers.js';
 import type { ServiceHome } from './home.js';
 import {
+  DEFAULT_FAIL_RATE_PER_IP,
   DEFAULT_MAX_FRAME_LEN,
   DEFAULT_RATE_PER_ENROLLER,
   DEFAULT_RATE_PER_IP,
@@ -55,6 +56,8 @@ export interface ServiceServerOptions {
   ratePerIp?: RateSpec | null;
   /** Requests per enroller key; null turns it off. Default DEFAULT_RATE_PER_ENROLLER. */
   ratePerEnroller?: RateSpec | null;
+  /** Enrollment messages that fail to decrypt, per peer IP (IPv6: per /64); null turns it off. Default DEFAULT_FAIL_RATE_PER_IP. */
+  failRatePerIp?: RateSpec | null;
   now?: () => number;
 }
 
@@ -75,7 +78,9 @@ export async function startServiceServer(svc: ServiceHome, opts: ServiceServerOp
   const maxFrameLen = opts.maxFrameLen ?? DEFAULT_MAX_FRAME_LEN;
   const ratePerIp = opts.ratePerIp === undefined ? parseRate(DEFAULT_RATE_PER_IP, 'ratePerIp') : opts.ratePerIp;
   const ratePerEnroller = opts.ratePerEnroller === undefined ? parseRate(DEFAULT_RATE_PER_ENROLLER, 'ratePerEnroller') : opts.ratePerEnroller;
+  const failRatePerIp = opts.failRatePerIp === undefined ? parseRate(DEFAULT_FAIL_RATE_PER_IP, 'failRatePerIp') : opts.failRatePerIp;
   const ipBuckets = ratePerIp ? new TokenBuckets(ratePerIp) : undefined;
+  const failureBuckets = failRatePerIp ? new TokenBuckets(failRatePerIp) : null;
   const enrollerBuckets = ratePerEnroller ? new TokenBuckets(ratePerEnroller) : undefined;
   const limits = new LimitLog(log);
 
@@ -102,7 +107,13 @@ export async function startServiceServer(svc: ServiceHome, opts: ServiceServerOp
       }
       let response: Uint8Array;
       try {
-        response = (await handleEnrollment(svc, message, now(), log, peer, { canAnswer: () => conn.writable })).response;
+        response = (
+          await handleEnrollment(svc, message, now(), log, peer, {
+            canAnswer: () => conn.writable,
+            failuresPerSource: failureBuckets,
+            onSourceLimited: (fields) => limits.limited('fail-rate-per-ip', fields),
+          })
+        ).response;
       } catch (err) {
         // A fault on our side (store, sealed keys): the enrollee is told to retry later,
         // with nothing recorded and nothing consumed; the precise reason stays in the log.
@@ -111,6 +122,8 @@ export async function startServiceServer(svc: ServiceHome, opts: ServiceServerOp
         response = encodeEnrollResponse(ENROLL_STATUS.UNAVAILABLE);
       }
       await conn.writeFrame(response);
+      // Over --fail-rate-per-ip, as over --rate-per-ip: the connection ends.
+      if (response.length === 1 && response[0] === ENROLL_STATUS.RATE_LIMITED) return;
       message = stream ? await conn.readFrameOrEnd(readTimeoutMs) : undefined;
     }
   }
@@ -224,6 +237,7 @@ export async function startServiceServer(svc: ServiceHome, opts: ServiceServerOp
     max_connections: opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
     rate_per_ip: rateText(ratePerIp),
     rate_per_enroller: rateText(ratePerEnroller),
+    fail_rate_per_ip: rateText(failRatePerIp),
     max_failed_attempts: svc.settings.maxFailedAttempts,
   });
   return {
