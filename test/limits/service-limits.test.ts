@@ -312,7 +312,8 @@ describe('limits: lockout after failed attempts', () => {
       assert.deepEqual([shown.state, shown.failed_attempts], ['pending', 0], 'nothing was counted against the enrollee');
 
       // The real device, from its own address, enrolls.
-      const joined = await okJson<{ enrollee_id: string }>(['enrollee', 'join', '--bundle', device.bundle], { home: device.home });
+      // The lab's bundles are EKA v1 (approveCliEnrollee), as the outsider's messages are.
+      const joined = await okJson<{ enrollee_id: string }>(['enrollee', 'join', '--eka', 'v1', '--bundle', device.bundle], { home: device.home });
       assert.equal(joined.enrollee_id, device.id);
     } finally {
       await service.stop();

@@ -29,6 +29,7 @@ import { ACCEPT_AAD, decodeAcceptance, decodeEnrollResponse, ENROLL_STATUS } fro
 import { handleEnrollment, type EnrollOutcome } from '../../src/roles/service/enroll.js';
 import { ServiceHome } from '../../src/roles/service/home.js';
 import type { Decision, DecisionFields, DecisionLog } from '../../src/roles/service/log.js';
+import { parseRate, TokenBuckets } from '../../src/roles/service/limits.js';
 
 const ADDRESS = 'tcp://127.0.0.1:4100';
 const NOW = 1_750_000_000;
@@ -201,16 +202,21 @@ describe('EKA v2: no downgrade, opaque refusals', () => {
     flipped[ctStart + 500]! ^= 0x01;
     const badTag = Uint8Array.from(good);
     badTag[badTag.length - 1]! ^= 0x01;
-    let expectedFailures = 0;
+    // Like a bad tag, each is a failed decryption (check 4): charged to its source, never to
+    // the enrollee (docs/threat-model.md §5.4), so the source's bucket of 3 is empty after them.
+    const failures = new TokenBuckets(parseRate('3/h', 'test')!);
+    const peer = '192.0.2.7:40000';
     const responses: string[] = [];
     for (const msg of [swapped, flipped, badTag]) {
       const log = spyLog();
-      const out = await handleEnrollment(svc, msg, NOW + 1, log);
+      const out = await handleEnrollment(svc, msg, NOW + 1, log, peer, { failuresPerSource: failures });
       assertRejected(out, ENROLL_STATUS.REJECTED, log, 'ERR_ENROLLMENT_DECRYPT');
+      assert.equal(log.entries.at(-1)?.fields.counted, 'source', 'each is charged to its source');
       responses.push(toHex(out.response));
-      assert.equal(await failedAttempts(id), ++expectedFailures, 'each counts as a failed attempt');
+      assert.equal(await failedAttempts(id), 0, 'and never to the enrollee');
     }
     assert.equal(new Set(responses).size, 1, 'the peer sees one and the same answer for all three');
+    assert.equal((await handleEnrollment(svc, badTag, NOW + 1, spyLog(), peer, { failuresPerSource: failures })).status, ENROLL_STATUS.RATE_LIMITED);
     // A message computed with a KEM prekey the service did not sign cannot even be made: the
     // enrollee checks the key against the bundle's KEM_hash first.
     assert.throws(() => initiateV2({ bundle: bundle as BundleV2, kemPrekey: other.publicKey, eikB }), (e) => isEnrollError(e, 'ERR_KEM_PREKEY'));
@@ -226,7 +232,8 @@ describe('EKA v2: no downgrade, opaque refusals', () => {
     const m = initiateV2({ bundle: forged, kemPrekey: other.publicKey, eikB }).message;
     const log = spyLog();
     assertRejected(await handleEnrollment(svc, m, NOW + 1, log), ENROLL_STATUS.REJECTED, log, 'ERR_ENROLLMENT_DECRYPT');
-    assert.equal(await failedAttempts(id), 1);
+    assert.equal(log.entries.at(-1)?.fields.counted, 'source');
+    assert.equal(await failedAttempts(id), 0);
   });
 });
 
