@@ -5,12 +5,15 @@ import { ServiceHome, STORE_FILE } from '../roles/service/home.js';
 import { rotatePrekey } from '../roles/service/rotation.js';
 import { SqliteLifecycleStore } from '../store/lifecycle.js';
 import { withService } from './service-home.js';
-import { action, isoTime, leaf } from './command.js';
+import { action, groupExamples, isoTime, leaf } from './command.js';
 import { nowSeconds, passphraseSource } from './options.js';
 
 export function register(service: Command): void {
   const prekey = service.command('prekey').description('the signed prekey (SPK_A) put in new bundles')
-    .addHelpText('after', '\nExample:\n  ockam-enroll service prekey rotate --json\n');
+    .addHelpText('after', groupExamples([
+      'ockam-enroll service prekey rotate  # bundles fetched from now on carry the new signed prekey',
+      'ockam-enroll service prekey list  # the retired ones serve the bundles already handed out',
+    ]));
 
   leaf(prekey, 'rotate', 'make a new signed prekey for new bundles; bundles already handed out keep working until they expire', 'ockam-enroll service prekey rotate --json')
     .action(
