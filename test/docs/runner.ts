@@ -274,6 +274,7 @@ export class Session {
   /** The processes each terminal started, in order. */
   private readonly procs = new Map<string, Proc[]>();
   private readonly all: Proc[] = [];
+  private freshCount = 0;
 
   constructor(label: string) {
     this.dir = realpathSync(mkdtempSync(join(tmpdir(), `ockam-enroll-doc-${label.replace(/[^\w-]/g, '_')}-`)));
@@ -283,6 +284,13 @@ export class Session {
     writeFileSync(wrapper, `#!/bin/sh\nexec ${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} "$@"\n`);
     chmodSync(wrapper, 0o755);
     mkdirSync(join(this.dir, 'work'));
+  }
+
+  /** Gives a terminal a new, empty HOME from now on: another machine under the same prompt. */
+  fresh(terminal: string): void {
+    const h = join(this.dir, 'homes', `${terminal === '$' ? 'user' : terminal}-${++this.freshCount}`);
+    mkdirSync(h, { recursive: true, mode: 0o700 });
+    this.homes.set(terminal, h);
   }
 
   private home(terminal: string): string {
