@@ -463,12 +463,21 @@ export class Session {
     this.bound = r.bound;
   }
 
-  /** Runs a hidden setup command (from a mark's setup="…") in a terminal. */
-  async setup(where: string, terminal: string, cmd: string): Promise<void> {
-    const p = this.start(terminal, await this.substitute(cmd));
-    const ok = await this.until(p, () => p.code !== undefined);
-    if (!ok || p.code !== 0) throw new DocError(`${where}: setup "${cmd}" failed (exit ${p.code})\n${p.err.join('\n')}`);
-    p.observed = true;
+  /**
+   * Runs a mark's hidden setup="…": commands separated by ` ;; `, each in the terminal its
+   * `T$ ` prefix names (else `terminal`), each to completion and successfully. For what the
+   * prose describes but shows no block for ("an allowed enroller, as above").
+   */
+  async setup(where: string, terminal: string, script: string): Promise<void> {
+    for (const item of script.split(' ;; ')) {
+      const m = PROMPT.exec(item.trim());
+      const t = m ? (m[1] ?? '$') : terminal;
+      const cmd = m ? (m[2] ?? '') : item.trim();
+      const p = this.start(t, await this.substitute(cmd));
+      const ok = await this.until(p, () => p.code !== undefined);
+      if (!ok || p.code !== 0) throw new DocError(`${where}: setup "${cmd}" failed (exit ${p.code})\n${p.err.join('\n')}`);
+      p.observed = true;
+    }
   }
 
   private kill(p: Proc): void {
