@@ -44,7 +44,7 @@ export function register(service: Command): void {
             live_bundles: s.liveBundles,
           }));
           out.result({ prekeys: rows }, () =>
-            rows.map((r) => `${String(r.spk_id).padStart(4)}  ${r.spk_public}  ${r.state.padEnd(7)}  ${r.live_bundles} unused bundles`).join('\n'),
+            rows.map((r) => `${String(r.spk_id).padStart(4)}  ${r.spk_public}  ${r.state.padEnd(7)}  ${r.live_bundles} unused bundle${r.live_bundles === 1 ? '' : 's'}`).join('\n'),
           );
         } finally {
           store.close();

@@ -55,6 +55,7 @@ describe('documented sessions, run', { concurrency: 2 }, () => {
           const es = entries(b);
           const background = (b.mark!.attrs.background ?? '').split('|').filter((x) => x !== '');
           for (const t of (b.mark!.attrs.fresh ?? '').split(',').filter((x) => x !== '')) s.fresh(t);
+          for (const t of (b.mark!.attrs.back ?? '').split(',').filter((x) => x !== '')) s.back(t);
           if (b.mark!.attrs.setup) await s.setup(where(b, REPO_ROOT), es[0]?.terminal ?? '$', b.mark!.attrs.setup);
           for (const [i, e] of es.entries()) await s.run(at, e, es.slice(i + 1), background);
         }

@@ -293,6 +293,11 @@ export class Session {
     this.homes.set(terminal, h);
   }
 
+  /** Gives a terminal back the HOME it had first (the machine from before `fresh`). */
+  back(terminal: string): void {
+    this.homes.set(terminal, join(this.dir, 'homes', terminal === '$' ? 'user' : terminal));
+  }
+
   private home(terminal: string): string {
     let h = this.homes.get(terminal);
     if (!h) {
