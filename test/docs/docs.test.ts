@@ -32,7 +32,7 @@ test('the harness sees the blocks it should (the walkthrough is run, the spec di
   const readme = ALL.filter((b) => b.file.endsWith('README.md'));
   assert.ok(readme.filter((b) => b.mark?.kind === 'run').length >= 10, 'README.md has run blocks');
   const protocol = ALL.filter((b) => b.file.endsWith('protocol.md'));
-  assert.ok(protocol.length > 20 && protocol.every((b) => !isShellBlock(b)), 'docs/protocol.md has no shell blocks');
+  assert.ok(protocol.length >= 15 && protocol.every((b) => !isShellBlock(b)), 'docs/protocol.md has no shell blocks');
 });
 
 /** Blocks to run, by session: `file#name`, or `file:line` for a block of its own. */

@@ -384,6 +384,8 @@ export class Session {
   private async until(p: Proc, check: () => boolean): Promise<boolean> {
     if (check()) return true;
     const limit = await timeoutMs();
+    // The process may have printed or exited during the await above: look again first.
+    if (check() || p.code !== undefined) return check();
     return new Promise<boolean>((resolve) => {
       const t = setTimeout(() => {
         p.onChange = () => {};
