@@ -427,7 +427,7 @@ export class Session {
       return;
     }
     if (e.cmd === 'echo $?') {
-      const p = this.procs.get(e.terminal)?.filter((q) => !q.observed || q.background).at(-1);
+      const p = this.procs.get(e.terminal)?.at(-1);
       if (!p) this.fail(where, e, 'no earlier command in this terminal');
       const ok = await this.until(p, () => p.code !== undefined);
       if (!ok) this.fail(where, e, 'the previous command did not exit', p);
@@ -438,11 +438,13 @@ export class Session {
     }
     const cmd = await this.substitute(e.cmd);
     const p = this.start(e.terminal, cmd);
+    // A running process's output is shown as an excerpt: a service may warn first (say, that
+    // the default HTTPS port is taken by another service on this machine).
     const bg = background.some((b) => e.cmd.includes(b));
     let res: MatchResult | undefined;
     p.background = bg;
     if (bg) {
-      const ok = await this.until(p, () => (e.output.length === 0 ? p.out.length + p.err.length > 0 : (res = match(e.output, p.out, p.err, { a: 0, b: 0 }, this.bound, this.docPorts, { excerpt: e.excerpt, open: true })).ok));
+      const ok = await this.until(p, () => (e.output.length === 0 ? p.out.length + p.err.length > 0 : (res = match(e.output, p.out, p.err, { a: 0, b: 0 }, this.bound, this.docPorts, { excerpt: true, open: true })).ok));
       if (!ok) this.fail(where, e, p.code !== undefined ? 'it exited, but it should keep running until the output shown' : 'the output shown did not appear in time', p);
       if (p.code !== undefined && p.code !== 0 && !expectError) this.fail(where, e, `exit ${p.code}`, p);
       if (res) this.accept(p, res);
