@@ -64,7 +64,7 @@ export function entries(block: Block): Entry[] {
   }
   const out: Entry[] = [];
   let cur: Entry | undefined;
-  let terminals = new Set<string>();
+  const terminals = new Set<string>();
   block.lines.forEach((raw, i) => {
     const line = block.line + 1 + i;
     const p = PROMPT.exec(raw);
@@ -72,7 +72,7 @@ export function entries(block: Block): Entry[] {
     if (p) {
       const terminal = p[1] ?? '$';
       terminals.add(terminal);
-      let cmd = (p[2] ?? '').replace(/\s+#(?:\s.*)?$/, '').replace(/^#.*$/, '').trim();
+      const cmd = (p[2] ?? '').replace(/\s+#(?:\s.*)?$/, '').replace(/^#.*$/, '').trim();
       cur = { kind: cmd === '' ? 'more' : 'cmd', terminal, cmd, output: [], line, excerpt: cmd === '' || attrs.excerpt === 'true' };
       out.push(cur);
     } else if (more && terminals.has(more[1]!)) {
@@ -85,7 +85,6 @@ export function entries(block: Block): Entry[] {
       cur.output.push(raw);
     }
   });
-  terminals = new Set();
   return out;
 }
 
@@ -325,7 +324,8 @@ export class Session {
     }
     let c = cmd.replace(/((?:127\.0\.0\.1|localhost|0\.0\.0\.0|\[::1\]):)(\d{2,5})\b/g, (_, host: string, p: string) => host + this.ports.get(p)!);
     c = c.replace(/\bOE(?:CR|C|B)1:[A-Z2-7]+|\beyJ[\w-]*\.[\w-]*\.[\w-]*/g, (t) => this.bound.get(t) ?? t);
-    c = c.replace(/\b(?=[0-9a-f]*\d)[0-9a-f]{4,}\b/g, (t) => {
+    // Hex with a digit and a letter: ids and keys, never a port or a count.
+    c = c.replace(/\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{4,}\b/g, (t) => {
       const exact = this.bound.get(t);
       if (exact !== undefined) return exact;
       const full = [...this.bound.keys()].find((k) => /^[0-9a-f]+$/.test(k) && k.length > t.length && k.startsWith(t));
