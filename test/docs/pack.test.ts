@@ -17,7 +17,7 @@
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, sep } from 'node:path';
@@ -31,8 +31,14 @@ after(() => rmSync(work, { recursive: true, force: true }));
 // npm and the demo on a loaded machine: generous.
 const TIMEOUT_MS = 180_000;
 
+/**
+ * Runs npm offline and returns its stdout. `npm ls` exits 1 for problems elsewhere in the tree
+ * (an extraneous package, a peer warning) while still listing it: its stdout is what counts.
+ */
 function npm(args: string[], cwd: string): string {
-  return execFileSync('npm', args, { cwd, encoding: 'utf8', env: { ...childEnv(), npm_config_offline: 'true', npm_config_update_notifier: 'false', npm_config_fund: 'false', npm_config_audit: 'false' }, stdio: ['ignore', 'pipe', 'pipe'], timeout: TIMEOUT_MS });
+  const r = spawnSync('npm', args, { cwd, encoding: 'utf8', env: { ...childEnv(), npm_config_offline: 'true', npm_config_update_notifier: 'false', npm_config_fund: 'false', npm_config_audit: 'false' }, stdio: ['ignore', 'pipe', 'pipe'], timeout: TIMEOUT_MS });
+  assert.ok(r.stdout && (r.status === 0 || args[0] === 'ls'), `npm ${args.join(' ')}: exit ${r.status}\n${r.stderr}`);
+  return r.stdout;
 }
 
 test('npm pack: the tarball, installed without devDependencies, runs --version and the demo', async () => {
