@@ -29,6 +29,21 @@ export function leaf(parent: Command, nameAndArgs: string, description: string, 
     .addHelpText('after', `\nExample:\n  ${example.split('\n').join('\n  ')}\n`);
 }
 
+/**
+ * The help text of a command group: a typical session with the group's commands, in the
+ * order a person runs them, one complete command a line (`# …` says what it is for).
+ * test/docs/help-examples.test.ts checks every line against the command tree.
+ */
+export function groupExamples(lines: readonly string[]): string {
+  // Comments line up, except behind the odd long command, which would push them off the screen.
+  const width = Math.max(...lines.map((l) => l.split('  # ')[0]!.length).filter((n) => n <= 64));
+  const text = lines.map((l) => {
+    const [cmd, comment] = l.split('  # ');
+    return comment === undefined ? `  ${cmd}` : `  ${cmd!.padEnd(width)}  # ${comment}`;
+  });
+  return `\nExamples (a typical session):\n${text.join('\n')}\n`;
+}
+
 /** Wraps a command's action: builds the context, runs it, maps errors to exit statuses. */
 export function action(fn: (ctx: Ctx, ...args: any[]) => Promise<void | number>) {
   return async (...args: any[]): Promise<void> => {

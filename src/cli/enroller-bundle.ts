@@ -2,12 +2,16 @@ import type { Command } from 'commander';
 import { toHex } from '../crypto/bytes.js';
 import { fetchBundles } from '../roles/enroller/bundles.js';
 import { cachedBundleEka, EnrollerHome } from '../roles/enroller/home.js';
-import { action, isoTime, leaf, printQr } from './command.js';
+import { action, groupExamples, isoTime, leaf, printQr } from './command.js';
 import { nowSeconds, parseCount, parseEka, parseKeyHex, passphraseSource } from './options.js';
 
 export function register(enroller: Command): void {
   const bundle = enroller.command('bundle').description('fetch and inspect enrollment bundles')
-    .addHelpText('after', '\nExample:\n  ockam-enroll enroller bundle fetch --service tcp://127.0.0.1:4100 --count 10\n');
+    .addHelpText('after', groupExamples([
+      'ockam-enroll enroller bundle fetch --service tcp://enroll.example.com:4100 --count 10 --service-key <service-key>',
+      'ockam-enroll enroller bundle list',
+      'ockam-enroll enroller bundle show <bundle-id> --qr  # 4 or more of its first hex digits will do',
+    ]));
 
   leaf(bundle, 'fetch', 'fetch bundles from the service into the local cache', 'ockam-enroll enroller bundle fetch --service tcp://enroll.example.com:4100 --count 50 --service-key 9f2c…')
     .requiredOption('--service <tcp://HOST:PORT>', 'the service\'s address')

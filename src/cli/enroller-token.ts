@@ -6,14 +6,20 @@ import { writeFileAtomic } from '../keystore/files.js';
 import { EnrollerHome } from '../roles/enroller/home.js';
 import { defaultService, requestToken } from '../roles/enroller/tokens.js';
 import { IDENTITY_NAME_RULE, isIdentityName } from '../x509/identity.js';
-import { action, isoTime, leaf, printQr } from './command.js';
+import { action, groupExamples, isoTime, leaf, printQr } from './command.js';
 import { parseDuration, parseKeyHex, passphraseSource } from './options.js';
 
 export function register(enroller: Command): void {
   const token = enroller
     .command('token')
     .description('one-time tokens for X.509 enrollment (docs/token-enrollment.md)')
-    .addHelpText('after', '\nExample:\n  ockam-enroll enroller token create --name sensor-12 --out sensor-12.jwt\n');
+    .addHelpText(
+      'after',
+      groupExamples([
+        'ockam-enroll enroller token create --name sensor-12 --ttl 2h --out sensor-12.jwt',
+        'ockam-enroll enrollee join --token @sensor-12.jwt  # on the device, with the token handed over',
+      ]),
+    );
 
   leaf(
     token,

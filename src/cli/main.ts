@@ -5,6 +5,7 @@
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { EXIT } from './exit-codes.js';
+import { groupExamples } from './command.js';
 import { PROG } from './output.js';
 type Registrar = { register(parent: Command): void };
 type Loader = () => Promise<Registrar>;
@@ -14,10 +15,17 @@ type Loader = () => Promise<Registrar>;
  * help): start-up cost is dominated by module loading, and a device running
  * `enrollee card` should not pay for the service's HTTPS stack.
  */
-const GROUPS: Record<'service' | 'enroller' | 'enrollee' | 'credential', { description: string; example: string; commands: Loader[] }> = {
+const GROUPS: Record<'service' | 'enroller' | 'enrollee' | 'credential', { description: string; examples: string[]; commands: Loader[] }> = {
   service: {
     description: 'the enrollment service: bundles, approvals, enrollments',
-    example: 'ockam-enroll service init --address tcp://127.0.0.1:4100 && ockam-enroll service start',
+    examples: [
+      'ockam-enroll service init --address tcp://enroll.example.com:4100  # prints the service key, for enrollers to pin',
+      'ockam-enroll service start  # serves until Ctrl-C; one line per decision on stderr',
+      'ockam-enroll service enroller allow <enroller-key> --name "line 3 terminal"  # beside the running service',
+      'ockam-enroll service enrollee list',
+      'ockam-enroll service enrollee show <id>',
+      'ockam-enroll service audit verify',
+    ],
     commands: [
       () => import('./service-init.js'),
       () => import('./service-start.js'),
@@ -30,7 +38,13 @@ const GROUPS: Record<'service' | 'enroller' | 'enrollee' | 'credential', { descr
   },
   enroller: {
     description: 'the terminal or phone next to the device',
-    example: 'ockam-enroll enroller init && ockam-enroll enroller bundle fetch --service tcp://127.0.0.1:4100 --count 5',
+    examples: [
+      'ockam-enroll enroller init  # prints the key the service allows',
+      'ockam-enroll enroller bundle fetch --service tcp://enroll.example.com:4100 --count 5 --service-key <service-key>',
+      'ockam-enroll enroller onboard --listen 0.0.0.0:4200 --name "Robot Axiom"  # the device joins with --enroller tcp://<this host>:4200',
+      'ockam-enroll enroller approve @card.txt > bundle.txt  # or offline: approve a card, hand over the bundle',
+      'ockam-enroll enroller bundle list  # which bundle went to which device',
+    ],
     commands: [
       () => import('./enroller-init.js'),
       () => import('./enroller-bundle.js'),
@@ -41,7 +55,12 @@ const GROUPS: Record<'service' | 'enroller' | 'enrollee' | 'credential', { descr
   },
   enrollee: {
     description: 'the device being onboarded',
-    example: 'ockam-enroll enrollee init --name "Robot Axiom" && ockam-enroll enrollee join --enroller tcp://10.0.0.5:4200',
+    examples: [
+      'ockam-enroll enrollee init --name "Robot Axiom"  # prints the card',
+      'ockam-enroll enrollee join --enroller tcp://10.0.0.5:4200  # or --bundle @bundle.txt, --stdio, --token @sensor-12.jwt',
+      'ockam-enroll enrollee status  # over a channel authenticated by both long-term keys',
+      'ockam-enroll enrollee rotate  # a new identity key, proved with the old one',
+    ],
     commands: [
       () => import('./enrollee-init.js'),
       () => import('./enrollee-card.js'),
@@ -53,7 +72,10 @@ const GROUPS: Record<'service' | 'enroller' | 'enrollee' | 'credential', { descr
   },
   credential: {
     description: 'check an enrollee\'s credential offline, with the service key',
-    example: 'ockam-enroll credential verify @credential.txt --service-key 57f92e91…8374f',
+    examples: [
+      'ockam-enroll credential verify @credential.txt --service-key <service-key>  # a credential copied from the device',
+      'ockam-enroll credential verify @credential.txt  # on an enrolled device: checked against its own service key',
+    ],
     commands: [() => import('./credential-verify.js')],
   },
 };
@@ -93,7 +115,7 @@ Example (three terminals):
   const wanted = invokedGroup(argv);
   const all = wanted === undefined || !(wanted in GROUPS || wanted === 'demo');
   for (const [name, group] of Object.entries(GROUPS)) {
-    const cmd = program.command(name).description(group.description).addHelpText('after', `\nExample:\n  ${group.example}\n`);
+    const cmd = program.command(name).description(group.description).addHelpText('after', groupExamples(group.examples));
     if (all || wanted === name) for (const mod of await Promise.all(group.commands.map((load) => load()))) mod.register(cmd);
   }
   if (all || wanted === 'demo') (await import('./demo.js')).register(program);

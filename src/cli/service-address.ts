@@ -1,12 +1,16 @@
 import type { Command } from 'commander';
 import { currentAnnouncement, announceAddress } from '../roles/service/address.js';
 import { withService } from './service-home.js';
-import { action, isoTime, leaf } from './command.js';
+import { action, groupExamples, isoTime, leaf } from './command.js';
 import { nowSeconds } from './options.js';
 
 export function register(service: Command): void {
   const address = service.command('address').description('the address the service announces: in new bundles, and to enrolled devices')
-    .addHelpText('after', '\nExample:\n  ockam-enroll service address set tcp://enroll.example.com:4200\n');
+    .addHelpText('after', groupExamples([
+      'ockam-enroll service address set tcp://enroll2.example.com:4100  # signed; devices learn it at their next session',
+      'ockam-enroll service start --listen 0.0.0.0:4100  # on the new host, same home; keep the old one answering',
+      'ockam-enroll service address show',
+    ]));
 
   leaf(address, 'set <tcp://HOST:PORT>', 'move the service: sign an announcement of the new address with IK_A; new bundles carry it, and enrolled devices learn it at their next session', 'ockam-enroll service address set tcp://enroll.example.com:4200')
     .action(

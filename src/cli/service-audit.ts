@@ -10,7 +10,7 @@ import { verifyChain, type AuditRow } from '../audit/chain.js';
 import { toHex } from '../crypto/bytes.js';
 import { EnrollError } from '../errors.js';
 import { AuditStore } from '../store/audit.js';
-import { action, leaf } from './command.js';
+import { action, groupExamples, leaf } from './command.js';
 import { PROG } from './output.js';
 
 /** Problems printed one per line before the error; the rest are counted. */
@@ -58,7 +58,14 @@ export function register(service: Command): void {
   const audit = service
     .command('audit')
     .description('the hash-chained audit log of every decision')
-    .addHelpText('after', '\nExample:\n  ockam-enroll service audit verify\n  ockam-enroll service audit export --json > audit.json\n');
+    .addHelpText(
+      'after',
+      groupExamples([
+        'ockam-enroll service audit verify  # prints the head: keep it somewhere else',
+        'ockam-enroll service audit export --json > audit.json',
+        'ockam-enroll service audit verify --head <hash>  # later: the kept head must still be in the log',
+      ]),
+    );
 
   leaf(
     audit,

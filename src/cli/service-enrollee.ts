@@ -5,7 +5,7 @@ import { audit } from '../audit/index.js';
 import { ServiceHome } from '../roles/service/home.js';
 import type { EnrolleeRecord, EnrolleeState } from '../store/types.js';
 import { withService } from './service-home.js';
-import { action, isoTime, leaf } from './command.js';
+import { action, groupExamples, isoTime, leaf } from './command.js';
 import { nowSeconds } from './options.js';
 
 function view(r: EnrolleeRecord, now: number) {
@@ -35,7 +35,11 @@ async function find(svc: ServiceHome, id: string): Promise<EnrolleeRecord> {
 
 export function register(service: Command): void {
   const enrollee = service.command('enrollee').description('inspect and revoke enrollees')
-    .addHelpText('after', '\nExample:\n  ockam-enroll service enrollee list --state pending\n');
+    .addHelpText('after', groupExamples([
+      'ockam-enroll service enrollee list --state enrolled',
+      'ockam-enroll service enrollee show <id>  # the id, or 8 or more of its first hex digits',
+      'ockam-enroll service enrollee revoke <id>  # a running service closes its sessions within a second',
+    ]));
 
   leaf(enrollee, 'list', 'list enrollees (pending, enrolled, revoked)', 'ockam-enroll service enrollee list --state enrolled')
     .option('--state <state>', 'only this state: pending, enrolled or revoked')

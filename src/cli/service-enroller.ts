@@ -3,12 +3,16 @@ import { toHex } from '../crypto/bytes.js';
 import { EnrollError } from '../errors.js';
 import { audit } from '../audit/index.js';
 import { withService } from './service-home.js';
-import { action, isoTime, leaf } from './command.js';
+import { action, groupExamples, isoTime, leaf } from './command.js';
 import { nowSeconds, parseKeyHex, parsePetName } from './options.js';
 
 export function register(service: Command): void {
   const enroller = service.command('enroller').description('manage the enrollers this service serves')
-    .addHelpText('after', '\nExample:\n  ockam-enroll service enroller allow <key> --name "line 3 terminal"\n');
+    .addHelpText('after', groupExamples([
+      'ockam-enroll service enroller allow <enroller-key> --name "line 3 terminal"  # the key `enroller init` printed',
+      'ockam-enroll service enroller list',
+      'ockam-enroll service enroller revoke <enroller-key>  # its unused bundles and pending approvals stop working',
+    ]));
 
   leaf(enroller, 'allow <enroller-public-key>', 'allow an enroller, by the key `enroller init` printed, to fetch bundles and approve enrollees', 'ockam-enroll service enroller allow 3b6a27bc…e1f0 --name "line 3 terminal"')
     .option('--name <name>', 'a name for the logs')

@@ -5,12 +5,15 @@ import { ServiceHome, STORE_FILE } from '../roles/service/home.js';
 import { rotatePrekey } from '../roles/service/rotation.js';
 import { SqliteLifecycleStore } from '../store/lifecycle.js';
 import { withService } from './service-home.js';
-import { action, isoTime, leaf } from './command.js';
+import { action, groupExamples, isoTime, leaf } from './command.js';
 import { nowSeconds, passphraseSource } from './options.js';
 
 export function register(service: Command): void {
   const prekey = service.command('prekey').description('the signed prekey (SPK_A, with its ML-KEM-768 prekey for EKA v2) put in new bundles')
-    .addHelpText('after', '\nExample:\n  ockam-enroll service prekey rotate --json\n');
+    .addHelpText('after', groupExamples([
+      'ockam-enroll service prekey rotate  # bundles fetched from now on carry the new signed prekey (and ML-KEM prekey)',
+      'ockam-enroll service prekey list  # the retired ones serve the bundles already handed out',
+    ]));
 
   leaf(prekey, 'rotate', 'make a new signed prekey for new bundles; bundles already handed out keep working until they expire', 'ockam-enroll service prekey rotate --json')
     .action(
@@ -41,7 +44,7 @@ export function register(service: Command): void {
             live_bundles: s.liveBundles,
           }));
           out.result({ prekeys: rows }, () =>
-            rows.map((r) => `${String(r.spk_id).padStart(4)}  ${r.spk_public}  ${r.state.padEnd(7)}  ${r.live_bundles} unused bundles`).join('\n'),
+            rows.map((r) => `${String(r.spk_id).padStart(4)}  ${r.spk_public}  ${r.state.padEnd(7)}  ${r.live_bundles} unused bundle${r.live_bundles === 1 ? '' : 's'}`).join('\n'),
           );
         } finally {
           store.close();
