@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { toHex } from '../crypto/bytes.js';
 import { ServiceHome } from '../roles/service/home.js';
 import { action, leaf } from './command.js';
-import { nowSeconds, parseCount, passphraseSource } from './options.js';
+import { nowSeconds, parseCount, passphraseSource, storeOption } from './options.js';
 
 export function register(service: Command): void {
   leaf(service, 'init', 'make the service\'s identity key (IK_A), its first signed prekey and its store', 'ockam-enroll service init --home /var/lib/ockam-enroll --address tcp://enroll.example.com:4100')
@@ -20,6 +20,7 @@ export function register(service: Command): void {
           force: opts.force === true,
           encrypt: passphrase.kind !== 'none',
           passphrase,
+          ...storeOption(opts),
           now: nowSeconds(),
         });
         const key = toHex(svc.ikA.publicKey);

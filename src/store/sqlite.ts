@@ -91,7 +91,7 @@ function buf(b: Uint8Array): Buffer {
   return Buffer.from(b.buffer, b.byteOffset, b.length);
 }
 
-function toEnroller(r: Row): EnrollerRecord {
+export function toEnroller(r: Row): EnrollerRecord {
   return {
     publicKey: bytes(r.public_key),
     name: (r.name as string | null) ?? null,
@@ -100,7 +100,7 @@ function toEnroller(r: Row): EnrollerRecord {
   };
 }
 
-function toSpk(r: Row): SignedPrekeyRecord {
+export function toSpk(r: Row): SignedPrekeyRecord {
   return {
     id: Number(r.id),
     publicKey: bytes(r.public_key),
@@ -111,7 +111,7 @@ function toSpk(r: Row): SignedPrekeyRecord {
   };
 }
 
-function toBundle(r: Row, prefix = ''): BundleRecord {
+export function toBundle(r: Row, prefix = ''): BundleRecord {
   return {
     id: bytes(r[`${prefix}id`]),
     spkId: Number(r[`${prefix}spk_id`]),
@@ -125,7 +125,7 @@ function toBundle(r: Row, prefix = ''): BundleRecord {
   };
 }
 
-function toEnrollee(r: Row): EnrolleeRecord {
+export function toEnrollee(r: Row): EnrolleeRecord {
   const n = (v: unknown) => (v == null ? null : Number(v));
   return {
     id: bytes(r.id),
@@ -145,15 +145,15 @@ function toEnrollee(r: Row): EnrolleeRecord {
 }
 
 /** An enrollee (e), its bundle (b_…) and that bundle's SPK (s_…): the row check 3 reads. */
-const PENDING_COLUMNS = `e.*, b.id AS b_id, b.spk_id AS b_spk_id, b.opk_public AS b_opk_public,
+export const PENDING_COLUMNS = `e.*, b.id AS b_id, b.spk_id AS b_spk_id, b.opk_public AS b_opk_public,
   b.opk_private_sealed AS b_opk_private_sealed, b.addr AS b_addr, b.enroller AS b_enroller,
   b.created_at AS b_created_at, b.expires_at AS b_expires_at, b.state AS b_state,
   s.id AS s_id, s.public_key AS s_public_key, s.private_sealed AS s_private_sealed,
   s.signature AS s_signature, s.created_at AS s_created_at, s.retired_at AS s_retired_at`;
-const PENDING_JOINS = `LEFT JOIN bundles b ON b.id = e.bundle_id LEFT JOIN signed_prekeys s ON s.id = b.spk_id`;
+export const PENDING_JOINS = `LEFT JOIN bundles b ON b.id = e.bundle_id LEFT JOIN signed_prekeys s ON s.id = b.spk_id`;
 
 /** Check 3 of docs/protocol.md §5.4 from the row of the lookup join (undefined: no such enrollee). */
-function pendingFromRow(r: Row | undefined, now: number): PendingResult {
+export function pendingFromRow(r: Row | undefined, now: number): PendingResult {
   if (!r) return { status: 'unknown' };
   const enrollee = toEnrollee(r);
   if (enrollee.state === 'revoked') return { status: 'revoked' };

@@ -29,7 +29,10 @@ export type Decision =
   | 'channel-closed'
   | 'rotated'
   | 'rotate-refused'
-  | 'address-changed';
+  | 'address-changed'
+  // a PostgreSQL store became unreachable, or reachable again (store/pg/database.ts): one line each
+  | 'store-unreachable'
+  | 'store-reachable';
 
 export interface DecisionFields {
   enrollee?: string;

@@ -154,7 +154,7 @@ export async function startServiceServer(svc: ServiceHome, opts: ServiceServerOp
   }
 
   // Revocations, rotations and announcements made by other processes (docs/protocol.md §7.9).
-  const lifecycle = startLifecycle(svc, log);
+  const lifecycle = await startLifecycle(svc, log);
   // The commit thread opens its connection while the listener comes up (commits.ts).
   commitQueueFor(svc.store).start();
   const listening = listenTcp({
