@@ -61,6 +61,8 @@ export class PgDatabase {
   readonly location: Extract<StoreLocation, { kind: 'postgres' }>;
   readonly pool: pg.Pool;
   #down = false;
+  /** When the store was last found unreachable (performance.now()). */
+  #downAt = 0;
   #listeners = new Set<(e: HealthEvent) => void>();
   #closed = false;
 
@@ -119,12 +121,17 @@ export class PgDatabase {
   #failed(err: unknown): void {
     if (this.#closed || this.#down) return;
     this.#down = true;
+    this.#downAt = performance.now();
     const reason = maskSecret((err as Error)?.message ?? String(err), this.location);
     for (const fn of this.#listeners) fn({ state: 'down', reason });
   }
 
-  #succeeded(): void {
-    if (!this.#down) return;
+  /**
+   * A query that started at `startedAt` succeeded. Only one started after the failure counts
+   * as a recovery: one that was in flight before it may still complete on an old connection.
+   */
+  #succeeded(startedAt: number): void {
+    if (!this.#down || startedAt <= this.#downAt) return;
     this.#down = false;
     for (const fn of this.#listeners) fn({ state: 'up' });
   }
@@ -152,9 +159,10 @@ export class PgDatabase {
 
   /** One statement on the pool. */
   async query(sql: string, params: unknown[] = [], what = 'store query failed'): Promise<pg.QueryResult<Row>> {
+    const startedAt = performance.now();
     try {
       const r = await this.pool.query(sql, params);
-      this.#succeeded();
+      this.#succeeded(startedAt);
       return r;
     } catch (err) {
       if (isConnectionError(err)) this.#failed(err);
@@ -168,6 +176,7 @@ export class PgDatabase {
    * Resolves after COMMIT has returned, so what it wrote is durable.
    */
   async tx<T>(fn: (c: pg.PoolClient) => Promise<T>, what = 'store transaction failed'): Promise<T> {
+    const startedAt = performance.now();
     let client: pg.PoolClient;
     try {
       client = await this.pool.connect();
@@ -180,7 +189,7 @@ export class PgDatabase {
       await client.query('BEGIN');
       const out = await fn(client);
       await client.query('COMMIT');
-      this.#succeeded();
+      this.#succeeded(startedAt);
       return out;
     } catch (err) {
       if (isConnectionError(err)) {
