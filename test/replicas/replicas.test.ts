@@ -14,12 +14,19 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { request } from 'node:https';
 import { connect, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { generateX25519 } from '../../src/crypto/x25519.js';
 import type { InitiateResult } from '../../src/protocol/enrollment/index.js';
 import { ENROLL_STATUS } from '../../src/protocol/messages/service.js';
+import { decodeTokenUnverified } from '../../src/protocol/token/claims.js';
 import { ServiceHome } from '../../src/roles/service/home.js';
+import { createToken } from '../../src/roles/service/tokens.js';
+import { createCsr } from '../../src/x509/csr.js';
+import { generateKeyPair } from '../../src/x509/keys.js';
+import { encodeBase64Body } from '../../src/x509/pkcs7.js';
 import { freePort, removeTempHomes, run, show, spawnCli, tempHome, eventually } from '../helpers/cli.js';
 import { alarmingLines, approveCliEnrollee, approveEnrollees, enrollChunks, messageFor, nowSeconds, openAcceptance, rawExchange, startLiveService, type LabEnrollee, type LiveService } from '../helpers/lab.js';
 import { freshDatabase, pgQuery } from '../helpers/pg.js';
@@ -205,5 +212,50 @@ describe('replicas: two `service start` on one PostgreSQL store', () => {
     } finally {
       if (watch.running()) watch.kill('SIGKILL');
     }
+  });
+
+  it('the same one-time token redeemed at both replicas at once yields exactly one certificate', { timeout: 120_000 }, async () => {
+    const svc = await ServiceHome.open(home, { store: url });
+    let jwt: string;
+    try {
+      jwt = (await createToken(svc, { name: 'raced-sensor', ttl: 600, enroller: null, now: nowSeconds() })).jwt;
+    } finally {
+      await svc.close();
+    }
+    const { claims } = decodeTokenUnverified(jwt);
+    const ca = readFileSync(join(home, 'service', 'ca.cert.pem'), 'utf8');
+    const httpsPorts = replicas.map((r) => {
+      const line = r.lines.find((l) => l.includes(' https-listening '));
+      const m = line && / address=127\.0\.0\.1:(\d+) /.exec(line);
+      assert.ok(m, `replica ${r.port} serves HTTPS`);
+      return Number(m[1]);
+    });
+    const redeem = async (port: number) => {
+      const keys = await generateKeyPair('p256');
+      const csr = await createCsr({ keys, keyType: 'p256', name: 'raced-sensor', idHex: claims.sub });
+      return new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = request(
+          `https://127.0.0.1:${port}/.well-known/est/simpleenroll`,
+          { method: 'POST', ca, headers: { 'Content-Type': 'application/pkcs10', Authorization: `Bearer ${jwt}` } },
+          (r) => {
+            let body = '';
+            r.on('data', (d) => (body += d));
+            r.on('end', () => resolve({ status: r.statusCode ?? 0, body }));
+          },
+        );
+        req.on('error', reject);
+        req.end(encodeBase64Body(csr));
+      });
+    };
+    // Four requests at each replica, all at once.
+    const results = await Promise.all(Array.from({ length: 8 }, (_, i) => redeem(httpsPorts[i % 2]!)));
+    const okCount = results.filter((r) => r.status === 200).length;
+    assert.equal(okCount, 1, `exactly one redemption succeeds: ${results.map((r) => r.status).join(',')}`);
+    for (const r of results.filter((x) => x.status !== 200)) {
+      assert.equal(r.status, 401, r.body);
+      assert.equal(JSON.parse(r.body).error, 'ERR_TOKEN_USED', r.body);
+    }
+    const certs = await pgQuery(url, `SELECT serial FROM certificates WHERE enrollee_id = decode($1, 'hex')`, [claims.sub]);
+    assert.equal(certs.length, 1, 'one certificate recorded');
   });
 });
