@@ -27,6 +27,7 @@ import { createToken } from '../../src/roles/service/tokens.js';
 import { createCsr } from '../../src/x509/csr.js';
 import { generateKeyPair } from '../../src/x509/keys.js';
 import { encodeBase64Body } from '../../src/x509/pkcs7.js';
+import { x509 } from '../../src/x509/provider.js';
 import { freePort, removeTempHomes, run, show, spawnCli, tempHome, eventually } from '../helpers/cli.js';
 import { alarmingLines, approveCliEnrollee, approveEnrollees, enrollChunks, messageFor, nowSeconds, openAcceptance, rawExchange, startLiveService, type LabEnrollee, type LiveService } from '../helpers/lab.js';
 import { freshDatabase, pgQuery } from '../helpers/pg.js';
@@ -257,5 +258,22 @@ describe('replicas: two `service start` on one PostgreSQL store', () => {
     }
     const certs = await pgQuery(url, `SELECT serial FROM certificates WHERE enrollee_id = decode($1, 'hex')`, [claims.sub]);
     assert.equal(certs.length, 1, 'one certificate recorded');
+
+    // Revoked against the database: the CRL each replica serves lists the certificate.
+    const revoke = await run(['service', 'enrollee', 'revoke', claims.sub, '--store', url], { home });
+    assert.equal(revoke.code, 0, show(revoke));
+    for (const port of httpsPorts) {
+      const der = await new Promise<Buffer>((resolve, reject) => {
+        request(`https://127.0.0.1:${port}/crl`, { ca }, (r) => {
+          const chunks: Buffer[] = [];
+          r.on('data', (d: Buffer) => chunks.push(d));
+          r.on('end', () => (r.statusCode === 200 ? resolve(Buffer.concat(chunks)) : reject(new Error(`GET /crl: ${r.statusCode}`))));
+        })
+          .on('error', reject)
+          .end();
+      });
+      const crl = new x509.X509Crl(der);
+      assert.ok(crl.findRevoked(String(certs[0]!.serial)), `the CRL of the replica on ${port} lists the revoked certificate`);
+    }
   });
 });
