@@ -74,7 +74,12 @@ export async function startServiceServer(svc: ServiceHome, opts: ServiceServerOp
   const ratePerIp = opts.ratePerIp === undefined ? parseRate(DEFAULT_RATE_PER_IP, 'ratePerIp') : opts.ratePerIp;
   const ratePerEnroller = opts.ratePerEnroller === undefined ? parseRate(DEFAULT_RATE_PER_ENROLLER, 'ratePerEnroller') : opts.ratePerEnroller;
   const ipBuckets = ratePerIp ? new TokenBuckets(ratePerIp) : undefined;
-  const enrollerBuckets = ratePerEnroller ? new TokenBuckets(ratePerEnroller) : undefined;
+  // Replicas on one PostgreSQL store share the per-enroller buckets (store/pg/limits.ts).
+  const enrollerBuckets = ratePerEnroller
+    ? svc.pg
+      ? new (await import('../../store/pg/limits.js')).PgTokenBuckets(svc.pg, 'enroller', ratePerEnroller)
+      : new TokenBuckets(ratePerEnroller)
+    : undefined;
   const limits = new LimitLog(log);
 
   /**

@@ -20,6 +20,7 @@ import { COMMIT_FUNCTION, SCHEMA as STORE_SCHEMA } from './store.js';
 import { SCHEMA as TOKENS_SCHEMA } from './tokens.js';
 import { SCHEMA as LIFECYCLE_SCHEMA } from './lifecycle.js';
 import { SCHEMA as AUDIT_SCHEMA } from './audit.js';
+import { SCHEMA as LIMITS_SCHEMA } from './limits.js';
 
 /** The schema version this code writes (meta.schema_version), as sqlite.ts SCHEMA_VERSION. */
 export const PG_SCHEMA_VERSION = 1;
@@ -106,7 +107,7 @@ export class PgDatabase {
       if (v === undefined) {
         // Every table at once, in the same transaction: a replica that starts beside this one
         // waits on the advisory lock and then finds the version row.
-        for (const ddl of [STORE_SCHEMA, COMMIT_FUNCTION, TOKENS_SCHEMA, LIFECYCLE_SCHEMA, AUDIT_SCHEMA]) await c.query(ddl);
+        for (const ddl of [STORE_SCHEMA, COMMIT_FUNCTION, TOKENS_SCHEMA, LIFECYCLE_SCHEMA, AUDIT_SCHEMA, LIMITS_SCHEMA]) await c.query(ddl);
         await c.query(`INSERT INTO meta (key, value) VALUES ('schema_version', $1)`, [String(PG_SCHEMA_VERSION)]);
       }
     });
