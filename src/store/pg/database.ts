@@ -158,11 +158,14 @@ export class PgDatabase {
     return out;
   }
 
-  /** One statement on the pool. */
-  async query(sql: string, params: unknown[] = [], what = 'store query failed'): Promise<pg.QueryResult<Row>> {
+  /**
+   * One statement on the pool. `name` makes it a prepared statement on each connection (the
+   * hot path's: parsed and planned once per connection, not per message).
+   */
+  async query(sql: string, params: unknown[] = [], what = 'store query failed', name?: string): Promise<pg.QueryResult<Row>> {
     const startedAt = performance.now();
     try {
-      const r = await this.pool.query(sql, params);
+      const r = await this.pool.query<Row>(name === undefined ? { text: sql, values: params } : { name, text: sql, values: params });
       this.#succeeded(startedAt);
       return r;
     } catch (err) {

@@ -319,6 +319,8 @@ export class PgStore implements ServiceStore {
         `SELECT (SELECT 1 FROM accepted_ek WHERE ek_b = $1) AS ek_seen, ${PENDING_COLUMNS}
          FROM (SELECT $2::bytea AS qid) q LEFT JOIN enrollees e ON e.id = q.qid ${PENDING_JOINS}`,
         [buf(ekB), buf(enrolleeId)],
+        'store query failed',
+        'ockam_check_message',
       )
     ).rows[0]!;
     if (r.ek_seen != null) return { status: 'replay' };
@@ -372,6 +374,7 @@ export class PgStore implements ServiceStore {
           inputs[0]!.now,
         ],
         'cannot commit enrollments',
+        'ockam_commit_enrollments',
       )
     ).rows;
     const out: (EnrolleeRecord | EnrollError)[] = new Array(inputs.length);
