@@ -27,6 +27,10 @@ export function register(service: Command): void {
         const pki = await svc.requirePki();
         await svc.close();
         out.info(`service initialised in ${svc.keystore.dir}`);
+        if (svc.location.kind === 'postgres') {
+          out.info(`store: ${svc.location.masked}`);
+          if (svc.location.password !== undefined) out.warn('the store\'s password is not saved in the home: give it with PGPASSWORD or ~/.pgpass (or the whole URL in OCKAM_ENROLL_STORE)');
+        }
         out.info(`token enrollment: ${svc.settings.httpsAddress}, CA SHA-256 ${pki.caFingerprint}, certificates for ${svc.settings.certDays} days`);
         out.info('give enrollers this service key to pin (--service-key), and allow them with `service enroller allow`');
         out.result(

@@ -202,8 +202,10 @@ export class ServiceHome {
       httpsListen: defaultHttpsListen(https.url),
       certDays,
       httpsRequired,
-      // Saved only when chosen, so a later OCKAM_ENROLL_STORE still applies to a default home.
-      ...(opts.store !== undefined ? { store: location.kind === 'sqlite' ? 'sqlite' : location.url } : {}),
+      // Saved only when chosen, so a later OCKAM_ENROLL_STORE still applies to a default home;
+      // never with its password (settings.json holds no secret): that comes from PGPASSWORD
+      // or ~/.pgpass, which the PostgreSQL client reads.
+      ...(opts.store !== undefined ? { store: location.kind === 'sqlite' ? 'sqlite' : withoutPassword(location.url) } : {}),
     });
     const store = pg?.store ?? SqliteStore.open(dbPath);
     const svc = new ServiceHome(keystore, ikA, store, conf.store as ServiceSettings, location, pg?.db);
@@ -313,4 +315,11 @@ function defaultListen(address: string): string {
 
 function deriveStoreKey(ikAPrivate: Uint8Array): Uint8Array {
   return hkdfSha256(ikAPrivate, new Uint8Array(32), utf8('ockam-enroll/v1/store-key'), 32);
+}
+
+/** A postgres:// URL without its password. */
+function withoutPassword(url: string): string {
+  const u = new URL(url);
+  u.password = '';
+  return u.toString();
 }

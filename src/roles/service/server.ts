@@ -197,6 +197,7 @@ export async function startServiceServer(svc: ServiceHome, opts: ServiceServerOp
     rate_per_ip: rateText(ratePerIp),
     rate_per_enroller: rateText(ratePerEnroller),
     max_failed_attempts: svc.settings.maxFailedAttempts,
+    store: svc.location.masked,
   });
   return {
     address: () => server.address(),

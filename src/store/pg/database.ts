@@ -110,7 +110,7 @@ export class PgDatabase {
         for (const ddl of [STORE_SCHEMA, COMMIT_FUNCTION, TOKENS_SCHEMA, LIFECYCLE_SCHEMA, AUDIT_SCHEMA, LIMITS_SCHEMA]) await c.query(ddl);
         await c.query(`INSERT INTO meta (key, value) VALUES ('schema_version', $1)`, [String(PG_SCHEMA_VERSION)]);
       }
-    });
+    }, 'cannot open the store');
   }
 
   /** Subscribes to reachability changes; returns the unsubscribe function. */
@@ -151,7 +151,7 @@ export class PgDatabase {
     const out = new EnrollError(
       'ERR_STORE',
       `${what}: ${unreachable ? `PostgreSQL at ${this.location.masked} is unreachable: ` : ''}${typeof code === 'string' && !unreachable ? `${code}: ` : ''}${msg}`,
-      unreachable ? { hint: 'check that PostgreSQL is running and reachable; the service retries by itself' } : {},
+      unreachable ? { hint: 'check that PostgreSQL is running and reachable there (a running service retries by itself)' } : {},
     );
     // The SQLSTATE, for callers that retry (deadlock, serialization) or map (unique violation).
     if (typeof code === 'string') (out as { pgCode?: string }).pgCode = code;
