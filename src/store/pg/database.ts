@@ -189,6 +189,14 @@ export class PgDatabase {
       throw this.wrap(err, what);
     }
     let broken = false;
+    // A connection lost between two statements of ours is reported as an 'error' event on the
+    // checked-out client, which must not be left unhandled (it would end the process); the
+    // next statement fails with it anyway.
+    const onError = (err: Error) => {
+      broken = true;
+      this.#failed(err);
+    };
+    client.on('error', onError);
     try {
       await client.query('BEGIN');
       const out = await fn(client);
@@ -206,6 +214,7 @@ export class PgDatabase {
       }
       throw this.wrap(err, what);
     } finally {
+      client.off('error', onError);
       client.release(broken);
     }
   }
