@@ -57,9 +57,28 @@ export async function pgQuery(url: string, sql: string, params: unknown[] = []):
   }
 }
 
-/** A cluster of this test's own (to restart under load); stop() it in an after hook. */
+/**
+ * A cluster of this test's own (to restart under load); stop() it in an after hook. It is
+ * also stopped if the test process is interrupted (the runner sends SIGTERM or SIGINT on
+ * Ctrl-C, and after hooks do not run then), so no server outlives the test.
+ */
 export async function privateCluster(): Promise<TestCluster> {
   pgAdminUrl(); // the same clear failure when PostgreSQL is not available
   const mod = (await import(new URL('../../../scripts/pg-cluster.mjs', import.meta.url).href)) as { startCluster(): Promise<TestCluster> };
-  return mod.startCluster();
+  const cluster = await mod.startCluster();
+  let stopped = false;
+  const stop = () => {
+    if (stopped) return;
+    stopped = true;
+    for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(sig, onSignal);
+    process.off('exit', stop);
+    cluster.stop();
+  };
+  const onSignal = () => {
+    stop();
+    process.exit(130);
+  };
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, onSignal);
+  process.on('exit', stop);
+  return { ...cluster, stop };
 }
