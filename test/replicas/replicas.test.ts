@@ -14,7 +14,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { request } from 'node:https';
 import { connect, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
@@ -274,6 +274,36 @@ describe('replicas: two `service start` on one PostgreSQL store', () => {
       });
       const crl = new x509.X509Crl(der);
       assert.ok(crl.findRevoked(String(certs[0]!.serial)), `the CRL of the replica on ${port} lists the revoked certificate`);
+    }
+  });
+
+  it('`service init --from` makes a third replica with the same identity, which serves from the same store', { timeout: 120_000 }, async () => {
+    const home3 = join(root, 'replica-3');
+    const made = await run(['service', 'init', '--from', home, '--store', url, '--json'], { home: home3 });
+    assert.equal(made.code, 0, show(made));
+    const j = JSON.parse(made.stdout) as { service_key: string; store: string };
+    const listening = replicas[0]!.lines.find((l) => l.includes(' listening '))!;
+    assert.ok(listening.includes(`service_key=${j.service_key}`), 'the same IK_A');
+    assert.equal(statSync(join(home3, 'service', 'ik_a.key')).mode & 0o777, 0o600);
+    // Flags that would make another identity are refused with --from.
+    const refused = await run(['service', 'init', '--from', home, '--address', 'tcp://127.0.0.1:1', '--force'], { home: join(root, 'replica-x') });
+    assert.equal(refused.code, 2, show(refused));
+    const svc = await ServiceHome.open(home, { store: url });
+    let e: LabEnrollee;
+    try {
+      [e] = await approveEnrollees(svc, enroller, 1, 'third');
+    } finally {
+      await svc.close();
+    }
+    const port3 = await freePort();
+    const third = await startLiveService(home3, port3, FLAGS);
+    try {
+      const attempt = messageFor(e!);
+      const { frame } = await send(port3, attempt.message);
+      assert.ok(frame && openAcceptance(attempt, frame), 'the third replica accepts an enrollment approved through the store');
+      assert.equal((await send(ports[0]!, attempt.message)).status, ENROLL_STATUS.REPLAY, 'and the first one refuses its replay');
+    } finally {
+      await third.stop();
     }
   });
 });

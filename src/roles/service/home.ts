@@ -218,6 +218,57 @@ export class ServiceHome {
     return svc;
   }
 
+  /**
+   * `service init --from HOME`: a replica's home, with the identity of the service in `from`
+   * (README "Running several replicas"). Copies IK_A's key file as it is (still encrypted if
+   * it was), the CA and HTTPS files (their private keys stay sealed) and the settings; no key
+   * is made and nothing goes through the database. Then opens the copy on the store (`store`,
+   * else the source's `store` setting) and checks that the database's current signed prekey
+   * opens under this IK_A: a replica of another service, or of a SQLite home, is refused.
+   */
+  static async initFrom(home: string, from: string, opts: { force?: boolean; passphrase?: PassphraseSource; store?: string }): Promise<ServiceHome> {
+    const { readFileSync } = await import('node:fs');
+    const source = ServiceHome.dir(from);
+    if (!existsSync(join(source, IK_A_FILE))) {
+      throw new EnrollError('ERR_KEY_MISSING', `no service is initialised in ${source}`, { hint: 'pass the home of the first replica to --from' });
+    }
+    const keystore = Keystore.open(home, 'service', opts.passphrase ? { passphrase: opts.passphrase } : {});
+    if (keystore.dir === source) throw new EnrollError('ERR_USAGE', '--from names this home itself');
+    if (keystore.hasKey(IK_A_FILE) && !opts.force) {
+      throw new EnrollError('ERR_KEY_EXISTS', `a service is already initialised in ${keystore.dir}`, {
+        hint: 'use --force to replace it with the identity of the service in --from',
+      });
+    }
+    const { roleSettings } = await import('../../cli/settings.js');
+    const settings = { ...DEFAULT_SERVICE_SETTINGS, ...(roleSettings(source, { ...DEFAULT_SERVICE_SETTINGS }).store as Partial<ServiceSettings>) };
+    const location = resolveStoreLocation(settings, opts.store);
+    if (location.kind !== 'postgres') {
+      throw new EnrollError('ERR_USAGE', 'a replica shares a PostgreSQL store: the service in --from has none, and --store names none', {
+        hint: 'initialise the first replica with `service init --store postgres://…`, or pass --store',
+      });
+    }
+    const { CA_CERT_FILE, CA_KEY_FILE, HTTPS_CERT_FILE, HTTPS_KEY_FILE } = await import('./pki.js');
+    for (const [name, secret] of [[IK_A_FILE, true], [CA_KEY_FILE, true], [HTTPS_KEY_FILE, true], [CA_CERT_FILE, false], [HTTPS_CERT_FILE, false]] as const) {
+      const file = join(source, name);
+      if (!existsSync(file)) continue; // a home made before token enrollment has no CA
+      keystore.writeBytes(name, readFileSync(file), { secret, overwrite: true });
+    }
+    roleSettings(keystore.dir, { ...DEFAULT_SERVICE_SETTINGS }).set({
+      ...settings,
+      ...(opts.store !== undefined ? { store: withoutPassword(location.url) } : {}),
+    });
+    const svc = await ServiceHome.open(home, { ...(opts.passphrase ? { passphrase: opts.passphrase } : {}), ...(opts.store !== undefined ? { store: opts.store } : {}) });
+    try {
+      const spk = await svc.store.currentSignedPrekey();
+      if (!spk) throw new EnrollError('ERR_STORE', `the store ${location.masked} holds no service yet`, { hint: 'run `service init --store …` for the first replica' });
+      svc.sealer.open(spk.privateSealed, 'spk', spk.publicKey).fill(0);
+    } catch (err) {
+      await svc.close();
+      throw err;
+    }
+    return svc;
+  }
+
   /** Opens an initialised service home. */
   static async open(home: string, opts: { passphrase?: PassphraseSource; readonly?: boolean; store?: string } = {}): Promise<ServiceHome> {
     const dir = ServiceHome.dir(home);
