@@ -232,3 +232,64 @@ export function bulkLoad(home: string, opts: { pending: number; enrolled: number
   }
   return { pending: opts.pending, enrolled: opts.enrolled, seconds: (performance.now() - t0) / 1000 };
 }
+
+/**
+ * loadEnrollees for a PostgreSQL store: `home` (a copy of the base home) opened on `url`. The
+ * base home's current SPK is copied into the database first (sealed under the same IK_A's
+ * store key, so it opens there), since the precomputed enrollees answer that SPK. Bundles go
+ * through the store's insertBundles; the pending rows in chunks, one multi-row INSERT each.
+ */
+export async function loadEnrolleesPg(base: string, home: string, url: string, sets: Enrollees[], now: number, approvalTtl: number): Promise<void> {
+  const b = await ServiceHome.open(base);
+  const spkRec = await b.store.currentSignedPrekey();
+  await b.close();
+  if (!spkRec) throw new Error('the base home has no SPK');
+  const svc = await ServiceHome.open(home, { store: url });
+  try {
+    let spk = await svc.store.currentSignedPrekey();
+    if (!spk || Buffer.compare(Buffer.from(spk.publicKey), Buffer.from(spkRec.publicKey)) !== 0) {
+      spk = await svc.store.addSignedPrekey({ publicKey: spkRec.publicKey, privateSealed: spkRec.privateSealed, signature: spkRec.signature, createdAt: spkRec.createdAt });
+    }
+    const enroller = generateX25519().publicKey;
+    await svc.store.allowEnroller(enroller, 'bench enroller', now);
+    let n = 0;
+    for (const e of sets) {
+      for (let from = 0; from < e.count; from += 5000) {
+        const to = Math.min(e.count, from + 5000);
+        const rows: BundleRecord[] = [];
+        for (let i = from; i < to; i++) {
+          const id = Uint8Array.from(e.bundleId(i));
+          rows.push({
+            id,
+            spkId: spk.id,
+            opkPublic: Uint8Array.from(e.opkPublic(i)),
+            opkPrivateSealed: svc.sealer.seal(e.opkPrivate(i), 'opk', id),
+            addr: svc.settings.address,
+            enroller,
+            createdAt: now,
+            expiresAt: now + svc.settings.bundleTtl,
+            state: 'approved',
+          });
+        }
+        await svc.store.insertBundles(rows);
+        const ids: Buffer[] = [];
+        const eiks: Buffer[] = [];
+        const names: string[] = [];
+        const bundles: Buffer[] = [];
+        for (let i = from; i < to; i++, n++) {
+          ids.push(Buffer.from(e.id(i)));
+          eiks.push(Buffer.from(e.eikB(i)));
+          names.push(`bench-${n}`);
+          bundles.push(Buffer.from(e.bundleId(i)));
+        }
+        await svc.pg!.query(
+          `INSERT INTO enrollees (id, method, state, eik_b, pet_name, enroller, bundle_id, approved_at, expires_at)
+           SELECT id, 'x3dh', 'pending', eik, name, $5, bundle, $6, $7 FROM unnest($1::bytea[], $2::bytea[], $3::text[], $4::bytea[]) AS u(id, eik, name, bundle)`,
+          [ids, eiks, names, bundles, Buffer.from(enroller), now, now + approvalTtl],
+        );
+      }
+    }
+  } finally {
+    await svc.close();
+  }
+}

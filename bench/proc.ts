@@ -134,3 +134,28 @@ export function cli(args: string[], env: NodeJS.ProcessEnv = {}): string {
   if (r.status !== 0) throw new Error(`ockam-enroll ${args.join(' ')} exited ${r.status}:\n${r.stderr}`);
   return r.stdout;
 }
+
+/**
+ * CPU seconds of a PostgreSQL server: its postmaster (with the time of children that have
+ * exited, cutime + cstime) and every live child (backends, WAL writer, checkpointer). The
+ * postmaster's pid is the first line of `<data>/postmaster.pid`.
+ */
+export function pgServerCpuSeconds(dataDir: string): number {
+  const pid = Number(readFileSync(`${dataDir}/postmaster.pid`, 'utf8').split('\n')[0]);
+  const fields = (p: number | string) => {
+    const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  };
+  const own = fields(pid);
+  let ticks = Number(own[11]) + Number(own[12]) + Number(own[13]) + Number(own[14]);
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const f = fields(d);
+      if (Number(f[1]) === pid) ticks += Number(f[11]) + Number(f[12]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return ticks / CLK_TCK;
+}

@@ -6,9 +6,16 @@
  *   npm run bench                      # everything but the 1M-record scale run
  *   BENCH_SCALE=1 npm run bench        # … and the scale run (or: -- --scale)
  *   node dist/bench/run.js --n 24000 --scale-records 1000000 --keep --profile
+ *   node dist/bench/run.js --pg-n 8000                # PostgreSQL rows of 8000 enrollments each (--pg-n 0: none)
  *
  * The service runs as a real `service start` in its own process, on a store on disk with
  * synchronous=FULL; the load generator and this script share the machine with it.
+ *
+ * The PostgreSQL rows (issue 11): the same C=256 stream run against `service start --store
+ * postgres://…` on a throwaway local cluster (scripts/pg-cluster.mjs: fsync and
+ * synchronous_commit on), with one replica and with two replicas sharing the database (the
+ * load split evenly, 128 streams to each). pg_ratio = 1 replica / the SQLite C=256 row;
+ * replica_scaling = 2 replicas / 1 replica.
  */
 import { execFileSync } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -25,9 +32,9 @@ import { SessionCipher } from '../src/protocol/enrollment/index.js';
 import { ACCEPT_AAD, decodeAcceptance } from '../src/protocol/messages/service.js';
 import { ServiceHome } from '../src/roles/service/home.js';
 import { measureBound, measureExtras, type BoundResult } from './bound.js';
-import { bulkLoad, Enrollees, loadEnrollees, precompute, servicePublic, storePath } from './fixtures.js';
+import { bulkLoad, Enrollees, loadEnrollees, loadEnrolleesPg, precompute, servicePublic, storePath } from './fixtures.js';
 import { buildRequests, runLoad, type ConnectionMode, type LoadResult } from './loadgen.js';
-import { cli, cpuSeconds, freePort, startService, statusKb, storeBytes, threadCpu, type RunningService } from './proc.js';
+import { cli, cpuSeconds, freePort, pgServerCpuSeconds, startService, statusKb, storeBytes, threadCpu, type RunningService } from './proc.js';
 import { measureStartup } from './startup.js';
 import { printTable } from './table.js';
 
@@ -61,6 +68,8 @@ const OPTS = {
   v2warm: value('v2warm', 1_000),
   startupRuns: value('startup-runs', 10),
   threads: value('threads', Math.max(1, cpus().length)),
+  /** Enrollments per PostgreSQL run (1 replica, 2 replicas), after a warm-up of `warm`; 0 skips them. */
+  pgN: value('pg-n', 8_000),
   keep: flag('keep'),
   profile: flag('profile'),
 };
@@ -158,13 +167,13 @@ function countEnrolled(home: string): number {
 /** Every service started, so that a failed run still stops them all. */
 const running = new Set<RunningService>();
 
-async function serviceFor(home: string, name: string, root: string): Promise<RunningService> {
+async function serviceFor(home: string, name: string, root: string, more: string[] = []): Promise<RunningService> {
   const port = await freePort();
   const nodeArgs = OPTS.profile ? ['--cpu-prof', `--cpu-prof-dir=${join(root, `prof-${name}`)}`] : [];
   // The per-IP and per-enroller rate limits are off: the load comes from one address, and
   // what is measured is the service's capacity, as if the load came from many peers.
   // Token enrollment's HTTPS listener gets a free port of its own (it is not measured here).
-  const extraArgs = ['--rate-per-ip', 'off', '--rate-per-enroller', 'off', '--https-listen', `127.0.0.1:${await freePort()}`];
+  const extraArgs = ['--rate-per-ip', 'off', '--rate-per-enroller', 'off', '--https-listen', `127.0.0.1:${await freePort()}`, ...more];
   const svc = await startService({ home, port, logPath: join(root, `${name}.log`), nodeArgs, extraArgs });
   running.add(svc);
   const stop = svc.stop.bind(svc);
@@ -173,6 +182,118 @@ async function serviceFor(home: string, name: string, root: string): Promise<Run
     return stop();
   };
   return svc;
+}
+
+/**
+ * The PostgreSQL rows: a throwaway cluster, one database, one copy of the base home on it;
+ * a warm-up and a measured C=256 stream run with one replica, then with two (a fresh set of
+ * enrollees each, so each run starts from pending approvals as the SQLite one does).
+ */
+async function pgRuns(base: string, pub: Awaited<ReturnType<typeof servicePublic>>, now: number, sqliteC256: Phase | undefined) {
+  const { startCluster } = (await import(new URL('../../scripts/pg-cluster.mjs', import.meta.url).href)) as {
+    startCluster(): Promise<{ url: string; dir: string; stop(): void }>;
+  };
+  say('postgres: starting a throwaway cluster (fsync=on, synchronous_commit=on)');
+  const cluster = await startCluster();
+  try {
+    const url = cluster.url.replace(/\/postgres$/, '/bench');
+    const pg = (await import('pg')).default;
+    const admin = new pg.Client({ connectionString: cluster.url });
+    await admin.connect();
+    await admin.query('CREATE DATABASE bench');
+    await admin.end();
+    const home = join(root, 'pg');
+    cpSync(base, home, { recursive: true });
+    const n = OPTS.pgN;
+    const w = Math.min(OPTS.warm, n);
+    say(`postgres: precomputing and loading ${2 * (n + w)} enrollees`);
+    const sets = await precompute(pub, 2 * (n + w), OPTS.threads, now + 7 * 86400);
+    await loadEnrolleesPg(base, home, url, [sets], now, 86400);
+    const warmOf = (k: number) => sets.slice(k * (n + w), k * (n + w) + w);
+    const runOf = (k: number) => sets.slice(k * (n + w) + w, (k + 1) * (n + w));
+    const rows: Record<string, unknown> = {};
+
+    // One replica.
+    const one = await serviceFor(home, 'pg-1', root, ['--store', url]);
+    try {
+      const ws = warmOf(0);
+      if (w > 0) await runLoad({ host: '127.0.0.1', port: one.port, requests: buildRequests(w, (i) => ws.message(i)), concurrency: 16 });
+      const set = runOf(0);
+      say(`postgres, 1 replica: ${set.count} at C=256`);
+      const pg0 = pgServerCpuSeconds(join(cluster.dir, 'data'));
+      const { phase: p, responses } = await phase(one, buildRequests(set.count, (i) => set.message(i)), 256, out.bound as BoundResult, true);
+      const pgCpu = pgServerCpuSeconds(join(cluster.dir, 'data')) - pg0;
+      const v = verifyAcceptances(set, responses!);
+      // The PostgreSQL server's CPU (same machine, same cores): what the service's figure leaves out.
+      rows.replicas_1 = { ...p, verified: v.verified, pg_server_cores: r3(pgCpu / p.wall_s), pg_server_cpu_us_per_request: Math.round((pgCpu / p.count) * 1e6) };
+      say(`  ${p.per_s}/s p50 ${p.latency_ms.p50} ms p99 ${p.latency_ms.p99} ms, service ${p.cores_used} cores, accepted ${v.accepted}`);
+    } finally {
+      await one.stop();
+    }
+
+    // Two replicas, the load split evenly: 128 streams to each, at once.
+    const a = await serviceFor(home, 'pg-2a', root, ['--store', url]);
+    const b = await serviceFor(home, 'pg-2b', root, ['--store', url]);
+    try {
+      const ws = warmOf(1);
+      const half = Math.floor(w / 2);
+      if (w > 0) {
+        await Promise.all([
+          runLoad({ host: '127.0.0.1', port: a.port, requests: buildRequests(half, (i) => ws.message(i)), concurrency: 8 }),
+          runLoad({ host: '127.0.0.1', port: b.port, requests: buildRequests(w - half, (i) => ws.message(half + i)), concurrency: 8 }),
+        ]);
+      }
+      const set = runOf(1);
+      const h = Math.floor(set.count / 2);
+      const sa = set.slice(0, h);
+      const sb = set.slice(h, set.count);
+      say(`postgres, 2 replicas: ${set.count} at C=256 (128 streams to each)`);
+      const cpu0 = cpuSeconds(a.pid) + cpuSeconds(b.pid);
+      const pg0 = pgServerCpuSeconds(join(cluster.dir, 'data'));
+      const t0 = performance.now();
+      const [ra, rb] = await Promise.all([
+        runLoad({ host: '127.0.0.1', port: a.port, requests: buildRequests(sa.count, (i) => sa.message(i)), concurrency: 128, keep: true }),
+        runLoad({ host: '127.0.0.1', port: b.port, requests: buildRequests(sb.count, (i) => sb.message(i)), concurrency: 128, keep: true }),
+      ]);
+      const wall = (performance.now() - t0) / 1000;
+      const cpu = cpuSeconds(a.pid) + cpuSeconds(b.pid) - cpu0;
+      const pgCpu = pgServerCpuSeconds(join(cluster.dir, 'data')) - pg0;
+      const va = verifyAcceptances(sa, ra.responses!);
+      const vb = verifyAcceptances(sb, rb.responses!);
+      const statuses: Record<string, number> = {};
+      for (const r of [ra, rb]) for (const [k, c] of Object.entries(r.statuses)) statuses[k] = (statuses[k] ?? 0) + c;
+      rows.replicas_2 = {
+        count: set.count,
+        concurrency: 256,
+        wall_s: r2(wall),
+        per_s: Math.round(set.count / wall),
+        per_replica_per_s: [ra.per_s, rb.per_s],
+        latency_ms_p99: [ra.latency_ms.p99, rb.latency_ms.p99],
+        statuses,
+        service_cpu_s: r2(cpu),
+        cores_used: r3(cpu / wall),
+        service_cpu_us_per_request: Math.round((cpu / set.count) * 1e6),
+        pg_server_cores: r3(pgCpu / wall),
+        pg_server_cpu_us_per_request: Math.round((pgCpu / set.count) * 1e6),
+        verified: va.verified + vb.verified,
+      };
+      say(`  ${Math.round(set.count / wall)}/s (${ra.per_s} + ${rb.per_s}), services ${r3(cpu / wall)} cores, verified ${va.verified + vb.verified}`);
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+    const p1 = (rows.replicas_1 as Phase).per_s;
+    const p2 = (rows.replicas_2 as { per_s: number }).per_s;
+    return {
+      ...rows,
+      sqlite_c256_per_s: sqliteC256?.per_s ?? null,
+      pg_ratio: sqliteC256 ? r3(p1 / sqliteC256.per_s) : null,
+      replica_scaling: r3(p2 / p1),
+      cluster: 'local throwaway PostgreSQL (scripts/pg-cluster.mjs), fsync=on, synchronous_commit=on, same machine',
+    };
+  } finally {
+    cluster.stop();
+  }
 }
 
 // ---- the run
@@ -298,6 +419,11 @@ try {
   out.bound = bound;
   out.bound_v2 = boundV2;
   say(`  ${again.accept_us} µs; using ${bound.accept_us} µs → ${bound.bound_per_core_per_s}/s per core; v2 ${againV2.accept_us} µs, using ${boundV2.accept_us} µs`);
+
+  // 4b. PostgreSQL: 1 replica, then 2 replicas on one database, C=256 streams.
+  if (OPTS.pgN > 0) {
+    out.postgres = await pgRuns(base, pub, now, throughput.c256);
+  }
 
   // 5. Rejections: random 176-byte messages, unknown ids, at C=256; on streams, compared
   //    with the C=256 stream run, and one connection per message, compared with its own.
@@ -464,6 +590,13 @@ try {
     targets.scale_ratio = { value: null, target: '>= 0.9 (run with --scale)', met: null };
     targets.rss_1m_mb = { value: null, target: '<= 300 (run with --scale)', met: null };
   }
+  const pgOut = out.postgres as { pg_ratio: number; replica_scaling: number } | undefined;
+  targets.pg_ratio = pgOut
+    ? { value: pgOut.pg_ratio, target: '>= 0.7', met: pgOut.pg_ratio >= 0.7 }
+    : { value: null, target: '>= 0.7 (run with --pg-n > 0)', met: null };
+  targets.replica_scaling = pgOut
+    ? { value: pgOut.replica_scaling, target: '>= 1.3', met: pgOut.replica_scaling >= 1.3 }
+    : { value: null, target: '>= 1.3 (run with --pg-n > 0)', met: null };
   out.targets = targets;
   out.bench_wall_s = r2((performance.now() - t00) / 1000);
   out.loadavg_end = loadavg()[0];

@@ -8,9 +8,9 @@
  * - **`audit(target, event, fields)`** — for decisions made outside `service start`, by a
  *   CLI command in its own process (`service enrollee revoke`, `service enroller
  *   revoke|allow`, `service prekey rotate`, `service address set`, …). `target` is the
- *   ServiceHome (or the store's path). It appends synchronously in one IMMEDIATE
- *   transaction and throws ERR_STORE if it cannot: call it after the decision is committed,
- *   and let the error reach the user. Inside `service start` (once registerAuditSink ran for
+ *   ServiceHome (or the store's path). It appends in one transaction (SQLite: IMMEDIATE;
+ *   PostgreSQL: on the chain's head row, store/pg/audit.ts) and rejects with ERR_STORE if it
+ *   cannot: await it after the decision is committed, and let the error reach the user. Inside `service start` (once registerAuditSink ran for
  *   that ServiceHome) it queues the entry for the audit thread instead, and never throws.
  *
  * - **`auditedLog(log, sink)`** — `service start` wraps its DecisionLog with it, so every
@@ -22,7 +22,7 @@
  * Usage from a CLI command (after the store committed the decision):
  *
  *   import { audit } from '../audit/index.js';
- *   audit(svc, 'prekey-rotated', { spk_id: rec.id, spk_public: toHex(rec.publicKey), retired });
+ *   await audit(svc, 'prekey-rotated', { spk_id: rec.id, spk_public: toHex(rec.publicKey), retired });
  *
  * Fields are the decision log's fields: public keys, ids, names, reasons, never a secret
  * (log.ts). Event names are the log's decision names (`accepted`, `rejected`, `approved`,
@@ -41,21 +41,22 @@ import { join } from 'node:path';
 import { EnrollError } from '../errors.js';
 import { AuditStore, type AuditEntry } from '../store/audit.js';
 import type { Decision, DecisionFields, DecisionLog } from '../roles/service/log.js';
-import type { AuditSink } from './sink.js';
+import type { AuditAppender } from './sink.js';
+import type { PgDatabase } from '../store/pg/database.js';
 
-export { AuditSink } from './sink.js';
+export { AuditSink, type AuditAppender } from './sink.js';
 export { canonicalJson, entryHash, entryText, verifyChain, AUDIT_GENESIS, type AuditRow, type ChainProblem, type ChainReport } from './chain.js';
 
 /** A service home (anything with its keystore directory) or the store's path. */
-export type AuditTarget = string | { readonly keystore: { readonly dir: string } };
+export type AuditTarget = string | { readonly keystore: { readonly dir: string }; readonly pg?: PgDatabase | undefined };
 
 /** The store file in the service's directory (roles/service/home.ts STORE_FILE). */
 const STORE_FILE = 'store.db';
 
-const sinks = new WeakMap<object, AuditSink>();
+const sinks = new WeakMap<object, AuditAppender>();
 
-/** Makes audit(svc, …) queue to `sink` (service start) instead of appending synchronously. */
-export function registerAuditSink(svc: object, sink: AuditSink): void {
+/** Makes audit(svc, …) queue to `sink` (service start) instead of appending at once. */
+export function registerAuditSink(svc: object, sink: AuditAppender): void {
   sinks.set(svc, sink);
 }
 
@@ -71,7 +72,7 @@ export function auditStorePath(target: AuditTarget): string {
  * Records one decision in the audit log (see the file comment for when to use it).
  * `fields` must hold no secret: they are stored in the clear, for as long as the store lives.
  */
-export function audit(target: AuditTarget, event: string, fields: Record<string, unknown> = {}): void {
+export async function audit(target: AuditTarget, event: string, fields: Record<string, unknown> = {}): Promise<void> {
   if (typeof event !== 'string' || !/^[a-z][a-z0-9-]{0,63}$/.test(event)) {
     throw new EnrollError('ERR_INVALID_ARG', `audit: "event" must be a lowercase name like "enrollee-revoked", got ${JSON.stringify(event)}`);
   }
@@ -79,6 +80,11 @@ export function audit(target: AuditTarget, event: string, fields: Record<string,
   const sink = typeof target === 'object' ? sinks.get(target) : undefined;
   if (sink !== undefined) {
     sink.append(entry);
+    return;
+  }
+  if (typeof target === 'object' && target.pg !== undefined) {
+    const { PgAuditStore } = await import('../store/pg/audit.js');
+    await new PgAuditStore(target.pg).append([entry]);
     return;
   }
   const store = AuditStore.open(auditStorePath(target));
@@ -90,7 +96,7 @@ export function audit(target: AuditTarget, event: string, fields: Record<string,
 }
 
 /** Decisions that are never audited: operational, about no party. */
-export const NOT_AUDITED: ReadonlySet<string> = new Set(['limited', 'error']);
+export const NOT_AUDITED: ReadonlySet<string> = new Set(['limited', 'error', 'store-unreachable', 'store-reachable']);
 /** Refusals audited back to back before the cap applies. */
 export const REFUSAL_BURST = 60;
 /** Refusals audited per second once the burst is spent. */
@@ -122,7 +128,7 @@ export interface AuditedLog extends DecisionLog {
  * through `sink` (see the file comment for what is capped or left out). The wrapped log
  * writes its line first, so a failure of the audit never hides a decision.
  */
-export function auditedLog(inner: DecisionLog, sink: AuditSink, opts: { nowMs?: () => number } = {}): AuditedLog {
+export function auditedLog(inner: DecisionLog, sink: AuditAppender, opts: { nowMs?: () => number } = {}): AuditedLog {
   const nowMs = opts.nowMs ?? Date.now;
   let tokens = REFUSAL_BURST;
   let refilledAt = nowMs();

@@ -15,7 +15,13 @@ import type { AuditWorkerReply, AuditWorkerRequest } from './worker.js';
 /** How long close() waits for the audit thread to write its last batch. */
 const CLOSE_TIMEOUT_MS = 5_000;
 
-export class AuditSink {
+/** What auditedLog appends to: this thread-backed sink (SQLite), or PgAuditSink (pg-sink.ts). */
+export interface AuditAppender {
+  append(entry: AuditEntry): void;
+  close(): Promise<void>;
+}
+
+export class AuditSink implements AuditAppender {
   readonly path: string;
   readonly #onError: (reason: string) => void;
   #worker: Worker | undefined;

@@ -13,6 +13,8 @@ export interface Ctx {
   out: Output;
   home: string;
   opts: CommonOptions & Record<string, unknown>;
+  /** The command itself (e.g. to tell a flag given from its default: getOptionValueSource). */
+  cmd: Command;
 }
 
 /** Adds the flags every command takes, and an example to its --help. */
@@ -52,7 +54,7 @@ export function action(fn: (ctx: Ctx, ...args: any[]) => Promise<void | number>)
     const out = makeOutput({ json: opts.json === true, quiet: opts.quiet === true });
     try {
       const home = await resolveHome(opts.home);
-      const code = await fn({ out, home, opts }, ...args.slice(0, -2));
+      const code = await fn({ out, home, opts, cmd }, ...args.slice(0, -2));
       process.exitCode = typeof code === 'number' ? code : EXIT.OK;
     } catch (err) {
       process.exitCode = reportError(err);

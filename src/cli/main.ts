@@ -80,6 +80,18 @@ const GROUPS: Record<'service' | 'enroller' | 'enrollee' | 'credential', { descr
   },
 };
 
+/**
+ * `--store` on every command that opens the service's store (every `service` leaf): the
+ * SQLite file of the home (default) or a PostgreSQL database shared by replicas.
+ */
+function addStoreOption(cmd: Command): void {
+  if (cmd.commands.length === 0) {
+    cmd.option('--store <url>', 'the store: "sqlite" (store.db in the home) or postgres://USER@HOST:PORT/DB (default: $OCKAM_ENROLL_STORE, else the home\'s store setting, else sqlite)');
+    return;
+  }
+  cmd.commands.forEach(addStoreOption);
+}
+
 /** The first word that is not an option: the group the user asked for, if any. */
 function invokedGroup(argv: readonly string[]): string | undefined {
   return argv.slice(2).find((a) => !a.startsWith('-'));
@@ -117,6 +129,7 @@ Example (three terminals):
   for (const [name, group] of Object.entries(GROUPS)) {
     const cmd = program.command(name).description(group.description).addHelpText('after', groupExamples(group.examples));
     if (all || wanted === name) for (const mod of await Promise.all(group.commands.map((load) => load()))) mod.register(cmd);
+    if (name === 'service') addStoreOption(cmd);
   }
   if (all || wanted === 'demo') (await import('./demo.js')).register(program);
 

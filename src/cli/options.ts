@@ -92,3 +92,8 @@ export function parsePetName(value: string | undefined): string | undefined {
 export function nowSeconds(): number {
   return Math.floor(Date.now() / 1000);
 }
+
+/** `--store` as ServiceHome.open's option (absent when the flag is). */
+export function storeOption(o: Record<string, unknown>): { store?: string } {
+  return typeof o.store === 'string' ? { store: o.store } : {};
+}

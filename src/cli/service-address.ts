@@ -36,7 +36,7 @@ export function register(service: Command): void {
     .action(
       action(async ({ out, home, opts }) => {
         await withService({ home, opts }, async (svc) => {
-          const a = currentAnnouncement(svc);
+          const a = await currentAnnouncement(svc);
           out.result(
             { address: a?.address ?? svc.settings.address, seq: a?.seq ?? 0, announced_at: isoTime(a?.createdAt) },
             a ? `address ${a.address} (announcement ${a.seq}, ${isoTime(a.createdAt)})` : `address ${svc.settings.address} (never moved)`,

@@ -10,21 +10,50 @@ import { verifyChain, type AuditRow } from '../audit/chain.js';
 import { toHex } from '../crypto/bytes.js';
 import { EnrollError } from '../errors.js';
 import { AuditStore } from '../store/audit.js';
+import { resolveStoreLocation, type ServiceSettings } from '../roles/service/home.js';
 import { action, groupExamples, leaf } from './command.js';
 import { PROG } from './output.js';
 
 /** Problems printed one per line before the error; the rest are counted. */
 const MAX_PROBLEM_LINES = 50;
 
-function openAudit(home: string): AuditStore {
+/** The audit log's rows, read-only, from the home's store (SQLite) or its PostgreSQL database. */
+interface AuditReader {
+  rows(opts?: { sinceSeq?: number }): Iterable<AuditRow> | AsyncIterable<AuditRow>;
+  close(): Promise<void>;
+}
+
+async function openAudit(home: string, opts: Record<string, unknown>): Promise<AuditReader> {
   const dir = join(home, 'service');
+  const { roleSettings } = await import('./settings.js');
+  const settings = existsSync(join(dir, 'settings.json')) ? (roleSettings(dir, {}).store as Partial<ServiceSettings>) : {};
+  const location = resolveStoreLocation(settings, typeof opts.store === 'string' ? opts.store : undefined);
+  if (location.kind === 'postgres') {
+    const { PgDatabase } = await import('../store/pg/database.js');
+    const { PgAuditStore } = await import('../store/pg/audit.js');
+    const db = await PgDatabase.open(location, { poolSize: 1 });
+    const store = new PgAuditStore(db);
+    return { rows: (o) => store.rows(o), close: () => db.close() };
+  }
   const path = join(dir, 'store.db');
   if (!existsSync(path)) {
     throw new EnrollError('ERR_KEY_MISSING', `no service is initialised in ${dir}`, {
       hint: 'run `ockam-enroll service init` first, or pass the right --home',
     });
   }
-  return AuditStore.open(path, { readonly: true });
+  const store = AuditStore.open(path, { readonly: true });
+  return { rows: (o) => store.rows(o), close: async () => store.close() };
+}
+
+/**
+ * The rows as verifyChain and export take them. A PostgreSQL log is read a page at a time
+ * over the network (store/pg/audit.ts) and held in memory for the synchronous verifier.
+ */
+async function collect(rows: Iterable<AuditRow> | AsyncIterable<AuditRow>): Promise<Iterable<AuditRow>> {
+  if (Symbol.iterator in rows) return rows;
+  const out: AuditRow[] = [];
+  for await (const r of rows) out.push(r);
+  return out;
 }
 
 /** One entry as exported: fields parsed back into an object, hashes in hex. */
@@ -81,12 +110,12 @@ export function register(service: Command): void {
           expectHead = String(opts.head).trim().toLowerCase();
           if (!/^[0-9a-f]{64}$/.test(expectHead)) throw new EnrollError('ERR_USAGE', '--head must be 64 hex characters (a SHA-256 hash)');
         }
-        const store = openAudit(home);
+        const store = await openAudit(home, opts);
         let report;
         try {
-          report = verifyChain(store.rows(), expectHead !== undefined ? { expectHead } : {});
+          report = verifyChain(await collect(store.rows()), expectHead !== undefined ? { expectHead } : {});
         } finally {
-          store.close();
+          await store.close();
         }
         if (report.problems.length > 0) {
           // Every problem on stderr (even with --quiet: they are the finding), then the error.
@@ -121,9 +150,9 @@ export function register(service: Command): void {
           if (!/^\d{1,15}$/.test(String(opts.since))) throw new EnrollError('ERR_USAGE', '--since must be a whole number (a seq)');
           since = Number(opts.since);
         }
-        const store = openAudit(home);
+        const store = await openAudit(home, opts);
         try {
-          const entries = [...store.rows({ sinceSeq: since })].map(exported);
+          const entries = [...(await collect(store.rows({ sinceSeq: since })))].map(exported);
           const last = entries[entries.length - 1];
           out.result(
             { format: 'ockam-enroll-audit/1', entries, head: last ? { seq: last.seq, hash: last.hash } : null },
@@ -133,7 +162,7 @@ export function register(service: Command): void {
                 : entries.map((e) => `${e.seq} ${e.time} ${e.event} ${humanFields(e.fields)} hash=${e.hash ?? '-'}`).join('\n'),
           );
         } finally {
-          store.close();
+          await store.close();
         }
       }),
     );

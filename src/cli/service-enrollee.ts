@@ -105,7 +105,7 @@ export function register(service: Command): void {
           }
           // A token identity's certificates are revoked with it: they go on the CRL (GET /crl) and /whoami refuses them.
           const certs = rec.method === 'token' ? await svc.tokens.revokeCertificates(rec.id, now) : 0;
-          audit(svc, 'enrollee-revoked', { enrollee: toHex(rec.id), name: rec.petName, method: rec.method, ...(rec.method === 'token' ? { certificates_revoked: certs } : {}) });
+          await audit(svc, 'enrollee-revoked', { enrollee: toHex(rec.id), name: rec.petName, method: rec.method, ...(rec.method === 'token' ? { certificates_revoked: certs } : {}) });
           out.result(
             { id: toHex(rec.id), state: 'revoked', ...(rec.method === 'token' ? { certificates_revoked: certs } : {}) },
             `revoked ${toHex(rec.id)}${rec.method === 'token' ? ` and ${certs} certificate${certs === 1 ? '' : 's'}` : ''}`,

@@ -22,7 +22,7 @@ export function register(service: Command): void {
         const name = parsePetName(opts.name as string | undefined) ?? null;
         await withService({ home, opts }, async (svc) => {
           const rec = await svc.store.allowEnroller(key, name, nowSeconds());
-          audit(svc, 'enroller-allowed', { enroller: toHex(rec.publicKey), enroller_name: rec.name });
+          await audit(svc, 'enroller-allowed', { enroller: toHex(rec.publicKey), enroller_name: rec.name });
           out.result({ enroller: toHex(rec.publicKey), name: rec.name, allowed_at: isoTime(rec.addedAt) }, `allowed ${toHex(rec.publicKey)}${rec.name ? ` (${rec.name})` : ''}`);
         });
       }),
@@ -54,7 +54,7 @@ export function register(service: Command): void {
           if (!(await svc.store.revokeEnroller(key, nowSeconds()))) {
             throw new EnrollError('ERR_USAGE', `no allowed enroller has key ${toHex(key)}`, { hint: 'see `ockam-enroll service enroller list`' });
           }
-          audit(svc, 'enroller-revoked', { enroller: toHex(key) });
+          await audit(svc, 'enroller-revoked', { enroller: toHex(key) });
           out.result({ enroller: toHex(key), state: 'revoked' }, `revoked ${toHex(key)}`);
         });
       }),

@@ -4,10 +4,10 @@
  */
 import { ServiceHome } from '../roles/service/home.js';
 import type { Ctx } from './command.js';
-import { passphraseSource } from './options.js';
+import { passphraseSource, storeOption } from './options.js';
 
 export async function withService<T>({ home, opts }: Pick<Ctx, 'home' | 'opts'>, fn: (svc: ServiceHome) => Promise<T>): Promise<T> {
-  const svc = await ServiceHome.open(home, { passphrase: passphraseSource(opts) });
+  const svc = await ServiceHome.open(home, { passphrase: passphraseSource(opts), ...storeOption(opts) });
   try {
     return await fn(svc);
   } finally {

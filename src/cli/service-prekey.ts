@@ -1,12 +1,10 @@
 import type { Command } from 'commander';
-import { join } from 'node:path';
 import { toHex } from '../crypto/bytes.js';
-import { ServiceHome, STORE_FILE } from '../roles/service/home.js';
+import { ServiceHome } from '../roles/service/home.js';
 import { rotatePrekey } from '../roles/service/rotation.js';
-import { SqliteLifecycleStore } from '../store/lifecycle.js';
 import { withService } from './service-home.js';
 import { action, groupExamples, isoTime, leaf } from './command.js';
-import { nowSeconds, passphraseSource } from './options.js';
+import { nowSeconds, passphraseSource, storeOption } from './options.js';
 
 export function register(service: Command): void {
   const prekey = service.command('prekey').description('the signed prekey (SPK_A, with its ML-KEM-768 prekey for EKA v2) put in new bundles')
@@ -32,10 +30,10 @@ export function register(service: Command): void {
   leaf(prekey, 'list', 'list the signed prekeys: the current one, and retired ones that unused bundles still name', 'ockam-enroll service prekey list --json')
     .action(
       action(async ({ out, home, opts }) => {
-        const svc = await ServiceHome.open(home, { passphrase: passphraseSource(opts) });
-        const store = SqliteLifecycleStore.open(join(svc.keystore.dir, STORE_FILE));
+        const svc = await ServiceHome.open(home, { passphrase: passphraseSource(opts), ...storeOption(opts) });
+        const store = await svc.lifecycleStore();
         try {
-          const rows = store.listSignedPrekeys(nowSeconds()).map((s) => ({
+          const rows = (await store.listSignedPrekeys(nowSeconds())).map((s) => ({
             spk_id: s.id,
             spk_public: toHex(s.publicKey),
             state: s.retiredAt === null ? 'current' : 'retired',
@@ -47,7 +45,7 @@ export function register(service: Command): void {
             rows.map((r) => `${String(r.spk_id).padStart(4)}  ${r.spk_public}  ${r.state.padEnd(7)}  ${r.live_bundles} unused bundle${r.live_bundles === 1 ? '' : 's'}`).join('\n'),
           );
         } finally {
-          store.close();
+          await store.close();
           await svc.close();
         }
       }),

@@ -3,11 +3,12 @@ import { EnrollError } from '../errors.js';
 import { ServiceHome } from '../roles/service/home.js';
 import { DEFAULT_FAIL_RATE_PER_IP, DEFAULT_MAX_FRAME_LEN, DEFAULT_RATE_PER_ENROLLER, DEFAULT_RATE_PER_IP, MIN_MAX_FRAME_LEN, parseRate } from '../roles/service/limits.js';
 import type { RunningHttpsServer } from '../roles/service/https.js';
-import { makeDecisionLog } from '../roles/service/log.js';
+import { makeDecisionLog, type DecisionLog } from '../roles/service/log.js';
+import type { PgDatabase } from '../store/pg/database.js';
 import { DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT_MS, startServiceServer } from '../roles/service/server.js';
 import { parseListenAddress } from '../transport/address.js';
 import { action, leaf } from './command.js';
-import { parseCount, parseDuration, passphraseSource } from './options.js';
+import { parseCount, parseDuration, passphraseSource, storeOption } from './options.js';
 import { auditedLog, auditStorePath, registerAuditSink, AuditSink } from '../audit/index.js';
 import { CREDENTIAL_MAX_TTL } from '../protocol/credential.js';
 import { CredentialSigner, credentialTtl } from '../roles/service/credentials.js';
@@ -23,6 +24,22 @@ function lifecycleOptions(opts: Record<string, unknown>): EnrollLifecycle {
   return {
     ...(command !== undefined ? { onEnroll: commandHook(command, { timeoutMs, env: hookEnvironment(process.env, opts.passphraseEnv as string | undefined) }) } : {}),
     ...(opts.credentialTtl !== undefined ? { credentialTtl: parseDuration(opts.credentialTtl as string, '--credential-ttl', 1, CREDENTIAL_MAX_TTL) } : {}),
+  };
+}
+
+/**
+ * A PostgreSQL store that becomes unreachable is logged once (`store-unreachable`), and once
+ * when it is back (`store-reachable`); meanwhile every request is answered UNAVAILABLE (503
+ * over HTTPS), and the per-request `error` lines of that same cause are left out.
+ */
+function storeHealthLog(inner: DecisionLog, db: PgDatabase): DecisionLog {
+  db.onHealth((e) => {
+    if (e.state === 'down') inner('store-unreachable', { store: db.location.masked, reason: `ERR_STORE: ${e.reason}; answering UNAVAILABLE until it is back` });
+    else inner('store-reachable', { store: db.location.masked });
+  });
+  return (decision, fields) => {
+    if (decision === 'error' && db.down && typeof fields.reason === 'string' && fields.reason.includes('ERR_STORE')) return;
+    inner(decision, fields);
   };
 }
 
@@ -68,7 +85,7 @@ export function register(service: Command): void {
         process.on('SIGINT', onInt);
         process.on('SIGTERM', onTerm);
         try {
-          const svc = await ServiceHome.open(home, { passphrase: passphraseSource(opts) });
+          const svc = await ServiceHome.open(home, { passphrase: passphraseSource(opts), ...storeOption(opts) });
           const listen = parseListenAddress((opts.listen as string | undefined) ?? svc.settings.listen);
           setEnrollLifecycle(svc, lifecycle);
           try {
@@ -78,8 +95,12 @@ export function register(service: Command): void {
             throw err;
           }
           // Every decision is also appended to the audit log, by a thread of its own (src/audit).
-          const plainLog = makeDecisionLog({ json: out.json });
-          const sink = AuditSink.start(auditStorePath(svc), (reason) => plainLog('error', { reason: `audit: ${reason}` }));
+          const plainLog = svc.pg ? storeHealthLog(makeDecisionLog({ json: out.json }), svc.pg) : makeDecisionLog({ json: out.json });
+          const onAuditError = (reason: string) => plainLog('error', { reason: `audit: ${reason}` });
+          // PostgreSQL: appends are network round trips, batched on this thread (audit/pg-sink.ts).
+          const sink = svc.pg
+            ? (await import('../audit/pg-sink.js')).PgAuditSink.start(svc.pg, onAuditError)
+            : AuditSink.start(auditStorePath(svc), onAuditError);
           const log = auditedLog(plainLog, sink);
           registerAuditSink(svc, sink);
           // Credentials are signed on a thread of their own, off the one that runs accept().

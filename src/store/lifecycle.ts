@@ -74,7 +74,25 @@ export interface StoredAnnouncement extends AddressAnnouncement {
   createdAt: number;
 }
 
-export class SqliteLifecycleStore {
+/**
+ * The lifecycle tables, as an interface: SqliteLifecycleStore (below) and PgLifecycleStore
+ * (pg/lifecycle.ts) keep the same guarantees (file comment).
+ */
+export interface LifecycleStore {
+  revokedEnrollersSince(since: number): Promise<RevokedEnroller[]>;
+  revokedEnrolleesSince(since: number): Promise<RevokedEnrollee[]>;
+  rotatedTo(ikB: Uint8Array): Promise<Uint8Array | undefined>;
+  rotateIdentity(input: { oldIkB: Uint8Array; newIkB: Uint8Array; now: number }): Promise<RotationResult>;
+  retireOtherPrekeys(currentId: number, now: number): Promise<number>;
+  listSignedPrekeys(now: number): Promise<ListedPrekey[]>;
+  latestAnnouncement(): Promise<StoredAnnouncement | undefined>;
+  addAnnouncement(address: string, now: number, sign: (seq: number) => AddressAnnouncement): Promise<StoredAnnouncement>;
+  close(): Promise<void>;
+}
+
+export type ListedPrekey = Omit<SignedPrekeyRecord, 'privateSealed'> & { liveBundles: number };
+
+export class SqliteLifecycleStore implements LifecycleStore {
   readonly #db: Database.Database;
   readonly #stmt: ReturnType<SqliteLifecycleStore['prepare']>;
 
@@ -132,12 +150,12 @@ export class SqliteLifecycleStore {
   }
 
   /** Enrollers whose revoked_at is at or after `since` (unix seconds). */
-  revokedEnrollersSince(since: number): RevokedEnroller[] {
+  async revokedEnrollersSince(since: number): Promise<RevokedEnroller[]> {
     return (this.#stmt.revokedEnrollers.all(since) as Row[]).map((r) => ({ publicKey: bytes(r.public_key), revokedAt: Number(r.revoked_at) }));
   }
 
   /** Revoked enrollees whose revoked_at is at or after `since`. */
-  revokedEnrolleesSince(since: number): RevokedEnrollee[] {
+  async revokedEnrolleesSince(since: number): Promise<RevokedEnrollee[]> {
     return (this.#stmt.revokedEnrollees.all(since) as Row[]).map((r) => ({
       id: bytes(r.id),
       ikB: r.ik_b == null ? null : bytes(r.ik_b),
@@ -146,7 +164,7 @@ export class SqliteLifecycleStore {
   }
 
   /** The key IK_B was rotated to, if it was rotated away from. */
-  rotatedTo(ikB: Uint8Array): Uint8Array | undefined {
+  async rotatedTo(ikB: Uint8Array): Promise<Uint8Array | undefined> {
     const v = this.#stmt.rotatedTo.get(buf(ikB));
     return v == null ? undefined : bytes(v);
   }
@@ -157,7 +175,7 @@ export class SqliteLifecycleStore {
    * any entry, or was rotated away from before, or when the old key is no longer the key of
    * an enrolled entry (revoked, or rotated by a racing request).
    */
-  rotateIdentity(input: { oldIkB: Uint8Array; newIkB: Uint8Array; now: number }): RotationResult {
+  async rotateIdentity(input: { oldIkB: Uint8Array; newIkB: Uint8Array; now: number }): Promise<RotationResult> {
     const s = this.#stmt;
     const oldK = buf(input.oldIkB);
     const newK = buf(input.newIkB);
@@ -192,12 +210,12 @@ export class SqliteLifecycleStore {
    * handed out keep working, because each bundle row names its own spk_id and the
    * enrollment lookup follows that id whether or not the SPK is retired. Returns how many it retired.
    */
-  retireOtherPrekeys(currentId: number, now: number): number {
+  async retireOtherPrekeys(currentId: number, now: number): Promise<number> {
     return this.#stmt.retireOthers.run(now, currentId).changes;
   }
 
   /** Every signed prekey, oldest first, with how many unexpired, unused bundles still name it. */
-  listSignedPrekeys(now: number): (Omit<SignedPrekeyRecord, 'privateSealed'> & { liveBundles: number })[] {
+  async listSignedPrekeys(now: number): Promise<ListedPrekey[]> {
     const live = new Map<number, number>();
     for (const r of this.#stmt.bundlesBySpk.all(now) as Row[]) live.set(Number(r.spk_id), Number(r.n));
     return (this.#stmt.listSpks.all() as Row[]).map((r) => ({
@@ -210,7 +228,7 @@ export class SqliteLifecycleStore {
     }));
   }
 
-  latestAnnouncement(): StoredAnnouncement | undefined {
+  async latestAnnouncement(): Promise<StoredAnnouncement | undefined> {
     const r = this.#stmt.latestAnnouncement.get() as Row | undefined;
     return r && { seq: Number(r.seq), address: String(r.address), signature: bytes(r.signature), createdAt: Number(r.created_at) };
   }
@@ -219,7 +237,7 @@ export class SqliteLifecycleStore {
    * Records the next announcement: `sign(seq)` is called inside the transaction with the
    * seq it gets, and must return the announcement for that seq.
    */
-  addAnnouncement(address: string, now: number, sign: (seq: number) => AddressAnnouncement): StoredAnnouncement {
+  async addAnnouncement(address: string, now: number, sign: (seq: number) => AddressAnnouncement): Promise<StoredAnnouncement> {
     const s = this.#stmt;
     return this.#db.transaction((): StoredAnnouncement => {
       const seq = Number(s.nextSeq.get());
@@ -230,7 +248,7 @@ export class SqliteLifecycleStore {
     }).immediate();
   }
 
-  close(): void {
+  async close(): Promise<void> {
     if (this.#db.open) this.#db.close();
   }
 }

@@ -114,7 +114,7 @@ function buf(b: Uint8Array): Buffer {
   return Buffer.from(b.buffer, b.byteOffset, b.length);
 }
 
-function toEnroller(r: Row): EnrollerRecord {
+export function toEnroller(r: Row): EnrollerRecord {
   return {
     publicKey: bytes(r.public_key),
     name: (r.name as string | null) ?? null,
@@ -123,7 +123,7 @@ function toEnroller(r: Row): EnrollerRecord {
   };
 }
 
-function toKem(r: Row, prefix = 'k_'): KemPrekeyRecord | null {
+export function toKem(r: Row, prefix = 'k_'): KemPrekeyRecord | null {
   if (r[`${prefix}public_key`] == null) return null;
   return {
     publicKey: bytes(r[`${prefix}public_key`]),
@@ -132,7 +132,7 @@ function toKem(r: Row, prefix = 'k_'): KemPrekeyRecord | null {
   };
 }
 
-function toSpk(r: Row): SignedPrekeyRecord {
+export function toSpk(r: Row): SignedPrekeyRecord {
   return {
     id: Number(r.id),
     publicKey: bytes(r.public_key),
@@ -144,7 +144,7 @@ function toSpk(r: Row): SignedPrekeyRecord {
   };
 }
 
-function toBundle(r: Row, prefix = ''): BundleRecord {
+export function toBundle(r: Row, prefix = ''): BundleRecord {
   return {
     id: bytes(r[`${prefix}id`]),
     spkId: Number(r[`${prefix}spk_id`]),
@@ -159,7 +159,7 @@ function toBundle(r: Row, prefix = ''): BundleRecord {
   };
 }
 
-function toEnrollee(r: Row): EnrolleeRecord {
+export function toEnrollee(r: Row): EnrolleeRecord {
   const n = (v: unknown) => (v == null ? null : Number(v));
   return {
     id: bytes(r.id),
@@ -179,20 +179,20 @@ function toEnrollee(r: Row): EnrolleeRecord {
 }
 
 /** An enrollee (e), its bundle (b_…) and that bundle's SPK (s_…): the row check 3 reads. */
-const PENDING_COLUMNS = `e.*, b.id AS b_id, b.spk_id AS b_spk_id, b.opk_public AS b_opk_public,
+export const PENDING_COLUMNS = `e.*, b.id AS b_id, b.spk_id AS b_spk_id, b.opk_public AS b_opk_public,
   b.opk_private_sealed AS b_opk_private_sealed, b.addr AS b_addr, b.enroller AS b_enroller,
   b.created_at AS b_created_at, b.expires_at AS b_expires_at, b.state AS b_state, b.eka AS b_eka,
   s.id AS s_id, s.public_key AS s_public_key, s.private_sealed AS s_private_sealed,
   s.signature AS s_signature, s.created_at AS s_created_at, s.retired_at AS s_retired_at,
   k.public_key AS k_public_key, k.hash AS k_hash, k.seed_sealed AS k_seed_sealed`;
-const PENDING_JOINS = `LEFT JOIN bundles b ON b.id = e.bundle_id LEFT JOIN signed_prekeys s ON s.id = b.spk_id
+export const PENDING_JOINS = `LEFT JOIN bundles b ON b.id = e.bundle_id LEFT JOIN signed_prekeys s ON s.id = b.spk_id
   LEFT JOIN kem_prekeys k ON k.spk_id = s.id`;
 /** An SPK row with its KEM prekey's columns (k_…). */
-const SPK_SELECT = `SELECT s.*, k.public_key AS k_public_key, k.hash AS k_hash, k.seed_sealed AS k_seed_sealed
+export const SPK_SELECT = `SELECT s.*, k.public_key AS k_public_key, k.hash AS k_hash, k.seed_sealed AS k_seed_sealed
   FROM signed_prekeys s LEFT JOIN kem_prekeys k ON k.spk_id = s.id`;
 
 /** Check 3 of docs/protocol.md §5.4 from the row of the lookup join (undefined: no such enrollee). */
-function pendingFromRow(r: Row | undefined, now: number): PendingResult {
+export function pendingFromRow(r: Row | undefined, now: number): PendingResult {
   if (!r) return { status: 'unknown' };
   const enrollee = toEnrollee(r);
   if (enrollee.state === 'revoked') return { status: 'revoked' };

@@ -125,7 +125,7 @@ function num(v: unknown): number | null {
   return v == null ? null : Number(v);
 }
 
-function toToken(r: Row): TokenRecord {
+export function toToken(r: Row): TokenRecord {
   return {
     jti: String(r.jti),
     enrolleeId: bytes(r.enrollee_id),
@@ -136,7 +136,7 @@ function toToken(r: Row): TokenRecord {
   };
 }
 
-function toCert(r: Row): CertificateRecord {
+export function toCert(r: Row): CertificateRecord {
   return {
     serial: String(r.serial),
     enrolleeId: bytes(r.enrollee_id),
@@ -148,7 +148,7 @@ function toCert(r: Row): CertificateRecord {
   };
 }
 
-function toIdentity(r: Row): TokenIdentity {
+export function toIdentity(r: Row): TokenIdentity {
   return {
     id: bytes(r.e_id),
     name: String(r.e_pet_name ?? ''),
@@ -158,7 +158,7 @@ function toIdentity(r: Row): TokenIdentity {
   };
 }
 
-const SERIAL_RE = /^[0-9a-f]{32}$/;
+export const SERIAL_RE = /^[0-9a-f]{32}$/;
 
 export class SqliteTokenStore implements TokenStore {
   readonly #db: Database.Database;
@@ -304,7 +304,7 @@ export class SqliteTokenStore implements TokenStore {
   }
 }
 
-function checkCert(c: NewCertificate): void {
+export function checkCert(c: NewCertificate): void {
   if (!SERIAL_RE.test(c.serial)) throw new EnrollError('ERR_INVALID_ARG', '"serial" must be 32 lowercase hex characters');
   if (!(c.der instanceof Uint8Array) || c.der.length === 0) throw new EnrollError('ERR_INVALID_ARG', '"der" must be the certificate');
   if (!Number.isInteger(c.notAfter)) throw new EnrollError('ERR_INVALID_ARG', '"notAfter" must be unix seconds');

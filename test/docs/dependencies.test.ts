@@ -10,15 +10,6 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { REPO_ROOT } from '../helpers/paths.js';
 
-/**
- * Runtime dependencies added ahead of the code that uses them (pg: the PostgreSQL store;
- * @noble/post-quantum: ML-KEM-768), which is being written on other branches. Each entry
- * must be a runtime dependency that nothing under src/ imports yet: the test fails once one
- * is imported, so the list cannot outlive its reason. Whoever merges that code removes the
- * entry.
- */
-const PENDING = ['pg'];
-
 interface Pkg {
   dependencies: Record<string, string>;
   devDependencies: Record<string, string>;
@@ -67,12 +58,8 @@ function importsUnder(paths: string[]): Map<string, string[]> {
 
 test('every runtime dependency is imported by src/ (but for the named pending ones)', () => {
   const used = importsUnder(files(join(REPO_ROOT, 'src'), /\.ts$/));
-  const unused = Object.keys(pkg.dependencies).filter((d) => !used.has(d) && !PENDING.includes(d));
+  const unused = Object.keys(pkg.dependencies).filter((d) => !used.has(d));
   assert.deepEqual(unused, [], `runtime dependencies nothing under src/ imports: ${unused.join(', ')}; move them to devDependencies (or drop them)`);
-  for (const p of PENDING) {
-    assert.ok(p in pkg.dependencies, `PENDING names ${p}, which is not a runtime dependency: remove it from PENDING`);
-    assert.ok(!used.has(p), `${p} is imported now (${used.get(p)?.join(', ')}): remove it from PENDING in test/docs/dependencies.test.ts`);
-  }
 });
 
 test('every package the shipped code imports is a runtime dependency', () => {

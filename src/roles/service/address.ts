@@ -8,14 +8,13 @@
  * too so that a service started later begins with it. The listen address is another thing
  * (`service start --listen`): the operator moves the listener, this moves what is announced.
  */
-import { join } from 'node:path';
 import { audit } from '../../audit/index.js';
 import { signAnnouncement } from '../../protocol/announce.js';
 import { decodeAddressRequest, encodeAddress } from '../../protocol/messages/session.js';
-import { SqliteLifecycleStore, type StoredAnnouncement } from '../../store/lifecycle.js';
+import type { LifecycleStore, StoredAnnouncement } from '../../store/lifecycle.js';
 import type { SecureChannel } from '../../transport/channel.js';
 import { formatAddress, parseAddress } from '../../transport/address.js';
-import { DEFAULT_SERVICE_SETTINGS, STORE_FILE, type ServiceHome } from './home.js';
+import { DEFAULT_SERVICE_SETTINGS, type ServiceHome } from './home.js';
 
 export interface AddressChange {
   /** The announcement now in force. */
@@ -30,37 +29,37 @@ export interface AddressChange {
 export async function announceAddress(svc: ServiceHome, address: string, now: number): Promise<AddressChange> {
   const addr = formatAddress(parseAddress(address));
   const previous = svc.settings.address;
-  const store = SqliteLifecycleStore.open(join(svc.keystore.dir, STORE_FILE));
+  const store = await svc.lifecycleStore();
   try {
-    const latest = store.latestAnnouncement();
+    const latest = await store.latestAnnouncement();
     if (latest && latest.address === addr && previous === addr) return { announcement: latest, previous, changed: false };
-    const announcement = store.addAnnouncement(addr, now, (seq) => signAnnouncement(svc.ikA.privateKey, seq, addr));
+    const announcement = await store.addAnnouncement(addr, now, (seq) => signAnnouncement(svc.ikA.privateKey, seq, addr));
     // After the store: settings.json only tells a service started later where to begin; a
     // crash in between leaves the store's announcement, which the watcher applies anyway.
     const { roleSettings } = await import('../../cli/settings.js');
     roleSettings(svc.keystore.dir, { ...DEFAULT_SERVICE_SETTINGS }).set('address', addr);
     svc.settings.address = addr;
     // After the commit, as src/audit asks of decisions made outside `service start`.
-    audit(svc, 'address-set', { address: addr, previous, seq: announcement.seq });
+    await audit(svc, 'address-set', { address: addr, previous, seq: announcement.seq });
     return { announcement, previous, changed: true };
   } finally {
-    store.close();
+    await store.close();
   }
 }
 
 /** The latest announcement, if the service ever moved. */
-export function currentAnnouncement(svc: ServiceHome): StoredAnnouncement | undefined {
-  const store = SqliteLifecycleStore.open(join(svc.keystore.dir, STORE_FILE));
+export async function currentAnnouncement(svc: ServiceHome): Promise<StoredAnnouncement | undefined> {
+  const store = await svc.lifecycleStore();
   try {
-    return store.latestAnnouncement();
+    return await store.latestAnnouncement();
   } finally {
-    store.close();
+    await store.close();
   }
 }
 
 /** ADDRESS_REQUEST → ADDRESS with the latest announcement (present = 0 if the service never moved). */
-export async function serveAddressRequest(store: SqliteLifecycleStore, channel: SecureChannel, msg: Uint8Array): Promise<void> {
+export async function serveAddressRequest(store: LifecycleStore, channel: SecureChannel, msg: Uint8Array): Promise<void> {
   decodeAddressRequest(msg);
-  const a = store.latestAnnouncement();
+  const a = await store.latestAnnouncement();
   await channel.send(encodeAddress(a && { seq: a.seq, address: a.address, signature: a.signature }));
 }

@@ -294,7 +294,18 @@ export async function startHttpsServer(svc: ServiceHome, pki: ServicePki, opts: 
           log('error', { peer: peerOf(req), reason: e, path: (req.url ?? '').slice(0, 64) });
           if (!res.headersSent) {
             const known = err instanceof EnrollError && isErrorCode(err.code) && STATUS[err.code] !== undefined;
-            send(req, res, known ? errorReply(err as EnrollError) : jsonReply(500, { error: 'ERR_INTERNAL', message: 'the service failed to answer this request' }));
+            // The store failed (unreachable, restarting): nothing was redeemed or issued, and
+            // the client may retry; the store's own message (its host) stays in the log.
+            const unavailable = err instanceof EnrollError && err.code === 'ERR_STORE';
+            send(
+              req,
+              res,
+              unavailable
+                ? jsonReply(503, { error: 'ERR_STORE', message: 'the service cannot reach its store; nothing was recorded, retry later' }, { 'Retry-After': '1' })
+                : known
+                  ? errorReply(err as EnrollError)
+                  : jsonReply(500, { error: 'ERR_INTERNAL', message: 'the service failed to answer this request' }),
+            );
           } else res.destroy();
         });
     },

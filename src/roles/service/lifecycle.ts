@@ -20,23 +20,25 @@
  * `rotate-refused`, `address-changed`), which `service start` also records in the audit log
  * (src/audit: auditedLog); nothing here calls audit() itself, which would record it twice.
  *
- * Polling, not a notification: SQLite has no cross-process notifications, and one indexed
- * range query (`revoked_at >= ?`, a partial index of revoked rows only) every 250 ms costs
- * microseconds. Revocation times are in seconds, so the query is inclusive and closing is
- * idempotent: a row seen twice finds no channel the second time.
+ * Polling: SQLite has no cross-process notifications, and one indexed range query
+ * (`revoked_at >= ?`, a partial index of revoked rows only) every 250 ms costs microseconds.
+ * Revocation times are in seconds, so the query is inclusive and closing is idempotent: a
+ * row seen twice finds no channel the second time. With a PostgreSQL store shared by
+ * replicas, a revocation made through any of them (or by `service enrollee revoke`) also
+ * sends NOTIFY in its transaction, and every replica LISTENs: its watcher runs a pass at
+ * once, and the poll stays behind it for a lost LISTEN connection.
  */
-import { join } from 'node:path';
 import { toHex } from '../../crypto/bytes.js';
 import { EnrollError } from '../../errors.js';
 import { encodeError } from '../../protocol/messages/common.js';
 import { decodeCredentialRequest, encodeCredentialMsg, MSG_ADDRESS_REQUEST, MSG_CREDENTIAL_REQUEST, MSG_ROTATE } from '../../protocol/messages/session.js';
-import { SqliteLifecycleStore } from '../../store/lifecycle.js';
+import type { LifecycleStore } from '../../store/lifecycle.js';
 import type { EnrolleeRecord } from '../../store/types.js';
 import type { SecureChannel } from '../../transport/channel.js';
 import { serveAddressRequest } from './address.js';
 import { issueCredential } from './credentials.js';
 import { parseRate, TokenBuckets } from './limits.js';
-import { STORE_FILE, type ServiceHome } from './home.js';
+import type { ServiceHome } from './home.js';
 import type { DecisionLog } from './log.js';
 import { serveRotate } from './rotation.js';
 
@@ -58,7 +60,7 @@ interface Tracked {
 }
 
 export class ServiceLifecycle {
-  readonly store: SqliteLifecycleStore;
+  readonly store: LifecycleStore;
   readonly #svc: ServiceHome;
   readonly #log: DecisionLog;
   readonly #channels = new Map<string, Set<Tracked>>();
@@ -66,20 +68,30 @@ export class ServiceLifecycle {
   #since: number;
   #seq = 0;
   #stopped = false;
+  /** A pass in flight, and whether another was asked for meanwhile. */
+  #ticking: Promise<void> | undefined;
+  #again = false;
+  #listen: { stop(): void } | undefined;
   /** When the watcher last logged a failure: at most one line per ERROR_LOG_INTERVAL_MS. */
   #errorLoggedAt = 0;
 
-  constructor(svc: ServiceHome, log: DecisionLog, opts: { intervalMs?: number } = {}) {
+  constructor(svc: ServiceHome, log: DecisionLog, store: LifecycleStore, opts: { intervalMs?: number } = {}) {
     this.#svc = svc;
     this.#log = log;
-    this.store = SqliteLifecycleStore.open(join(svc.keystore.dir, STORE_FILE));
+    this.store = store;
     // Revocations are stamped by other processes with the wall clock, so this one is too
     // (not the server's injectable `now`, which tests move about).
     this.#since = Math.floor(Date.now() / 1000) - START_SLACK_S;
-    // At once: the address bundles carry must be the announced one from the first request.
-    this.tick();
-    this.#timer = setInterval(() => this.tick(), opts.intervalMs ?? WATCH_INTERVAL_MS);
+    this.#timer = setInterval(() => void this.tick(), opts.intervalMs ?? WATCH_INTERVAL_MS);
     this.#timer.unref();
+  }
+
+  /** Starts LISTENing for other replicas' revocations (PostgreSQL stores). */
+  async listen(): Promise<void> {
+    if (this.#svc.pg === undefined || this.#stopped) return;
+    const { listenLifecycle } = await import('../../store/pg/lifecycle.js');
+    if (this.#stopped) return;
+    this.#listen = listenLifecycle(this.#svc.pg, () => void this.tick());
   }
 
   /** Open channels of `kind` from `key` (for tests and the log). */
@@ -131,24 +143,43 @@ export class ServiceLifecycle {
     return n;
   }
 
-  /** One watcher pass: revocations since the last pass, then the latest announcement. */
-  tick(): void {
-    if (this.#stopped) return;
+  /**
+   * One watcher pass: revocations since the last pass, then the latest announcement. One
+   * pass at a time; a pass asked for while one runs runs right after it (a NOTIFY that
+   * arrives mid-pass must not be lost to a query that started before its commit).
+   */
+  tick(): Promise<void> {
+    if (this.#stopped) return Promise.resolve();
+    if (this.#ticking !== undefined) {
+      this.#again = true;
+      return this.#ticking;
+    }
+    this.#ticking = this.#pass().finally(() => {
+      this.#ticking = undefined;
+      if (this.#again) {
+        this.#again = false;
+        void this.tick();
+      }
+    });
+    return this.#ticking;
+  }
+
+  async #pass(): Promise<void> {
     try {
       let seen = this.#since;
-      for (const e of this.store.revokedEnrollersSince(this.#since)) {
+      for (const e of await this.store.revokedEnrollersSince(this.#since)) {
         seen = Math.max(seen, e.revokedAt);
         const n = this.close('enroller', e.publicKey, new EnrollError('ERR_ENROLLER_NOT_ALLOWED', 'this enroller has been revoked'));
         if (n > 0) this.#closed('enroller', e.publicKey, 'ERR_ENROLLER_NOT_ALLOWED: revoked', n);
       }
-      for (const e of this.store.revokedEnrolleesSince(this.#since)) {
+      for (const e of await this.store.revokedEnrolleesSince(this.#since)) {
         seen = Math.max(seen, e.revokedAt);
         if (e.ikB === null) continue;
         const n = this.close('session', e.ikB, new EnrollError('ERR_ENROLLEE_REVOKED', 'this enrollee has been revoked'));
         if (n > 0) this.#closed('session', e.ikB, 'ERR_ENROLLEE_REVOKED: revoked', n, e.id);
       }
       this.#since = seen;
-      const a = this.store.latestAnnouncement();
+      const a = await this.store.latestAnnouncement();
       if (a && a.seq > this.#seq) {
         this.#seq = a.seq;
         if (this.#svc.settings.address !== a.address) {
@@ -176,7 +207,9 @@ export class ServiceLifecycle {
     if (this.#stopped) return;
     this.#stopped = true;
     clearInterval(this.#timer);
-    this.store.close();
+    this.#listen?.stop();
+    // After a pass in flight, which still uses the connection.
+    void Promise.resolve(this.#ticking).finally(() => this.store.close());
   }
 }
 
@@ -204,9 +237,12 @@ function credentialBuckets(svc: ServiceHome): TokenBuckets {
 }
 
 /** Starts the lifecycle of a running service (server.ts), registered so session handlers find it. */
-export function startLifecycle(svc: ServiceHome, log: DecisionLog, opts: { intervalMs?: number } = {}): ServiceLifecycle {
-  const lc = new ServiceLifecycle(svc, log, opts);
+export async function startLifecycle(svc: ServiceHome, log: DecisionLog, opts: { intervalMs?: number } = {}): Promise<ServiceLifecycle> {
+  const lc = new ServiceLifecycle(svc, log, await svc.lifecycleStore(), opts);
   running.set(svc, lc);
+  // At once: the address bundles carry must be the announced one from the first request.
+  await lc.tick();
+  await lc.listen();
   return lc;
 }
 
@@ -231,7 +267,7 @@ export async function serveLifecycleRequest(
 ): Promise<boolean> {
   const lc = running.get(svc);
   // Outside a running server (a library caller serving sessions itself), a connection for this request.
-  const store = lc?.store ?? SqliteLifecycleStore.open(join(svc.keystore.dir, STORE_FILE));
+  const store = lc?.store ?? (await svc.lifecycleStore());
   try {
     if (msg[0] === MSG_ADDRESS_REQUEST) {
       await serveAddressRequest(store, channel, msg);
@@ -264,6 +300,6 @@ export async function serveLifecycleRequest(
     await channel.send(encodeError(err));
     return err.code === 'ERR_FRAME_MALFORMED' || err.code === 'ERR_PROTOCOL';
   } finally {
-    if (!lc) store.close();
+    if (!lc) await store.close();
   }
 }

@@ -15,6 +15,10 @@
  * | failed decryptions   | 20/m    | `--fail-rate-per-ip`  | an enrollment message that would reach check 4:    |
  * | per IP               |         |                       | status RATE_LIMITED, then the connection ends      |
  *
+ * With a PostgreSQL store shared by replicas, the per-enroller buckets live in the database
+ * (store/pg/limits.ts), so an enroller's requests count once across every replica; the
+ * per-IP ones stay in each replica's memory.
+ *
  * The rate limits are token buckets: a bucket holds up to `burst` tokens, refills at
  * `perSecond` tokens a second. Per IP, each enrollment message takes one (a
  * KIND_ENROLL_STREAM connection carries several) and so does each Noise connection; per
@@ -264,7 +268,7 @@ export function rateLimitedError(what: string, spec: RateSpec, waitMs: number): 
  */
 export function limitEnrollerRequests(
   channel: SecureChannel,
-  buckets: TokenBuckets,
+  buckets: { readonly spec: RateSpec; take(key: string): number | Promise<number> },
   onLimited: (enrollerHex: string, waitMs: number) => void,
 ): SecureChannel {
   const key = toHex(channel.remoteStaticKey);
@@ -276,7 +280,8 @@ export function limitEnrollerRequests(
     close: () => channel.close(),
     async receive(timeoutMs?: number): Promise<Uint8Array> {
       const msg = await channel.receive(timeoutMs);
-      const wait = buckets.take(key);
+      // A store-backed bucket (replicas: store/pg/limits.ts) is async; its failure ends the channel.
+      const wait = await buckets.take(key);
       if (wait === 0) return msg;
       onLimited(key, wait);
       await channel.send(encodeError(rateLimitedError('this enroller', buckets.spec, wait))).catch(() => undefined);

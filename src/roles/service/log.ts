@@ -30,7 +30,10 @@ export type Decision =
   | 'rotated'
   | 'rotate-refused'
   | 'credential-issued'
-  | 'address-changed';
+  | 'address-changed'
+  // a PostgreSQL store became unreachable, or reachable again (store/pg/database.ts): one line each
+  | 'store-unreachable'
+  | 'store-reachable';
 
 export interface DecisionFields {
   enrollee?: string;

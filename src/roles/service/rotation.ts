@@ -3,16 +3,15 @@
  * channel, docs/protocol.md §7.9.2) and the service's signed prekey (`service prekey
  * rotate`, §3.1).
  */
-import { join } from 'node:path';
 import { audit } from '../../audit/index.js';
 import { equalBytes, toHex } from '../../crypto/bytes.js';
 import { xeddsaVerify } from '../../crypto/xeddsa.js';
 import { EnrollError } from '../../errors.js';
 import { decodeRotate, encodeRotated, rotateSignedBytes } from '../../protocol/messages/session.js';
-import { SqliteLifecycleStore, type RotationResult } from '../../store/lifecycle.js';
+import type { LifecycleStore, RotationResult } from '../../store/lifecycle.js';
 import type { EnrolleeRecord, SignedPrekeyRecord } from '../../store/types.js';
 import type { SecureChannel } from '../../transport/channel.js';
-import { STORE_FILE, type ServiceHome } from './home.js';
+import type { ServiceHome } from './home.js';
 import type { DecisionLog } from './log.js';
 
 /**
@@ -32,7 +31,7 @@ import type { DecisionLog } from './log.js';
  * `issue` signs the credential for IK_B' (credentials.ts), which ROTATED carries.
  */
 export async function serveRotate(
-  store: SqliteLifecycleStore,
+  store: LifecycleStore,
   channel: SecureChannel,
   rec: EnrolleeRecord,
   msg: Uint8Array,
@@ -54,7 +53,7 @@ export async function serveRotate(
   // holds the new key without one. Signed before the switch: once the switch is committed,
   // ROTATED can always be sent; a refused switch leaves the signature unused.
   const cred = await issue(req.newIkB);
-  const done = store.rotateIdentity({ oldIkB, newIkB: req.newIkB, now });
+  const done = await store.rotateIdentity({ oldIkB, newIkB: req.newIkB, now });
   if (!equalBytes(done.enrolleeId, rec.id)) {
     // The session loop looked the entry up by the same key a moment ago: only a store bug gets here.
     throw new EnrollError('ERR_INTERNAL', 'the rotated entry is not the session\'s enrollee');
@@ -85,14 +84,14 @@ export interface PrekeyRotation {
  */
 export async function rotatePrekey(svc: ServiceHome, now: number): Promise<PrekeyRotation> {
   const spk = await svc.rotateSignedPrekey(now);
-  const store = SqliteLifecycleStore.open(join(svc.keystore.dir, STORE_FILE));
+  const store = await svc.lifecycleStore();
   let retired: number;
   try {
-    retired = store.retireOtherPrekeys(spk.id, now);
+    retired = await store.retireOtherPrekeys(spk.id, now);
   } finally {
-    store.close();
+    await store.close();
   }
   // After the commit, as src/audit asks of decisions made outside `service start`.
-  audit(svc, 'prekey-rotated', { spk_id: spk.id, spk_public: toHex(spk.publicKey), retired });
+  await audit(svc, 'prekey-rotated', { spk_id: spk.id, spk_public: toHex(spk.publicKey), retired });
   return { spk, retired };
 }

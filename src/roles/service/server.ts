@@ -81,7 +81,12 @@ export async function startServiceServer(svc: ServiceHome, opts: ServiceServerOp
   const failRatePerIp = opts.failRatePerIp === undefined ? parseRate(DEFAULT_FAIL_RATE_PER_IP, 'failRatePerIp') : opts.failRatePerIp;
   const ipBuckets = ratePerIp ? new TokenBuckets(ratePerIp) : undefined;
   const failureBuckets = failRatePerIp ? new TokenBuckets(failRatePerIp) : null;
-  const enrollerBuckets = ratePerEnroller ? new TokenBuckets(ratePerEnroller) : undefined;
+  // Replicas on one PostgreSQL store share the per-enroller buckets (store/pg/limits.ts).
+  const enrollerBuckets = ratePerEnroller
+    ? svc.pg
+      ? new (await import('../../store/pg/limits.js')).PgTokenBuckets(svc.pg, 'enroller', ratePerEnroller)
+      : new TokenBuckets(ratePerEnroller)
+    : undefined;
   const limits = new LimitLog(log);
 
   /**
@@ -200,7 +205,7 @@ export async function startServiceServer(svc: ServiceHome, opts: ServiceServerOp
   }
 
   // Revocations, rotations and announcements made by other processes (docs/protocol.md §7.9).
-  const lifecycle = startLifecycle(svc, log);
+  const lifecycle = await startLifecycle(svc, log);
   // The commit thread opens its connection while the listener comes up (commits.ts).
   commitQueueFor(svc.store).start();
   const listening = listenTcp({
@@ -239,6 +244,7 @@ export async function startServiceServer(svc: ServiceHome, opts: ServiceServerOp
     rate_per_enroller: rateText(ratePerEnroller),
     fail_rate_per_ip: rateText(failRatePerIp),
     max_failed_attempts: svc.settings.maxFailedAttempts,
+    store: svc.location.masked,
   });
   return {
     address: () => server.address(),

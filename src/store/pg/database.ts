@@ -1,0 +1,247 @@
+/**
+ * The PostgreSQL store's connection pool, shared by its four parts (store.ts, tokens.ts,
+ * lifecycle.ts, audit.ts: the same tables, columns and guarantees as their SQLite
+ * counterparts in src/store/). Several `service start` replicas may share one database:
+ * every single-use guarantee is a conditional UPDATE, a unique constraint or a row lock
+ * inside one transaction, never a read in one process followed by a write.
+ *
+ * Durability: every session runs with synchronous_commit=on (set per connection, so a
+ * database default of off does not weaken it), so a COMMIT has returned only once its WAL
+ * is flushed on the primary; an acceptance is sent only after that.
+ *
+ * Faults: a connection error becomes ERR_STORE (the service answers UNAVAILABLE), and the
+ * first one is reported once through `onHealth` ("unreachable"), the recovery once
+ * ("reachable again"); the pool reconnects by itself on the next query.
+ */
+import pg from 'pg';
+import { EnrollError } from '../../errors.js';
+import { maskSecret, type StoreLocation } from '../location.js';
+import { COMMIT_FUNCTION, SCHEMA as STORE_SCHEMA } from './store.js';
+import { SCHEMA as TOKENS_SCHEMA } from './tokens.js';
+import { SCHEMA as LIFECYCLE_SCHEMA } from './lifecycle.js';
+import { SCHEMA as AUDIT_SCHEMA } from './audit.js';
+import { SCHEMA as LIMITS_SCHEMA } from './limits.js';
+
+/** The schema version this code writes (meta.schema_version), as sqlite.ts SCHEMA_VERSION. */
+export const PG_SCHEMA_VERSION = 1;
+/** pg_advisory_xact_lock key serialising migrations of replicas starting together ("ockamenr"). */
+const MIGRATE_LOCK = 0x6f636b616d656e72n;
+/** Connections per process: the commit path holds one, reads and the audit use the rest. */
+const DEFAULT_POOL_SIZE = 12;
+/** How long a query waits for a connection (or a connection attempt takes) before ERR_STORE. */
+const CONNECT_TIMEOUT_MS = 5_000;
+
+export type Queryable = pg.Pool | pg.PoolClient;
+export type Row = Record<string, unknown>;
+
+/** SQLSTATEs after which a transaction rolled back whole and may simply run again. */
+export function isRetryable(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === '40P01' || code === '40001';
+}
+
+export function isUniqueViolation(err: unknown): boolean {
+  return (err as { code?: unknown } | null)?.code === '23505';
+}
+
+/** A connection-level failure (refused, reset, timeout, server shutting down), as opposed to a SQL error. */
+export function isConnectionError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === 'string') {
+    if (/^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH)$/.test(code)) return true;
+    // 08: connection exception; 57P01..57P03: admin shutdown, crash shutdown, cannot connect now.
+    if (code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03') return true;
+  }
+  const msg = (err as Error | null)?.message ?? '';
+  return /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|not queryable/i.test(msg);
+}
+
+export type HealthEvent = { state: 'down'; reason: string } | { state: 'up' };
+
+export class PgDatabase {
+  readonly location: Extract<StoreLocation, { kind: 'postgres' }>;
+  readonly pool: pg.Pool;
+  #down = false;
+  /** When the store was last found unreachable (performance.now()). */
+  #downAt = 0;
+  #listeners = new Set<(e: HealthEvent) => void>();
+  #closed = false;
+
+  private constructor(location: Extract<StoreLocation, { kind: 'postgres' }>, pool: pg.Pool) {
+    this.location = location;
+    this.pool = pool;
+  }
+
+  /** Connects, checks the schema version and migrates (creating the tables on first use). */
+  static async open(location: Extract<StoreLocation, { kind: 'postgres' }>, opts: { poolSize?: number } = {}): Promise<PgDatabase> {
+    const pool = new pg.Pool({
+      connectionString: location.url,
+      max: opts.poolSize ?? DEFAULT_POOL_SIZE,
+      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+      idleTimeoutMillis: 30_000,
+      application_name: 'ockam-enroll',
+      // Per session, whatever the database's default: a COMMIT returns once its WAL is flushed.
+      options: '-c synchronous_commit=on',
+    });
+    const db = new PgDatabase(location, pool);
+    // An idle connection that the server drops (a restart) must not crash the process: the
+    // pool discards it and the next query reconnects.
+    pool.on('error', (err) => db.#failed(err));
+    try {
+      await db.#migrate();
+    } catch (err) {
+      await pool.end().catch(() => undefined);
+      throw db.wrap(err, 'cannot open the store');
+    }
+    return db;
+  }
+
+  async #migrate(): Promise<void> {
+    await this.tx(async (c) => {
+      await c.query('SELECT pg_advisory_xact_lock($1)', [MIGRATE_LOCK.toString()]);
+      const hasMeta = (await c.query(`SELECT to_regclass('meta') IS NOT NULL AS ok`)).rows[0]!.ok === true;
+      const v = hasMeta ? (await c.query(`SELECT value FROM meta WHERE key = 'schema_version'`)).rows[0] : undefined;
+      if (v !== undefined && Number(v.value) !== PG_SCHEMA_VERSION) {
+        throw new EnrollError('ERR_STORE', `the store ${this.location.masked} has schema version ${String(v.value)}, this ockam-enroll understands ${PG_SCHEMA_VERSION}`);
+      }
+      if (v === undefined) {
+        // Every table at once, in the same transaction: a replica that starts beside this one
+        // waits on the advisory lock and then finds the version row.
+        for (const ddl of [STORE_SCHEMA, COMMIT_FUNCTION, TOKENS_SCHEMA, LIFECYCLE_SCHEMA, AUDIT_SCHEMA, LIMITS_SCHEMA]) await c.query(ddl);
+        await c.query(`INSERT INTO meta (key, value) VALUES ('schema_version', $1)`, [String(PG_SCHEMA_VERSION)]);
+      }
+    }, 'cannot open the store');
+  }
+
+  /** Subscribes to reachability changes; returns the unsubscribe function. */
+  onHealth(fn: (e: HealthEvent) => void): () => void {
+    this.#listeners.add(fn);
+    return () => this.#listeners.delete(fn);
+  }
+
+  #failed(err: unknown): void {
+    if (this.#closed || this.#down) return;
+    this.#down = true;
+    this.#downAt = performance.now();
+    const reason = maskSecret((err as Error)?.message ?? String(err), this.location);
+    for (const fn of this.#listeners) fn({ state: 'down', reason });
+  }
+
+  /**
+   * A query that started at `startedAt` succeeded. Only one started after the failure counts
+   * as a recovery: one that was in flight before it may still complete on an old connection.
+   */
+  #succeeded(startedAt: number): void {
+    if (!this.#down || startedAt <= this.#downAt) return;
+    this.#down = false;
+    for (const fn of this.#listeners) fn({ state: 'up' });
+  }
+
+  /** Whether the last query failed for want of a connection. */
+  get down(): boolean {
+    return this.#down;
+  }
+
+  /** An error of this store as an EnrollError: ERR_STORE, the password scrubbed, the SQLSTATE kept in the message. */
+  wrap(err: unknown, what: string): EnrollError {
+    if (err instanceof EnrollError) return err;
+    const code = (err as { code?: unknown } | null)?.code;
+    const msg = maskSecret((err as Error)?.message ?? String(err), this.location);
+    const unreachable = isConnectionError(err);
+    const out = new EnrollError(
+      'ERR_STORE',
+      `${what}: ${unreachable ? `PostgreSQL at ${this.location.masked} is unreachable: ` : ''}${typeof code === 'string' && !unreachable ? `${code}: ` : ''}${msg}`,
+      unreachable ? { hint: 'check that PostgreSQL is running and reachable there (a running service retries by itself)' } : {},
+    );
+    // The SQLSTATE, for callers that retry (deadlock, serialization) or map (unique violation).
+    if (typeof code === 'string') (out as { pgCode?: string }).pgCode = code;
+    return out;
+  }
+
+  /**
+   * One statement on the pool. `name` makes it a prepared statement on each connection (the
+   * hot path's: parsed and planned once per connection, not per message).
+   */
+  async query(sql: string, params: unknown[] = [], what = 'store query failed', name?: string): Promise<pg.QueryResult<Row>> {
+    const startedAt = performance.now();
+    try {
+      const r = await this.pool.query<Row>(name === undefined ? { text: sql, values: params } : { name, text: sql, values: params });
+      this.#succeeded(startedAt);
+      return r;
+    } catch (err) {
+      if (isConnectionError(err)) this.#failed(err);
+      throw this.wrap(err, what);
+    }
+  }
+
+  /**
+   * Runs `fn` in one transaction (READ COMMITTED; the guarantees come from row locks and
+   * conditional updates). An EnrollError thrown by `fn` rolls back and propagates as is.
+   * Resolves after COMMIT has returned, so what it wrote is durable.
+   */
+  async tx<T>(fn: (c: pg.PoolClient) => Promise<T>, what = 'store transaction failed'): Promise<T> {
+    const startedAt = performance.now();
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (err) {
+      if (isConnectionError(err)) this.#failed(err);
+      throw this.wrap(err, what);
+    }
+    let broken = false;
+    // A connection lost between two statements of ours is reported as an 'error' event on the
+    // checked-out client, which must not be left unhandled (it would end the process); the
+    // next statement fails with it anyway.
+    const onError = (err: Error) => {
+      broken = true;
+      this.#failed(err);
+    };
+    client.on('error', onError);
+    try {
+      await client.query('BEGIN');
+      const out = await fn(client);
+      await client.query('COMMIT');
+      this.#succeeded(startedAt);
+      return out;
+    } catch (err) {
+      if (isConnectionError(err)) {
+        broken = true;
+        this.#failed(err);
+      } else {
+        await client.query('ROLLBACK').catch(() => {
+          broken = true;
+        });
+      }
+      throw this.wrap(err, what);
+    } finally {
+      client.off('error', onError);
+      client.release(broken);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#listeners.clear();
+    await this.pool.end().catch(() => undefined);
+  }
+}
+
+/** The SQLSTATE of an error from PgDatabase.tx (kept as pgCode on the EnrollError). */
+export function pgCode(err: unknown): string | undefined {
+  const c = (err as { pgCode?: unknown; code?: unknown } | null)?.pgCode ?? (err as { code?: unknown } | null)?.code;
+  return typeof c === 'string' ? c : undefined;
+}
+
+export function bytes(v: unknown): Uint8Array {
+  return new Uint8Array(v as Buffer);
+}
+export function bytesOrNull(v: unknown): Uint8Array | null {
+  return v == null ? null : bytes(v);
+}
+export function buf(b: Uint8Array): Buffer {
+  return Buffer.from(b.buffer, b.byteOffset, b.length);
+}
+export function num(v: unknown): number | null {
+  return v == null ? null : Number(v);
+}

@@ -1,0 +1,715 @@
+/**
+ * The store contract: the guarantees of src/store/types.ts, checked the same way against
+ * every ServiceStore implementation (SQLite: contract-sqlite.test.ts, PostgreSQL:
+ * contract-pg.test.ts). An OPK is used at most once, an EK_B is accepted at most once,
+ * expired and revoked entries are refused, every failed commit rolls back; the approval
+ * rules, enroller revocation, id lookup; and two store instances on one database (two
+ * connections, as two processes or two replicas would have) racing for the same rows.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { toHex } from '../../src/crypto/bytes.js';
+import { sha256 } from '../../src/crypto/hash.js';
+import { isEnrollError, type ErrorCode } from '../../src/errors.js';
+import type { BundleRecord, CommitEnrollmentInput, ServiceStore, SignedPrekeyRecord } from '../../src/store/types.js';
+
+const NOW = 1_700_000_000;
+const TTL = 600;
+
+function rand(n: number): Uint8Array {
+  return new Uint8Array(randomBytes(n));
+}
+
+async function rejectsCode(p: Promise<unknown>, code: ErrorCode, label = ''): Promise<void> {
+  await assert.rejects(p, (e: unknown) => {
+    assert.ok(isEnrollError(e), `${label}: expected EnrollError ${code}, got ${String(e)}`);
+    assert.equal(e.code, code, `${label}: expected ${code}, got ${e.code}: ${e.message}`);
+    return true;
+  });
+}
+
+interface Enrollee {
+  id: Uint8Array;
+  eikB: Uint8Array;
+}
+
+function newEnrollee(): Enrollee {
+  const eikB = rand(32);
+  return { id: sha256(eikB), eikB };
+}
+
+/** One fresh, empty store of the backend under test. */
+export interface OpenedStore {
+  store: ServiceStore;
+  /** The raw `bundles` row, read beside the store (another connection). */
+  rawBundle(id: Uint8Array): Promise<Record<string, unknown> | undefined>;
+  /** A second store instance on the same database (its own connection); closed by the caller. */
+  second(): Promise<ServiceStore>;
+}
+
+export interface ContractBackend {
+  open(): Promise<OpenedStore>;
+}
+
+interface Fixture {
+  store: ServiceStore;
+  rawBundle: OpenedStore['rawBundle'];
+  second: OpenedStore['second'];
+  spk: SignedPrekeyRecord;
+  alice: Uint8Array;
+  bob: Uint8Array;
+  issue(enroller?: Uint8Array, expiresAt?: number): Promise<Uint8Array>;
+  approve(e: Enrollee, bundleId: Uint8Array, opts?: { enroller?: Uint8Array; now?: number; ttl?: number; petName?: string | null }): ReturnType<ServiceStore['approve']>;
+  commit(e: Enrollee, bundleId: Uint8Array, opts?: { ekB?: Uint8Array; ikB?: Uint8Array; now?: number }): ReturnType<ServiceStore['commitEnrollment']>;
+}
+
+async function seed(opened: OpenedStore): Promise<Fixture> {
+  const { store } = opened;
+  const alice = rand(32);
+  const bob = rand(32);
+  await store.allowEnroller(alice, 'alice', NOW - 100);
+  await store.allowEnroller(bob, 'bob', NOW - 100);
+  const spk = await store.addSignedPrekey({ publicKey: rand(32), privateSealed: rand(60), signature: rand(64), createdAt: NOW - 100 });
+  return {
+    store,
+    rawBundle: opened.rawBundle,
+    second: opened.second,
+    spk,
+    alice,
+    bob,
+    async issue(enroller = alice, expiresAt = NOW + 7 * 86400) {
+      const id = rand(16);
+      const row: BundleRecord = { id, spkId: spk.id, opkPublic: rand(32), opkPrivateSealed: rand(60), addr: 'tcp://127.0.0.1:4100', enroller, createdAt: NOW - 50, expiresAt, state: 'issued' };
+      await store.insertBundles([row]);
+      return id;
+    },
+    approve(e, bundleId, opts = {}) {
+      const now = opts.now ?? NOW;
+      return store.approve({
+        enrolleeId: e.id,
+        eikB: e.eikB,
+        bundleId,
+        petName: opts.petName === undefined ? 'sensor' : opts.petName,
+        enroller: opts.enroller ?? alice,
+        now,
+        expiresAt: now + (opts.ttl ?? TTL),
+      });
+    },
+    commit(e, bundleId, opts = {}) {
+      return store.commitEnrollment({ enrolleeId: e.id, bundleId, ekB: opts.ekB ?? rand(32), ikB: opts.ikB ?? rand(32), now: opts.now ?? NOW + 1 });
+    },
+  };
+}
+
+async function stateOf(store: ServiceStore, e: Enrollee, now = NOW + 1): Promise<string> {
+  return (await store.lookupPending(e.id, now)).status;
+}
+
+/** Registers the contract's tests for one backend, named `name` in the test names. */
+export function storeContract(name: string, backend: ContractBackend): void {
+  const fixture = async () => seed(await backend.open());
+
+  describe(`${name}: an OPK is used at most once`, () => {
+    it('commitEnrollment consumes the OPK and enrolls; a second commit for the bundle is ERR_OPK_USED', async () => {
+      const fx = await fixture();
+      try {
+        const e = newEnrollee();
+        const b = await fx.issue();
+        const pending = await fx.approve(e, b);
+        assert.equal(pending.state, 'pending');
+        assert.equal(pending.method, 'x3dh');
+        assert.deepEqual(pending.eikB, e.eikB);
+        assert.deepEqual(pending.bundleId, b);
+        assert.equal(pending.approvedAt, NOW);
+        assert.equal(pending.expiresAt, NOW + TTL);
+        assert.equal(pending.failedAttempts, 0);
+        assert.equal((await fx.store.getBundle(b))?.state, 'approved');
+
+        const found = await fx.store.lookupPending(e.id, NOW + 1);
+        assert.equal(found.status, 'ok');
+        assert.ok(found.status === 'ok');
+        assert.deepEqual(found.pending.bundle.id, b);
+        assert.equal(found.pending.spk.id, fx.spk.id);
+        assert.deepEqual(found.pending.spk.privateSealed, fx.spk.privateSealed);
+        assert.ok(found.pending.bundle.opkPrivateSealed);
+
+        const ek1 = rand(32);
+        const ikB = rand(32);
+        const enrolled = await fx.commit(e, b, { ekB: ek1, ikB, now: NOW + 5 });
+        assert.equal(enrolled.state, 'enrolled');
+        assert.deepEqual(enrolled.ikB, ikB);
+        assert.equal(enrolled.eikB, null, 'EIK_B is deleted once IK_B replaces it');
+        assert.equal(enrolled.enrolledAt, NOW + 5);
+        assert.equal(await fx.store.isEkAccepted(ek1), true);
+
+        const bundle = await fx.store.getBundle(b);
+        assert.equal(bundle?.state, 'consumed');
+        assert.equal(bundle?.opkPrivateSealed, null);
+        const row = await fx.rawBundle(b);
+        assert.equal(row?.opk_private_sealed, null, 'the sealed OPK private key is gone from the row');
+        assert.equal(row?.state, 'consumed');
+
+        const ek2 = rand(32);
+        await rejectsCode(fx.commit(e, b, { ekB: ek2 }), 'ERR_OPK_USED');
+        assert.equal(await fx.store.isEkAccepted(ek2), false, 'the failed commit recorded nothing');
+        assert.equal(await stateOf(fx.store, e), 'enrolled');
+        assert.deepEqual((await fx.store.getEnrolleeByIdentityKey(ikB))?.id, e.id);
+
+        // Nor can another enrollee ride on the consumed bundle.
+        const other = newEnrollee();
+        await fx.approve(other, await fx.issue());
+        await rejectsCode(fx.commit(other, b), 'ERR_OPK_USED');
+        assert.equal(await stateOf(fx.store, other), 'ok');
+      } finally {
+        await fx.store.close();
+      }
+    });
+
+    it('commitEnrollment refuses a bundle that is not the one the enrollee was approved with', async () => {
+      // The enrollee ↔ bundle binding must hold inside the commit transaction: a service that
+      // looked up the approval, then lost a race with a re-approval, must not enroll anyone
+      // with an OPK approved for somebody else.
+      const fx = await fixture();
+      try {
+        const e = newEnrollee();
+        const f = newEnrollee();
+        const bE = await fx.issue();
+        const bF = await fx.issue();
+        await fx.approve(e, bE);
+        await fx.approve(f, bF);
+        const ek = rand(32);
+        await rejectsCode(fx.commit(e, bF, { ekB: ek }), 'ERR_ENROLLEE_UNKNOWN');
+        assert.equal(await fx.store.isEkAccepted(ek), false);
+        assert.equal((await fx.store.getBundle(bF))?.state, 'approved', "f's OPK is untouched");
+        assert.ok((await fx.store.getBundle(bF))?.opkPrivateSealed);
+        assert.equal(await stateOf(fx.store, e), 'ok');
+        assert.equal(await stateOf(fx.store, f), 'ok');
+        // Both still enroll with their own bundles.
+        assert.equal((await fx.commit(e, bE)).state, 'enrolled');
+        assert.equal((await fx.commit(f, bF)).state, 'enrolled');
+      } finally {
+        await fx.store.close();
+      }
+    });
+
+    it('the race "looked up bundle 1, enroller re-approved with bundle 2, bundle 1 went to another enrollee" enrolls nobody', async () => {
+      const fx = await fixture();
+      try {
+        const e = newEnrollee();
+        const f = newEnrollee();
+        const b1 = await fx.issue();
+        const b2 = await fx.issue();
+        await fx.approve(e, b1);
+        const looked = await fx.store.lookupPending(e.id, NOW + 1);
+        assert.equal(looked.status, 'ok');
+        await fx.approve(e, b2); // b1 back to 'issued'
+        await fx.approve(f, b1); // b1 now approved for f
+        await rejectsCode(fx.commit(e, b1), 'ERR_ENROLLEE_UNKNOWN');
+        assert.equal((await fx.store.getBundle(b1))?.state, 'approved');
+        assert.equal(await stateOf(fx.store, e), 'ok');
+        assert.equal(await stateOf(fx.store, f), 'ok');
+      } finally {
+        await fx.store.close();
+      }
+    });
+  });
+
+  describe(`${name}: an EK_B is accepted at most once`, () => {
+    it('a commit with an already accepted EK_B is ERR_REPLAY and changes nothing', async () => {
+      const fx = await fixture();
+      try {
+        const e1 = newEnrollee();
+        const e2 = newEnrollee();
+        const b1 = await fx.issue();
+        const b2 = await fx.issue();
+        await fx.approve(e1, b1);
+        await fx.approve(e2, b2);
+        const ek = rand(32);
+        assert.equal(await fx.store.isEkAccepted(ek), false);
+        await fx.commit(e1, b1, { ekB: ek });
+        assert.equal(await fx.store.isEkAccepted(ek), true);
+
+        await rejectsCode(fx.commit(e2, b2, { ekB: ek }), 'ERR_REPLAY');
+        // Rolled back: the bundle is still approved with its OPK, the enrollee still pending.
+        const b = await fx.store.getBundle(b2);
+        assert.equal(b?.state, 'approved');
+        assert.ok(b?.opkPrivateSealed);
+        const e = await fx.store.findEnrollee(toHex(e2.id));
+        assert.equal(e?.state, 'pending');
+        assert.equal(e?.ikB, null);
+        assert.deepEqual(e?.eikB, e2.eikB);
+        assert.equal(await stateOf(fx.store, e2), 'ok');
+        assert.deepEqual(await fx.store.counts(), { pending: 1, enrolled: 1, revoked: 0 });
+
+        // The same EK_B for the same enrollee again is a replay too, not a second enrollment.
+        await rejectsCode(fx.commit(e1, b1, { ekB: ek }), 'ERR_REPLAY');
+        // A fresh EK_B still works for e2: nothing was left half-done.
+        assert.equal((await fx.commit(e2, b2)).state, 'enrolled');
+      } finally {
+        await fx.store.close();
+      }
+    });
+  });
+
+  describe(`${name}: a pending entry past its expiry is refused`, () => {
+    it('lookupPending reports expired from expiresAt on, and commitEnrollment fails and rolls back', async () => {
+      const fx = await fixture();
+      try {
+        const e = newEnrollee();
+        const b = await fx.issue();
+        await fx.approve(e, b, { ttl: 60 });
+        assert.equal(await stateOf(fx.store, e, NOW + 59), 'ok');
+        assert.equal(await stateOf(fx.store, e, NOW + 60), 'expired');
+        assert.equal(await stateOf(fx.store, e, NOW + 10_000), 'expired');
+
+        const ek = rand(32);
+        await rejectsCode(fx.commit(e, b, { ekB: ek, now: NOW + 60 }), 'ERR_ENROLLEE_UNKNOWN');
+        assert.equal(await fx.store.isEkAccepted(ek), false, 'EK_B not recorded');
+        const bundle = await fx.store.getBundle(b);
+        assert.equal(bundle?.state, 'approved', 'OPK not consumed');
+        assert.ok(bundle?.opkPrivateSealed);
+        assert.equal((await fx.store.findEnrollee(toHex(e.id)))?.state, 'pending');
+
+        // The enroller may approve it again (same bundle), and then it enrolls.
+        await fx.approve(e, b, { now: NOW + 100 });
+        assert.equal(await stateOf(fx.store, e, NOW + 101), 'ok');
+        assert.equal((await fx.commit(e, b, { now: NOW + 101 })).state, 'enrolled');
+      } finally {
+        await fx.store.close();
+      }
+    });
+  });
+
+  describe(`${name}: checkMessage (checks 2 and 3 in one read)`, () => {
+    it('answers as isEkAccepted then lookupPending do, in every state', async () => {
+      const fx = await fixture();
+      try {
+        const separately = async (ekB: Uint8Array, id: Uint8Array, now: number) =>
+          (await fx.store.isEkAccepted(ekB)) ? { status: 'replay' } : await fx.store.lookupPending(id, now);
+        const cases: [string, Uint8Array, Uint8Array, number][] = [];
+        // unknown id, fresh EK_B
+        cases.push(['unknown', rand(32), rand(32), NOW + 1]);
+        // pending and valid; then the same past its expiry
+        const pending = newEnrollee();
+        await fx.approve(pending, await fx.issue());
+        cases.push(['ok', rand(32), pending.id, NOW + 1], ['expired', rand(32), pending.id, NOW + TTL + 1]);
+        // enrolled: a fresh EK_B, and its accepted EK_B (a replay, whatever the id)
+        const enrolled = newEnrollee();
+        const ek = rand(32);
+        await fx.approve(enrolled, await fx.issue());
+        await fx.commit(enrolled, (await fx.store.findEnrollee(toHex(enrolled.id)))!.bundleId!, { ekB: ek });
+        cases.push(['enrolled', rand(32), enrolled.id, NOW + 2], ['replay', ek, enrolled.id, NOW + 2], ['replay', ek, rand(32), NOW + 2]);
+        // revoked
+        const revoked = newEnrollee();
+        await fx.approve(revoked, await fx.issue());
+        await fx.store.revokeEnrollee(revoked.id, NOW + 1);
+        cases.push(['revoked', rand(32), revoked.id, NOW + 2]);
+        for (const [want, ekB, id, now] of cases) {
+          assert.ok(fx.store.checkMessage, 'the store answers checks 2 and 3 in one read');
+        const one = await fx.store.checkMessage(ekB, id, now);
+          assert.equal(one.status, want);
+          assert.deepEqual(one, await separately(ekB, id, now), want);
+        }
+      } finally {
+        await fx.store.close();
+      }
+    });
+  });
+
+  describe(`${name}: a revoked enrollee is refused`, () => {
+    it('a revoked pending enrollee: lookupPending → revoked, its bundle revoked, commits fail', async () => {
+      const fx = await fixture();
+      try {
+        const e = newEnrollee();
+        const b = await fx.issue();
+        await fx.approve(e, b);
+        assert.equal(await fx.store.revokeEnrollee(e.id, NOW + 2), true);
+        assert.equal(await stateOf(fx.store, e), 'revoked');
+        const bundle = await fx.store.getBundle(b);
+        assert.equal(bundle?.state, 'revoked');
+        assert.equal(bundle?.opkPrivateSealed, null);
+        const rec = await fx.store.findEnrollee(toHex(e.id));
+        assert.equal(rec?.state, 'revoked');
+        assert.equal(rec?.revokedAt, NOW + 2);
+
+        const ek = rand(32);
+        await assert.rejects(fx.commit(e, b, { ekB: ek }), (err: unknown) => isEnrollError(err));
+        assert.equal(await fx.store.isEkAccepted(ek), false);
+        assert.equal(await stateOf(fx.store, e), 'revoked');
+
+        assert.equal(await fx.store.revokeEnrollee(e.id, NOW + 3), false, 'already revoked');
+        assert.equal((await fx.store.findEnrollee(toHex(e.id)))?.revokedAt, NOW + 2, 'the first revocation time stays');
+        await rejectsCode(fx.approve(e, await fx.issue()), 'ERR_ENROLLEE_REVOKED');
+        assert.equal(await fx.store.revokeEnrollee(rand(32), NOW), false, 'unknown id');
+      } finally {
+        await fx.store.close();
+      }
+    });
+
+    it('a revoked enrolled enrollee: lookupPending → revoked, its consumed bundle stays consumed', async () => {
+      const fx = await fixture();
+      try {
+        const e = newEnrollee();
+        const b = await fx.issue();
+        await fx.approve(e, b);
+        await fx.commit(e, b);
+        assert.equal(await fx.store.revokeEnrollee(e.id, NOW + 2), true);
+        assert.equal(await stateOf(fx.store, e), 'revoked');
+        assert.equal((await fx.store.getBundle(b))?.state, 'consumed');
+        assert.deepEqual(await fx.store.counts(), { pending: 0, enrolled: 0, revoked: 1 });
+        assert.equal((await fx.store.listEnrollees('revoked')).length, 1);
+      } finally {
+        await fx.store.close();
+      }
+    });
+  });
+
+  describe(`${name}: approve`, () => {
+    it('refuses an unknown bundle and a bundle served to another enroller (ERR_BUNDLE_UNKNOWN)', async () => {
+      const fx = await fixture();
+      try {
+        const e = newEnrollee();
+        await rejectsCode(fx.approve(e, rand(16)), 'ERR_BUNDLE_UNKNOWN', 'unknown');
+        const bobs = await fx.issue(fx.bob);
+        await rejectsCode(fx.approve(e, bobs, { enroller: fx.alice }), 'ERR_BUNDLE_UNKNOWN', "bob's bundle");
+        assert.equal((await fx.store.getBundle(bobs))?.state, 'issued');
+        assert.equal(await stateOf(fx.store, e), 'unknown', 'nothing was recorded');
+        assert.equal((await fx.approve(e, bobs, { enroller: fx.bob })).state, 'pending');
+      } finally {
+        await fx.store.close();
+      }
+    });
+
+    it('refuses a bundle approved for another enrollee, or consumed (ERR_BUNDLE_USED)', async () => {
+      const fx = await fixture();
+      try {
+        const e = newEnrollee();
+        const f = newEnrollee();
+        const b = await fx.issue();
+        await fx.approve(e, b);
+        await rejectsCode(fx.approve(f, b), 'ERR_BUNDLE_USED', 'approved for e');
+        assert.equal(await stateOf(fx.store, f), 'unknown');
+        assert.equal(await stateOf(fx.store, e), 'ok', "e's approval is untouched");
+        await fx.commit(e, b);
+        await rejectsCode(fx.approve(f, b), 'ERR_BUNDLE_USED', 'consumed');
+      } finally {
+        await fx.store.close();
+      }
+    });
+
+    it('refuses an expired bundle (ERR_BUNDLE_EXPIRED), from its expiresAt on', async () => {
+      const fx = await fixture();
+      try {
+        const b = await fx.issue(fx.alice, NOW + 10);
+        await rejectsCode(fx.approve(newEnrollee(), b, { now: NOW + 10 }), 'ERR_BUNDLE_EXPIRED', 'at expiry');
+        await rejectsCode(fx.approve(newEnrollee(), b, { now: NOW + 11 }), 'ERR_BUNDLE_EXPIRED', 'after');
+        assert.equal((await fx.store.getBundle(b))?.state, 'issued');
+        assert.equal((await fx.approve(newEnrollee(), b, { now: NOW + 9 })).state, 'pending');
+      } finally {
+        await fx.store.close();
+      }
+    });
+
+    it('re-approving a pending enrollee with a new bundle releases the old one to issued', async () => {
+      const fx = await fixture();
+      try {
+        const e = newEnrollee();
+        const b1 = await fx.issue();
+        const b2 = await fx.issue();
+        await fx.approve(e, b1);
+        assert.equal(await fx.store.recordFailure(e.id), 1);
+        assert.equal(await fx.store.recordFailure(e.id), 2);
+        const again = await fx.approve(e, b2, { now: NOW + 30, petName: 'renamed' });
+        assert.deepEqual(again.bundleId, b2);
+        assert.equal(again.petName, 'renamed');
+        assert.equal(again.approvedAt, NOW + 30);
+        assert.equal(again.failedAttempts, 0, 'a new approval clears the failure count');
+        assert.equal((await fx.store.getBundle(b1))?.state, 'issued');
+        assert.ok((await fx.store.getBundle(b1))?.opkPrivateSealed, 'the released OPK is still usable');
+        assert.equal((await fx.store.getBundle(b2))?.state, 'approved');
+        assert.deepEqual(await fx.store.counts(), { pending: 1, enrolled: 0, revoked: 0 });
+
+        // The released bundle serves another enrollee; the old one can no longer commit with it.
+        const f = newEnrollee();
+        await fx.approve(f, b1);
+        await rejectsCode(fx.commit(e, b1), 'ERR_ENROLLEE_UNKNOWN');
+        assert.equal((await fx.commit(e, b2, { now: NOW + 31 })).state, 'enrolled');
+        assert.equal((await fx.commit(f, b1, { now: NOW + 31 })).state, 'enrolled');
+      } finally {
+        await fx.store.close();
+      }
+    });
+
+    it('a refused re-approval keeps the existing approval (the transaction rolls back)', async () => {
+      const fx = await fixture();
+      try {
+        const e = newEnrollee();
+        const b1 = await fx.issue();
+        await fx.approve(e, b1);
+        await rejectsCode(fx.approve(e, rand(16)), 'ERR_BUNDLE_UNKNOWN');
+        await rejectsCode(fx.approve(e, await fx.issue(fx.bob)), 'ERR_BUNDLE_UNKNOWN');
+        assert.equal((await fx.store.getBundle(b1))?.state, 'approved');
+        const found = await fx.store.lookupPending(e.id, NOW + 1);
+        assert.ok(found.status === 'ok');
+        assert.deepEqual(found.pending.bundle.id, b1);
+      } finally {
+        await fx.store.close();
+      }
+    });
+
+    it('refuses an enrolled enrollee (ERR_REJECTED) and a revoked one (ERR_ENROLLEE_REVOKED)', async () => {
+      const fx = await fixture();
+      try {
+        const e = newEnrollee();
+        const b = await fx.issue();
+        await fx.approve(e, b);
+        await fx.commit(e, b);
+        const spare = await fx.issue();
+        await rejectsCode(fx.approve(e, spare), 'ERR_REJECTED');
+        assert.equal((await fx.store.getBundle(spare))?.state, 'issued');
+        assert.equal(await stateOf(fx.store, e), 'enrolled');
+
+        const r = newEnrollee();
+        await fx.approve(r, await fx.issue());
+        await fx.store.revokeEnrollee(r.id, NOW);
+        await rejectsCode(fx.approve(r, spare), 'ERR_ENROLLEE_REVOKED');
+        assert.equal((await fx.store.getBundle(spare))?.state, 'issued');
+      } finally {
+        await fx.store.close();
+      }
+    });
+  });
+
+  describe(`${name}: revokeEnroller`, () => {
+    it("revokes the enroller's unused bundles, drops its pending approvals, keeps its enrolled enrollees", async () => {
+      const fx = await fixture();
+      try {
+        const issued = await fx.issue(fx.alice);
+        const approvedB = await fx.issue(fx.alice);
+        const consumedB = await fx.issue(fx.alice);
+        const pendingE = newEnrollee();
+        const enrolledE = newEnrollee();
+        await fx.approve(pendingE, approvedB);
+        await fx.approve(enrolledE, consumedB);
+        await fx.commit(enrolledE, consumedB);
+        // bob's things must not move.
+        const bobIssued = await fx.issue(fx.bob);
+        const bobApproved = await fx.issue(fx.bob);
+        const bobE = newEnrollee();
+        await fx.approve(bobE, bobApproved, { enroller: fx.bob });
+
+        assert.equal(await fx.store.revokeEnroller(fx.alice, NOW + 7), true);
+        assert.equal((await fx.store.getEnroller(fx.alice))?.revokedAt, NOW + 7);
+        for (const id of [issued, approvedB]) {
+          const b = await fx.store.getBundle(id);
+          assert.equal(b?.state, 'revoked');
+          assert.equal(b?.opkPrivateSealed, null);
+        }
+        assert.equal((await fx.store.getBundle(consumedB))?.state, 'consumed');
+        assert.equal(await fx.store.findEnrollee(toHex(pendingE.id)), undefined, 'pending approval dropped');
+        assert.equal(await stateOf(fx.store, pendingE), 'unknown');
+        assert.equal(await stateOf(fx.store, enrolledE), 'enrolled');
+        assert.equal((await fx.store.getBundle(bobIssued))?.state, 'issued');
+        assert.equal((await fx.store.getBundle(bobApproved))?.state, 'approved');
+        assert.equal(await stateOf(fx.store, bobE), 'ok');
+        assert.deepEqual(await fx.store.counts(), { pending: 1, enrolled: 1, revoked: 0 });
+
+        assert.equal(await fx.store.revokeEnroller(fx.alice, NOW + 8), false, 'already revoked');
+        assert.equal((await fx.store.getEnroller(fx.alice))?.revokedAt, NOW + 7);
+        assert.equal(await fx.store.revokeEnroller(rand(32), NOW), false, 'unknown enroller');
+
+        // Re-allowing clears revoked_at; the revoked bundles stay dead.
+        const back = await fx.store.allowEnroller(fx.alice, 'alice-2', NOW + 9);
+        assert.equal(back.revokedAt, null);
+        assert.equal(back.name, 'alice-2');
+        assert.equal((await fx.store.getEnroller(fx.alice))?.revokedAt, null);
+        assert.equal((await fx.store.listEnrollers()).length, 2);
+        await rejectsCode(fx.approve(newEnrollee(), issued), 'ERR_BUNDLE_USED');
+        assert.equal((await fx.approve(newEnrollee(), await fx.issue(fx.alice))).state, 'pending');
+      } finally {
+        await fx.store.close();
+      }
+    });
+  });
+
+  describe(`${name}: findEnrollee`, () => {
+    it('finds by full id (either case, trimmed) and by an unambiguous prefix of 8+ hex characters', async () => {
+      const fx = await fixture();
+      try {
+        const e = newEnrollee();
+        await fx.approve(e, await fx.issue());
+        const hex = toHex(e.id);
+        for (const q of [hex, hex.toUpperCase(), `  ${hex}\n`, hex.slice(0, 8), hex.slice(0, 9), hex.slice(0, 63)]) {
+          assert.deepEqual((await fx.store.findEnrollee(q))?.id, e.id, q);
+        }
+        assert.equal(await fx.store.findEnrollee(toHex(rand(32))), undefined, 'no such id');
+        const miss = (hex[0] === '0' ? '1' : '0') + hex.slice(1, 8);
+        assert.equal(await fx.store.findEnrollee(miss), undefined, 'no such prefix');
+      } finally {
+        await fx.store.close();
+      }
+    });
+
+    it('an ambiguous prefix is ERR_USAGE; a longer one resolves it', async () => {
+      const fx = await fixture();
+      try {
+        // The store takes ids as given, so two ids can share their first 5 bytes.
+        const shared = rand(5);
+        const a = { id: Uint8Array.from([...shared, ...rand(27)]), eikB: rand(32) };
+        const b = { id: Uint8Array.from([...shared, ...rand(27)]), eikB: rand(32) };
+        while (a.id[5] === b.id[5]) b.id[5] = (b.id[5]! + 1) & 0xff;
+        await fx.approve(a, await fx.issue());
+        await fx.approve(b, await fx.issue());
+        await rejectsCode(fx.store.findEnrollee(toHex(shared).slice(0, 8)), 'ERR_USAGE');
+        await rejectsCode(fx.store.findEnrollee(toHex(shared)), 'ERR_USAGE');
+        assert.deepEqual((await fx.store.findEnrollee(toHex(a.id).slice(0, 12)))?.id, a.id);
+        assert.deepEqual((await fx.store.findEnrollee(toHex(b.id).slice(0, 12)))?.id, b.id);
+      } finally {
+        await fx.store.close();
+      }
+    });
+
+    it('refuses input that is not 8 to 64 hex characters (ERR_USAGE), including LIKE wildcards', async () => {
+      const fx = await fixture();
+      try {
+        await fx.approve(newEnrollee(), await fx.issue());
+        for (const bad of ['', '1234567', 'abcdefgh', 'xyz', '%%%%%%%%', '________', '1234567%', 'a'.repeat(65), '12345678 9', '0x12345678']) {
+          await rejectsCode(fx.store.findEnrollee(bad), 'ERR_USAGE', JSON.stringify(bad));
+        }
+      } finally {
+        await fx.store.close();
+      }
+    });
+  });
+
+
+  describe(`${name}: two store instances on one database`, () => {
+    it('a second instance sees the first one’s commits and cannot reuse the OPK or EK_B', async () => {
+      const fx = await fixture();
+      const other = await fx.second();
+      try {
+        const e = newEnrollee();
+        const b = await fx.issue();
+        await fx.approve(e, b);
+        assert.equal((await other.lookupPending(e.id, NOW + 1)).status, 'ok');
+        const ek = rand(32);
+        await fx.commit(e, b, { ekB: ek });
+        assert.equal(await other.isEkAccepted(ek), true);
+        assert.equal((await other.lookupPending(e.id, NOW + 1)).status, 'enrolled');
+        await rejectsCode(
+          other.commitEnrollment({ enrolleeId: e.id, bundleId: b, ekB: rand(32), ikB: rand(32), now: NOW + 1 }),
+          'ERR_OPK_USED',
+        );
+        await rejectsCode(
+          other.commitEnrollment({ enrolleeId: e.id, bundleId: b, ekB: ek, ikB: rand(32), now: NOW + 1 }),
+          'ERR_REPLAY',
+        );
+      } finally {
+        await other.close();
+        await fx.store.close();
+      }
+    });
+
+    it('racing commits of one bundle from both instances, 8 at once: exactly one succeeds, the rest ERR_OPK_USED', async () => {
+      const fx = await fixture();
+      const other = await fx.second();
+      try {
+        const e = newEnrollee();
+        const b = await fx.issue();
+        await fx.approve(e, b);
+        const inputs = Array.from({ length: 8 }, () => ({ enrolleeId: e.id, bundleId: b, ekB: rand(32), ikB: rand(32), now: NOW + 1 }));
+        const results = await Promise.allSettled(inputs.map((i, n) => (n % 2 ? other : fx.store).commitEnrollment(i)));
+        assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1);
+        for (const r of results) if (r.status === 'rejected') assert.equal((r.reason as { code?: string }).code, 'ERR_OPK_USED', String(r.reason));
+        const accepted = await Promise.all(inputs.map((i) => fx.store.isEkAccepted(i.ekB)));
+        assert.equal(accepted.filter(Boolean).length, 1, 'only the winner\'s EK_B is recorded');
+      } finally {
+        await other.close();
+        await fx.store.close();
+      }
+    });
+
+    it('racing the same EK_B from both instances: exactly one succeeds, the rest ERR_REPLAY', async () => {
+      const fx = await fixture();
+      const other = await fx.second();
+      try {
+        const e = newEnrollee();
+        const b = await fx.issue();
+        await fx.approve(e, b);
+        const ekB = rand(32);
+        const results = await Promise.allSettled(
+          Array.from({ length: 8 }, (_, n) => (n % 2 ? other : fx.store).commitEnrollment({ enrolleeId: e.id, bundleId: b, ekB, ikB: rand(32), now: NOW + 1 })),
+        );
+        assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1);
+        for (const r of results) if (r.status === 'rejected') assert.equal((r.reason as { code?: string }).code, 'ERR_REPLAY', String(r.reason));
+      } finally {
+        await other.close();
+        await fx.store.close();
+      }
+    });
+
+    it('racing approvals of one bundle for 8 enrollees from both instances: exactly one succeeds, the rest ERR_BUNDLE_USED', async () => {
+      const fx = await fixture();
+      const other = await fx.second();
+      try {
+        const b = await fx.issue();
+        const results = await Promise.allSettled(
+          Array.from({ length: 8 }, (_, n) => {
+            const e = newEnrollee();
+            return (n % 2 ? other : fx.store).approve({ enrolleeId: e.id, eikB: e.eikB, bundleId: b, petName: null, enroller: fx.alice, now: NOW, expiresAt: NOW + TTL });
+          }),
+        );
+        assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1);
+        for (const r of results) if (r.status === 'rejected') assert.equal((r.reason as { code?: string }).code, 'ERR_BUNDLE_USED', String(r.reason));
+        assert.deepEqual(await fx.store.counts(), { pending: 1, enrolled: 0, revoked: 0 });
+      } finally {
+        await other.close();
+        await fx.store.close();
+      }
+    });
+  });
+
+  describe(`${name}: group commit (commitEnrollments)`, () => {
+    it('each input succeeds or fails on its own, in place; failures write nothing', async () => {
+      const fx = await fixture();
+      try {
+        if (fx.store.commitEnrollments === undefined) return;
+        const good = [newEnrollee(), newEnrollee(), newEnrollee()];
+        const bundles = [];
+        for (const e of good) {
+          const b = await fx.issue();
+          await fx.approve(e, b);
+          bundles.push(b);
+        }
+        const unknown = newEnrollee();
+        const sharedEk = rand(32);
+        const ikTaken = rand(32);
+        const inputs: CommitEnrollmentInput[] = [
+          { enrolleeId: good[0]!.id, bundleId: bundles[0]!, ekB: sharedEk, ikB: ikTaken, now: NOW + 1 },
+          { enrolleeId: unknown.id, bundleId: rand(16), ekB: rand(32), ikB: rand(32), now: NOW + 1 },
+          { enrolleeId: good[1]!.id, bundleId: bundles[1]!, ekB: sharedEk, ikB: rand(32), now: NOW + 1 },
+          { enrolleeId: good[2]!.id, bundleId: bundles[2]!, ekB: rand(32), ikB: rand(32), now: NOW + 1 },
+          { enrolleeId: good[0]!.id, bundleId: bundles[0]!, ekB: rand(32), ikB: rand(32), now: NOW + 1 },
+        ];
+        const out = await fx.store.commitEnrollments(inputs);
+        assert.equal(out.length, inputs.length);
+        const codes = out.map((r) => (isEnrollError(r) ? r.code : (r as { state: string }).state));
+        // Which of two inputs sharing an EK_B (or a bundle) wins is the store's order; exactly one does.
+        assert.equal(codes[1], 'ERR_OPK_USED');
+        assert.equal(codes[3], 'enrolled');
+        assert.deepEqual([codes[0], codes[2]].sort(), ['ERR_REPLAY', 'enrolled'].sort());
+        assert.ok(codes[4] === 'ERR_OPK_USED' || codes[4] === 'enrolled');
+        assert.equal([codes[0], codes[4]].filter((c) => c === 'enrolled').length, 1, 'one enrollment of good[0], whichever input made it');
+        const counts = await fx.store.counts();
+        assert.equal(counts.enrolled, out.filter((r) => !isEnrollError(r)).length);
+        for (const [i, r] of out.entries()) {
+          if (isEnrollError(r)) continue;
+          assert.equal((await fx.store.checkMessage!(inputs[i]!.ekB, inputs[i]!.enrolleeId, NOW + 2)).status, 'replay');
+        }
+      } finally {
+        await fx.store.close();
+      }
+    });
+  });
+}

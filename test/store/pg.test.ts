@@ -1,0 +1,114 @@
+/**
+ * What is particular to the PostgreSQL store (src/store/pg), on the test cluster: the schema
+ * version and its migration by replicas starting together; the audit chain appended from two
+ * pools at once; the per-enroller rate bucket shared by two pools; an unreachable server or a
+ * refused login as ERR_STORE with the password masked; synchronous_commit=on per session.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { verifyChain } from '../../src/audit/chain.js';
+import { isEnrollError } from '../../src/errors.js';
+import { parseStoreLocation, maskSecret } from '../../src/store/location.js';
+import { PgAuditStore } from '../../src/store/pg/audit.js';
+import { PgDatabase } from '../../src/store/pg/database.js';
+import { PgTokenBuckets } from '../../src/store/pg/limits.js';
+import { freePort } from '../helpers/cli.js';
+import { freshDatabase, pgQuery } from '../helpers/pg.js';
+
+function loc(url: string) {
+  const l = parseStoreLocation(url, 'test');
+  assert.equal(l.kind, 'postgres');
+  return l as Extract<typeof l, { kind: 'postgres' }>;
+}
+
+describe('PgDatabase: schema and sessions', () => {
+  it('replicas opening a new database at once migrate it once; the version is recorded', async () => {
+    const url = await freshDatabase();
+    const dbs = await Promise.all(Array.from({ length: 4 }, () => PgDatabase.open(loc(url), { poolSize: 2 })));
+    try {
+      const rows = await pgQuery(url, `SELECT value FROM meta WHERE key = 'schema_version'`);
+      assert.deepEqual(rows, [{ value: '1' }]);
+      // Every session commits synchronously, whatever the database default.
+      await pgQuery(url, `ALTER DATABASE ${new URL(url).pathname.slice(1)} SET synchronous_commit = off`);
+      const db = await PgDatabase.open(loc(url), { poolSize: 1 });
+      try {
+        assert.equal((await db.query('SHOW synchronous_commit')).rows[0]!.synchronous_commit, 'on');
+      } finally {
+        await db.close();
+      }
+    } finally {
+      await Promise.all(dbs.map((d) => d.close()));
+    }
+  });
+
+  it('refuses a database of another schema version (ERR_STORE), without changing it', async () => {
+    const url = await freshDatabase();
+    await (await PgDatabase.open(loc(url), { poolSize: 1 })).close();
+    await pgQuery(url, `UPDATE meta SET value = '99' WHERE key = 'schema_version'`);
+    await assert.rejects(PgDatabase.open(loc(url), { poolSize: 1 }), (e: unknown) => isEnrollError(e, 'ERR_STORE') && /schema version 99/.test((e as Error).message));
+    assert.deepEqual(await pgQuery(url, `SELECT value FROM meta WHERE key = 'schema_version'`), [{ value: '99' }]);
+  });
+
+  it('an unreachable server, or a refused login, is ERR_STORE naming the store with its password masked', async () => {
+    const port = await freePort();
+    const secret = 'S3cr3t-pass';
+    await assert.rejects(PgDatabase.open(loc(`postgres://ockam:${secret}@127.0.0.1:${port}/x`), { poolSize: 1 }), (e: unknown) => {
+      assert.ok(isEnrollError(e, 'ERR_STORE'), String(e));
+      assert.match(e.message, /unreachable/);
+      assert.ok(e.message.includes(`postgres://ockam:***@127.0.0.1:${port}/x`), e.message);
+      assert.ok(!e.message.includes(secret) && !JSON.stringify(e).includes(secret));
+      return true;
+    });
+    const l = loc(`postgres://ockam:${secret}@127.0.0.1:5432/x`);
+    assert.equal(maskSecret(`password ${secret} and ${encodeURIComponent(secret)}`, l), 'password *** and ***');
+  });
+});
+
+describe('PgAuditStore: one chain from several pools', () => {
+  it('appends racing from two pools serialise into one chain that verifies', async () => {
+    const url = await freshDatabase();
+    const a = await PgDatabase.open(loc(url), { poolSize: 4 });
+    const b = await PgDatabase.open(loc(url), { poolSize: 4 });
+    try {
+      const sa = new PgAuditStore(a);
+      const sb = new PgAuditStore(b);
+      const entry = (who: string, i: number) => ({ time: new Date().toISOString(), event: 'accepted', fields: { who, i } });
+      await Promise.all(
+        Array.from({ length: 40 }, (_, i) => (i % 2 ? sa : sb).append([entry(i % 2 ? 'a' : 'b', i), entry(i % 2 ? 'a' : 'b', i + 1000)])),
+      );
+      const rows = [];
+      for await (const r of sa.rows()) rows.push(r);
+      assert.equal(rows.length, 80);
+      const report = verifyChain(rows);
+      assert.deepEqual(report.problems, []);
+      assert.equal(report.head?.seq, 80);
+      const [head] = await pgQuery(url, `SELECT seq, encode(hash, 'hex') AS hash FROM audit_head`);
+      assert.equal(Number(head!.seq), 80);
+      assert.equal(head!.hash, report.head?.hash);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+});
+
+describe('PgTokenBuckets: a per-enroller bucket shared by replicas', () => {
+  it('a burst of 5 allows 5 requests in all, whichever of two pools takes them', async () => {
+    const url = await freshDatabase();
+    const a = await PgDatabase.open(loc(url), { poolSize: 4 });
+    const b = await PgDatabase.open(loc(url), { poolSize: 4 });
+    try {
+      // 5 per hour: nothing refills during the test.
+      const spec = { burst: 5, perSecond: 5 / 3600, text: '5/h' };
+      const ba = new PgTokenBuckets(a, 'enroller', spec);
+      const bb = new PgTokenBuckets(b, 'enroller', spec);
+      const waits = await Promise.all(Array.from({ length: 12 }, (_, i) => (i % 2 ? ba : bb).take('k1')));
+      assert.equal(waits.filter((w) => w === 0).length, 5, JSON.stringify(waits));
+      for (const w of waits.filter((x) => x !== 0)) assert.ok(w > 0);
+      assert.equal(await ba.take('k2'), 0, 'another key has its own bucket');
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+});
