@@ -56,7 +56,7 @@ function importsUnder(paths: string[]): Map<string, string[]> {
   return seen;
 }
 
-test('every runtime dependency is imported by src/ (but for the named pending ones)', () => {
+test('every runtime dependency is imported by src/', () => {
   const used = importsUnder(files(join(REPO_ROOT, 'src'), /\.ts$/));
   const unused = Object.keys(pkg.dependencies).filter((d) => !used.has(d));
   assert.deepEqual(unused, [], `runtime dependencies nothing under src/ imports: ${unused.join(', ')}; move them to devDependencies (or drop them)`);
