@@ -7,7 +7,7 @@ import { action, isoTime, leaf, printQr, readTextArg } from './command.js';
 import { nowSeconds, parseDuration, parseEka, parsePetName, passphraseSource } from './options.js';
 
 export function register(enroller: Command): void {
-  leaf(enroller, 'approve <enrollee-card>', 'approve an enrollee\'s card (text, @FILE or -) with the service, binding it to one bundle', 'ockam-enroll enroller approve OEC1:7N3Q… --name "Robot Axiom" --ttl 30m\n# then hand the bundle it prints to the enrollee: ockam-enroll enrollee join --bundle OEB1:…')
+  leaf(enroller, 'approve <enrollee-card>', 'approve an enrollee\'s card (text, @FILE or -) with the service, binding it to one bundle', 'ockam-enroll enroller approve OEC1:7N3Q… --name "Robot Axiom" --ttl 30m\n# then hand the bundle it prints to the enrollee: ockam-enroll enrollee join --bundle OEB2:…')
     .option('--name <pet>', 'pet name for the enrollee (overrides the card\'s)')
     .option('--bundle <id>', 'the cached bundle to bind (default: the card\'s bundle, else the next fresh one)')
     .option('--ttl <duration>', 'how long the approval stays pending', '1h')

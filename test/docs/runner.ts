@@ -11,7 +11,7 @@
  *   replaced by free loopback ports in commands, and mapped back in the output.
  * - Output is compared line by line, stdout and stderr each in order (their interleaving is
  *   not the documentation's to fix). Volatile parts are masked: keys, ids and fingerprints
- *   (hex), cards, bundles and credentials (`OEC1:`/`OEB1:`/`OECR1:`), tokens, times,
+ *   (hex), cards, bundles and credentials (`OEC1:`/`OEB1:`/`OEB2:`/`OECR1:`), tokens, times,
  *   short authentication strings, ephemeral ports, QR codes. A masked value seen once is
  *   bound: the same value later in the documentation must be the same value in the output,
  *   and a command that uses it (`service enroller allow <key>`, `service enrollee show
@@ -104,7 +104,7 @@ const TOKEN = new RegExp(
   [
     String.raw`(?<abbr>\b[0-9a-f]{8}…[0-9a-f]{4}\b)`,
     String.raw`(?<time>\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{3})?Z)`,
-    String.raw`(?<text>\bOE(?:CR|C|B)1:[A-Z2-7]+…?)`,
+    String.raw`(?<text>\bOE(?:CR1|C1|B1|B2):[A-Z2-7]+…?)`,
     String.raw`(?<jwt>\beyJ[\w-]*\.[\w-]*\.[\w-]*)`,
     String.raw`(?<addr>(?:127\.0\.0\.1|localhost|0\.0\.0\.0|\[::1\]):\d{2,5}\b)`,
     String.raw`(?<hex>\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{8,}\b…?)`,
@@ -323,7 +323,7 @@ export class Session {
       if (!this.ports.has(m[1]!)) this.ports.set(m[1]!, String(await freePort()));
     }
     let c = cmd.replace(/((?:127\.0\.0\.1|localhost|0\.0\.0\.0|\[::1\]):)(\d{2,5})\b/g, (_, host: string, p: string) => host + this.ports.get(p)!);
-    c = c.replace(/\bOE(?:CR|C|B)1:[A-Z2-7]+|\beyJ[\w-]*\.[\w-]*\.[\w-]*/g, (t) => this.bound.get(t) ?? t);
+    c = c.replace(/\bOE(?:CR1|C1|B1|B2):[A-Z2-7]+|\beyJ[\w-]*\.[\w-]*\.[\w-]*/g, (t) => this.bound.get(t) ?? t);
     // Hex with a digit and a letter: ids and keys, never a port or a count.
     c = c.replace(/\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{4,}\b/g, (t) => {
       const exact = this.bound.get(t);

@@ -28,7 +28,7 @@ export interface CachedBundle {
   id: string;
   /** The service address the bundle was fetched from (where approvals go). */
   service: string;
-  /** The bundle's text form (OEB1:…). */
+  /** The bundle's text form (OEB2:…, or OEB1:… for EKA v1). */
   text: string;
   expires_at: number;
   fetched_at: number;
