@@ -48,6 +48,9 @@ const replicas: LiveService[] = [];
 let lb: Server;
 let lbPort: number;
 let lbTarget = 0;
+/** The same for HTTPS, to replica 1 (the address tokens carry), and the replicas' HTTPS ports. */
+let httpsLb: Server;
+const httpsPorts: number[] = [];
 
 before(async () => {
   url = await freshDatabase();
@@ -63,8 +66,24 @@ before(async () => {
   await new Promise<void>((resolve) => lb.listen(0, '127.0.0.1', resolve));
   lbPort = (lb.address() as { port: number }).port;
   lbTarget = ports[0]!;
-  // Both replicas announce the load balancer's address, as a fleet behind one would.
-  const svc = await ServiceHome.init(home, { address: `tcp://127.0.0.1:${lbPort}`, now: nowSeconds() - 60, store: url });
+  // The same for HTTPS (README "Running several replicas"): tokens name the balancer, which
+  // forwards to replica 1, so each replica's start-up check finds this service's certificate there.
+  httpsPorts.push(await freePort(), await freePort());
+  httpsLb = createServer((client) => {
+    const upstream = connect(httpsPorts[0]!, '127.0.0.1');
+    client.pipe(upstream).pipe(client);
+    client.on('error', () => upstream.destroy());
+    upstream.on('error', () => client.destroy());
+  });
+  await new Promise<void>((resolve) => httpsLb.listen(0, '127.0.0.1', resolve));
+  const httpsLbPort = (httpsLb.address() as { port: number }).port;
+  // Both replicas announce the load balancer's addresses, as a fleet behind one would.
+  const svc = await ServiceHome.init(home, {
+    address: `tcp://127.0.0.1:${lbPort}`,
+    httpsAddress: `https://127.0.0.1:${httpsLbPort}`,
+    now: nowSeconds() - 60,
+    store: url,
+  });
   try {
     const e = generateX25519();
     enroller = e.publicKey;
@@ -74,13 +93,14 @@ before(async () => {
     await svc.close();
   }
   // The store setting was saved by init: the replicas need no --store (the second one is given it anyway).
-  replicas.push(await startLiveService(home, ports[0]!, FLAGS));
-  replicas.push(await startLiveService(home, ports[1]!, [...FLAGS, '--store', url]));
+  replicas.push(await startLiveService(home, ports[0]!, [...FLAGS, '--https-listen', `127.0.0.1:${httpsPorts[0]}`]));
+  replicas.push(await startLiveService(home, ports[1]!, [...FLAGS, '--https-listen', `127.0.0.1:${httpsPorts[1]}`, '--store', url]));
 });
 
 after(async () => {
   for (const r of replicas) if (r.running()) await r.stop();
   lb?.close();
+  httpsLb?.close();
   removeTempHomes();
 });
 
@@ -193,7 +213,7 @@ describe('replicas: two `service start` on one PostgreSQL store', () => {
     } finally {
       await svc.close();
     }
-    const join1 = await run(['enrollee', 'join', '--bundle', dev.bundle], { home: dev.home });
+    const join1 = await run(['enrollee', 'join', '--eka', 'v1', '--bundle', dev.bundle], { home: dev.home });
     assert.equal(join1.code, 0, show(join1));
     const watch = spawnCli(['enrollee', 'status', '--watch', '--interval', '30s'], { home: dev.home });
     try {
@@ -225,12 +245,9 @@ describe('replicas: two `service start` on one PostgreSQL store', () => {
     }
     const { claims } = decodeTokenUnverified(jwt);
     const ca = readFileSync(join(home, 'service', 'ca.cert.pem'), 'utf8');
-    const httpsPorts = replicas.map((r) => {
-      const line = r.lines.find((l) => l.includes(' https-listening '));
-      const m = line && / address=127\.0\.0\.1:(\d+) /.exec(line);
-      assert.ok(m, `replica ${r.port} serves HTTPS`);
-      return Number(m[1]);
-    });
+    for (const [i, r] of replicas.entries()) {
+      assert.ok(r.lines.some((l) => l.includes(' https-listening ') && l.includes(` address=127.0.0.1:${httpsPorts[i]} `)), `replica ${r.port} serves HTTPS on ${httpsPorts[i]}`);
+    }
     const redeem = async (port: number) => {
       const keys = await generateKeyPair('p256');
       const csr = await createCsr({ keys, keyType: 'p256', name: 'raced-sensor', idHex: claims.sub });

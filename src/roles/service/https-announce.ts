@@ -88,7 +88,15 @@ export async function settleHttpsAddress(
       return { url: announced, followed: false };
     case 'follow':
       svc.settings.httpsAddress = reach.url;
-      return { url: reach.url, followed: true };
+      // Replicas on one PostgreSQL store would each follow their own listener, and a token
+      // names (iss) the one replica that made it: the others would refuse it.
+      return svc.pg
+        ? {
+            url: reach.url,
+            followed: true,
+            warning: `tokens name this replica's own HTTPS address ${reach.url}, and the other replicas of this store refuse them: give the fleet one address with \`service init --https-address https://BALANCER:PORT\``,
+          }
+        : { url: reach.url, followed: true };
     case 'cannot-follow':
       throw new EnrollError('ERR_ADDRESS', `token enrollment cannot name the HTTPS listener on ${listening}: the service's HTTPS certificate is for ${a.host} (and the loopback names)`, {
         hint: `listen on ${a.host} or on all interfaces (--https-listen ${hostPort(a.host, bound.port)}), or give the service an HTTPS address on that host with \`service init --force --https-address https://HOST:PORT\` (a new service identity)`,
