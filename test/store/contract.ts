@@ -317,6 +317,53 @@ export function storeContract(name: string, backend: ContractBackend): void {
     });
   });
 
+  describe(`${name}: EKA v2 (PQSPK_A beside SPK_A, bundles that know their version)`, () => {
+    it('keeps an SPK\'s KEM prekey with it, finds it by its hash, and hands check 3 the bundle\'s version and the KEM prekey', async () => {
+      const fx = await fixture();
+      try {
+        // An SPK made before EKA v2 has none.
+        assert.equal(fx.spk.kem ?? null, null);
+        const kem = { publicKey: rand(1184), hash: rand(32), seedSealed: rand(92) };
+        const spk2 = await fx.store.addSignedPrekey({ publicKey: rand(32), privateSealed: rand(60), signature: rand(64), createdAt: NOW - 10, kem });
+        assert.deepEqual(spk2.kem, kem);
+        assert.deepEqual((await fx.store.currentSignedPrekey())?.kem, kem, 'the current SPK comes with its KEM prekey');
+        assert.deepEqual(await fx.store.getKemPrekey(kem.hash), kem);
+        assert.equal(await fx.store.getKemPrekey(rand(32)), undefined);
+        // A second KEM prekey with the same hash is refused (hash is unique), and takes its SPK with it.
+        await assert.rejects(fx.store.addSignedPrekey({ publicKey: rand(32), privateSealed: rand(60), signature: rand(64), createdAt: NOW - 5, kem: { ...kem, publicKey: rand(1184) } }));
+        assert.equal((await fx.store.currentSignedPrekey())?.id, spk2.id, 'the refused SPK was not kept without its KEM prekey');
+
+        const v2 = rand(16);
+        const v1 = rand(16);
+        const base = { opkPrivateSealed: rand(60), addr: 'tcp://127.0.0.1:4100', enroller: fx.alice, createdAt: NOW - 5, expiresAt: NOW + 86400, state: 'issued' as const };
+        await fx.store.insertBundles([
+          { ...base, id: v2, spkId: spk2.id, opkPublic: rand(32), eka: 2 },
+          { ...base, id: v1, spkId: fx.spk.id, opkPublic: rand(32) },
+        ]);
+        assert.equal((await fx.store.getBundle(v2))?.eka, 2);
+        assert.equal((await fx.store.getBundle(v1))?.eka, 1, 'a bundle given no version is v1');
+        const e = newEnrollee();
+        await fx.approve(e, v2);
+        const found = await fx.store.checkMessage!(rand(32), e.id, NOW + 1);
+        assert.equal(found.status, 'ok');
+        if (found.status === 'ok') {
+          assert.equal(found.pending.bundle.eka, 2);
+          assert.deepEqual(found.pending.spk.kem, kem);
+        }
+        const old = newEnrollee();
+        await fx.approve(old, v1);
+        const looked = await fx.store.lookupPending(old.id, NOW + 1);
+        assert.equal(looked.status, 'ok');
+        if (looked.status === 'ok') {
+          assert.equal(looked.pending.bundle.eka, 1);
+          assert.equal(looked.pending.spk.kem ?? null, null);
+        }
+      } finally {
+        await fx.store.close();
+      }
+    });
+  });
+
   describe(`${name}: a revoked enrollee is refused`, () => {
     it('a revoked pending enrollee: lookupPending → revoked, its bundle revoked, commits fail', async () => {
       const fx = await fixture();
