@@ -219,6 +219,17 @@ describe('EKA v2: no downgrade, opaque refusals', () => {
     assert.equal((await handleEnrollment(svc, good, NOW + 2, spyLog())).status, ENROLL_STATUS.ACCEPTED);
   });
 
+  it('a KEM prekey that matches the signed hash but fails FIPS 203\'s modulus check is ERR_KEM_PREKEY, before anything is sent', async () => {
+    const { eikB, bundle } = await approved(2);
+    const bad = Uint8Array.from(pqspkA);
+    bad.fill(0xff, 0, 3); // the first two 12-bit coefficients of t̂ become 4095 ≥ q = 3329
+    const signedBad = { ...(bundle as BundleV2), kemHash: new Uint8Array(await crypto.subtle.digest('SHA-256', bad)) };
+    assert.throws(
+      () => initiateV2({ bundle: signedBad, kemPrekey: bad, eikB }),
+      (e) => isEnrollError(e, 'ERR_KEM_PREKEY') && /not a valid ML-KEM-768 key/.test((e as Error).message),
+    );
+  });
+
   it('a v2 message made for another KEM_hash (a swapped KEM key) fails the AEAD: the AAD binds KEM_hash', async () => {
     const { eikB, id, bundle } = await approved(2);
     const other = mlKem768Keygen();
