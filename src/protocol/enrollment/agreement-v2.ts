@@ -27,12 +27,12 @@ import { aesGcmDecrypt, aesGcmEncrypt, GCM_NONCE_LEN } from '../../crypto/aead.j
 import { sha256 } from '../../crypto/hash.js';
 import { mlKem768Decapsulate, mlKem768Encapsulate, type MlKemDecapsulator } from '../../crypto/mlkem.js';
 import { systemRandom } from '../../crypto/random.js';
-import { generateX25519, importX25519Public, KeyPair, x25519PublicKey, type X25519KeyPair } from '../../crypto/x25519.js';
+import { generateX25519, importX25519Public, KeyPair } from '../../crypto/x25519.js';
 import { XEDDSA_SIGNATURE_LEN, xeddsaSign, xeddsaVerify } from '../../crypto/xeddsa.js';
 import type { BundleV2 } from '../codec/bundle.js';
 import { strictUtf8 } from '../codec/writer.js';
 import type { AcceptContext, AcceptResult, InitiateInput, InitiateResult } from './agreement.js';
-import { enrolleeId } from './agreement.js';
+import { checkPair, decryptFailed, enrolleeId } from './agreement.js';
 import {
   ENROLLMENT_MESSAGE_V2_LEN,
   HASH_LEN,
@@ -123,16 +123,6 @@ export function composeMessageV2(p: MessageV2Parts): Uint8Array {
     enrollmentAadV2(header, p.kemHash, p.addr, p.h),
   );
   return concat(header, body);
-}
-
-function checkPair(pair: X25519KeyPair, name: string): X25519KeyPair {
-  if (pair === null || typeof pair !== 'object') throw new EnrollError('ERR_INVALID_ARG', `"${name}" expected a key pair`);
-  abytes(pair.privateKey, KEY_LEN, `${name}.privateKey`);
-  abytes(pair.publicKey, KEY_LEN, `${name}.publicKey`);
-  if (!equalBytes(x25519PublicKey(pair.privateKey), pair.publicKey)) {
-    throw new EnrollError('ERR_INVALID_ARG', `"${name}.publicKey" is not the public key of "${name}.privateKey"`);
-  }
-  return pair;
 }
 
 /**
@@ -250,10 +240,6 @@ export function parseHeaderV2(message: Uint8Array): { ekB: Uint8Array; enrolleeI
     enrolleeId: message.slice(1 + KEY_LEN, 1 + KEY_LEN + HASH_LEN),
     kemCiphertext: message.slice(1 + KEY_LEN + HASH_LEN, HEADER_V2_LEN),
   };
-}
-
-function decryptFailed(cause?: unknown): EnrollError {
-  return new EnrollError('ERR_ENROLLMENT_DECRYPT', 'enrollment message failed to decrypt', { cause });
 }
 
 /**

@@ -66,8 +66,11 @@ export interface InitiateResult {
   session: SessionSecrets;
 }
 
-/** Checks a key pair's shape and that its public half belongs to its private half. */
-function checkPair(pair: X25519KeyPair, name: string): X25519KeyPair {
+/**
+ * Checks a key pair's shape and that its public half belongs to its private half.
+ * @internal Shared with agreement-v2.ts.
+ */
+export function checkPair(pair: X25519KeyPair, name: string): X25519KeyPair {
   if (pair === null || typeof pair !== 'object') {
     throw new EnrollError('ERR_INVALID_ARG', `"${name}" expected a key pair`);
   }
@@ -225,7 +228,8 @@ export function parseHeader(message: Uint8Array): { ekB: Uint8Array; enrolleeId:
   return { ekB: message.slice(0, KEY_LEN), enrolleeId: message.slice(KEY_LEN, HEADER_LEN) };
 }
 
-function decryptFailed(cause?: unknown): EnrollError {
+/** @internal Check 4's one opaque failure, shared with agreement-v2.ts. */
+export function decryptFailed(cause?: unknown): EnrollError {
   return new EnrollError('ERR_ENROLLMENT_DECRYPT', 'enrollment message failed to decrypt', { cause });
 }
 
