@@ -9,6 +9,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { pathToFileURL } from 'node:url';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,6 +31,7 @@ import { ACCEPT_AAD, decodeAcceptance, decodeEnrollResponse, ENROLL_STATUS } fro
 import { handleEnrollment, type EnrollOutcome } from '../../src/roles/service/enroll.js';
 import { ServiceHome } from '../../src/roles/service/home.js';
 import type { Decision, DecisionFields, DecisionLog } from '../../src/roles/service/log.js';
+import { REPO_ROOT } from '../helpers/paths.js';
 
 const ADDRESS = 'tcp://127.0.0.1:4100';
 const NOW = 1_750_000_000;
@@ -288,5 +291,56 @@ describe('store schema 1 → 2 migration', () => {
     const again = new Database(path, { readonly: true });
     assert.equal(again.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).pluck().get(), '2');
     again.close();
+  });
+
+  it('two processes opening the same version 1 store at once: the second finds it migrated under the write lock, and opens it', async () => {
+    const Database = (await import('better-sqlite3')).default;
+    const { SqliteStore } = await import('../../src/store/sqlite.js');
+    const path = join(root, 'v1-race.db');
+    (await SqliteStore.open(path).close());
+    const db = new Database(path);
+    db.exec(`DROP TABLE kem_prekeys; ALTER TABLE bundles DROP COLUMN eka; UPDATE meta SET value = '1' WHERE key = 'schema_version'`);
+    db.close();
+    const storeJs = pathToFileURL(join(REPO_ROOT, 'dist', 'src', 'store', 'sqlite.js')).href;
+    // Process A: another ockam-enroll migrating the store, its transaction still open.
+    const a = spawn(process.execPath, ['--input-type=module', '-e', `
+      import Database from 'better-sqlite3';
+      const db = new Database(${JSON.stringify(path)});
+      db.exec("BEGIN IMMEDIATE; ALTER TABLE bundles ADD COLUMN eka INTEGER NOT NULL DEFAULT 1 CHECK (eka IN (1, 2)); UPDATE meta SET value = '2' WHERE key = 'schema_version'");
+      process.stdout.write('locked\\n');
+      process.stdin.once('data', () => { db.exec('COMMIT'); db.close(); process.exit(0); });
+    `], { cwd: REPO_ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
+    const line = (p: ChildProcess, want: string) =>
+      new Promise<void>((resolve, reject) => {
+        let buf = '';
+        p.stdout!.on('data', (d: Buffer) => {
+          buf += d.toString();
+          if (buf.includes(want)) resolve();
+        });
+        p.once('exit', (code) => reject(new Error(`exited ${code} before printing ${want}: ${buf}`)));
+      });
+    await line(a, 'locked');
+    // Process B: this ockam-enroll, which reads schema version 1 (A has not committed) and
+    // then waits for the write lock A holds (busy_timeout 5 s).
+    const b = spawn(process.execPath, ['--input-type=module', '-e', `
+      const { SqliteStore } = await import(${JSON.stringify(storeJs)});
+      process.stdout.write('opening\\n');
+      try { await SqliteStore.open(${JSON.stringify(path)}).close(); process.stdout.write('opened\\n'); }
+      catch (e) { process.stdout.write('refused ' + e.code + ': ' + e.message + '\\n'); }
+    `], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    b.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    const bDone = new Promise((r) => b.once('exit', r));
+    await line(b, 'opening');
+    // B is inside SqliteStore.open now, a synchronous call: give it time to read the version
+    // and block on the lock (well inside its 5 s busy timeout), then let A commit.
+    await new Promise((r) => setTimeout(r, 500));
+    a.stdin!.end('commit\n');
+    await Promise.all([bDone, new Promise((r) => (a.exitCode !== null ? r(null) : a.once('exit', r)))]);
+    assert.match(out, /opened/, out);
+    const check = new Database(path, { readonly: true });
+    assert.equal(check.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).pluck().get(), '2');
+    assert.ok(check.prepare(`SELECT 1 FROM sqlite_master WHERE name = 'kem_prekeys'`).get(), 'B completed the schema');
+    check.close();
   });
 });
