@@ -132,3 +132,37 @@ describe('a service whose signed prekey predates EKA v2', () => {
     assert.deepEqual([fetched.eka, fetched.fetched], ['v2', 1]);
   });
 });
+
+describe('a service that predates EKA v2 altogether', () => {
+  test('`enroller bundle fetch` (v2 by default) names the likely cause and the way out instead of a bare refusal', async () => {
+    // A service as ockam-enroll was before EKA v2 answers FETCH_BUNDLES: count u16 and
+    // nothing after it, so the eka byte is "1 trailing bytes" (ERROR ERR_FRAME_MALFORMED).
+    const { generateX25519 } = await import('../../src/crypto/x25519.js');
+    const { listenTcp } = await import('../../src/transport/tcp.js');
+    const { acceptChannel } = await import('../../src/transport/channel.js');
+    const { PROLOGUE_ENROLLER_SERVICE, decodeKindFrame } = await import('../../src/protocol/messages/service.js');
+    const { encodeError } = await import('../../src/protocol/messages/common.js');
+    const { EnrollError } = await import('../../src/errors.js');
+    const { toHex } = await import('../../src/crypto/bytes.js');
+    const ikA = generateX25519();
+    const old = await listenTcp({
+      host: '127.0.0.1',
+      port: 0,
+      async onConnection(conn) {
+        decodeKindFrame(await conn.readFrame(10_000));
+        const channel = await acceptChannel(conn, { staticKeyPair: ikA, prologue: PROLOGUE_ENROLLER_SERVICE, handshakeTimeoutMs: 10_000 });
+        const msg = await channel.receive(10_000);
+        await channel.send(encodeError(new EnrollError('ERR_FRAME_MALFORMED', `fetch bundles: ${msg.length - 3} trailing bytes after the last field`)));
+        await channel.close();
+      },
+      onError() {},
+    });
+    try {
+      const address = `tcp://127.0.0.1:${old.address().port}`;
+      const refused = await run(['enroller', 'bundle', 'fetch', '--service', address, '--service-key', toHex(ikA.publicKey)], { home: w.enrollerHome });
+      assertFailure(refused, 1, /trailing bytes/, /predates EKA v2.*--eka v1/);
+    } finally {
+      await old.close();
+    }
+  });
+});
