@@ -15,7 +15,8 @@
  *
  * The rate limits are token buckets: a bucket holds up to `burst` tokens, refills at
  * `perSecond` tokens a second. Per IP, each enrollment message takes one (a
- * KIND_ENROLL_STREAM connection carries several) and so does each Noise connection; per
+ * KIND_ENROLL_STREAM connection carries several), and so do each KEM prekey request and
+ * each Noise connection; per
  * enroller, each request. `N/s`, `N/m` and `N/h` mean a bucket of N tokens refilled N times per unit.
  *
  * IPv6 peers are bucketed by their /64 prefix, since one host usually holds a whole /64; an
