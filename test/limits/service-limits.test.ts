@@ -18,7 +18,8 @@ import { join } from 'node:path';
 import { concat } from '../../src/crypto/bytes.js';
 import { generateX25519 } from '../../src/crypto/x25519.js';
 import { initiate } from '../../src/protocol/enrollment/index.js';
-import { ENROLL_STATUS, KIND_ENROLL, KIND_ENROLLER, kindFrame } from '../../src/protocol/messages/service.js';
+import { ENROLL_STATUS, KEM_PREKEY_LEN, KIND_ENROLL, KIND_ENROLLER, KIND_KEM_PREKEY, kindFrame } from '../../src/protocol/messages/service.js';
+import { sha256 } from '../../src/crypto/hash.js';
 import { ServiceHome } from '../../src/roles/service/home.js';
 import { encodeFrame } from '../../src/transport/frame.js';
 import { assertFailure, okJson, removeTempHomes, run, show, sleep, tempHome } from '../helpers/cli.js';
@@ -154,6 +155,35 @@ describe('limits: open connections (--max-connections)', () => {
       assert.ok(openAcceptance(a, await enrollRaw(service.port, a.message)), 'served once the idle connections closed');
     } finally {
       for (const s of idle) s.destroy();
+      await service.stop();
+    }
+  });
+});
+
+describe('limits: the KEM prekey endpoint (KIND_KEM_PREKEY, EKA v2)', () => {
+  it('answers one frame per connection: the key for a known hash, UNKNOWN, MALFORMED for a request that is not 32 bytes, RATE_LIMITED over the per-IP rate', async () => {
+    const { service, home } = await serviceWith(['--rate-per-ip', '4/m'], 0, 'kem-endpoint');
+    try {
+      const svc = await ServiceHome.open(home);
+      const kem = await svc.store.currentSignedPrekey().finally(() => svc.close());
+      const hash = kem!.kem!.hash;
+      const ask = (request: Uint8Array) => rawExchange(service.port, [f(kindFrame(KIND_KEM_PREKEY)), f(request)], { waitMs: 10_000 });
+      const known = await ask(hash);
+      assert.equal(known.how, 'end', 'the service ends the connection after its one answer');
+      assert.equal(known.frames.length, 1);
+      assert.equal(known.frames[0]!.length, KEM_PREKEY_LEN);
+      assert.deepEqual(sha256(known.frames[0]!), hash, 'the key whose SHA-256 was asked for');
+      const unknown = Uint8Array.from(hash);
+      unknown[0]! ^= 1;
+      assert.deepEqual((await ask(unknown)).frames, [Uint8Array.of(ENROLL_STATUS.UNKNOWN)]);
+      assert.deepEqual((await ask(hash.subarray(1))).frames, [Uint8Array.of(ENROLL_STATUS.MALFORMED)]);
+      assert.equal((await ask(hash)).frames[0]!.length, KEM_PREKEY_LEN);
+      // The fifth request from this address in a minute: refused before the store is read.
+      const before = service.decisions('rejected').length;
+      assert.deepEqual((await ask(unknown)).frames, [Uint8Array.of(ENROLL_STATUS.RATE_LIMITED)]);
+      await service.waitForLine(/ limited limit=rate-per-ip .*ERR_RATE_LIMITED: over 4\/m requests from this address/, 5000);
+      assert.equal(service.decisions('rejected').length, before, 'no lookup, no rejected line');
+    } finally {
       await service.stop();
     }
   });
