@@ -102,6 +102,10 @@ export function mlKem768Encapsulate(
     return ml_kem768.encapsulate(publicKey, msg);
   } catch (cause) {
     throw new EnrollError('ERR_KEY_INVALID', 'ML-KEM-768 encapsulation key fails the FIPS 203 §7.2 modulus check', { cause });
+  } finally {
+    // m is the preimage of the shared secret (K = G(m ‖ H(ek))): one drawn here is wiped,
+    // as noble does with an m it draws itself. A given m (vectors) is the caller's.
+    if (typeof m === 'function') msg.fill(0);
   }
 }
 

@@ -91,6 +91,15 @@ describe('src/crypto/mlkem.ts argument checks', () => {
     assert.throws(() => mlKem768Decapsulator(bad), isCode('ERR_KEY_INVALID'));
     assert.throws(() => mlKem768Decapsulator(kp.secretKey).decapsulate(new Uint8Array(5)), isCode('ERR_INVALID_ARG'));
   });
+  test('an m drawn from the randomness source is wiped after encapsulation (it is the preimage of K); a given m is the caller\'s', () => {
+    let drawn: Uint8Array | undefined;
+    const { sharedSecret } = mlKem768Encapsulate(kp.publicKey, (n) => (drawn = new Uint8Array(n).fill(0x5a)));
+    assert.equal(sharedSecret.length, 32);
+    assert.ok(drawn !== undefined && drawn.every((b) => b === 0), 'the drawn m is zero-filled');
+    const given = new Uint8Array(32).fill(0x5a);
+    mlKem768Encapsulate(kp.publicKey, given);
+    assert.ok(given.every((b) => b === 0x5a), 'a given m is left as it was');
+  });
   test('a prepared decapsulator whose dk was wiped (or changed) under it is ERR_KEY_INVALID, never a bare Error', () => {
     const own = mlKem768Keygen(new Uint8Array(64).fill(9));
     const d = mlKem768Decapsulator(own.secretKey);
