@@ -23,16 +23,15 @@
 import type { KeyObject } from 'node:crypto';
 import { EnrollError, isEnrollError } from '../../errors.js';
 import { abytes, concat, equalBytes, wipe } from '../../crypto/bytes.js';
-import { aesGcmDecrypt, aesGcmEncrypt, GCM_NONCE_LEN } from '../../crypto/aead.js';
+import { aesGcmEncrypt, GCM_NONCE_LEN } from '../../crypto/aead.js';
 import { sha256 } from '../../crypto/hash.js';
 import { mlKem768Decapsulate, mlKem768Encapsulate, type MlKemDecapsulator } from '../../crypto/mlkem.js';
 import { systemRandom } from '../../crypto/random.js';
-import { generateX25519, importX25519Public, KeyPair } from '../../crypto/x25519.js';
-import { XEDDSA_SIGNATURE_LEN, xeddsaSign, xeddsaVerify } from '../../crypto/xeddsa.js';
+import { XEDDSA_SIGNATURE_LEN } from '../../crypto/xeddsa.js';
 import type { BundleV2 } from '../codec/bundle.js';
 import { strictUtf8 } from '../codec/writer.js';
 import type { AcceptContext, AcceptResult, InitiateInput, InitiateResult } from './agreement.js';
-import { checkPair, decryptFailed, enrolleeId } from './agreement.js';
+import { checkInitiateInput, enrolleeProof, initiatorDhs, lookupChecked, openEnrollment, responderDhs } from './agreement.js';
 import {
   ENROLLMENT_MESSAGE_V2_LEN,
   HASH_LEN,
@@ -42,11 +41,10 @@ import {
   KEM_PUBLIC_KEY_LEN,
   KEY_LEN,
   MESSAGE_VERSION_V2,
-  PLAINTEXT_LEN,
   SESSION_INFO_V2,
 } from './constants.js';
 import { deriveSessionKeys } from './session.js';
-import { x3dhInitiatorDh, x3dhKdf, x3dhResponderDh, x3dhStateHash } from './x3dh.js';
+import { x3dhKdf, x3dhStateHash } from './x3dh.js';
 
 /** SHA-256(PQSPK_A): the KEM_hash a v2 bundle carries under bundle_sig. */
 export function kemPrekeyHash(pqspkA: Uint8Array): Uint8Array {
@@ -138,33 +136,11 @@ export function initiateV2(input: InitiateV2Input): InitiateV2Result {
   if (bundle === null || typeof bundle !== 'object' || bundle.version !== 2) {
     throw new EnrollError('ERR_EKA_VERSION', 'initiateV2 needs a version 2 bundle');
   }
-  abytes(bundle.ikA, KEY_LEN, 'bundle.ikA');
-  abytes(bundle.spkA, KEY_LEN, 'bundle.spkA');
-  abytes(bundle.opkA, KEY_LEN, 'bundle.opkA');
   abytes(bundle.kemHash, HASH_LEN, 'bundle.kemHash');
-  strictUtf8(bundle.addr, 'bundle.addr');
   const pqspkA = checkKemPrekey(bundle, input.kemPrekey);
-  const eikB = checkPair(input.eikB, 'eikB');
-  if (input.popZ !== undefined) abytes(input.popZ, 64, 'popZ');
   if (input.kemM !== undefined) abytes(input.kemM, 32, 'kemM');
-  const givenIkB = input.ikB !== undefined ? checkPair(input.ikB, 'ikB') : undefined;
-  if (givenIkB !== undefined && equalBytes(givenIkB.publicKey, eikB.publicKey)) {
-    throw new EnrollError('ERR_INVALID_ARG', '"ikB" must be a fresh key pair, not EIK_B');
-  }
-
-  const ekB = input.ekB !== undefined ? checkPair(input.ekB, 'ekB') : generateX25519(random);
-  let dhs: Uint8Array[];
-  try {
-    dhs = x3dhInitiatorDh({
-      identity: eikB.privateKey,
-      ephemeral: ekB.privateKey,
-      peerIdentity: bundle.ikA,
-      peerSignedPrekey: bundle.spkA,
-      peerOneTimePrekey: bundle.opkA,
-    });
-  } finally {
-    wipe(ekB.privateKey);
-  }
+  const { eikB, givenIkB } = checkInitiateInput(input);
+  const { ekB, dhs } = initiatorDhs(input, eikB, random);
   // PQXDH §3.3: (CT, SS) = PQKEM-ENC(PQPK_B), after the DHs.
   let kem: { cipherText: Uint8Array; sharedSecret: Uint8Array };
   try {
@@ -182,11 +158,7 @@ export function initiateV2(input: InitiateV2Input): InitiateV2Result {
   wipe(km, kem.sharedSecret, ...dhs);
 
   try {
-    let ikB: KeyPair;
-    if (givenIkB === undefined) ikB = generateX25519(random);
-    else ikB = givenIkB instanceof KeyPair ? givenIkB : new KeyPair(givenIkB.privateKey, givenIkB.publicKey);
-    const id = enrolleeId(eikB.publicKey);
-    const pop = xeddsaSign(ikB.privateKey, eikB.publicKey, input.popZ ?? random);
+    const { ikB, id, pop } = enrolleeProof(givenIkB, eikB, input.popZ, random);
     const message = composeMessageV2({
       ekB: ekB.publicKey,
       enrolleeId: id,
@@ -254,10 +226,7 @@ export function parseHeaderV2(message: Uint8Array): { ekB: Uint8Array; enrolleeI
 export function acceptV2(message: Uint8Array, ikA: Uint8Array | KeyObject, ctx: AcceptV2Context): AcceptResult {
   const { ekB, enrolleeId: id, kemCiphertext } = parseHeaderV2(message); // 1
   if (ctx.isReplay(ekB)) throw new EnrollError('ERR_REPLAY', 'EK_B was already used in an accepted enrollment'); // 2
-  const pending = ctx.lookupPending(id); // 3
-  if (pending === undefined) throw new EnrollError('ERR_ENROLLEE_UNKNOWN', 'no pending enrollee has this id');
-  const eikB = abytes(pending.eikB, KEY_LEN, 'pending.eikB');
-  if (!equalBytes(sha256(eikB), id)) throw new EnrollError('ERR_ENROLLEE_UNKNOWN', 'pending enrollee does not match the id');
+  const pending = lookupChecked(ctx.lookupPending, id); // 3
   abytes(pending.kemHash, HASH_LEN, 'pending.kemHash');
 
   // 4a. KEM first (the brief's order: decapsulation, then DH, AEAD, POP). A wrong ciphertext
@@ -266,24 +235,7 @@ export function acceptV2(message: Uint8Array, ikA: Uint8Array | KeyObject, ctx: 
   const ss = dk instanceof Uint8Array ? mlKem768Decapsulate(kemCiphertext, dk) : dk.decapsulate(kemCiphertext);
   let dhs: Uint8Array[];
   try {
-    let ekBKey: KeyObject;
-    try {
-      ekBKey = importX25519Public(ekB, 'EK_B');
-    } catch (e) {
-      throw decryptFailed(e);
-    }
-    try {
-      dhs = x3dhResponderDh({
-        identity: ikA,
-        signedPrekey: pending.spkA,
-        oneTimePrekey: pending.opkA,
-        peerIdentity: eikB,
-        peerEphemeral: ekBKey,
-      });
-    } catch (e) {
-      if (isEnrollError(e, 'ERR_DH_ZERO')) throw decryptFailed(e);
-      throw e;
-    }
+    dhs = responderDhs(ikA, pending, ekB);
   } catch (e) {
     wipe(ss);
     throw e;
@@ -293,24 +245,8 @@ export function acceptV2(message: Uint8Array, ikA: Uint8Array | KeyObject, ctx: 
   const h = x3dhStateHash(km, INFO_V2);
   wipe(km, ss, ...dhs);
   try {
-    let plaintext: Uint8Array;
-    try {
-      plaintext = aesGcmDecrypt(
-        sk,
-        ekB.subarray(0, GCM_NONCE_LEN),
-        message.subarray(HEADER_V2_LEN),
-        enrollmentAadV2(message.subarray(0, HEADER_V2_LEN), pending.kemHash, pending.addr, h),
-      );
-    } catch (e) {
-      if (isEnrollError(e, 'ERR_DECRYPT')) throw decryptFailed(e);
-      throw e;
-    }
-    if (plaintext.length !== PLAINTEXT_LEN) throw decryptFailed();
-    const ikB = plaintext.slice(0, KEY_LEN);
-    const pop = plaintext.slice(KEY_LEN);
-    if (!xeddsaVerify(ikB, eikB, pop)) {
-      throw new EnrollError('ERR_POP_INVALID', 'proof of possession XEdDSA(IK_B, EIK_B) does not verify');
-    }
+    const aad = enrollmentAadV2(message.subarray(0, HEADER_V2_LEN), pending.kemHash, pending.addr, h);
+    const ikB = openEnrollment(sk, ekB, message.subarray(HEADER_V2_LEN), aad, pending.eikB); // 4, 5
     return { enrolleeId: id, ekB, ikB, h, session: deriveSessionKeys(sk, h, SESSION_INFO_V2) };
   } finally {
     wipe(sk);
