@@ -256,6 +256,41 @@ describe('EKA v2: the KEM prekey lifecycle', () => {
   });
 });
 
+describe('EKA v2: retired KEM prekeys are erased once no bundle can use them', () => {
+  it('`service prekey rotate` erases the sealed seed of every retired KEM prekey whose bundles have all expired (by over an hour), keeps the others, and the public key still answers', async () => {
+    const { rotatePrekey, KEM_SEED_ERASE_MARGIN } = await import('../../src/roles/service/rotation.js');
+    const T0 = 1_760_000_000;
+    const home = await ServiceHome.init(join(root, 'erase-home'), { address: ADDRESS, now: T0 });
+    try {
+      const spk1 = (await home.store.currentSignedPrekey())!;
+      const opk = generateX25519();
+      const bundleId = new Uint8Array(randomBytes(16));
+      await home.store.insertBundles([
+        { id: bundleId, spkId: spk1.id, opkPublic: opk.publicKey, opkPrivateSealed: home.sealer.seal(opk.privateKey, 'opk', bundleId), addr: ADDRESS, enroller, createdAt: T0, expiresAt: T0 + 100, state: 'issued', eka: 2 },
+      ]);
+      const seedOf = async (hash: Uint8Array) => (await home.store.getKemPrekey(hash))!.seedSealed.length;
+      // spk1 is retired but a bundle still names it: its seed stays.
+      const r2 = await rotatePrekey(home, T0 + 10);
+      assert.equal(r2.kemSeedsErased, 0);
+      assert.ok((await seedOf(spk1.kem!.hash)) > 0);
+      // Within the margin after that bundle's expiry: still kept.
+      assert.equal((await rotatePrekey(home, T0 + 100 + KEM_SEED_ERASE_MARGIN - 1)).kemSeedsErased, 1, 'only spk2 (no bundle ever) is erased');
+      assert.ok((await seedOf(spk1.kem!.hash)) > 0);
+      assert.equal(await seedOf(r2.spk.kem!.hash), 0);
+      // Past it: erased. The current SPK's seed is never touched.
+      const r4 = await rotatePrekey(home, T0 + 100 + KEM_SEED_ERASE_MARGIN + 1);
+      assert.equal(r4.kemSeedsErased, 2, 'spk1 and spk3');
+      assert.equal(await seedOf(spk1.kem!.hash), 0);
+      assert.ok((await seedOf(r4.spk.kem!.hash)) > 0);
+      assert.equal((await home.store.getKemPrekey(spk1.kem!.hash))!.publicKey.length, 1184, 'KIND_KEM_PREKEY still answers for it');
+      // A later rotation does not count it again.
+      assert.equal((await rotatePrekey(home, T0 + 100 + KEM_SEED_ERASE_MARGIN + 2)).kemSeedsErased, 1);
+    } finally {
+      await home.close();
+    }
+  });
+});
+
 describe('store schema 1 → 2 migration', () => {
   it('a version 1 store is migrated on open: its bundles are EKA v1, its SPKs have no KEM prekey', async () => {
     const Database = (await import('better-sqlite3')).default;
