@@ -229,7 +229,7 @@ describe('EKA v2: no downgrade, opaque refusals', () => {
     const signedBad = { ...(bundle as BundleV2), kemHash: new Uint8Array(await crypto.subtle.digest('SHA-256', bad)) };
     assert.throws(
       () => initiateV2({ bundle: signedBad, kemPrekey: bad, eikB }),
-      (e) => isEnrollError(e, 'ERR_KEM_PREKEY') && /not a valid ML-KEM-768 key/.test((e as Error).message),
+      (e) => isEnrollError(e, 'ERR_KEM_PREKEY') && /not a valid ML-KEM-768 key/.test((e as Error).message) && /prekey rotate/.test(e.hint ?? ''),
     );
   });
 

@@ -149,7 +149,12 @@ export function initiateV2(input: InitiateV2Input): InitiateV2Result {
     wipe(...dhs);
     // The key matched the IK_A-signed hash, yet fails FIPS 203's modulus check: the
     // service signed a bad key. Refused as a KEM prekey fault.
-    if (isEnrollError(e, 'ERR_KEY_INVALID')) throw new EnrollError('ERR_KEM_PREKEY', 'the ML-KEM prekey is not a valid ML-KEM-768 key', { cause: e });
+    if (isEnrollError(e, 'ERR_KEY_INVALID')) {
+      throw new EnrollError('ERR_KEM_PREKEY', 'the ML-KEM prekey is not a valid ML-KEM-768 key (FIPS 203 modulus check), though IK_A signed its hash', {
+        cause: e,
+        hint: 'the service made a bad KEM prekey: its operator should run `ockam-enroll service prekey rotate`; meanwhile enroll with a v1 bundle (--eka v1)',
+      });
+    }
     throw e;
   }
   const km = concat(...dhs, kem.sharedSecret);
