@@ -79,23 +79,31 @@ describe('limits: flags', () => {
 });
 
 describe('limits: frame size (--max-frame)', () => {
+  it('a --max-frame below the largest frame of EKA v2 (its 1265-byte enrollment message) is a usage error: v2 could never work', async () => {
+    const home = tempHome('frame-min');
+    for (const value of ['1024', '1264']) {
+      const r = await run(['service', 'start', '--max-frame', value], { home });
+      assertFailure(r, 2, /--max-frame must be 1265\.\.65535/);
+    }
+  });
+
   it('a header over the limit closes the connection before its body is read, and is logged', async () => {
-    const { service, enrollees } = await serviceWith(['--max-frame', '1024'], 1);
+    const { service, enrollees } = await serviceWith(['--max-frame', '1265'], 1);
     try {
-      const over = await rawExchange(service.port, [concat(f(kindFrame(KIND_ENROLL)), Uint8Array.of(0x04, 0x01))], { waitMs: 5000 });
+      const over = await rawExchange(service.port, [concat(f(kindFrame(KIND_ENROLL)), Uint8Array.of(0x04, 0xf2))], { waitMs: 5000 });
       assert.equal(over.how, 'end', 'closed at once');
       assert.equal(over.frames.length, 0, 'no answer');
       assert.ok(over.ms < 3000, `closed in ${over.ms} ms, not at the read timeout`);
       // As the very first frame too.
       const first = await rawExchange(service.port, [Uint8Array.of(0xff, 0xff)], { waitMs: 5000 });
       assert.equal(first.how, 'end');
-      // At the limit it is read (and a 1024-byte message is MALFORMED, not 176 bytes).
-      const at = await enrollRaw(service.port, new Uint8Array(1024));
+      // At the limit it is read (and a 1265-byte message not starting with 0x02 is MALFORMED).
+      const at = await enrollRaw(service.port, new Uint8Array(1265));
       assert.deepEqual(at, Uint8Array.of(ENROLL_STATUS.MALFORMED));
       // The service is fine: a valid enrollment goes through.
       const a = messageFor(enrollees[0]!);
       assert.ok(openAcceptance(a, await enrollRaw(service.port, a.message)));
-      await service.waitForLine(/ limited limit=max-frame .*ERR_FRAME_TOO_LARGE: frame of 1025 bytes exceeds the limit of 1024 bytes/, 5000);
+      await service.waitForLine(/ limited limit=max-frame .*ERR_FRAME_TOO_LARGE: frame of 1266 bytes exceeds the limit of 1265 bytes/, 5000);
     } finally {
       await service.stop();
     }
