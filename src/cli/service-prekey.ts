@@ -17,10 +17,11 @@ export function register(service: Command): void {
     .action(
       action(async ({ out, home, opts }) => {
         await withService({ home, opts }, async (svc) => {
-          const { spk, retired } = await rotatePrekey(svc, nowSeconds());
+          const { spk, retired, kemSeedsErased } = await rotatePrekey(svc, nowSeconds());
           out.info(`bundles fetched from now on carry the new signed prekey and its ML-KEM-768 prekey; ${retired === 1 ? 'the previous one stays' : `the ${retired} previous ones stay`} usable for the bundles already handed out`);
+          if (kemSeedsErased > 0) out.info(`erased the ML-KEM-768 seed${kemSeedsErased === 1 ? '' : 's'} of ${kemSeedsErased} retired prekey${kemSeedsErased === 1 ? '' : 's'} whose bundles have all expired`);
           out.result(
-            { spk_id: spk.id, spk_public: toHex(spk.publicKey), kem_hash: spk.kem ? toHex(spk.kem.hash) : null, created_at: isoTime(spk.createdAt), retired },
+            { spk_id: spk.id, spk_public: toHex(spk.publicKey), kem_hash: spk.kem ? toHex(spk.kem.hash) : null, created_at: isoTime(spk.createdAt), retired, kem_seeds_erased: kemSeedsErased },
             `signed prekey ${spk.id}: ${toHex(spk.publicKey)}`,
           );
         });

@@ -29,11 +29,44 @@ export const MLKEM768_SEED_LEN = 64;
 /** m (FIPS 203 §6.2). */
 export const MLKEM768_MESSAGE_LEN = 32;
 
-export interface MlKemKeyPair {
+const inspectSymbol = Symbol.for('nodejs.util.inspect.custom');
+
+/**
+ * An ML-KEM-768 key pair whose decapsulation key never shows in `JSON.stringify`,
+ * `util.inspect`, `console.log` or template strings (STYLE: key objects never print key
+ * material; x25519.ts KeyPair does the same). dk holds z, the implicit-rejection secret.
+ */
+export class MlKemKeyPair {
   /** The encapsulation key ek (public), 1184 bytes. */
-  publicKey: Uint8Array;
+  readonly publicKey: Uint8Array;
+  readonly #secretKey: Uint8Array;
+
+  constructor(publicKey: Uint8Array, secretKey: Uint8Array) {
+    this.publicKey = abytes(publicKey, MLKEM768_PUBLIC_KEY_LEN, 'publicKey');
+    this.#secretKey = abytes(secretKey, MLKEM768_SECRET_KEY_LEN, 'secretKey');
+  }
+
   /** The decapsulation key dk (secret), 2400 bytes. */
-  secretKey: Uint8Array;
+  get secretKey(): Uint8Array {
+    return this.#secretKey;
+  }
+
+  /** Zero-fills dk; the pair must not be used for decapsulation afterwards. */
+  wipe(): void {
+    this.#secretKey.fill(0);
+  }
+
+  toJSON(): { publicKey: string } {
+    return { publicKey: Buffer.from(this.publicKey).toString('hex') };
+  }
+
+  toString(): string {
+    return `MlKemKeyPair(ek ${Buffer.from(this.publicKey.subarray(0, 8)).toString('hex')}…)`;
+  }
+
+  [inspectSymbol](): string {
+    return this.toString();
+  }
 }
 
 /**
@@ -42,8 +75,13 @@ export interface MlKemKeyPair {
 export function mlKem768Keygen(seed?: Uint8Array | RandomSource): MlKemKeyPair {
   const s = seed === undefined ? systemRandom(MLKEM768_SEED_LEN) : typeof seed === 'function' ? seed(MLKEM768_SEED_LEN) : seed;
   abytes(s, MLKEM768_SEED_LEN, 'seed');
-  const { publicKey, secretKey } = ml_kem768.keygen(s);
-  return { publicKey, secretKey };
+  try {
+    const { publicKey, secretKey } = ml_kem768.keygen(s);
+    return new MlKemKeyPair(publicKey, secretKey);
+  } finally {
+    // A seed drawn here is d ‖ z, as secret as dk: wiped. A given seed is the caller's.
+    if (seed === undefined || typeof seed === 'function') s.fill(0);
+  }
 }
 
 /**
@@ -64,6 +102,10 @@ export function mlKem768Encapsulate(
     return ml_kem768.encapsulate(publicKey, msg);
   } catch (cause) {
     throw new EnrollError('ERR_KEY_INVALID', 'ML-KEM-768 encapsulation key fails the FIPS 203 §7.2 modulus check', { cause });
+  } finally {
+    // m is the preimage of the shared secret (K = G(m ‖ H(ek))): one drawn here is wiped,
+    // as noble does with an m it draws itself. A given m (vectors) is the caller's.
+    if (typeof m === 'function') msg.fill(0);
   }
 }
 
@@ -111,7 +153,13 @@ export function mlKem768Decapsulator(secretKey: Uint8Array): MlKemDecapsulator {
   return {
     decapsulate(cipherText: Uint8Array): Uint8Array {
       abytes(cipherText, MLKEM768_CIPHERTEXT_LEN, 'cipherText');
-      return prepared.decapsulate(cipherText, secretKey);
+      try {
+        return prepared.decapsulate(cipherText, secretKey);
+      } catch (cause) {
+        // Only a dk changed or wiped since it was prepared gets here (a well-formed
+        // ciphertext never makes Decaps fail): the caller's fault, in the project's one error class.
+        throw new EnrollError('ERR_KEY_INVALID', 'ML-KEM-768 decapsulation key changed since it was prepared (wiped?)', { cause });
+      }
     },
   };
 }

@@ -84,6 +84,8 @@ export interface LifecycleStore {
   rotatedTo(ikB: Uint8Array): Promise<Uint8Array | undefined>;
   rotateIdentity(input: { oldIkB: Uint8Array; newIkB: Uint8Array; now: number }): Promise<RotationResult>;
   retireOtherPrekeys(currentId: number, now: number): Promise<number>;
+  /** Erases the sealed ML-KEM seeds of retired prekeys no live bundle names (see SqliteLifecycleStore). */
+  eraseRetiredKemSeeds(expiredBefore: number): Promise<number>;
   listSignedPrekeys(now: number): Promise<ListedPrekey[]>;
   latestAnnouncement(): Promise<StoredAnnouncement | undefined>;
   addAnnouncement(address: string, now: number, sign: (seq: number) => AddressAnnouncement): Promise<StoredAnnouncement>;
@@ -212,6 +214,25 @@ export class SqliteLifecycleStore implements LifecycleStore {
    */
   async retireOtherPrekeys(currentId: number, now: number): Promise<number> {
     return this.#stmt.retireOthers.run(now, currentId).changes;
+  }
+
+  /**
+   * Erases (to an empty blob) the sealed seed of every retired SPK's KEM prekey that no
+   * issued or approved bundle expiring after `expiredBefore` names (EKA v2, docs/protocol.md
+   * §5A.6): the service refuses an expired bundle, so that seed can never decrypt another
+   * enrollment, and once it is gone a later theft of the store and IK_A no longer yields the
+   * ML-KEM shared secrets of the enrollments it served. The public key stays (KIND_KEM_PREKEY
+   * keeps answering). Returns how many it erased. Prepared here, not with the others: a store
+   * from before EKA v2 has no kem_prekeys until its first writable open.
+   */
+  async eraseRetiredKemSeeds(expiredBefore: number): Promise<number> {
+    return this.#db
+      .prepare(
+        `UPDATE kem_prekeys SET seed_sealed = X'' WHERE length(seed_sealed) > 0
+           AND spk_id IN (SELECT id FROM signed_prekeys WHERE retired_at IS NOT NULL)
+           AND spk_id NOT IN (SELECT spk_id FROM bundles WHERE state IN ('issued','approved') AND expires_at > ?)`,
+      )
+      .run(expiredBefore).changes;
   }
 
   /** Every signed prekey, oldest first, with how many unexpired, unused bundles still name it. */

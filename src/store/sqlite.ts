@@ -298,7 +298,14 @@ export class SqliteStore implements ServiceStore {
           hint: Number(v.value) === 1 ? 'run `ockam-enroll service start` (or any service command that writes) once: it upgrades the store' : undefined,
         });
       }
-      if (migrate) db.transaction(() => db!.exec(MIGRATE_1_TO_2)).immediate();
+      if (migrate) {
+        db.transaction(() => {
+          // Read again under the write lock: another process opening the same store may have
+          // migrated it between the read above and this transaction (ALTER TABLE twice fails).
+          const now = db!.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).get() as Row | undefined;
+          if (Number(now?.value) === 1) db!.exec(MIGRATE_1_TO_2);
+        }).immediate();
+      }
       if (!opts.readonly) {
         db.exec(SCHEMA);
         if (v === undefined) {

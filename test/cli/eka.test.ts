@@ -132,3 +132,89 @@ describe('a service whose signed prekey predates EKA v2', () => {
     assert.deepEqual([fetched.eka, fetched.fetched], ['v2', 1]);
   });
 });
+
+describe('a service that predates EKA v2 altogether', () => {
+  test('`enroller bundle fetch` (v2 by default) names the likely cause and the way out instead of a bare refusal', async () => {
+    // A service as ockam-enroll was before EKA v2 answers FETCH_BUNDLES: count u16 and
+    // nothing after it, so the eka byte is "1 trailing bytes" (ERROR ERR_FRAME_MALFORMED).
+    const { generateX25519 } = await import('../../src/crypto/x25519.js');
+    const { listenTcp } = await import('../../src/transport/tcp.js');
+    const { acceptChannel } = await import('../../src/transport/channel.js');
+    const { PROLOGUE_ENROLLER_SERVICE, decodeKindFrame } = await import('../../src/protocol/messages/service.js');
+    const { encodeError } = await import('../../src/protocol/messages/common.js');
+    const { EnrollError } = await import('../../src/errors.js');
+    const { toHex } = await import('../../src/crypto/bytes.js');
+    const ikA = generateX25519();
+    const old = await listenTcp({
+      host: '127.0.0.1',
+      port: 0,
+      async onConnection(conn) {
+        decodeKindFrame(await conn.readFrame(10_000));
+        const channel = await acceptChannel(conn, { staticKeyPair: ikA, prologue: PROLOGUE_ENROLLER_SERVICE, handshakeTimeoutMs: 10_000 });
+        const msg = await channel.receive(10_000);
+        await channel.send(encodeError(new EnrollError('ERR_FRAME_MALFORMED', `fetch bundles: ${msg.length - 3} trailing bytes after the last field`)));
+        await channel.close();
+      },
+      onError() {},
+    });
+    try {
+      const address = `tcp://127.0.0.1:${old.address().port}`;
+      const refused = await run(['enroller', 'bundle', 'fetch', '--service', address, '--service-key', toHex(ikA.publicKey)], { home: w.enrollerHome });
+      assertFailure(refused, 1, /trailing bytes/, /predates EKA v2.*--eka v1/);
+    } finally {
+      await old.close();
+    }
+  });
+});
+
+describe('whatever answers at a v2 bundle\'s address is not trusted', () => {
+  test('a KEM prekey answer that is not 1184 bytes, or not the signed key, is ERR_KEM_PREKEY (exit 5, with a hint), and no enrollment message is sent', async () => {
+    const { generateX25519 } = await import('../../src/crypto/x25519.js');
+    const { signSpk } = await import('../../src/protocol/codec/index.js');
+    const { listenTcp } = await import('../../src/transport/tcp.js');
+    const { mlKem768Keygen } = await import('../../src/crypto/mlkem.js');
+    const { sha256 } = await import('../../src/crypto/hash.js');
+    const { KIND_KEM_PREKEY, decodeKindFrame } = await import('../../src/protocol/messages/service.js');
+    const signed = mlKem768Keygen().publicKey;
+    const answers = [signed.subarray(0, 1183), mlKem768Keygen().publicKey];
+    const kinds: number[] = [];
+    const impostor = await listenTcp({
+      host: '127.0.0.1',
+      port: 0,
+      async onConnection(conn) {
+        kinds.push(decodeKindFrame(await conn.readFrame(10_000)));
+        await conn.readFrame(10_000);
+        await conn.writeFrame(answers[kinds.length - 1] ?? new Uint8Array(1));
+      },
+      onError() {},
+    });
+    try {
+      // A bundle validly signed by some IK_A, whose Addr leads to the impostor.
+      const ikA = generateX25519();
+      const spk = generateX25519();
+      const text = bundleToText(
+        signBundle(
+          {
+            bundleId: new Uint8Array(randomBytes(16)),
+            ikA: ikA.publicKey,
+            spkA: spk.publicKey,
+            spkSig: signSpk(ikA.privateKey, spk.publicKey),
+            opkA: generateX25519().publicKey,
+            kemHash: sha256(signed),
+            expiresAt: Math.floor(Date.now() / 1000) + 3600,
+            addr: `tcp://127.0.0.1:${impostor.address().port}`,
+          },
+          ikA.privateKey,
+        ),
+      );
+      const e = await w.newEnrollee('impostor');
+      const short = await run(['enrollee', 'join', '--bundle', text], { home: e.home });
+      assertFailure(short, 5, /1183 bytes, expected 1184/, /bundle's address/);
+      const other = await run(['enrollee', 'join', '--bundle', text], { home: e.home });
+      assertFailure(other, 5, /does not match the bundle's signed KEM_hash/, /bundle's address/);
+      assert.deepEqual(kinds, [KIND_KEM_PREKEY, KIND_KEM_PREKEY], 'only KEM prekey requests reached it: no enrollment message');
+    } finally {
+      await impostor.close();
+    }
+  });
+});

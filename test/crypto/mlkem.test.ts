@@ -7,6 +7,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { inspect } from 'node:util';
 import { join } from 'node:path';
 import { fromHex, toHex } from '../../src/crypto/bytes.js';
 import {
@@ -89,6 +90,34 @@ describe('src/crypto/mlkem.ts argument checks', () => {
     assert.throws(() => mlKem768Decapsulate(new Uint8Array(MLKEM768_CIPHERTEXT_LEN), bad), isCode('ERR_KEY_INVALID'));
     assert.throws(() => mlKem768Decapsulator(bad), isCode('ERR_KEY_INVALID'));
     assert.throws(() => mlKem768Decapsulator(kp.secretKey).decapsulate(new Uint8Array(5)), isCode('ERR_INVALID_ARG'));
+  });
+  test('an m drawn from the randomness source is wiped after encapsulation (it is the preimage of K); a given m is the caller\'s', () => {
+    let drawn: Uint8Array | undefined;
+    const { sharedSecret } = mlKem768Encapsulate(kp.publicKey, (n) => (drawn = new Uint8Array(n).fill(0x5a)));
+    assert.equal(sharedSecret.length, 32);
+    assert.ok(drawn !== undefined && drawn.every((b) => b === 0), 'the drawn m is zero-filled');
+    const given = new Uint8Array(32).fill(0x5a);
+    mlKem768Encapsulate(kp.publicKey, given);
+    assert.ok(given.every((b) => b === 0x5a), 'a given m is left as it was');
+  });
+  test('a prepared decapsulator whose dk was wiped (or changed) under it is ERR_KEY_INVALID, never a bare Error', () => {
+    const own = mlKem768Keygen(new Uint8Array(64).fill(9));
+    const d = mlKem768Decapsulator(own.secretKey);
+    own.secretKey.fill(0); // the caller wipes dk (the service's cache does on eviction)
+    assert.throws(() => d.decapsulate(new Uint8Array(MLKEM768_CIPHERTEXT_LEN)), isCode('ERR_KEY_INVALID'));
+  });
+  test('a key pair never shows dk through JSON.stringify, util.inspect or a template string (STYLE)', () => {
+    const own = mlKem768Keygen(new Uint8Array(64).fill(10));
+    const dkHex = toHex(own.secretKey.subarray(0, 16));
+    const zHex = toHex(own.secretKey.subarray(2400 - 32));
+    for (const shown of [JSON.stringify(own), inspect(own, { depth: 5, maxArrayLength: Infinity }), `${own as unknown as string}`]) {
+      assert.ok(!shown.includes(dkHex) && !shown.includes(zHex), 'no dk hex');
+      assert.ok(!shown.includes('secretKey'), `no dk field: ${shown.slice(0, 80)}`);
+    }
+    assert.equal(JSON.parse(JSON.stringify(own)).secretKey, undefined);
+    assert.equal(own.secretKey.length, 2400, 'the secret stays reachable by its getter');
+    own.wipe();
+    assert.ok(own.secretKey.every((b) => b === 0), 'wipe() zero-fills dk');
   });
   test('a ciphertext for another key decapsulates to an unrelated secret (implicit rejection), never throws', () => {
     const other = mlKem768Keygen(new Uint8Array(64).fill(8));

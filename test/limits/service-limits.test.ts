@@ -20,7 +20,8 @@ import { concat, fromHex } from '../../src/crypto/bytes.js';
 import { bundleFromText } from '../../src/protocol/codec/text.js';
 import { generateX25519 } from '../../src/crypto/x25519.js';
 import { initiate } from '../../src/protocol/enrollment/index.js';
-import { ENROLL_STATUS, KIND_ENROLL, KIND_ENROLLER, kindFrame } from '../../src/protocol/messages/service.js';
+import { ENROLL_STATUS, KEM_PREKEY_LEN, KIND_ENROLL, KIND_ENROLLER, KIND_KEM_PREKEY, kindFrame } from '../../src/protocol/messages/service.js';
+import { sha256 } from '../../src/crypto/hash.js';
 import { ServiceHome } from '../../src/roles/service/home.js';
 import { encodeFrame } from '../../src/transport/frame.js';
 import { assertFailure, okJson, removeTempHomes, run, show, sleep, tempHome } from '../helpers/cli.js';
@@ -87,10 +88,18 @@ describe('limits: flags', () => {
 });
 
 describe('limits: frame size (--max-frame)', () => {
+  it('a --max-frame below the largest frame of EKA v2 (its 1265-byte enrollment message) is a usage error: v2 could never work', async () => {
+    const home = tempHome('frame-min');
+    for (const value of ['1024', '1264']) {
+      const r = await run(['service', 'start', '--max-frame', value], { home });
+      assertFailure(r, 2, /--max-frame must be 1265\.\.65535/);
+    }
+  });
+
   it('a header over the limit closes the connection before its body is read, and is logged', async () => {
-    const { service, enrollees } = await serviceWith(['--max-frame', '1024'], 1);
+    const { service, enrollees } = await serviceWith(['--max-frame', '1265'], 1);
     try {
-      const over = await rawExchange(service.port, [concat(f(kindFrame(KIND_ENROLL)), Uint8Array.of(0x04, 0x01))], { waitMs: 5000 });
+      const over = await rawExchange(service.port, [concat(f(kindFrame(KIND_ENROLL)), Uint8Array.of(0x04, 0xf2))], { waitMs: 5000 });
       assert.equal(over.how, 'end', 'closed at once');
       assert.equal(over.frames.length, 0, 'no answer');
       // Well before the 10 s read timeout: 3 s on an idle machine, scaled, never past 9 s.
@@ -99,13 +108,13 @@ describe('limits: frame size (--max-frame)', () => {
       // As the very first frame too.
       const first = await rawExchange(service.port, [Uint8Array.of(0xff, 0xff)], { waitMs: 5000 });
       assert.equal(first.how, 'end');
-      // At the limit it is read (and a 1024-byte message is MALFORMED, not 176 bytes).
-      const at = await enrollRaw(service.port, new Uint8Array(1024));
+      // At the limit it is read (and a 1265-byte message not starting with 0x02 is MALFORMED).
+      const at = await enrollRaw(service.port, new Uint8Array(1265));
       assert.deepEqual(at, Uint8Array.of(ENROLL_STATUS.MALFORMED));
       // The service is fine: a valid enrollment goes through.
       const a = messageFor(enrollees[0]!);
       assert.ok(openAcceptance(a, await enrollRaw(service.port, a.message)));
-      await service.waitForLine(/ limited limit=max-frame .*ERR_FRAME_TOO_LARGE: frame of 1025 bytes exceeds the limit of 1024 bytes/, 5000);
+      await service.waitForLine(/ limited limit=max-frame .*ERR_FRAME_TOO_LARGE: frame of 1266 bytes exceeds the limit of 1265 bytes/, 5000);
     } finally {
       await service.stop();
     }
@@ -180,6 +189,35 @@ describe('limits: open connections (--max-connections)', () => {
       }
     } finally {
       for (const s of idle) s.destroy();
+      await service.stop();
+    }
+  });
+});
+
+describe('limits: the KEM prekey endpoint (KIND_KEM_PREKEY, EKA v2)', () => {
+  it('answers one frame per connection: the key for a known hash, UNKNOWN, MALFORMED for a request that is not 32 bytes, RATE_LIMITED over the per-IP rate', async () => {
+    const { service, home } = await serviceWith(['--rate-per-ip', '4/m'], 0, 'kem-endpoint');
+    try {
+      const svc = await ServiceHome.open(home);
+      const kem = await svc.store.currentSignedPrekey().finally(() => svc.close());
+      const hash = kem!.kem!.hash;
+      const ask = (request: Uint8Array) => rawExchange(service.port, [f(kindFrame(KIND_KEM_PREKEY)), f(request)], { waitMs: 10_000 });
+      const known = await ask(hash);
+      assert.equal(known.how, 'end', 'the service ends the connection after its one answer');
+      assert.equal(known.frames.length, 1);
+      assert.equal(known.frames[0]!.length, KEM_PREKEY_LEN);
+      assert.deepEqual(sha256(known.frames[0]!), hash, 'the key whose SHA-256 was asked for');
+      const unknown = Uint8Array.from(hash);
+      unknown[0]! ^= 1;
+      assert.deepEqual((await ask(unknown)).frames, [Uint8Array.of(ENROLL_STATUS.UNKNOWN)]);
+      assert.deepEqual((await ask(hash.subarray(1))).frames, [Uint8Array.of(ENROLL_STATUS.MALFORMED)]);
+      assert.equal((await ask(hash)).frames[0]!.length, KEM_PREKEY_LEN);
+      // The fifth request from this address in a minute: refused before the store is read.
+      const before = service.decisions('rejected').length;
+      assert.deepEqual((await ask(unknown)).frames, [Uint8Array.of(ENROLL_STATUS.RATE_LIMITED)]);
+      await service.waitForLine(/ limited limit=rate-per-ip .*ERR_RATE_LIMITED: over 4\/m requests from this address/, 5000);
+      assert.equal(service.decisions('rejected').length, before, 'no lookup, no rejected line');
+    } finally {
       await service.stop();
     }
   });

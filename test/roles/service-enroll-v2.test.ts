@@ -9,6 +9,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { pathToFileURL } from 'node:url';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,6 +32,7 @@ import { handleEnrollment, type EnrollOutcome } from '../../src/roles/service/en
 import { ServiceHome } from '../../src/roles/service/home.js';
 import type { Decision, DecisionFields, DecisionLog } from '../../src/roles/service/log.js';
 import { parseRate, TokenBuckets } from '../../src/roles/service/limits.js';
+import { REPO_ROOT } from '../helpers/paths.js';
 
 const ADDRESS = 'tcp://127.0.0.1:4100';
 const NOW = 1_750_000_000;
@@ -225,6 +228,17 @@ describe('EKA v2: no downgrade, opaque refusals', () => {
     assert.equal((await handleEnrollment(svc, good, NOW + 2, spyLog())).status, ENROLL_STATUS.ACCEPTED);
   });
 
+  it('a KEM prekey that matches the signed hash but fails FIPS 203\'s modulus check is ERR_KEM_PREKEY, before anything is sent', async () => {
+    const { eikB, bundle } = await approved(2);
+    const bad = Uint8Array.from(pqspkA);
+    bad.fill(0xff, 0, 3); // the first two 12-bit coefficients of t̂ become 4095 ≥ q = 3329
+    const signedBad = { ...(bundle as BundleV2), kemHash: new Uint8Array(await crypto.subtle.digest('SHA-256', bad)) };
+    assert.throws(
+      () => initiateV2({ bundle: signedBad, kemPrekey: bad, eikB }),
+      (e) => isEnrollError(e, 'ERR_KEM_PREKEY') && /not a valid ML-KEM-768 key/.test((e as Error).message) && /prekey rotate/.test(e.hint ?? ''),
+    );
+  });
+
   it('a v2 message made for another KEM_hash (a swapped KEM key) fails the AEAD: the AAD binds KEM_hash', async () => {
     const { eikB, id, bundle } = await approved(2);
     const other = mlKem768Keygen();
@@ -246,6 +260,41 @@ describe('EKA v2: the KEM prekey lifecycle', () => {
     // The old KEM prekey still answers for bundles that name it until they expire.
     assert.ok(await svc.store.getKemPrekey(spk.kem!.hash));
     assert.equal(await svc.store.getKemPrekey(new Uint8Array(32)), undefined);
+  });
+});
+
+describe('EKA v2: retired KEM prekeys are erased once no bundle can use them', () => {
+  it('`service prekey rotate` erases the sealed seed of every retired KEM prekey whose bundles have all expired (by over an hour), keeps the others, and the public key still answers', async () => {
+    const { rotatePrekey, KEM_SEED_ERASE_MARGIN } = await import('../../src/roles/service/rotation.js');
+    const T0 = 1_760_000_000;
+    const home = await ServiceHome.init(join(root, 'erase-home'), { address: ADDRESS, now: T0 });
+    try {
+      const spk1 = (await home.store.currentSignedPrekey())!;
+      const opk = generateX25519();
+      const bundleId = new Uint8Array(randomBytes(16));
+      await home.store.insertBundles([
+        { id: bundleId, spkId: spk1.id, opkPublic: opk.publicKey, opkPrivateSealed: home.sealer.seal(opk.privateKey, 'opk', bundleId), addr: ADDRESS, enroller, createdAt: T0, expiresAt: T0 + 100, state: 'issued', eka: 2 },
+      ]);
+      const seedOf = async (hash: Uint8Array) => (await home.store.getKemPrekey(hash))!.seedSealed.length;
+      // spk1 is retired but a bundle still names it: its seed stays.
+      const r2 = await rotatePrekey(home, T0 + 10);
+      assert.equal(r2.kemSeedsErased, 0);
+      assert.ok((await seedOf(spk1.kem!.hash)) > 0);
+      // Within the margin after that bundle's expiry: still kept.
+      assert.equal((await rotatePrekey(home, T0 + 100 + KEM_SEED_ERASE_MARGIN - 1)).kemSeedsErased, 1, 'only spk2 (no bundle ever) is erased');
+      assert.ok((await seedOf(spk1.kem!.hash)) > 0);
+      assert.equal(await seedOf(r2.spk.kem!.hash), 0);
+      // Past it: erased. The current SPK's seed is never touched.
+      const r4 = await rotatePrekey(home, T0 + 100 + KEM_SEED_ERASE_MARGIN + 1);
+      assert.equal(r4.kemSeedsErased, 2, 'spk1 and spk3');
+      assert.equal(await seedOf(spk1.kem!.hash), 0);
+      assert.ok((await seedOf(r4.spk.kem!.hash)) > 0);
+      assert.equal((await home.store.getKemPrekey(spk1.kem!.hash))!.publicKey.length, 1184, 'KIND_KEM_PREKEY still answers for it');
+      // A later rotation does not count it again.
+      assert.equal((await rotatePrekey(home, T0 + 100 + KEM_SEED_ERASE_MARGIN + 2)).kemSeedsErased, 1);
+    } finally {
+      await home.close();
+    }
   });
 });
 
@@ -284,5 +333,56 @@ describe('store schema 1 → 2 migration', () => {
     const again = new Database(path, { readonly: true });
     assert.equal(again.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).pluck().get(), '2');
     again.close();
+  });
+
+  it('two processes opening the same version 1 store at once: the second finds it migrated under the write lock, and opens it', async () => {
+    const Database = (await import('better-sqlite3')).default;
+    const { SqliteStore } = await import('../../src/store/sqlite.js');
+    const path = join(root, 'v1-race.db');
+    (await SqliteStore.open(path).close());
+    const db = new Database(path);
+    db.exec(`DROP TABLE kem_prekeys; ALTER TABLE bundles DROP COLUMN eka; UPDATE meta SET value = '1' WHERE key = 'schema_version'`);
+    db.close();
+    const storeJs = pathToFileURL(join(REPO_ROOT, 'dist', 'src', 'store', 'sqlite.js')).href;
+    // Process A: another ockam-enroll migrating the store, its transaction still open.
+    const a = spawn(process.execPath, ['--input-type=module', '-e', `
+      import Database from 'better-sqlite3';
+      const db = new Database(${JSON.stringify(path)});
+      db.exec("BEGIN IMMEDIATE; ALTER TABLE bundles ADD COLUMN eka INTEGER NOT NULL DEFAULT 1 CHECK (eka IN (1, 2)); UPDATE meta SET value = '2' WHERE key = 'schema_version'");
+      process.stdout.write('locked\\n');
+      process.stdin.once('data', () => { db.exec('COMMIT'); db.close(); process.exit(0); });
+    `], { cwd: REPO_ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
+    const line = (p: ChildProcess, want: string) =>
+      new Promise<void>((resolve, reject) => {
+        let buf = '';
+        p.stdout!.on('data', (d: Buffer) => {
+          buf += d.toString();
+          if (buf.includes(want)) resolve();
+        });
+        p.once('exit', (code) => reject(new Error(`exited ${code} before printing ${want}: ${buf}`)));
+      });
+    await line(a, 'locked');
+    // Process B: this ockam-enroll, which reads schema version 1 (A has not committed) and
+    // then waits for the write lock A holds (busy_timeout 5 s).
+    const b = spawn(process.execPath, ['--input-type=module', '-e', `
+      const { SqliteStore } = await import(${JSON.stringify(storeJs)});
+      process.stdout.write('opening\\n');
+      try { await SqliteStore.open(${JSON.stringify(path)}).close(); process.stdout.write('opened\\n'); }
+      catch (e) { process.stdout.write('refused ' + e.code + ': ' + e.message + '\\n'); }
+    `], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    b.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    const bDone = new Promise((r) => b.once('exit', r));
+    await line(b, 'opening');
+    // B is inside SqliteStore.open now, a synchronous call: give it time to read the version
+    // and block on the lock (well inside its 5 s busy timeout), then let A commit.
+    await new Promise((r) => setTimeout(r, 500));
+    a.stdin!.end('commit\n');
+    await Promise.all([bDone, new Promise((r) => (a.exitCode !== null ? r(null) : a.once('exit', r)))]);
+    assert.match(out, /opened/, out);
+    const check = new Database(path, { readonly: true });
+    assert.equal(check.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).pluck().get(), '2');
+    assert.ok(check.prepare(`SELECT 1 FROM sqlite_master WHERE name = 'kem_prekeys'`).get(), 'B completed the schema');
+    check.close();
   });
 });

@@ -6,12 +6,15 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { verifyChain } from '../../src/audit/chain.js';
 import { isEnrollError } from '../../src/errors.js';
 import { parseStoreLocation, maskSecret } from '../../src/store/location.js';
 import { PgAuditStore } from '../../src/store/pg/audit.js';
 import { PgDatabase } from '../../src/store/pg/database.js';
+import { PgLifecycleStore } from '../../src/store/pg/lifecycle.js';
 import { PgTokenBuckets } from '../../src/store/pg/limits.js';
+import { PgStore } from '../../src/store/pg/store.js';
 import { freePort } from '../helpers/cli.js';
 import { freshDatabase, pgQuery } from '../helpers/pg.js';
 
@@ -109,6 +112,43 @@ describe('PgTokenBuckets: a per-enroller bucket shared by replicas', () => {
     } finally {
       await a.close();
       await b.close();
+    }
+  });
+});
+
+describe('PgLifecycleStore: retired ML-KEM seeds (EKA v2, docs/protocol.md §5A.6)', () => {
+  it('erases the sealed seed of a retired KEM prekey once no live bundle names it, keeps the public key, and leaves the rest', async () => {
+    const url = await freshDatabase();
+    const db = await PgDatabase.open(loc(url), { poolSize: 2 });
+    const store = new PgStore(db);
+    const lifecycle = new PgLifecycleStore(db);
+    try {
+      const now = 1_750_000_000;
+      const rand = (n: number) => new Uint8Array(randomBytes(n));
+      const kem = () => ({ publicKey: rand(1184), hash: rand(32), seedSealed: rand(92) });
+      const k1 = kem();
+      const k2 = kem();
+      const k3 = kem();
+      await store.addSignedPrekey({ publicKey: rand(32), privateSealed: rand(60), signature: rand(64), createdAt: now - 300, kem: k1 });
+      const spk2 = await store.addSignedPrekey({ publicKey: rand(32), privateSealed: rand(60), signature: rand(64), createdAt: now - 200, kem: k2 });
+      const spk3 = await store.addSignedPrekey({ publicKey: rand(32), privateSealed: rand(60), signature: rand(64), createdAt: now - 100, kem: k3 });
+      // spk2 still serves an unexpired bundle; spk1 serves none; spk3 is current.
+      await store.allowEnroller(rand(32), 'e', now - 400);
+      await store.insertBundles([
+        { id: rand(16), spkId: spk2.id, opkPublic: rand(32), opkPrivateSealed: rand(60), addr: 'tcp://127.0.0.1:4100', enroller: rand(32), createdAt: now - 150, expiresAt: now + 3600, state: 'issued', eka: 2 },
+      ]);
+      assert.equal(await lifecycle.retireOtherPrekeys(spk3.id, now), 2);
+      assert.equal(await lifecycle.eraseRetiredKemSeeds(now), 1, 'only the retired prekey no live bundle names');
+      assert.equal((await store.getKemPrekey(k1.hash))?.seedSealed.length, 0);
+      assert.deepEqual((await store.getKemPrekey(k1.hash))?.publicKey, k1.publicKey, 'its public key stays');
+      assert.deepEqual((await store.getKemPrekey(k2.hash))?.seedSealed, k2.seedSealed);
+      assert.deepEqual((await store.getKemPrekey(k3.hash))?.seedSealed, k3.seedSealed, 'the current one is never erased');
+      assert.equal(await lifecycle.eraseRetiredKemSeeds(now), 0, 'nothing is erased twice');
+      // Once spk2's bundle has expired, its seed goes too.
+      assert.equal(await lifecycle.eraseRetiredKemSeeds(now + 3601), 1);
+      assert.equal((await store.getKemPrekey(k2.hash))?.seedSealed.length, 0);
+    } finally {
+      await db.close();
     }
   });
 });

@@ -69,7 +69,8 @@ export function edwardsSignBit(privateKey: Uint8Array): 0 | 1 {
   return (E[31]! >> 7) as 0 | 1;
 }
 
-function drawWithSign(random: RandomSource, sign: 0 | 1): Uint8Array {
+/** A 32-byte private key drawn until its Edwards sign bit is `sign` (shared with the v2 generator). */
+export function drawWithSign(random: RandomSource, sign: 0 | 1): Uint8Array {
   for (;;) {
     const k = random(32);
     if (edwardsSignBit(k) === sign) return k;

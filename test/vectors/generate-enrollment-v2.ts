@@ -29,17 +29,10 @@ import { acceptV2, composeMessageV2, enrollmentAadV2, initiateV2, kemPrekeyHash 
 import { deriveSessionKeys } from '../../src/protocol/enrollment/session.js';
 import { x3dhInitiatorDh, x3dhKdf, x3dhStateHash } from '../../src/protocol/enrollment/x3dh.js';
 import { REPO_ROOT } from '../helpers/paths.js';
-import { CASES, EXPIRES_AT, edwardsSignBit, seededDrbg, type Vector } from './generate-enrollment-v1.js';
+import { CASES, drawWithSign, EXPIRES_AT, seededDrbg, type Vector } from './generate-enrollment-v1.js';
 
 export const VECTOR_FILE_V2 = join(REPO_ROOT, 'test', 'vectors', 'enrollment-v2.json');
 export const SEED_V2 = 'ockam-enroll/v2/enrollment-kat/seed-1';
-
-function drawWithSign(random: RandomSource, sign: 0 | 1): Uint8Array {
-  for (;;) {
-    const k = random(32);
-    if (edwardsSignBit(k) === sign) return k;
-  }
-}
 
 function makeVector(random: RandomSource, c: (typeof CASES)[number]): Vector {
   // Draw order is part of the file's reproducibility: do not reorder. It is v1's, with the

@@ -23,16 +23,15 @@
 import type { KeyObject } from 'node:crypto';
 import { EnrollError, isEnrollError } from '../../errors.js';
 import { abytes, concat, equalBytes, wipe } from '../../crypto/bytes.js';
-import { aesGcmDecrypt, aesGcmEncrypt, GCM_NONCE_LEN } from '../../crypto/aead.js';
+import { aesGcmEncrypt, GCM_NONCE_LEN } from '../../crypto/aead.js';
 import { sha256 } from '../../crypto/hash.js';
 import { mlKem768Decapsulate, mlKem768Encapsulate, type MlKemDecapsulator } from '../../crypto/mlkem.js';
 import { systemRandom } from '../../crypto/random.js';
-import { generateX25519, importX25519Public, KeyPair, x25519PublicKey, type X25519KeyPair } from '../../crypto/x25519.js';
-import { XEDDSA_SIGNATURE_LEN, xeddsaSign, xeddsaVerify } from '../../crypto/xeddsa.js';
+import { XEDDSA_SIGNATURE_LEN } from '../../crypto/xeddsa.js';
 import type { BundleV2 } from '../codec/bundle.js';
 import { strictUtf8 } from '../codec/writer.js';
 import type { AcceptContext, AcceptResult, InitiateInput, InitiateResult } from './agreement.js';
-import { enrolleeId } from './agreement.js';
+import { checkInitiateInput, enrolleeProof, initiatorDhs, lookupChecked, openEnrollment, responderDhs } from './agreement.js';
 import {
   ENROLLMENT_MESSAGE_V2_LEN,
   HASH_LEN,
@@ -42,11 +41,10 @@ import {
   KEM_PUBLIC_KEY_LEN,
   KEY_LEN,
   MESSAGE_VERSION_V2,
-  PLAINTEXT_LEN,
   SESSION_INFO_V2,
 } from './constants.js';
 import { deriveSessionKeys } from './session.js';
-import { x3dhInitiatorDh, x3dhKdf, x3dhResponderDh, x3dhStateHash } from './x3dh.js';
+import { x3dhKdf, x3dhStateHash } from './x3dh.js';
 
 /** SHA-256(PQSPK_A): the KEM_hash a v2 bundle carries under bundle_sig. */
 export function kemPrekeyHash(pqspkA: Uint8Array): Uint8Array {
@@ -125,16 +123,6 @@ export function composeMessageV2(p: MessageV2Parts): Uint8Array {
   return concat(header, body);
 }
 
-function checkPair(pair: X25519KeyPair, name: string): X25519KeyPair {
-  if (pair === null || typeof pair !== 'object') throw new EnrollError('ERR_INVALID_ARG', `"${name}" expected a key pair`);
-  abytes(pair.privateKey, KEY_LEN, `${name}.privateKey`);
-  abytes(pair.publicKey, KEY_LEN, `${name}.publicKey`);
-  if (!equalBytes(x25519PublicKey(pair.privateKey), pair.publicKey)) {
-    throw new EnrollError('ERR_INVALID_ARG', `"${name}.publicKey" is not the public key of "${name}.privateKey"`);
-  }
-  return pair;
-}
-
 /**
  * The enrollee's side of v2. Checks PQSPK_A against KEM_hash before drawing any randomness,
  * then as v1 (agreement.ts initiate) with the KEM added. Randomness is drawn in the order
@@ -148,33 +136,11 @@ export function initiateV2(input: InitiateV2Input): InitiateV2Result {
   if (bundle === null || typeof bundle !== 'object' || bundle.version !== 2) {
     throw new EnrollError('ERR_EKA_VERSION', 'initiateV2 needs a version 2 bundle');
   }
-  abytes(bundle.ikA, KEY_LEN, 'bundle.ikA');
-  abytes(bundle.spkA, KEY_LEN, 'bundle.spkA');
-  abytes(bundle.opkA, KEY_LEN, 'bundle.opkA');
   abytes(bundle.kemHash, HASH_LEN, 'bundle.kemHash');
-  strictUtf8(bundle.addr, 'bundle.addr');
   const pqspkA = checkKemPrekey(bundle, input.kemPrekey);
-  const eikB = checkPair(input.eikB, 'eikB');
-  if (input.popZ !== undefined) abytes(input.popZ, 64, 'popZ');
   if (input.kemM !== undefined) abytes(input.kemM, 32, 'kemM');
-  const givenIkB = input.ikB !== undefined ? checkPair(input.ikB, 'ikB') : undefined;
-  if (givenIkB !== undefined && equalBytes(givenIkB.publicKey, eikB.publicKey)) {
-    throw new EnrollError('ERR_INVALID_ARG', '"ikB" must be a fresh key pair, not EIK_B');
-  }
-
-  const ekB = input.ekB !== undefined ? checkPair(input.ekB, 'ekB') : generateX25519(random);
-  let dhs: Uint8Array[];
-  try {
-    dhs = x3dhInitiatorDh({
-      identity: eikB.privateKey,
-      ephemeral: ekB.privateKey,
-      peerIdentity: bundle.ikA,
-      peerSignedPrekey: bundle.spkA,
-      peerOneTimePrekey: bundle.opkA,
-    });
-  } finally {
-    wipe(ekB.privateKey);
-  }
+  const { eikB, givenIkB } = checkInitiateInput(input);
+  const { ekB, dhs } = initiatorDhs(input, eikB, random);
   // PQXDH §3.3: (CT, SS) = PQKEM-ENC(PQPK_B), after the DHs.
   let kem: { cipherText: Uint8Array; sharedSecret: Uint8Array };
   try {
@@ -183,7 +149,12 @@ export function initiateV2(input: InitiateV2Input): InitiateV2Result {
     wipe(...dhs);
     // The key matched the IK_A-signed hash, yet fails FIPS 203's modulus check: the
     // service signed a bad key. Refused as a KEM prekey fault.
-    if (isEnrollError(e, 'ERR_KEY_INVALID')) throw new EnrollError('ERR_KEM_PREKEY', 'the ML-KEM prekey is not a valid ML-KEM-768 key', { cause: e });
+    if (isEnrollError(e, 'ERR_KEY_INVALID')) {
+      throw new EnrollError('ERR_KEM_PREKEY', 'the ML-KEM prekey is not a valid ML-KEM-768 key (FIPS 203 modulus check), though IK_A signed its hash', {
+        cause: e,
+        hint: 'the service made a bad KEM prekey: its operator should run `ockam-enroll service prekey rotate`; meanwhile enroll with a v1 bundle (--eka v1)',
+      });
+    }
     throw e;
   }
   const km = concat(...dhs, kem.sharedSecret);
@@ -192,11 +163,7 @@ export function initiateV2(input: InitiateV2Input): InitiateV2Result {
   wipe(km, kem.sharedSecret, ...dhs);
 
   try {
-    let ikB: KeyPair;
-    if (givenIkB === undefined) ikB = generateX25519(random);
-    else ikB = givenIkB instanceof KeyPair ? givenIkB : new KeyPair(givenIkB.privateKey, givenIkB.publicKey);
-    const id = enrolleeId(eikB.publicKey);
-    const pop = xeddsaSign(ikB.privateKey, eikB.publicKey, input.popZ ?? random);
+    const { ikB, id, pop } = enrolleeProof(givenIkB, eikB, input.popZ, random);
     const message = composeMessageV2({
       ekB: ekB.publicKey,
       enrolleeId: id,
@@ -252,10 +219,6 @@ export function parseHeaderV2(message: Uint8Array): { ekB: Uint8Array; enrolleeI
   };
 }
 
-function decryptFailed(cause?: unknown): EnrollError {
-  return new EnrollError('ERR_ENROLLMENT_DECRYPT', 'enrollment message failed to decrypt', { cause });
-}
-
 /**
  * The service's side of v2, checks in order (docs/protocol.md §5A.5):
  *   1. length ≠ 1265 or first byte ≠ 2             → ERR_MESSAGE_LENGTH
@@ -268,10 +231,7 @@ function decryptFailed(cause?: unknown): EnrollError {
 export function acceptV2(message: Uint8Array, ikA: Uint8Array | KeyObject, ctx: AcceptV2Context): AcceptResult {
   const { ekB, enrolleeId: id, kemCiphertext } = parseHeaderV2(message); // 1
   if (ctx.isReplay(ekB)) throw new EnrollError('ERR_REPLAY', 'EK_B was already used in an accepted enrollment'); // 2
-  const pending = ctx.lookupPending(id); // 3
-  if (pending === undefined) throw new EnrollError('ERR_ENROLLEE_UNKNOWN', 'no pending enrollee has this id');
-  const eikB = abytes(pending.eikB, KEY_LEN, 'pending.eikB');
-  if (!equalBytes(sha256(eikB), id)) throw new EnrollError('ERR_ENROLLEE_UNKNOWN', 'pending enrollee does not match the id');
+  const pending = lookupChecked(ctx.lookupPending, id); // 3
   abytes(pending.kemHash, HASH_LEN, 'pending.kemHash');
 
   // 4a. KEM first (the brief's order: decapsulation, then DH, AEAD, POP). A wrong ciphertext
@@ -280,24 +240,7 @@ export function acceptV2(message: Uint8Array, ikA: Uint8Array | KeyObject, ctx: 
   const ss = dk instanceof Uint8Array ? mlKem768Decapsulate(kemCiphertext, dk) : dk.decapsulate(kemCiphertext);
   let dhs: Uint8Array[];
   try {
-    let ekBKey: KeyObject;
-    try {
-      ekBKey = importX25519Public(ekB, 'EK_B');
-    } catch (e) {
-      throw decryptFailed(e);
-    }
-    try {
-      dhs = x3dhResponderDh({
-        identity: ikA,
-        signedPrekey: pending.spkA,
-        oneTimePrekey: pending.opkA,
-        peerIdentity: eikB,
-        peerEphemeral: ekBKey,
-      });
-    } catch (e) {
-      if (isEnrollError(e, 'ERR_DH_ZERO')) throw decryptFailed(e);
-      throw e;
-    }
+    dhs = responderDhs(ikA, pending, ekB);
   } catch (e) {
     wipe(ss);
     throw e;
@@ -307,24 +250,8 @@ export function acceptV2(message: Uint8Array, ikA: Uint8Array | KeyObject, ctx: 
   const h = x3dhStateHash(km, INFO_V2);
   wipe(km, ss, ...dhs);
   try {
-    let plaintext: Uint8Array;
-    try {
-      plaintext = aesGcmDecrypt(
-        sk,
-        ekB.subarray(0, GCM_NONCE_LEN),
-        message.subarray(HEADER_V2_LEN),
-        enrollmentAadV2(message.subarray(0, HEADER_V2_LEN), pending.kemHash, pending.addr, h),
-      );
-    } catch (e) {
-      if (isEnrollError(e, 'ERR_DECRYPT')) throw decryptFailed(e);
-      throw e;
-    }
-    if (plaintext.length !== PLAINTEXT_LEN) throw decryptFailed();
-    const ikB = plaintext.slice(0, KEY_LEN);
-    const pop = plaintext.slice(KEY_LEN);
-    if (!xeddsaVerify(ikB, eikB, pop)) {
-      throw new EnrollError('ERR_POP_INVALID', 'proof of possession XEdDSA(IK_B, EIK_B) does not verify');
-    }
+    const aad = enrollmentAadV2(message.subarray(0, HEADER_V2_LEN), pending.kemHash, pending.addr, h);
+    const ikB = openEnrollment(sk, ekB, message.subarray(HEADER_V2_LEN), aad, pending.eikB); // 4, 5
     return { enrolleeId: id, ekB, ikB, h, session: deriveSessionKeys(sk, h, SESSION_INFO_V2) };
   } finally {
     wipe(sk);

@@ -66,8 +66,11 @@ export interface InitiateResult {
   session: SessionSecrets;
 }
 
-/** Checks a key pair's shape and that its public half belongs to its private half. */
-function checkPair(pair: X25519KeyPair, name: string): X25519KeyPair {
+/**
+ * Checks a key pair's shape and that its public half belongs to its private half.
+ * @internal Shared with agreement-v2.ts.
+ */
+export function checkPair(pair: X25519KeyPair, name: string): X25519KeyPair {
   if (pair === null || typeof pair !== 'object') {
     throw new EnrollError('ERR_INVALID_ARG', `"${name}" expected a key pair`);
   }
@@ -130,52 +133,87 @@ export function initiate(input: InitiateInput): InitiateResult {
   if (bundle.version !== 1) {
     throw new EnrollError('ERR_EKA_VERSION', `a version ${String(bundle.version)} bundle cannot be used with EKA v1 (use initiateV2)`);
   }
-  abytes(bundle.ikA, KEY_LEN, 'bundle.ikA');
-  abytes(bundle.spkA, KEY_LEN, 'bundle.spkA');
-  abytes(bundle.opkA, KEY_LEN, 'bundle.opkA');
-  strictUtf8(bundle.addr, 'bundle.addr');
-  const eikB = checkPair(input.eikB, 'eikB');
-  if (input.popZ !== undefined) abytes(input.popZ, 64, 'popZ');
-  // Validate a given IK_B before EK_B exists, so a bad argument wastes no ephemeral key.
-  const givenIkB = input.ikB !== undefined ? checkPair(input.ikB, 'ikB') : undefined;
-  if (givenIkB !== undefined && equalBytes(givenIkB.publicKey, eikB.publicKey)) {
-    throw new EnrollError('ERR_INVALID_ARG', '"ikB" must be a fresh key pair, not EIK_B');
-  }
-
-  // EK_B: fresh for every attempt (seed: "An ephemeral public key EK_B").
-  const ekB = input.ekB !== undefined ? checkPair(input.ekB, 'ekB') : generateX25519(random);
-  let dhs: Uint8Array[];
-  try {
-    dhs = x3dhInitiatorDh({
-      identity: eikB.privateKey,
-      ephemeral: ekB.privateKey,
-      peerIdentity: bundle.ikA,
-      peerSignedPrekey: bundle.spkA,
-      peerOneTimePrekey: bundle.opkA,
-    });
-  } finally {
-    // Forward secrecy rests on EK_B's private key being gone once SK exists.
-    wipe(ekB.privateKey);
-  }
+  const { eikB, givenIkB } = checkInitiateInput(input);
+  const { ekB, dhs } = initiatorDhs(input, eikB, random);
   const km = concat(...dhs);
   const sk = x3dhKdf(km);
   const h = x3dhStateHash(km);
   wipe(km, ...dhs);
 
   try {
-    // IK_B: the enrollee's new long-term identity (seed: "The enrollee then generates a
-    // keypair IK_B"), drawn after EK_B so the random draw order is EK_B, IK_B, Z.
-    let ikB: KeyPair;
-    if (givenIkB === undefined) ikB = generateX25519(random);
-    else ikB = givenIkB instanceof KeyPair ? givenIkB : new KeyPair(givenIkB.privateKey, givenIkB.publicKey);
-    const id = enrolleeId(eikB.publicKey);
-    // POP = XEdDSA(IK_B, EIK_B): proves the holder of IK_B also made this enrollment.
-    const pop = xeddsaSign(ikB.privateKey, eikB.publicKey, input.popZ ?? random);
+    const { ikB, id, pop } = enrolleeProof(givenIkB, eikB, input.popZ, random);
     const message = composeMessage({ ekB: ekB.publicKey, enrolleeId: id, sk, h, addr: bundle.addr, ikB: ikB.publicKey, pop });
     return { message, ikB, enrolleeId: id, h, session: deriveSessionKeys(sk, h) };
   } finally {
     wipe(sk);
   }
+}
+
+/**
+ * @internal The checks initiate and initiateV2 share, all before any randomness is drawn:
+ * the bundle's keys and Addr, EIK_B, the POP's Z, and a given IK_B (validated before EK_B
+ * exists, so a bad argument wastes no ephemeral key).
+ */
+export function checkInitiateInput(input: Omit<InitiateInput, 'bundle'> & { bundle: Pick<Bundle, 'ikA' | 'spkA' | 'opkA' | 'addr'> }): {
+  eikB: X25519KeyPair;
+  givenIkB: X25519KeyPair | undefined;
+} {
+  const { bundle } = input;
+  abytes(bundle.ikA, KEY_LEN, 'bundle.ikA');
+  abytes(bundle.spkA, KEY_LEN, 'bundle.spkA');
+  abytes(bundle.opkA, KEY_LEN, 'bundle.opkA');
+  strictUtf8(bundle.addr, 'bundle.addr');
+  const eikB = checkPair(input.eikB, 'eikB');
+  if (input.popZ !== undefined) abytes(input.popZ, 64, 'popZ');
+  const givenIkB = input.ikB !== undefined ? checkPair(input.ikB, 'ikB') : undefined;
+  if (givenIkB !== undefined && equalBytes(givenIkB.publicKey, eikB.publicKey)) {
+    throw new EnrollError('ERR_INVALID_ARG', '"ikB" must be a fresh key pair, not EIK_B');
+  }
+  return { eikB, givenIkB };
+}
+
+/**
+ * @internal EK_B (fresh for every attempt, seed: "An ephemeral public key EK_B") and
+ * DH1..DH4; EK_B's private key is wiped here, whatever happens: forward secrecy rests on it
+ * being gone once SK exists.
+ */
+export function initiatorDhs(
+  input: Pick<InitiateInput, 'ekB'> & { bundle: Pick<Bundle, 'ikA' | 'spkA' | 'opkA'> },
+  eikB: X25519KeyPair,
+  random: RandomSource,
+): { ekB: X25519KeyPair; dhs: Uint8Array[] } {
+  const ekB = input.ekB !== undefined ? checkPair(input.ekB, 'ekB') : generateX25519(random);
+  try {
+    const dhs = x3dhInitiatorDh({
+      identity: eikB.privateKey,
+      ephemeral: ekB.privateKey,
+      peerIdentity: input.bundle.ikA,
+      peerSignedPrekey: input.bundle.spkA,
+      peerOneTimePrekey: input.bundle.opkA,
+    });
+    return { ekB, dhs };
+  } finally {
+    wipe(ekB.privateKey);
+  }
+}
+
+/**
+ * @internal IK_B, the enrollee's new long-term identity (seed: "The enrollee then generates
+ * a keypair IK_B"), drawn after EK_B, and POP = XEdDSA(IK_B, EIK_B), which proves the
+ * holder of IK_B also made this enrollment.
+ */
+export function enrolleeProof(
+  givenIkB: X25519KeyPair | undefined,
+  eikB: X25519KeyPair,
+  popZ: Uint8Array | undefined,
+  random: RandomSource,
+): { ikB: KeyPair; id: Uint8Array; pop: Uint8Array } {
+  let ikB: KeyPair;
+  if (givenIkB === undefined) ikB = generateX25519(random);
+  else ikB = givenIkB instanceof KeyPair ? givenIkB : new KeyPair(givenIkB.privateKey, givenIkB.publicKey);
+  const id = enrolleeId(eikB.publicKey);
+  const pop = xeddsaSign(ikB.privateKey, eikB.publicKey, popZ ?? random);
+  return { ikB, id, pop };
 }
 
 /** What the service's store knows about an approved enrollee (check 3). */
@@ -225,7 +263,8 @@ export function parseHeader(message: Uint8Array): { ekB: Uint8Array; enrolleeId:
   return { ekB: message.slice(0, KEY_LEN), enrolleeId: message.slice(KEY_LEN, HEADER_LEN) };
 }
 
-function decryptFailed(cause?: unknown): EnrollError {
+/** @internal Check 4's one opaque failure, shared with agreement-v2.ts. */
+export function decryptFailed(cause?: unknown): EnrollError {
   return new EnrollError('ERR_ENROLLMENT_DECRYPT', 'enrollment message failed to decrypt', { cause });
 }
 
@@ -245,63 +284,82 @@ function decryptFailed(cause?: unknown): EnrollError {
 export function accept(message: Uint8Array, ikA: Uint8Array | KeyObject, ctx: AcceptContext): AcceptResult {
   const { ekB, enrolleeId: id } = parseHeader(message); // 1
   if (ctx.isReplay(ekB)) throw new EnrollError('ERR_REPLAY', 'EK_B was already used in an accepted enrollment'); // 2
-  const pending = ctx.lookupPending(id); // 3
+  const pending = lookupChecked(ctx.lookupPending, id); // 3
+  const eikB = pending.eikB;
+  const dhs = responderDhs(ikA, pending, ekB); // 4
+  const km = concat(...dhs);
+  const sk = x3dhKdf(km);
+  const h = x3dhStateHash(km);
+  wipe(km, ...dhs);
+  try {
+    const aad = enrollmentAad(message.subarray(0, HEADER_LEN), pending.addr, h);
+    const ikB = openEnrollment(sk, ekB, message.subarray(HEADER_LEN), aad, eikB); // 4, 5
+    return { enrolleeId: id, ekB, ikB, h, session: deriveSessionKeys(sk, h) };
+  } finally {
+    wipe(sk);
+  }
+}
+
+/**
+ * @internal Check 3 after the lookup, shared with acceptV2: an approval exists, and its
+ * EIK_B is the one the id names (a store that hands back another enrollee's entry must not
+ * make us try its keys).
+ */
+export function lookupChecked<P extends { eikB: Uint8Array }>(lookup: (id: Uint8Array) => P | undefined, id: Uint8Array): P {
+  const pending = lookup(id);
   if (pending === undefined) throw new EnrollError('ERR_ENROLLEE_UNKNOWN', 'no pending enrollee has this id');
   const eikB = abytes(pending.eikB, KEY_LEN, 'pending.eikB');
   if (!equalBytes(sha256(eikB), id)) {
-    // A store that hands back another enrollee's entry must not make us try its keys.
     throw new EnrollError('ERR_ENROLLEE_UNKNOWN', 'pending enrollee does not match the id');
   }
-  const addr = pending.addr;
+  return pending;
+}
 
-  // 4. EK_B comes from the wire: any failure with it (an import error, or an all-zero DH
-  // from a low-order point) is the same opaque decryption failure. Errors with the
-  // service's own keys (ERR_KEY_INVALID) are configuration faults and pass through.
+/**
+ * @internal Check 4's DHs, shared with acceptV2. EK_B comes from the wire: any failure with
+ * it (an import error, or an all-zero DH from a low-order point) is the same opaque
+ * decryption failure. Errors with the service's own keys (ERR_KEY_INVALID) are
+ * configuration faults and pass through.
+ */
+export function responderDhs(ikA: Uint8Array | KeyObject, pending: Pick<PendingEnrollee, 'eikB' | 'spkA' | 'opkA'>, ekB: Uint8Array): Uint8Array[] {
   let ekBKey: KeyObject;
   try {
     ekBKey = importX25519Public(ekB, 'EK_B');
   } catch (e) {
     throw decryptFailed(e);
   }
-  let dhs: Uint8Array[];
   try {
-    dhs = x3dhResponderDh({
+    return x3dhResponderDh({
       identity: ikA,
       signedPrekey: pending.spkA,
       oneTimePrekey: pending.opkA,
-      peerIdentity: eikB,
+      peerIdentity: pending.eikB,
       peerEphemeral: ekBKey,
     });
   } catch (e) {
     if (isEnrollError(e, 'ERR_DH_ZERO')) throw decryptFailed(e);
     throw e;
   }
-  const km = concat(...dhs);
-  const sk = x3dhKdf(km);
-  const h = x3dhStateHash(km);
-  wipe(km, ...dhs);
+}
+
+/**
+ * @internal Checks 4 (the AEAD under SK, nonce EK_B[0..12]) and 5 (the POP), shared with
+ * acceptV2: returns IK_B. The POP shows the holder of IK_B signed EIK_B, so IK_B is not
+ * someone else's key replayed.
+ */
+export function openEnrollment(sk: Uint8Array, ekB: Uint8Array, body: Uint8Array, aad: Uint8Array, eikB: Uint8Array): Uint8Array {
+  let plaintext: Uint8Array;
   try {
-    let plaintext: Uint8Array;
-    try {
-      plaintext = aesGcmDecrypt(
-        sk,
-        ekB.subarray(0, GCM_NONCE_LEN),
-        message.subarray(HEADER_LEN),
-        enrollmentAad(message.subarray(0, HEADER_LEN), addr, h),
-      );
-    } catch (e) {
-      if (isEnrollError(e, 'ERR_DECRYPT')) throw decryptFailed(e);
-      throw e;
-    }
-    if (plaintext.length !== PLAINTEXT_LEN) throw decryptFailed();
-    const ikB = plaintext.slice(0, KEY_LEN);
-    const pop = plaintext.slice(KEY_LEN);
-    // 5. POP: the holder of IK_B signed EIK_B, so IK_B is not someone else's key replayed.
-    if (!xeddsaVerify(ikB, eikB, pop)) {
-      throw new EnrollError('ERR_POP_INVALID', 'proof of possession XEdDSA(IK_B, EIK_B) does not verify');
-    }
-    return { enrolleeId: id, ekB, ikB, h, session: deriveSessionKeys(sk, h) };
-  } finally {
-    wipe(sk);
+    plaintext = aesGcmDecrypt(sk, ekB.subarray(0, GCM_NONCE_LEN), body, aad);
+  } catch (e) {
+    if (isEnrollError(e, 'ERR_DECRYPT')) throw decryptFailed(e);
+    throw e;
   }
+  if (plaintext.length !== PLAINTEXT_LEN) throw decryptFailed();
+  const ikB = plaintext.slice(0, KEY_LEN);
+  const pop = plaintext.slice(KEY_LEN);
+  if (!xeddsaVerify(ikB, eikB, pop)) {
+    throw new EnrollError('ERR_POP_INVALID', 'proof of possession XEdDSA(IK_B, EIK_B) does not verify');
+  }
+  return ikB;
 }

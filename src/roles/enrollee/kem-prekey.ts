@@ -32,7 +32,10 @@ export async function fetchKemPrekey(bundle: BundleV2, timeoutMs = 15_000): Prom
     throw enrollStatusError(answer[0]!);
   }
   if (answer.length !== KEM_PREKEY_LEN) {
-    throw new EnrollError('ERR_FRAME_MALFORMED', `a KEM prekey answer of ${answer.length} bytes, expected ${KEM_PREKEY_LEN}`);
+    // Not a key at all: as untrusted as a key with the wrong hash (§5A.4), and refused alike.
+    throw new EnrollError('ERR_KEM_PREKEY', `the service at ${bundle.addr} answered the KEM prekey request with ${answer.length} bytes, expected ${KEM_PREKEY_LEN}`, {
+      hint: 'what answers at the bundle\'s address is not the service that signed the bundle; check the bundle\'s address',
+    });
   }
   return checkKemPrekey(bundle, answer);
 }

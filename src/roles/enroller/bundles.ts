@@ -2,7 +2,7 @@
  * Fetching bundles from the service into the enroller's cache.
  */
 import { toHex } from '../../crypto/bytes.js';
-import { EnrollError } from '../../errors.js';
+import { EnrollError, isEnrollError } from '../../errors.js';
 import { bundleToText, decodeBundle, verifyBundle } from '../../protocol/codec/index.js';
 import { decodeBundleStream, encodeFetchBundles, MAX_BUNDLES_PER_REQUEST } from '../../protocol/messages/service.js';
 import { connectService } from './service-client.js';
@@ -34,7 +34,8 @@ export async function fetchBundles(
       await svc.channel.send(encodeFetchBundles(n, eka));
       const batch: CachedBundle[] = [];
       for (;;) {
-        const item = decodeBundleStream(await svc.channel.receive(60_000));
+        const reply = await svc.channel.receive(60_000);
+        const item = fetched.length === 0 && batch.length === 0 ? olderServiceHint(eka, svc.address, () => decodeBundleStream(reply)) : decodeBundleStream(reply);
         if ('end' in item) {
           if (item.end !== batch.length) throw new EnrollError('ERR_PROTOCOL', `the service announced ${item.end} bundles but sent ${batch.length}`);
           break;
@@ -64,4 +65,23 @@ export async function fetchBundles(
     await svc.channel.close();
   }
   return { fetched, serviceKey: svc.serviceKey, pinnedNow: svc.pinnedNow, address: svc.address };
+}
+
+/**
+ * A service from before EKA v2 reads FETCH_BUNDLES as count u16 alone, so the eka byte of a
+ * v2 request (§7.3) comes back as ERROR ERR_FRAME_MALFORMED "fetch bundles: 1 trailing
+ * bytes…". v2 is the default, so say what that most likely means and what to do.
+ */
+function olderServiceHint<T>(eka: 1 | 2, address: string, decode: () => T): T {
+  try {
+    return decode();
+  } catch (err) {
+    if (eka === 2 && isEnrollError(err, 'ERR_FRAME_MALFORMED') && /fetch bundles: .*trailing bytes/.test(err.message)) {
+      throw new EnrollError('ERR_FRAME_MALFORMED', err.message, {
+        cause: err,
+        hint: `the service at ${address} likely predates EKA v2 (it read the request's eka byte as extra): upgrade it, or fetch v1 bundles with --eka v1`,
+      });
+    }
+    throw err;
+  }
 }

@@ -78,6 +78,10 @@ const kemKeys = new WeakMap<Sealer, Map<number, { hash: Uint8Array; secretKey: U
 function kemSecretKey(sealer: Sealer, spk: SignedPrekeyRecord): { hash: Uint8Array; secretKey: Uint8Array; decapsulator: MlKemDecapsulator } {
   const kem = spk.kem;
   if (!kem) throw new EnrollError('ERR_STORE', `signed prekey ${spk.id} has no KEM prekey`);
+  if (kem.seedSealed.length === 0) {
+    // Erased by a rotation once its bundles had expired (rotation.ts): unreachable for a live bundle.
+    throw new EnrollError('ERR_STORE', `the KEM prekey of signed prekey ${spk.id} was erased after its bundles expired`);
+  }
   let bySealer = kemKeys.get(sealer);
   if (bySealer === undefined) {
     bySealer = new Map();

@@ -21,7 +21,8 @@
  *
  * The rate limits are token buckets: a bucket holds up to `burst` tokens, refills at
  * `perSecond` tokens a second. Per IP, each enrollment message takes one (a
- * KIND_ENROLL_STREAM connection carries several) and so does each Noise connection; per
+ * KIND_ENROLL_STREAM connection carries several), and so do each KEM prekey request and
+ * each Noise connection; per
  * enroller, each request. `N/s`, `N/m` and `N/h` mean a bucket of N tokens refilled N times per unit.
  *
  * IPv6 peers are bucketed by their /64 prefix, since one host usually holds a whole /64; an
@@ -30,14 +31,22 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { toHex } from '../../crypto/bytes.js';
 import { EnrollError } from '../../errors.js';
+import { ENROLLMENT_MESSAGE_V2_LEN } from '../../protocol/enrollment/constants.js';
 import { encodeError } from '../../protocol/messages/common.js';
 import type { SecureChannel } from '../../transport/channel.js';
 import type { DecisionFields, DecisionLog } from './log.js';
 
-/** Frame size the service reads and writes, by default. Its largest frames are ERRORs (< 6.1 KiB) and BUNDLEs (780 B). */
+/**
+ * Frame size the service reads and writes, by default. Its largest frames are ERRORs
+ * (< 6.1 KiB), EKA v2 enrollment messages (1265 B), KEM prekey answers (1184 B) and
+ * BUNDLEs (780 B for v1, 812 B for v2, in the channel).
+ */
 export const DEFAULT_MAX_FRAME_LEN = 8192;
-/** The smallest `--max-frame`: a BUNDLE (780 bytes) and the usual ERROR must still fit. */
-export const MIN_MAX_FRAME_LEN = 1024;
+/**
+ * The smallest `--max-frame`: an EKA v2 enrollment message (1265 bytes, docs/protocol.md
+ * §5A.2), the largest frame a device sends, must fit, or v2 could never work.
+ */
+export const MIN_MAX_FRAME_LEN = ENROLLMENT_MESSAGE_V2_LEN;
 export const DEFAULT_RATE_PER_IP = '100/s';
 export const DEFAULT_RATE_PER_ENROLLER = '20/s';
 /**

@@ -73,7 +73,15 @@ export interface PrekeyRotation {
   spk: SignedPrekeyRecord;
   /** How many older SPKs were retired (normally 1). */
   retired: number;
+  /** How many retired KEM prekeys had their sealed seed erased (EKA v2, §5A.6). */
+  kemSeedsErased: number;
 }
+
+/**
+ * A retired KEM prekey's seed is erased once every bundle naming it expired this long ago
+ * (seconds): generous against clock differences between this command and a running service.
+ */
+export const KEM_SEED_ERASE_MARGIN = 3600;
 
 /**
  * `service prekey rotate`: makes a new SPK_A (signed by IK_A) and retires the others for
@@ -86,12 +94,16 @@ export async function rotatePrekey(svc: ServiceHome, now: number): Promise<Preke
   const spk = await svc.rotateSignedPrekey(now);
   const store = await svc.lifecycleStore();
   let retired: number;
+  let kemSeedsErased: number;
   try {
     retired = await store.retireOtherPrekeys(spk.id, now);
+    // Rotation bounds how long a stolen store (with IK_A) exposes the ML-KEM shared secrets
+    // of recorded v2 enrollments only if retired seeds do not stay forever (§5A.6).
+    kemSeedsErased = await store.eraseRetiredKemSeeds(now - KEM_SEED_ERASE_MARGIN);
   } finally {
     await store.close();
   }
   // After the commit, as src/audit asks of decisions made outside `service start`.
   await audit(svc, 'prekey-rotated', { spk_id: spk.id, spk_public: toHex(spk.publicKey), retired });
-  return { spk, retired };
+  return { spk, retired, kemSeedsErased };
 }

@@ -91,6 +91,20 @@ export class PgLifecycleStore implements LifecycleStore {
     return (await this.#db.query(`UPDATE signed_prekeys SET retired_at = $1 WHERE retired_at IS NULL AND id <> $2`, [now, currentId])).rowCount ?? 0;
   }
 
+  /** As SqliteLifecycleStore.eraseRetiredKemSeeds (EKA v2, docs/protocol.md §5A.6): one statement. */
+  async eraseRetiredKemSeeds(expiredBefore: number): Promise<number> {
+    return (
+      (
+        await this.#db.query(
+          `UPDATE kem_prekeys SET seed_sealed = ''::bytea WHERE length(seed_sealed) > 0
+             AND spk_id IN (SELECT id FROM signed_prekeys WHERE retired_at IS NOT NULL)
+             AND spk_id NOT IN (SELECT spk_id FROM bundles WHERE state IN ('issued','approved') AND expires_at > $1)`,
+          [expiredBefore],
+        )
+      ).rowCount ?? 0
+    );
+  }
+
   async listSignedPrekeys(now: number): Promise<ListedPrekey[]> {
     const live = new Map<number, number>();
     const counts = await this.#db.query(
