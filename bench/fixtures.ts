@@ -91,6 +91,26 @@ export async function precompute(pub: ServicePublic, count: number, threads: num
   return new Enrollees(data, count, eka);
 }
 
+/**
+ * Enrollee `i` of `e`'s bundle row, approved, as the store's insertBundles takes it: its OPK
+ * sealed with `svc`'s sealer, its EKA version the set's (both loaders, SQLite and PostgreSQL).
+ */
+function approvedBundleRow(svc: ServiceHome, e: Enrollees, i: number, spkId: number, enroller: Uint8Array, now: number): BundleRecord {
+  const id = Uint8Array.from(e.bundleId(i));
+  return {
+    id,
+    spkId,
+    opkPublic: Uint8Array.from(e.opkPublic(i)),
+    opkPrivateSealed: svc.sealer.seal(e.opkPrivate(i), 'opk', id),
+    addr: svc.settings.address,
+    enroller,
+    createdAt: now,
+    expiresAt: now + svc.settings.bundleTtl,
+    state: 'approved',
+    eka: e.eka,
+  };
+}
+
 export function storePath(home: string): string {
   return join(ServiceHome.dir(home), STORE_FILE);
 }
@@ -111,21 +131,7 @@ export async function loadEnrollees(home: string, sets: Enrollees[], now: number
     await svc.store.allowEnroller(enroller, 'bench enroller', now);
     for (const e of sets) {
       const rows: BundleRecord[] = [];
-      for (let i = 0; i < e.count; i++) {
-        const id = Uint8Array.from(e.bundleId(i));
-        rows.push({
-          id,
-          spkId: spk.id,
-          opkPublic: Uint8Array.from(e.opkPublic(i)),
-          opkPrivateSealed: svc.sealer.seal(e.opkPrivate(i), 'opk', id),
-          addr: svc.settings.address,
-          enroller,
-          createdAt: now,
-          expiresAt: now + svc.settings.bundleTtl,
-          state: 'approved',
-          eka: e.eka,
-        });
-      }
+      for (let i = 0; i < e.count; i++) rows.push(approvedBundleRow(svc, e, i, spk.id, enroller, now));
       await svc.store.insertBundles(rows);
     }
   } finally {
@@ -257,20 +263,7 @@ export async function loadEnrolleesPg(base: string, home: string, url: string, s
       for (let from = 0; from < e.count; from += 5000) {
         const to = Math.min(e.count, from + 5000);
         const rows: BundleRecord[] = [];
-        for (let i = from; i < to; i++) {
-          const id = Uint8Array.from(e.bundleId(i));
-          rows.push({
-            id,
-            spkId: spk.id,
-            opkPublic: Uint8Array.from(e.opkPublic(i)),
-            opkPrivateSealed: svc.sealer.seal(e.opkPrivate(i), 'opk', id),
-            addr: svc.settings.address,
-            enroller,
-            createdAt: now,
-            expiresAt: now + svc.settings.bundleTtl,
-            state: 'approved',
-          });
-        }
+        for (let i = from; i < to; i++) rows.push(approvedBundleRow(svc, e, i, spk.id, enroller, now));
         await svc.store.insertBundles(rows);
         const ids: Buffer[] = [];
         const eiks: Buffer[] = [];
