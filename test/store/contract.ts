@@ -29,12 +29,12 @@ async function rejectsCode(p: Promise<unknown>, code: ErrorCode, label = ''): Pr
   });
 }
 
-interface Enrollee {
+export interface Enrollee {
   id: Uint8Array;
   eikB: Uint8Array;
 }
 
-function newEnrollee(): Enrollee {
+export function newEnrollee(): Enrollee {
   const eikB = rand(32);
   return { id: sha256(eikB), eikB };
 }
@@ -52,29 +52,32 @@ export interface ContractBackend {
   open(): Promise<OpenedStore>;
 }
 
-interface Fixture {
-  store: ServiceStore;
-  rawBundle: OpenedStore['rawBundle'];
-  second: OpenedStore['second'];
+/** A store with two allowed enrollers (alice, bob) and an SPK, and helpers to drive it (seedStore). */
+export interface SeededStore {
   spk: SignedPrekeyRecord;
   alice: Uint8Array;
   bob: Uint8Array;
+  /** Inserts one issued bundle served to `enroller` and returns its id. */
   issue(enroller?: Uint8Array, expiresAt?: number): Promise<Uint8Array>;
+  /** Approves `e` with `bundleId` for `enroller` (default alice) at `now`, pending for TTL seconds. */
   approve(e: Enrollee, bundleId: Uint8Array, opts?: { enroller?: Uint8Array; now?: number; ttl?: number; petName?: string | null }): ReturnType<ServiceStore['approve']>;
   commit(e: Enrollee, bundleId: Uint8Array, opts?: { ekB?: Uint8Array; ikB?: Uint8Array; now?: number }): ReturnType<ServiceStore['commitEnrollment']>;
 }
 
-async function seed(opened: OpenedStore): Promise<Fixture> {
-  const { store } = opened;
+interface Fixture extends SeededStore {
+  store: ServiceStore;
+  rawBundle: OpenedStore['rawBundle'];
+  second: OpenedStore['second'];
+}
+
+/** Seeds an empty store of any backend (the contract's fixture; sqlite.test.ts's too). */
+export async function seedStore(store: ServiceStore): Promise<SeededStore> {
   const alice = rand(32);
   const bob = rand(32);
   await store.allowEnroller(alice, 'alice', NOW - 100);
   await store.allowEnroller(bob, 'bob', NOW - 100);
   const spk = await store.addSignedPrekey({ publicKey: rand(32), privateSealed: rand(60), signature: rand(64), createdAt: NOW - 100 });
   return {
-    store,
-    rawBundle: opened.rawBundle,
-    second: opened.second,
     spk,
     alice,
     bob,
@@ -100,6 +103,10 @@ async function seed(opened: OpenedStore): Promise<Fixture> {
       return store.commitEnrollment({ enrolleeId: e.id, bundleId, ekB: opts.ekB ?? rand(32), ikB: opts.ikB ?? rand(32), now: opts.now ?? NOW + 1 });
     },
   };
+}
+
+async function seed(opened: OpenedStore): Promise<Fixture> {
+  return { store: opened.store, rawBundle: opened.rawBundle, second: opened.second, ...(await seedStore(opened.store)) };
 }
 
 async function stateOf(store: ServiceStore, e: Enrollee, now = NOW + 1): Promise<string> {

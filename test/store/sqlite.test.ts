@@ -14,10 +14,9 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { toHex } from '../../src/crypto/bytes.js';
-import { sha256 } from '../../src/crypto/hash.js';
 import { isEnrollError, type ErrorCode } from '../../src/errors.js';
 import { SCHEMA_VERSION, SqliteStore } from '../../src/store/sqlite.js';
-import type { BundleRecord, SignedPrekeyRecord } from '../../src/store/types.js';
+import { newEnrollee, seedStore, type SeededStore } from './contract.js';
 
 const NOW = 1_700_000_000;
 const TTL = 600;
@@ -57,81 +56,13 @@ function raw<T>(path: string, fn: (db: Database.Database) => T): T {
   }
 }
 
-interface Enrollee {
-  id: Uint8Array;
-  eikB: Uint8Array;
-}
-
-function newEnrollee(): Enrollee {
-  const eikB = rand(32);
-  return { id: sha256(eikB), eikB };
-}
-
-interface Fixture {
+interface Fixture extends SeededStore {
   path: string;
   store: SqliteStore;
-  spk: SignedPrekeyRecord;
-  /** Two allowed enrollers' static keys. */
-  alice: Uint8Array;
-  bob: Uint8Array;
-  /** Inserts one issued bundle served to `enroller` and returns its id. */
-  issue(enroller?: Uint8Array, expiresAt?: number): Promise<Uint8Array>;
-  /** Approves `e` with `bundleId` for `enroller` (default alice) at `now`, pending for TTL seconds. */
-  approve(e: Enrollee, bundleId: Uint8Array, opts?: { enroller?: Uint8Array; now?: number; ttl?: number; petName?: string | null }): ReturnType<SqliteStore['approve']>;
-  commit(e: Enrollee, bundleId: Uint8Array, opts?: { ekB?: Uint8Array; ikB?: Uint8Array; now?: number }): ReturnType<SqliteStore['commitEnrollment']>;
 }
 
 async function seed(store: SqliteStore, path: string): Promise<Fixture> {
-  const alice = rand(32);
-  const bob = rand(32);
-  await store.allowEnroller(alice, 'alice', NOW - 100);
-  await store.allowEnroller(bob, 'bob', NOW - 100);
-  const spk = await store.addSignedPrekey({ publicKey: rand(32), privateSealed: rand(60), signature: rand(64), createdAt: NOW - 100 });
-  const fx: Fixture = {
-    path,
-    store,
-    spk,
-    alice,
-    bob,
-    async issue(enroller = alice, expiresAt = NOW + 7 * 86400) {
-      const id = rand(16);
-      const row: BundleRecord = {
-        id,
-        spkId: spk.id,
-        opkPublic: rand(32),
-        opkPrivateSealed: rand(60),
-        addr: 'tcp://127.0.0.1:4100',
-        enroller,
-        createdAt: NOW - 50,
-        expiresAt,
-        state: 'issued',
-      };
-      await store.insertBundles([row]);
-      return id;
-    },
-    approve(e, bundleId, opts = {}) {
-      const now = opts.now ?? NOW;
-      return store.approve({
-        enrolleeId: e.id,
-        eikB: e.eikB,
-        bundleId,
-        petName: opts.petName === undefined ? 'sensor' : opts.petName,
-        enroller: opts.enroller ?? alice,
-        now,
-        expiresAt: now + (opts.ttl ?? TTL),
-      });
-    },
-    commit(e, bundleId, opts = {}) {
-      return store.commitEnrollment({
-        enrolleeId: e.id,
-        bundleId,
-        ekB: opts.ekB ?? rand(32),
-        ikB: opts.ikB ?? rand(32),
-        now: opts.now ?? NOW + 1,
-      });
-    },
-  };
-  return fx;
+  return { path, store, ...(await seedStore(store)) };
 }
 
 async function fixture(): Promise<Fixture> {
