@@ -87,6 +87,8 @@ export const ERROR_CODES = [
   'ERR_REJECTED', // the service rejected the request (opaque reason)
   'ERR_RATE_LIMITED', // too many requests from this peer
   'ERR_PROTOCOL', // the peer sent an unexpected message for this step
+  'ERR_SAS_NOT_CONFIRMED', // the person at one end did not confirm the short authentication string: nothing was approved
+  'ERR_ENROLLEE_UNEXPECTED', // the enrollee on the onboarding channel is not the one --expect-enrollee / --card names
 
   // -- token enrollment (X.509 over EST, docs/token-enrollment.md)
   'ERR_TOKEN_INVALID', // the enrollment token does not parse, has a bad claim, or is unknown to the service

@@ -198,7 +198,7 @@ describe('refusals at the service', () => {
     const r = await run(['enroller', 'bundle', 'fetch', '--service', `tcp://127.0.0.1:${closed}`], { home: w.enrollerHome });
     assertFailure(r, EXIT.UNREACHABLE, `cannot reach tcp://127.0.0.1:${closed}`, 'service start');
     const e = await w.newEnrollee();
-    const j = await run(['enrollee', 'join', '--enroller', `tcp://127.0.0.1:${closed}`], { home: e.home });
+    const j = await run(['enrollee', 'join', '--enroller', `tcp://127.0.0.1:${closed}`, '--yes'], { home: e.home });
     assertFailure(j, EXIT.UNREACHABLE, `cannot reach tcp://127.0.0.1:${closed}`);
   });
 

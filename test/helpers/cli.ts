@@ -37,6 +37,8 @@ export interface RunOptions {
   input?: string;
   /** Extra environment variables for the child. */
   env?: Record<string, string>;
+  /** spawnCli only: keep the child's stdin open as a pipe (write answers with child.stdin). */
+  stdinPipe?: boolean;
   /** The bound on an idle machine (default RUN_TIMEOUT_MS); scaled by patience(). */
   timeoutMs?: number;
 }
@@ -210,7 +212,7 @@ export function spawnCli(args: readonly string[], opts: RunOptions = {}): Backgr
     extendEnv: false,
     env: childEnv(opts.env),
     stripFinalNewline: false,
-    ...(opts.input !== undefined ? { input: opts.input } : { stdin: 'ignore' as const }),
+    ...(opts.input !== undefined ? { input: opts.input } : { stdin: opts.stdinPipe ? ('pipe' as const) : ('ignore' as const) }),
   });
   const lines: string[] = [];
   let partial = '';
