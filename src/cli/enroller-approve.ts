@@ -3,7 +3,7 @@ import { toHex } from '../crypto/bytes.js';
 import { cardFromText } from '../protocol/codec/index.js';
 import { approveCard } from '../roles/enroller/approve.js';
 import { cachedBundleEka, EnrollerHome } from '../roles/enroller/home.js';
-import { action, isoTime, leaf, printQr, readTextArg } from './command.js';
+import { action, isoTime, leaf, printQr, readTextArg, warnTrusted } from './command.js';
 import { nowSeconds, parseDuration, parseEka, parsePetName, passphraseSource } from './options.js';
 
 export function register(enroller: Command): void {
@@ -25,6 +25,7 @@ export function register(enroller: Command): void {
           ttl,
           eka,
           now: nowSeconds,
+          onPinned: warnTrusted(out),
           ...(petName ? { petName } : {}),
           ...(opts.bundle ? { bundleId: opts.bundle as string } : {}),
         });

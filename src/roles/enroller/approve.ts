@@ -18,6 +18,8 @@ export interface ApproveOptions {
   ttl: number;
   petName?: string;
   now: () => number;
+  /** Told when the service's key is trusted on first use and pinned (service-client.ts). */
+  onPinned?: (address: string, key: Uint8Array) => void;
 }
 
 export interface ApproveResult {
@@ -54,7 +56,12 @@ export async function approveCard(enroller: EnrollerHome, opts: ApproveOptions):
     bundleId: fromHex(bundle.id),
     ...(petName ? { petName } : {}),
   };
-  const svc = await connectService({ address: bundle.service, keyPair: await enroller.keyPair(), known: enroller.known });
+  const svc = await connectService({
+    address: bundle.service,
+    keyPair: await enroller.keyPair(),
+    known: enroller.known,
+    ...(opts.onPinned ? { onPinned: opts.onPinned } : {}),
+  });
   try {
     await svc.channel.send(encodeApprove({ bundleId: fromHex(bundle.id), ttl: opts.ttl, card: encodeCard(card) }));
     let approved;
@@ -68,6 +75,7 @@ export async function approveCard(enroller: EnrollerHome, opts: ApproveOptions):
     }
     const expectId = enrolleeIdOf(card.eikB);
     if (!equalBytes(approved.enrolleeId, expectId)) throw new EnrollError('ERR_PROTOCOL', 'the service approved a different enrollee id');
+    svc.commitPin();
     enroller.updateBundle(bundle.id, {
       state: 'approved',
       enrollee: toHex(approved.enrolleeId),
