@@ -87,6 +87,7 @@ export const ERROR_CODES = [
   'ERR_REJECTED', // the service rejected the request (opaque reason)
   'ERR_RATE_LIMITED', // too many requests from this peer
   'ERR_PROTOCOL', // the peer sent an unexpected message for this step
+  'ERR_UNAVAILABLE', // the service cannot serve right now (its store is unreachable): nothing was recorded, retry
 
   // -- token enrollment (X.509 over EST, docs/token-enrollment.md)
   'ERR_TOKEN_INVALID', // the enrollment token does not parse, has a bad claim, or is unknown to the service

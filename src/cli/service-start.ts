@@ -3,6 +3,7 @@ import { EnrollError } from '../errors.js';
 import { ServiceHome } from '../roles/service/home.js';
 import { DEFAULT_FAIL_RATE_PER_IP, DEFAULT_MAX_FRAME_LEN, DEFAULT_RATE_PER_ENROLLER, DEFAULT_RATE_PER_IP, MIN_MAX_FRAME_LEN, parseRate } from '../roles/service/limits.js';
 import type { RunningHttpsServer } from '../roles/service/https.js';
+import { HTTPS_ADDRESS_CHECKS, INIT_FORCE_DESTROYS, type HttpsAddressCheck } from '../roles/service/https-announce.js';
 import { makeDecisionLog, type DecisionLog } from '../roles/service/log.js';
 import type { PgDatabase } from '../store/pg/database.js';
 import { DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT_MS, startServiceServer } from '../roles/service/server.js';
@@ -53,12 +54,17 @@ export function register(service: Command): void {
     .option('--rate-per-enroller <rate>', `requests per enroller key, as N/s, N/m or N/h, or off (default ${DEFAULT_RATE_PER_ENROLLER})`)
     .option('--fail-rate-per-ip <rate>', `enrollment messages that fail to decrypt, per source IP (IPv6: per /64), as N/s, N/m or N/h, or off (default ${DEFAULT_FAIL_RATE_PER_IP})`)
     .option('--https-listen <HOST:PORT>', 'where to serve token enrollment over HTTPS (default: the httpsListen setting from init); tokens name this port unless init chose --https-address')
+    .option('--https-address-check <mode>', 'when the --https-address set at init is a loopback address that does not reach this service yet: refuse (exit 2), warn and check again until it does, or off (default: refuse on SQLite, warn on PostgreSQL, whose replicas and balancer start in any order)')
     .option('--on-enroll <command>', 'run COMMAND (through the shell) before each enrollment is committed, with the request as JSON on stdin: exit 0 allows, anything else refuses')
     .option('--on-enroll-timeout <duration>', `refuse (and kill the hook) after this long, 1s..${MAX_HOOK_TIMEOUT_S}s (default ${DEFAULT_HOOK_TIMEOUT_MS / 1000}s)`)
     .option('--credential-ttl <duration>', 'how long the credential issued with each acceptance stays valid (default: the credentialTtl setting, 365d)')
     .action(
       action(async ({ out, home, opts }) => {
         const httpsListenFlag = opts.httpsListen === undefined ? undefined : parseListenAddress(opts.httpsListen as string);
+        const addressCheck = opts.httpsAddressCheck as HttpsAddressCheck | undefined;
+        if (addressCheck !== undefined && !HTTPS_ADDRESS_CHECKS.includes(addressCheck)) {
+          throw new EnrollError('ERR_USAGE', `--https-address-check must be one of ${HTTPS_ADDRESS_CHECKS.join(', ')}, not ${JSON.stringify(String(addressCheck).slice(0, 40))}`);
+        }
         // Flags first: a typo must not cost a passphrase prompt.
         const limits = {
           ...(opts.maxFrame ? { maxFrameLen: parseCount(opts.maxFrame as string, '--max-frame', MIN_MAX_FRAME_LEN, 65535) } : {}),
@@ -135,7 +141,7 @@ export function register(service: Command): void {
             const at = httpsListenFlag ?? parseListenAddress(svc.settings.httpsListen);
             try {
               const { startHttpsServer } = await import('../roles/service/https.js');
-              https = await startHttpsServer(svc, pki, { host: at.host, port: at.port, log });
+              https = await startHttpsServer(svc, pki, { host: at.host, port: at.port, log, ...(addressCheck ? { addressCheck } : {}) });
               if (https.announced.warning) out.warn(https.announced.warning);
             } catch (err) {
               // Only the operator's own choice of HTTPS address is worth failing for; the default
@@ -149,7 +155,7 @@ export function register(service: Command): void {
               out.warn(`token enrollment is off: ${err.message}; choose a port with --https-listen, or set one with \`service init --https-address\``);
             }
           } else {
-            out.warn('this service has no CA, so token enrollment is off; `service init --force` makes one (and a new service identity)');
+            out.warn(`this service has no CA, so token enrollment is off; \`service init --force\` makes one, but ${INIT_FORCE_DESTROYS}`);
           }
           await new Promise<void>((resolve) => {
             wake = resolve;

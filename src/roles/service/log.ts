@@ -25,6 +25,8 @@ export type Decision =
   | 'renew-refused'
   | 'whoami-refused'
   | 'https-listening'
+  // --https-address-check warn: the address tokens carry now reaches this service (https-announce.ts)
+  | 'https-address-served'
   // the lifecycle: revoke, rotate, move (src/roles/service/lifecycle.ts)
   | 'channel-closed'
   | 'rotated'
