@@ -27,6 +27,8 @@ export type Decision =
   | 'https-listening'
   // --https-address-check warn: the address tokens carry now reaches this service (https-announce.ts)
   | 'https-address-served'
+  // --metrics-listen: /healthz, /readyz, /metrics (src/ops/listener.ts)
+  | 'metrics-listening'
   // the lifecycle: revoke, rotate, move (src/roles/service/lifecycle.ts)
   | 'channel-closed'
   | 'rotated'

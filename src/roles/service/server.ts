@@ -42,6 +42,9 @@ import {
 import type { DecisionLog } from './log.js';
 import { serveSession } from './session.js';
 import { startLifecycle, stopLifecycle } from './lifecycle.js';
+import type { ServiceMetrics } from '../../ops/metrics.js';
+import { enrollResult } from '../../ops/metrics.js';
+import { ENROLLMENT_MESSAGE_V2_LEN } from '../../protocol/enrollment/constants.js';
 
 export interface ServiceServerOptions {
   host: string;
@@ -59,6 +62,8 @@ export interface ServiceServerOptions {
   ratePerEnroller?: RateSpec | null;
   /** Enrollment messages that fail to decrypt, per peer IP (IPv6: per /64); null turns it off. Default DEFAULT_FAIL_RATE_PER_IP. */
   failRatePerIp?: RateSpec | null;
+  /** Counts each enrollment message's answer and its time (src/ops/metrics.ts). */
+  metrics?: ServiceMetrics;
   now?: () => number;
 }
 
@@ -112,6 +117,7 @@ export async function startServiceServer(svc: ServiceHome, opts: ServiceServerOp
         return;
       }
       let response: Uint8Array;
+      const t0 = performance.now();
       try {
         response = (
           await handleEnrollment(svc, message, now(), log, peer, {
@@ -128,6 +134,7 @@ export async function startServiceServer(svc: ServiceHome, opts: ServiceServerOp
         response = encodeEnrollResponse(ENROLL_STATUS.UNAVAILABLE);
       }
       await conn.writeFrame(response);
+      opts.metrics?.enrollment('eka', message.length === ENROLLMENT_MESSAGE_V2_LEN ? 2 : 1, enrollResult(response.length === 1 ? response[0]! : ENROLL_STATUS.ACCEPTED), (performance.now() - t0) / 1000);
       // Over --fail-rate-per-ip, as over --rate-per-ip: the connection ends.
       if (response.length === 1 && response[0] === ENROLL_STATUS.RATE_LIMITED) return;
       message = stream ? await conn.readFrameOrEnd(readTimeoutMs) : undefined;
