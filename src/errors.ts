@@ -89,6 +89,7 @@ export const ERROR_CODES = [
   'ERR_PROTOCOL', // the peer sent an unexpected message for this step
   'ERR_SAS_NOT_CONFIRMED', // the person at one end did not confirm the short authentication string: nothing was approved
   'ERR_ENROLLEE_UNEXPECTED', // the enrollee on the onboarding channel is not the one --expect-enrollee / --card names
+  'ERR_UNAVAILABLE', // the service cannot serve right now (its store is unreachable): nothing was recorded, retry
 
   // -- token enrollment (X.509 over EST, docs/token-enrollment.md)
   'ERR_TOKEN_INVALID', // the enrollment token does not parse, has a bad claim, or is unknown to the service

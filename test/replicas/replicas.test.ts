@@ -96,6 +96,9 @@ before(async () => {
   // The store setting was saved by init: the replicas need no --store (the second one is given it anyway).
   replicas.push(await startLiveService(home, ports[0]!, [...FLAGS, '--https-listen', `127.0.0.1:${httpsPorts[0]}`]));
   replicas.push(await startLiveService(home, ports[1]!, [...FLAGS, '--https-listen', `127.0.0.1:${httpsPorts[1]}`, '--store', url]));
+  // startLiveService returns at the TCP listener's line; the HTTPS listener (and its address
+  // check) comes after it: the tests begin once both replicas serve both.
+  for (const r of replicas) await r.waitForLine(' https-listening ');
 });
 
 after(async () => {

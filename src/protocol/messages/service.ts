@@ -20,7 +20,7 @@ import { utf8 } from '../../crypto/bytes.js';
 import { ByteReader } from '../codec/reader.js';
 import { ByteWriter } from '../codec/writer.js';
 import { isIdentityName } from '../../x509/identity.js';
-import { messageType, reader, writer } from './common.js';
+import { messageType, reader, unavailableError, writer } from './common.js';
 
 export const KIND_ENROLL = 0x01;
 export const KIND_ENROLLER = 0x02;
@@ -192,10 +192,10 @@ const STATUS_ERRORS: Record<number, [EnrollError['code'], string, string?]> = {
   [ENROLL_STATUS.USED]: ['ERR_BUNDLE_USED', 'this bundle or enrollee was already used for an enrollment', 'ask the enroller for a new bundle and approval'],
   [ENROLL_STATUS.RATE_LIMITED]: ['ERR_RATE_LIMITED', 'the service is rate-limiting this peer', 'wait and try again'],
   [ENROLL_STATUS.LOCKED]: ['ERR_ENROLLEE_LOCKED', 'this enrollee is locked out after too many failed attempts', 'ask the enroller to approve it again'],
-  [ENROLL_STATUS.UNAVAILABLE]: ['ERR_REJECTED', 'the service could not process the enrollment right now', 'try again later'],
 };
 
 export function enrollStatusError(status: number): EnrollError {
+  if (status === ENROLL_STATUS.UNAVAILABLE) return unavailableError();
   const e = STATUS_ERRORS[status];
   if (!e) return new EnrollError('ERR_REJECTED', `the service rejected the enrollment (status ${status})`);
   return new EnrollError(e[0], e[1], e[2] ? { hint: e[2] } : {});

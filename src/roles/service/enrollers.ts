@@ -72,7 +72,8 @@ export async function serveEnroller(
       else if (msg[0] === MSG_TOKEN_CREATE) await (await import('./tokens.js')).serveTokenCreate(svc, channel, current, msg, log, opts.now());
       else throw new EnrollError('ERR_PROTOCOL', `unexpected request type ${msg[0]}`);
     } catch (err) {
-      if (!(err instanceof EnrollError)) throw err;
+      // A store fault is the service's, not a refusal: answered ERR_UNAVAILABLE (server.ts).
+      if (!(err instanceof EnrollError) || err.code === 'ERR_STORE') throw err;
       log(msg[0] === MSG_TOKEN_CREATE ? 'token-refused' : 'approve-refused', { enroller: toHex(key), enroller_name: current.name, reason: `${err.code}: ${err.message}` });
       await channel.send(encodeError(err));
       if (err.code === 'ERR_PROTOCOL' || err.code === 'ERR_FRAME_MALFORMED') {
