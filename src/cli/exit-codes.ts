@@ -58,6 +58,9 @@ const BY_CODE: Partial<Record<ErrorCode, number>> = {
   // A forged credential or one from another service; an expired one is FAILURE (1).
   ERR_CREDENTIAL_SIGNATURE: EXIT.AUTH,
   ERR_CREDENTIAL_ISSUER: EXIT.AUTH,
+  ERR_POLICY: EXIT.USAGE,
+  ERR_POLICY_DENIED: EXIT.REJECTED,
+  ERR_ATTRIBUTE_SCOPE: EXIT.REJECTED,
 };
 
 export function exitCodeFor(code: ErrorCode): number {

@@ -13,6 +13,8 @@
  */
 
 import type { EnrollError } from '../errors.js';
+import type { Attributes } from '../protocol/codec/attributes.js';
+import type { EnrollerScopes } from '../policy/scopes.js';
 
 export type EnrolleeState = 'pending' | 'enrolled' | 'revoked';
 export type EnrollmentMethod = 'x3dh' | 'token';
@@ -23,6 +25,8 @@ export interface EnrollerRecord {
   name: string | null;
   addedAt: number;
   revokedAt: number | null;
+  /** What it may assign (schema 3, docs/policies.md "Scopes"); absent or {} assigns nothing. */
+  scopes?: EnrollerScopes;
 }
 
 /**
@@ -86,6 +90,8 @@ export interface EnrolleeRecord {
   enrolledAt: number | null;
   revokedAt: number | null;
   failedAttempts: number;
+  /** Its attributes (schema 3, docs/policies.md); absent or {} for none. */
+  attributes?: Attributes;
 }
 
 export interface ApproveInput {
@@ -96,6 +102,8 @@ export interface ApproveInput {
   enroller: Uint8Array;
   now: number;
   expiresAt: number;
+  /** Attributes to record with the approval (checked against the enroller's scope by the caller). */
+  attributes?: Attributes;
 }
 
 /** What the service needs to run checks 3–5 for one enrollee, fetched in one query. */
