@@ -131,7 +131,8 @@ export interface CommitEnrollmentInput {
 
 export interface ServiceStore {
   // enrollers
-  allowEnroller(publicKey: Uint8Array, name: string | null, now: number): Promise<EnrollerRecord>;
+  /** Allows (or re-allows) an enroller; its scopes are replaced by `scopes` (none when absent). */
+  allowEnroller(publicKey: Uint8Array, name: string | null, now: number, scopes?: EnrollerScopes): Promise<EnrollerRecord>;
   listEnrollers(): Promise<EnrollerRecord[]>;
   getEnroller(publicKey: Uint8Array): Promise<EnrollerRecord | undefined>;
   /** Returns false if no such (unrevoked) enroller. Also revokes its unused bundles and drops its pending approvals. */
@@ -174,6 +175,11 @@ export interface ServiceStore {
   findEnrollee(idOrPrefix: string): Promise<EnrolleeRecord | undefined>;
   getEnrolleeByIdentityKey(ikB: Uint8Array): Promise<EnrolleeRecord | undefined>;
   revokeEnrollee(id: Uint8Array, now: number): Promise<boolean>;
+  /**
+   * Sets `set` and removes `unset` (each must be present) on a pending or enrolled enrollee,
+   * in one transaction; undefined if no such enrollee, ERR_ENROLLEE_REVOKED if revoked.
+   */
+  setAttributes(id: Uint8Array, set: Attributes, unset: readonly string[]): Promise<{ before: EnrolleeRecord; after: EnrolleeRecord } | undefined>;
 
   counts(): Promise<Record<EnrolleeState, number>>;
   close(): Promise<void>;
