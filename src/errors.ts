@@ -117,6 +117,10 @@ export const ERROR_CODES = [
   'ERR_CREDENTIAL_ISSUER', // a credential was issued by another service key than the one it is checked against
   'ERR_CREDENTIAL_SIGNATURE', // a credential's XEdDSA signature does not verify under its issuer's key
   'ERR_CREDENTIAL_EXPIRED', // a credential is past its expiry (or not valid yet)
+  // -- attributes and policies (src/policy, docs/policies.md)
+  'ERR_POLICY', // a CEL policy expression does not parse, does not type-check, is not a bool or is over its cost bound
+  'ERR_POLICY_DENIED', // a policy (credential verify --require) does not hold for this subject
+  'ERR_ATTRIBUTE_SCOPE', // an enroller asked for an attribute outside its scope (service enroller allow --may-assign)
 
   // -- CLI
   'ERR_USAGE', // bad flags or arguments

@@ -302,7 +302,7 @@ describe('store schema 1 → 2 migration', () => {
   it('a version 1 store is migrated on open: its bundles are EKA v1, its SPKs have no KEM prekey', async () => {
     const Database = (await import('better-sqlite3')).default;
     const { SqliteStore, SCHEMA_VERSION } = await import('../../src/store/sqlite.js');
-    assert.equal(SCHEMA_VERSION, 2);
+    assert.equal(SCHEMA_VERSION, 3);
     const path = join(root, 'v1.db');
     const fresh = SqliteStore.open(path);
     await fresh.addSignedPrekey({ publicKey: new Uint8Array(32).fill(1), privateSealed: new Uint8Array(60), signature: new Uint8Array(64), createdAt: NOW });
@@ -314,7 +314,8 @@ describe('store schema 1 → 2 migration', () => {
     await fresh.close();
     // Make it a schema 1 store, as ockam-enroll before EKA v2 left it.
     const db = new Database(path);
-    db.exec(`DROP TABLE kem_prekeys; ALTER TABLE bundles DROP COLUMN eka; UPDATE meta SET value = '1' WHERE key = 'schema_version'`);
+    // (and without schema 3's columns, which a version 1 store never had)
+    db.exec(`DROP TABLE kem_prekeys; ALTER TABLE bundles DROP COLUMN eka; ALTER TABLE enrollees DROP COLUMN attributes; ALTER TABLE enrollers DROP COLUMN scopes; UPDATE meta SET value = '1' WHERE key = 'schema_version'`);
     db.close();
     // A read-only open cannot migrate: refused, with a hint.
     assert.throws(() => SqliteStore.open(path, { readonly: true }), (e) => isEnrollError(e, 'ERR_STORE') && /schema version 1/.test(e.message) && /upgrades the store/.test(e.hint ?? ''));
@@ -331,7 +332,7 @@ describe('store schema 1 → 2 migration', () => {
       await migrated.close();
     }
     const again = new Database(path, { readonly: true });
-    assert.equal(again.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).pluck().get(), '2');
+    assert.equal(again.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).pluck().get(), String(SCHEMA_VERSION));
     again.close();
   });
 
@@ -341,7 +342,8 @@ describe('store schema 1 → 2 migration', () => {
     const path = join(root, 'v1-race.db');
     (await SqliteStore.open(path).close());
     const db = new Database(path);
-    db.exec(`DROP TABLE kem_prekeys; ALTER TABLE bundles DROP COLUMN eka; UPDATE meta SET value = '1' WHERE key = 'schema_version'`);
+    // (and without schema 3's columns, which a version 1 store never had)
+    db.exec(`DROP TABLE kem_prekeys; ALTER TABLE bundles DROP COLUMN eka; ALTER TABLE enrollees DROP COLUMN attributes; ALTER TABLE enrollers DROP COLUMN scopes; UPDATE meta SET value = '1' WHERE key = 'schema_version'`);
     db.close();
     const storeJs = pathToFileURL(join(REPO_ROOT, 'dist', 'src', 'store', 'sqlite.js')).href;
     // Process A: another ockam-enroll migrating the store, its transaction still open.
@@ -381,7 +383,8 @@ describe('store schema 1 → 2 migration', () => {
     await Promise.all([bDone, new Promise((r) => (a.exitCode !== null ? r(null) : a.once('exit', r)))]);
     assert.match(out, /opened/, out);
     const check = new Database(path, { readonly: true });
-    assert.equal(check.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).pluck().get(), '2');
+    // B found A's step 1 → 2 done under the lock, and ran the later steps itself.
+    assert.equal(check.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).pluck().get(), String((await import('../../src/store/sqlite.js')).SCHEMA_VERSION));
     assert.ok(check.prepare(`SELECT 1 FROM sqlite_master WHERE name = 'kem_prekeys'`).get(), 'B completed the schema');
     check.close();
   });

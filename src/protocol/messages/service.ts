@@ -15,6 +15,7 @@
  *                  one frame, the 1184-byte PQSPK_A of that hash or the 1-byte status UNKNOWN
  *                  (EKA v2: a v2 bundle carries only the hash, §4.5 and §7.2).
  */
+import { encodeAttributes, readAttributes, type Attributes } from '../codec/attributes.js';
 import { EnrollError } from '../../errors.js';
 import { utf8 } from '../../crypto/bytes.js';
 import { ByteReader } from '../codec/reader.js';
@@ -117,15 +118,22 @@ export interface ApproveRequest {
   /** Seconds the approval stays pending. */
   ttl: number;
   card: Uint8Array;
+  /**
+   * The attributes the enroller asks for (docs/protocol.md §6.2): an attribute list after
+   * the card, absent when there are none (so an APPROVE without attributes is the same bytes
+   * as before them). The service checks them against the enroller's scope.
+   */
+  attributes?: Attributes;
 }
 
 export function encodeApprove(req: ApproveRequest): Uint8Array {
-  return writer(MSG_APPROVE)
+  const w = writer(MSG_APPROVE)
     .bytes(req.bundleId, 16, 'bundle_id')
     .u64be(req.ttl, 'ttl')
     .u16be(req.card.length, 'card_len')
-    .bytes(req.card, undefined, 'card')
-    .finish();
+    .bytes(req.card, undefined, 'card');
+  if (req.attributes !== undefined && Object.keys(req.attributes).length > 0) w.bytes(encodeAttributes(req.attributes), undefined, 'attributes');
+  return w.finish();
 }
 
 export function decodeApprove(msg: Uint8Array): ApproveRequest {
@@ -134,11 +142,14 @@ export function decodeApprove(msg: Uint8Array): ApproveRequest {
   const bundleId = r.bytes(16, 'bundle_id');
   const ttl = r.u64be('ttl');
   const card = r.bytes(r.u16be('card_len'), 'card');
+  const attributes = r.remaining > 0 ? readAttributes(r) : undefined;
   r.end();
   if (ttl < 1 || ttl > MAX_APPROVAL_TTL) {
     throw new EnrollError('ERR_FRAME_MALFORMED', `approve: ttl must be 1..${MAX_APPROVAL_TTL} seconds, got ${ttl}`);
   }
-  return { bundleId, ttl, card };
+  // An explicit empty list is not a second encoding of "none".
+  if (attributes !== undefined && Object.keys(attributes).length === 0) r.fail('an empty attribute list must be left out');
+  return { bundleId, ttl, card, ...(attributes ? { attributes } : {}) };
 }
 
 export interface Approved {

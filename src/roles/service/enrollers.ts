@@ -2,6 +2,7 @@
  * The service's side of an enroller's Noise channel: only enrollers on the allow list are
  * served; they fetch bundles and approve enrollees' cards.
  */
+import { checkScope } from '../../policy/scopes.js';
 import { toHex } from '../../crypto/bytes.js';
 import { generateX25519 } from '../../crypto/x25519.js';
 import { systemRandom, type RandomSource } from '../../crypto/random.js';
@@ -174,6 +175,10 @@ async function serveApprove(
   }
   const id = enrolleeIdOf(card.eikB);
   const expiresAt = now + req.ttl;
+  // The scope is checked here, on the record the store holds, before anything is written:
+  // the request comes from the enroller being limited (docs/threat-model.md).
+  const attributes = req.attributes ?? {};
+  checkScope(enroller.scopes, attributes, enroller.name ?? toHex(enroller.publicKey).slice(0, 16));
   const rec = await svc.store.approve({
     enrolleeId: id,
     eikB: card.eikB,
@@ -182,10 +187,12 @@ async function serveApprove(
     enroller: enroller.publicKey,
     now,
     expiresAt,
+    attributes,
   });
   log('approved', {
     enrollee: toHex(id),
     name: rec.petName,
+    ...(Object.keys(attributes).length > 0 ? { attributes } : {}),
     enroller: toHex(enroller.publicKey),
     enroller_name: enroller.name,
     expires_at: new Date(expiresAt * 1000).toISOString(),

@@ -23,7 +23,23 @@ import { SCHEMA as AUDIT_SCHEMA } from './audit.js';
 import { SCHEMA as LIMITS_SCHEMA } from './limits.js';
 
 /** The schema version this code writes (meta.schema_version), as sqlite.ts SCHEMA_VERSION. */
-export const PG_SCHEMA_VERSION = 1;
+export const PG_SCHEMA_VERSION = 3;
+/**
+ * The migration from schema version `from` (to the next one this code knows), by `from`, run
+ * in order under the advisory lock. 1 → 3 (attributes and scopes, docs/policies.md; there
+ * was no PostgreSQL version 2): the columns, then the commit function again, which now
+ * returns the enrolled row's attributes.
+ */
+const PG_MIGRATIONS: Record<number, { to: number; ddl: () => string[] }> = {
+  1: {
+    to: 3,
+    ddl: () => [
+      `ALTER TABLE enrollees ADD COLUMN IF NOT EXISTS attributes text`,
+      `ALTER TABLE enrollers ADD COLUMN IF NOT EXISTS scopes text`,
+      COMMIT_FUNCTION,
+    ],
+  },
+};
 /** pg_advisory_xact_lock key serialising migrations of replicas starting together ("ockamenr"). */
 const MIGRATE_LOCK = 0x6f636b616d656e72n;
 /** Connections per process: the commit path holds one, reads and the audit use the rest. */
@@ -123,7 +139,14 @@ export class PgDatabase {
       await c.query('SELECT pg_advisory_xact_lock($1)', [MIGRATE_LOCK.toString()]);
       const hasMeta = (await c.query(`SELECT to_regclass('meta') IS NOT NULL AS ok`)).rows[0]!.ok === true;
       const v = hasMeta ? (await c.query(`SELECT value FROM meta WHERE key = 'schema_version'`)).rows[0] : undefined;
-      if (v !== undefined && Number(v.value) !== PG_SCHEMA_VERSION) {
+      let version = v === undefined ? undefined : Number(v.value);
+      while (version !== undefined && version !== PG_SCHEMA_VERSION && PG_MIGRATIONS[version] !== undefined) {
+        const step = PG_MIGRATIONS[version]!;
+        for (const ddl of step.ddl()) await c.query(ddl);
+        await c.query(`UPDATE meta SET value = $1 WHERE key = 'schema_version'`, [String(step.to)]);
+        version = step.to;
+      }
+      if (v !== undefined && version !== PG_SCHEMA_VERSION) {
         throw new EnrollError('ERR_STORE', `the store ${this.location.masked} has schema version ${String(v.value)}, this ockam-enroll understands ${PG_SCHEMA_VERSION}`);
       }
       if (v === undefined) {
