@@ -41,6 +41,7 @@ import {
 import type { DecisionLog } from './log.js';
 import { serveSession } from './session.js';
 import { startLifecycle, stopLifecycle } from './lifecycle.js';
+import { enrollLifecycleFor } from './hooks.js';
 
 export interface ServiceServerOptions {
   host: string;
@@ -244,6 +245,7 @@ export async function startServiceServer(svc: ServiceHome, opts: ServiceServerOp
     rate_per_enroller: rateText(ratePerEnroller),
     fail_rate_per_ip: rateText(failRatePerIp),
     max_failed_attempts: svc.settings.maxFailedAttempts,
+    workers: enrollLifecycleFor(svc)?.pool?.size ?? 0,
     store: svc.location.masked,
   });
   return {
