@@ -56,8 +56,9 @@ export class EnrollPool {
   readonly #local: JobKeys;
   #next = 1;
   #closed = false;
-  /** Workers started in all (replacements included), for tests and the log. */
+  /** Workers started in all (replacements included), and jobs run on workers, for tests and the log. */
   started = 0;
+  jobs = 0;
 
   private constructor(svc: ServiceHome, onError: (reason: string) => void) {
     this.#ikAPrivate = svc.ikA.privateKey;
@@ -179,6 +180,7 @@ export class EnrollPool {
     let slot = live[0]!;
     for (const s of live) if (s.pending.size < slot.pending.size) slot = s;
     const chosen = slot;
+    this.jobs++;
     return new Promise<OpenResult>((resolve, reject) => {
       chosen.pending.set(full.id, { resolve, reject });
       chosen.batch.push(full);
