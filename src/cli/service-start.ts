@@ -11,11 +11,23 @@ import type { PgDatabase } from '../store/pg/database.js';
 import { DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT_MS, startServiceServer } from '../roles/service/server.js';
 import { parseListenAddress } from '../transport/address.js';
 import { action, leaf } from './command.js';
+import { defaultWorkers, EnrollPool, MAX_WORKERS } from '../pool/pool.js';
 import { parseCount, parseDuration, passphraseSource, storeOption } from './options.js';
 import { auditedLog, auditStorePath, registerAuditSink, AuditSink } from '../audit/index.js';
 import { CREDENTIAL_MAX_TTL } from '../protocol/credential.js';
 import { CredentialSigner, credentialTtl } from '../roles/service/credentials.js';
 import { commandHook, DEFAULT_HOOK_TIMEOUT_MS, hookEnvironment, MAX_HOOK_TIMEOUT_S, setEnrollLifecycle, type EnrollLifecycle } from '../roles/service/hooks.js';
+
+/** Where `--workers` defaults from when set (tests and benchmarks run whole suites at one size). */
+export const WORKERS_ENV = 'OCKAM_ENROLL_WORKERS';
+
+/** --workers, else OCKAM_ENROLL_WORKERS, else one per available core. */
+function workersOption(flag: string | undefined): number {
+  if (flag !== undefined) return parseCount(flag, '--workers', 0, MAX_WORKERS);
+  const env = process.env[WORKERS_ENV];
+  if (env !== undefined && env !== '') return parseCount(env, WORKERS_ENV, 0, MAX_WORKERS);
+  return defaultWorkers();
+}
 
 /** --on-enroll, --on-enroll-timeout and --credential-ttl, checked before anything starts. */
 function lifecycleOptions(opts: Record<string, unknown>): EnrollLifecycle {
@@ -60,6 +72,7 @@ export function register(service: Command): void {
     .option('--metrics-listen <HOST:PORT>', 'serve /healthz, /readyz and /metrics (Prometheus) over plain HTTP on this address of its own (default: off; docs/operations.md)')
     .option('--on-enroll <command>', 'run COMMAND (through the shell) before each enrollment is committed, with the request as JSON on stdin: exit 0 allows, anything else refuses')
     .option('--on-enroll-timeout <duration>', `refuse (and kill the hook) after this long, 1s..${MAX_HOOK_TIMEOUT_S}s (default ${DEFAULT_HOOK_TIMEOUT_MS / 1000}s)`)
+    .option('--workers <n>', `threads that decrypt and check enrollment messages, sign credentials and seal answers, 0..${MAX_WORKERS} (0: on the main thread; default: one per available core, or ${WORKERS_ENV})`)
     .option('--credential-ttl <duration>', 'how long the credential issued with each acceptance stays valid (default: the credentialTtl setting, 365d)')
     .action(
       action(async ({ out, home, opts }) => {
@@ -78,6 +91,7 @@ export function register(service: Command): void {
           ...(opts.readTimeout ? { readTimeoutMs: 1000 * parseDuration(opts.readTimeout as string, '--read-timeout', 1, 3600) } : {}),
         };
         const metricsAt = opts.metricsListen === undefined ? undefined : parseListenAddress(opts.metricsListen as string);
+        const workers = workersOption(opts.workers as string | undefined);
         // Lifecycle (README "Lifecycle: audit, hooks, credentials"): the hook, the credentials' lifetime.
         const lifecycle = lifecycleOptions(opts);
         // Signals are caught from the start: a SIGTERM while the listeners start up (a
@@ -117,12 +131,16 @@ export function register(service: Command): void {
           registerAuditSink(svc, sink);
           // Credentials are signed on a thread of their own, off the one that runs accept().
           const signer = CredentialSigner.start(svc, (reason) => plainLog('error', { reason: `credentials: ${reason}` }));
-          setEnrollLifecycle(svc, { ...lifecycle, signer });
+          // The per-message work of enrollments on a pool of threads, one per core (src/pool).
+          const pool = workers === 0 ? undefined : EnrollPool.start(svc, { workers, onError: (reason) => plainLog('error', { reason: `pool: ${reason}` }) });
+          await pool?.ready();
+          setEnrollLifecycle(svc, { ...lifecycle, signer, ...(pool ? { pool } : {}) });
           const closeAudit = async () => {
             log.stop();
             log.flush();
             await sink.close();
             await signer.close();
+            await pool?.close();
           };
           let server;
           try {

@@ -33,6 +33,7 @@ import { ServiceHome } from '../../src/roles/service/home.js';
 import type { Decision, DecisionFields, DecisionLog } from '../../src/roles/service/log.js';
 import { parseRate, TokenBuckets } from '../../src/roles/service/limits.js';
 import { REPO_ROOT } from '../helpers/paths.js';
+import { testPool } from '../helpers/pool.js';
 
 const ADDRESS = 'tcp://127.0.0.1:4100';
 const NOW = 1_750_000_000;
@@ -40,6 +41,8 @@ const NOW = 1_750_000_000;
 let root: string;
 let svc: ServiceHome;
 let enroller: Uint8Array;
+/** With OCKAM_ENROLL_TEST_WORKERS (test/pool), every enrollment here runs on a pool of workers. */
+let pool: Awaited<ReturnType<typeof testPool>>;
 let pqspkA: Uint8Array;
 
 before(async () => {
@@ -47,12 +50,14 @@ before(async () => {
   svc = await ServiceHome.init(join(root, 'home'), { address: ADDRESS, now: NOW - 1000 });
   enroller = generateX25519().publicKey;
   await svc.store.allowEnroller(enroller, 'test-enroller', NOW - 1000);
+  pool = await testPool(svc);
   const spk = await svc.store.currentSignedPrekey();
   assert.ok(spk?.kem, 'service init made a KEM prekey with the SPK');
   pqspkA = spk.kem.publicKey;
   assert.equal(toHex((await svc.store.getKemPrekey(spk.kem.hash))!.publicKey), toHex(pqspkA));
 });
 after(async () => {
+  await pool?.close();
   await svc?.close();
   rmSync(root, { recursive: true, force: true });
 });

@@ -378,7 +378,7 @@ function defaultListen(address: string): string {
   return `0.0.0.0:${port}`;
 }
 
-function deriveStoreKey(ikAPrivate: Uint8Array): Uint8Array {
+export function deriveStoreKey(ikAPrivate: Uint8Array): Uint8Array {
   return hkdfSha256(ikAPrivate, new Uint8Array(32), utf8('ockam-enroll/v1/store-key'), 32);
 }
 

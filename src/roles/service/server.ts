@@ -45,6 +45,7 @@ import { startLifecycle, stopLifecycle } from './lifecycle.js';
 import type { ServiceMetrics } from '../../ops/metrics.js';
 import { enrollResult } from '../../ops/metrics.js';
 import { ENROLLMENT_MESSAGE_V2_LEN } from '../../protocol/enrollment/constants.js';
+import { enrollLifecycleFor } from './hooks.js';
 
 export interface ServiceServerOptions {
   host: string;
@@ -278,6 +279,7 @@ export async function startServiceServer(svc: ServiceHome, opts: ServiceServerOp
     rate_per_enroller: rateText(ratePerEnroller),
     fail_rate_per_ip: rateText(failRatePerIp),
     max_failed_attempts: svc.settings.maxFailedAttempts,
+    workers: enrollLifecycleFor(svc)?.pool?.size ?? 0,
     store: svc.location.masked,
   });
   return {
