@@ -8,7 +8,7 @@
  * sealed under the enrollee's session key (IK_B, the credential, the response frame).
  */
 import type { KeyObject } from 'node:crypto';
-import { concat, toHex } from '../crypto/bytes.js';
+import { concat, equalBytes } from '../crypto/bytes.js';
 import { importX25519Private } from '../crypto/x25519.js';
 import type { XEdDSASigner } from '../crypto/xeddsa.js';
 import { EnrollError } from '../errors.js';
@@ -58,7 +58,7 @@ export interface JobKeys {
 export function runOpenJob(keys: JobKeys, job: OpenJob): OpenResult {
   try {
     const spk = keys.spks.get(job.spkId);
-    if (spk === undefined || toHex(spk.publicKey) !== toHex(job.spkPublicKey)) {
+    if (spk === undefined || !equalBytes(spk.publicKey, job.spkPublicKey)) {
       throw new EnrollError('ERR_INTERNAL', `signed prekey ${job.spkId} was not sent to this worker`);
     }
     const spkA = spkKey(keys.sealer, spk);
