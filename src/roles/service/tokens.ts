@@ -39,6 +39,7 @@ import type { SecureChannel } from '../../transport/channel.js';
 import type { ServiceHome } from './home.js';
 import type { DecisionLog } from './log.js';
 import type { ServicePki } from './pki.js';
+import { commitQueueFor } from './commits.js';
 
 export interface CreatedToken {
   identityId: Uint8Array;
@@ -150,7 +151,9 @@ export async function enrollWithToken(
     throw new EnrollError('ERR_ENROLLEE_REVOKED', `this identity is ${found.identity.state} and cannot enroll`);
   }
   const issued = certificateForRequest(pki, { csrDer: opts.csrDer, name: claims.name, idHex: claims.sub, now: opts.now, days: svc.settings.certDays, serial: randomSerial(opts.random) });
-  await svc.tokens.redeemToken({ jti: claims.jti, enrolleeId: found.identity.id, now: opts.now, cert: issued });
+  // Through the commit thread's next batch (commits.ts): the WAL sync off the event loop.
+  const redeem = { jti: claims.jti, enrolleeId: found.identity.id, now: opts.now, cert: issued };
+  await commitQueueFor(svc.store).redeem(redeem, () => svc.tokens.redeemToken(redeem));
   return { ...issued, idHex: claims.sub, name: claims.name };
 }
 
