@@ -38,6 +38,7 @@ import { buildRequests, runLoad, type ConnectionMode, type LoadResult } from './
 import { cli, cpuSeconds, freePort, pgServerCpuSeconds, startService, statusKb, storeBytes, threadCpu, type RunningService } from './proc.js';
 import { measureStartup } from './startup.js';
 import { printTable } from './table.js';
+import { runTokenBench } from './token.js';
 
 // ---- options
 
@@ -75,6 +76,8 @@ const OPTS = {
   pgN: value('pg-n', 8_000),
   keep: flag('keep'),
   profile: flag('profile'),
+  /** The token row (issue 23 item 5): certificates at C=1, 16, 64, after a warm-up; `--token` runs it alone. */
+  token: { warm: value('token-warm', 300), c1: value('token-c1', 300), c16: value('token-c16', 1500), c64: value('token-c64', 1500) },
 };
 
 const t00 = performance.now();
@@ -300,6 +303,26 @@ async function pgRuns(base: string, pub: Awaited<ReturnType<typeof servicePublic
   } finally {
     cluster.stop();
   }
+}
+
+// ---- the token row alone (`npm run bench -- --token`)
+
+if (flag('token')) {
+  const root = mkdtempSync(join(tmpdir(), 'ockam-bench-token-'));
+  const svcs: RunningService[] = [];
+  try {
+    const token = await runTokenBench(root, OPTS.token, say, (s) => svcs.push(s));
+    const out = { revision: gitRevision(), date: new Date().toISOString(), node: process.version, cpus: cpus().length, cpu_model: cpus()[0]?.model, loadavg_start: loadavg()[0], token,
+      targets: { token_cpu_us: { value: token.token_cpu_us, target: '<= 1500', met: token.token_cpu_us <= 1500 } } };
+    process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+  } catch (err) {
+    process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`);
+    process.exitCode = 1;
+  } finally {
+    for (const s of svcs) await s.stop();
+    if (!OPTS.keep) rmSync(root, { recursive: true, force: true });
+  }
+  process.exit();
 }
 
 // ---- the run
@@ -609,6 +632,11 @@ try {
     out.scale = { ...runs, scale_ratio: r3(large.per_s / small.per_s) };
   }
 
+  // 8b. Token enrollment over HTTPS (issue 23 item 5).
+  say('token enrollment: JWT → CSR → certificate over HTTPS');
+  const token = await runTokenBench(root, OPTS.token, say, (s) => running.add(s));
+  out.token = token;
+
   // 9. Targets.
   const c256 = throughput.c256!;
   const st = out.startup as { version_x: number };
@@ -640,6 +668,7 @@ try {
   targets.replica_scaling = pgOut
     ? { value: pgOut.replica_scaling, target: '>= 1.3', met: pgOut.replica_scaling >= 1.3 }
     : { value: null, target: '>= 1.3 (run with --pg-n > 0)', met: null };
+  targets.token_cpu_us = { value: token.token_cpu_us, target: '<= 1500 (µs of service CPU per certificate, C=16)', met: token.token_cpu_us <= 1500 };
   out.targets = targets;
   out.bench_wall_s = r2((performance.now() - t00) / 1000);
   out.loadavg_end = loadavg()[0];

@@ -56,6 +56,13 @@ export function printTable(out: Any): void {
     w(`  message ${v2.message_bytes.v1} → ${v2.message_bytes.v2} bytes; bundle ${v2.bundle_bytes.v1} → ${v2.bundle_bytes.v2} bytes, text ${v2.bundle_text_chars.v1} → ${v2.bundle_text_chars.v2} characters (Addr ${v2.addr})`);
     w(`  \`enroller bundle fetch --count ${v2.fetch.count}\`: --eka v1 ${v2.fetch.v1_wall_s}s, --eka v2 ${v2.fetch.v2_wall_s}s (service CPU ${v2.fetch.v1_service_cpu_s}s, ${v2.fetch.v2_service_cpu_s}s)`);
   }
+  const tk = out.token as Any;
+  if (tk) {
+    w('');
+    w(`Token enrollment (JWT → CSR → certificate over HTTPS, keep-alive):`);
+    for (const p of Object.values(tk.phases as Any) as Any[]) w(`  C=${p.concurrency}: ${p.per_s} certificates/s, ${p.service_cpu_us_per_cert} µs service CPU per certificate, p50 ${p.latency_ms.p50} ms, p99 ${p.latency_ms.p99} ms, generator ${p.loadgen_cores} cores`);
+    w(`  token_cpu_us ${tk.token_cpu_us}; openssl verified ${tk.openssl_verified} samples; step-ca as recorded in issue 23: C=16 ${tk.stepca_recorded.c16_per_s}/s, ${tk.stepca_recorded.cpu_s_per_1000} CPU-s per 1,000`);
+  }
   const st = out.startup as Any;
   w(`CLI start-up (median of ${st.runs}): node -e 0 ${st.node_e0_ms} ms; --version ${st.version_ms} ms (${st.version_x}×); enrollee card ${st.card_ms} ms (${st.card_x}×)`);
   w('');

@@ -90,6 +90,13 @@ export interface NewCertificate {
   notAfter: number;
 }
 
+export interface RedeemTokenInput {
+  jti: string;
+  enrolleeId: Uint8Array;
+  now: number;
+  cert: NewCertificate;
+}
+
 export interface TokenStore {
   /** Creates a pending identity (method 'token') and its one-time token, atomically. ERR_NAME_TAKEN if a live identity has the name. */
   createTokenIdentity(input: CreateTokenInput): Promise<void>;
@@ -244,23 +251,65 @@ export class SqliteTokenStore implements TokenStore {
     return r && { token: toToken(r), identity: toIdentity(r) };
   }
 
-  async redeemToken(input: { jti: string; enrolleeId: Uint8Array; now: number; cert: NewCertificate }): Promise<void> {
+  async redeemToken(input: RedeemTokenInput): Promise<void> {
     checkCert(input.cert);
-    const s = this.#stmt;
-    this.#db.transaction(() => {
-      if (s.useToken.run(input.now, input.jti, buf(input.enrolleeId), input.now).changes !== 1) {
-        const r = s.getToken.get(input.jti) as Row | undefined;
-        if (!r || !Buffer.from(r.enrollee_id as Buffer).equals(buf(input.enrolleeId))) {
-          throw new EnrollError('ERR_TOKEN_INVALID', 'the service has no such token');
+    this.#db.transaction(() => this.#redeemOne(input)).immediate();
+  }
+
+  /**
+   * Group commit of redemptions (the service's commit thread, roles/service/commits.ts): the
+   * batch in ONE IMMEDIATE transaction, so one WAL sync; each redemption keeps its
+   * conditional updates, so a token is still redeemed at most once within a batch. If one
+   * fails, the batch runs again with a savepoint per redemption, and that one comes back as
+   * its EnrollError while the others commit.
+   */
+  redeemTokens(inputs: RedeemTokenInput[]): (EnrollError | undefined)[] {
+    const checked = inputs.map((i) => {
+      try {
+        checkCert(i.cert);
+        return undefined;
+      } catch (e) {
+        return e as EnrollError;
+      }
+    });
+    if (checked.every((c) => c === undefined)) {
+      try {
+        this.#db.transaction(() => inputs.forEach((i) => this.#redeemOne(i))).immediate();
+        return inputs.map(() => undefined);
+      } catch (err) {
+        if (!(err instanceof EnrollError)) throw err;
+      }
+    }
+    const one = this.#db.transaction((i: RedeemTokenInput) => this.#redeemOne(i));
+    return this.#db.transaction(() =>
+      inputs.map((i, k) => {
+        if (checked[k] !== undefined) return checked[k];
+        try {
+          one(i);
+          return undefined;
+        } catch (err) {
+          if (err instanceof EnrollError) return err;
+          throw err;
         }
-        if (r.used_at != null) throw new EnrollError('ERR_TOKEN_USED', 'this one-time token was already used');
-        throw new EnrollError('ERR_TOKEN_EXPIRED', 'this token has expired');
+      }),
+    ).immediate();
+  }
+
+  /** The body of redeemToken; the caller holds the transaction. */
+  #redeemOne(input: RedeemTokenInput): void {
+    const s = this.#stmt;
+    if (s.useToken.run(input.now, input.jti, buf(input.enrolleeId), input.now).changes !== 1) {
+      const r = s.getToken.get(input.jti) as Row | undefined;
+      if (!r || !Buffer.from(r.enrollee_id as Buffer).equals(buf(input.enrolleeId))) {
+        throw new EnrollError('ERR_TOKEN_INVALID', 'the service has no such token');
       }
-      if (s.enroll.run(input.now, buf(input.enrolleeId)).changes !== 1) {
-        throw new EnrollError('ERR_ENROLLEE_REVOKED', 'this identity is no longer pending (revoked, or already enrolled)');
-      }
-      s.insertCert.run(input.cert.serial, buf(input.enrolleeId), 'enroll', buf(input.cert.der), input.now, input.cert.notAfter);
-    }).immediate();
+      if (r.used_at != null) throw new EnrollError('ERR_TOKEN_USED', 'this one-time token was already used');
+      throw new EnrollError('ERR_TOKEN_EXPIRED', 'this token has expired');
+    }
+    if (s.enroll.run(input.now, buf(input.enrolleeId)).changes !== 1) {
+      throw new EnrollError('ERR_ENROLLEE_REVOKED', 'this identity is no longer pending (revoked, or already enrolled)');
+    }
+    s.insertCert.run(input.cert.serial, buf(input.enrolleeId), 'enroll', buf(input.cert.der), input.now, input.cert.notAfter);
   }
 
   async recordRenewal(input: { enrolleeId: Uint8Array; previousSerial: string; now: number; cert: NewCertificate }): Promise<void> {

@@ -31,7 +31,16 @@ export const MAX_CSR_DER = 4096;
 const OID_CN = '2.5.4.3';
 const OID_SAN = '2.5.29.17';
 
-export interface ParsedCsr {
+/** What checkCsrIdentity reads of a parsed request (from parseCsr or csr-der.ts's parseCsrDer). */
+export interface ParsedCsrNames {
+  /** Every CN value of the subject, and the number of attributes the subject holds in all. */
+  commonNames: string[];
+  subjectAttributes: number;
+  /** Every SAN of the requested subjectAltName extension, as type and value. */
+  altNames: { type: string; value: string }[];
+}
+
+export interface ParsedCsr extends ParsedCsrNames {
   der: Uint8Array;
   keyType: KeyType;
   publicKey: InstanceType<typeof x509.PublicKey>;
@@ -133,7 +142,7 @@ function isP256Params(params: ArrayBuffer | null | undefined): boolean {
  * Requires the CSR to name exactly this identity: subject = one attribute, a CN equal to
  * `name`; subjectAltName = one name, the URI of `idHex`. ERR_CSR_IDENTITY otherwise.
  */
-export function checkCsrIdentity(csr: ParsedCsr, expect: { name: string; idHex: string }): void {
+export function checkCsrIdentity(csr: ParsedCsrNames, expect: { name: string; idHex: string }): void {
   const hint = 'the request must name the identity the token was made for: CN = its name, SAN URI = urn:ockam-enroll:identity:<id>';
   if (csr.subjectAttributes !== 1 || csr.commonNames.length !== 1) {
     throw new EnrollError('ERR_CSR_IDENTITY', 'the certificate request\'s subject must be exactly one CN', { hint });

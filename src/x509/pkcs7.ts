@@ -10,6 +10,7 @@ import { CertificateChoices, CertificateSet, ContentInfo, EncapsulatedContentInf
 import { Certificate } from '@peculiar/asn1-x509';
 import { EnrollError, type ErrorCode } from '../errors.js';
 import { MAX_CERT_DER } from './constants.js';
+import { tlv } from './der.js';
 
 /** Most certificates a certs-only response may carry (ours carry one or two). */
 export const MAX_PKCS7_CERTS = 8;
@@ -36,6 +37,32 @@ export function encodeCertsOnly(certs: Uint8Array[]): Uint8Array {
   });
   const info = new ContentInfo({ contentType: id_signedData, content: AsnConvert.serialize(signedData) });
   return new Uint8Array(AsnConvert.serialize(info));
+}
+
+/**
+ * ContentInfo { id-signedData, [0] SignedData { version 1, digestAlgorithms {}, encapContentInfo
+ * { id-data }, certificates [0] … ; the part of SignedData before its certificates is fixed.
+ */
+const SIGNED_DATA_HEAD = Uint8Array.from(Buffer.from('020101' + '3100' + '300b06092a864886f70d010701', 'hex'));
+/** signerInfos: the empty SET (RFC 5652 §5.2: no signers). */
+const SIGNED_DATA_TAIL = Uint8Array.of(0x31, 0x00);
+const OID_SIGNED_DATA = Uint8Array.from(Buffer.from('06092a864886f70d010702', 'hex'));
+
+/**
+ * encodeCertsOnly's bytes from the fixed prefix above and the certificates' DER as given,
+ * without parsing them (the service's hot path: it made them). The tests compare the two.
+ */
+export function encodeCertsOnlyDer(certs: Uint8Array[]): Uint8Array {
+  if (certs.length === 0 || certs.length > MAX_PKCS7_CERTS) {
+    throw new EnrollError('ERR_INVALID_ARG', `"certs" must hold 1..${MAX_PKCS7_CERTS} certificates, got ${certs.length}`);
+  }
+  for (const c of certs) {
+    if (!(c instanceof Uint8Array) || c.length === 0 || c.length > MAX_CERT_DER || c[0] !== 0x30) {
+      throw new EnrollError('ERR_INVALID_ARG', '"certs" holds bytes that are not a certificate');
+    }
+  }
+  const signedData = tlv(0x30, SIGNED_DATA_HEAD, tlv(0xa0, ...certs), SIGNED_DATA_TAIL);
+  return tlv(0x30, OID_SIGNED_DATA, tlv(0xa0, signedData));
 }
 
 /**

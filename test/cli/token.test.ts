@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
+import Database from 'better-sqlite3';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeTokenUnverified } from '../../src/protocol/token/claims.js';
@@ -271,6 +272,47 @@ describe('token enrollment (X.509 over EST), end to end', { timeout: Math.ceil(1
     const me = whoami(tls('dev25'));
     assert.equal(me.status, 200, me.body);
     assert.equal(JSON.parse(me.body).name, 'sensor-25');
+  });
+
+  it('8 simultaneous uses of one token, on 8 connections: exactly one certificate, 7 ERR_TOKEN_USED', async () => {
+    const { jwt } = newToken('sensor-race');
+    const { claims } = decodeTokenUnverified(jwt);
+    const ca = readFileSync(join(SVC, 'service', 'ca.cert.pem'), 'utf8');
+    const csrs = await Promise.all(
+      Array.from({ length: 8 }, async () => createCsr({ keys: await generateKeyPair('p256'), keyType: 'p256', name: 'sensor-race', idHex: claims.sub })),
+    );
+    // Each on its own connection (agent: false), all sent before any answer is read.
+    const results = await Promise.all(
+      csrs.map(
+        (csr) =>
+          new Promise<{ status: number; body: string }>((resolve, reject) => {
+            const req = request(
+              `${httpsUrl}/.well-known/est/simpleenroll`,
+              { method: 'POST', ca, agent: false, headers: { 'Content-Type': 'application/pkcs10', Authorization: `Bearer ${jwt}` } },
+              (r) => {
+                let body = '';
+                r.on('data', (d) => (body += d));
+                r.on('end', () => resolve({ status: r.statusCode ?? 0, body }));
+              },
+            );
+            req.on('error', reject);
+            req.end(encodeBase64Body(csr));
+          }),
+      ),
+    );
+    const issued = results.filter((r) => r.status === 200);
+    assert.equal(issued.length, 1, JSON.stringify(results.map((r) => r.status)));
+    for (const r of results.filter((x) => x.status !== 200)) {
+      assert.equal(r.status, 401, r.body);
+      assert.equal(JSON.parse(r.body).error, 'ERR_TOKEN_USED');
+    }
+    const db = new Database(join(SVC, 'service', 'store.db'), { readonly: true });
+    try {
+      const n = db.prepare(`SELECT count(*) FROM certificates WHERE enrollee_id = ?`).pluck().get(Buffer.from(claims.sub, 'hex'));
+      assert.equal(Number(n), 1, 'one certificate recorded');
+    } finally {
+      db.close();
+    }
   });
 
   it('renews through mutual TLS: a new serial and key, the previous certificate valid until it expires', async () => {

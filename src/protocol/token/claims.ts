@@ -45,6 +45,8 @@ export interface DecodedToken {
   compact: string;
   alg: TokenAlg;
   claims: TokenClaims;
+  /** The "nbf" claim when the token has one (ours do not), unchecked: verifyToken checks it. */
+  nbf?: unknown;
 }
 
 const B64URL_RE = /^[A-Za-z0-9_-]+$/;
@@ -135,6 +137,7 @@ export function decodeTokenUnverified(text: string): DecodedToken {
   if (header.typ !== undefined && header.typ !== TOKEN_TYP) throw invalid(`the token's "typ" must be ${TOKEN_TYP}`);
   if (header.crit !== undefined) throw invalid('the token\'s header has "crit" parameters, which this tool does not understand');
   if (!B64URL_RE.test(parts[2]!)) throw invalid('the token\'s signature is not base64url');
-  const claims = checkClaims(decodeJsonPart(parts[1]!, 'claims'));
-  return { compact, alg, claims };
+  const raw = decodeJsonPart(parts[1]!, 'claims');
+  const claims = checkClaims(raw);
+  return { compact, alg, claims, ...(raw.nbf !== undefined ? { nbf: raw.nbf } : {}) };
 }

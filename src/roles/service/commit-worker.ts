@@ -9,18 +9,20 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { EnrollError } from '../../errors.js';
 import { SqliteStore } from '../../store/sqlite.js';
 import type { CommitEnrollmentInput, EnrolleeRecord } from '../../store/types.js';
+import { SqliteTokenStore, type RedeemTokenInput } from '../../store/tokens.js';
 
 /** The commit connection's page cache. */
 const COMMIT_CACHE_KIB = 32 * 1024;
 /** WAL pages (4 KiB) after which the commit connection checkpoints itself: 64 MiB. */
 const COMMIT_CHECKPOINT_PAGES = 16_384;
 
-export type CommitRequest = { inputs: CommitEnrollmentInput[] } | { close: true };
+/** `redemptions`: token redemptions (issue 23), committed in the same round as the enrollments. */
+export type CommitRequest = { inputs: CommitEnrollmentInput[]; redemptions?: RedeemTokenInput[] } | { close: true };
 
 export type CommitResultItem = { rec: EnrolleeRecord } | { code: EnrollError['code']; message: string };
 
 export type CommitResponse =
-  | { results: CommitResultItem[] }
+  | { results: CommitResultItem[]; redeemed?: ({ ok: true } | { code: EnrollError['code']; message: string })[] }
   /** The batch failed as a whole: nothing of it is committed. */
   | { error: { code: EnrollError['code'] | undefined; message: string } };
 
@@ -44,12 +46,26 @@ try {
   // Reported with the first batch (below), which retries the open.
 }
 
-async function commit(req: { inputs: CommitEnrollmentInput[] }): Promise<CommitResponse> {
+let tokens: SqliteTokenStore | undefined;
+
+async function commit(req: { inputs: CommitEnrollmentInput[]; redemptions?: RedeemTokenInput[] }): Promise<CommitResponse> {
   try {
     store ??= open();
     // Settles after COMMIT: with synchronous=FULL the batch's WAL frames are on disk.
-    const out = await store.commitEnrollments(req.inputs);
-    return { results: out.map((r) => (r instanceof EnrollError ? { code: r.code, message: r.message } : { rec: r })) };
+    const out = req.inputs.length > 0 ? await store.commitEnrollments(req.inputs) : [];
+    const results = out.map((r) => (r instanceof EnrollError ? { code: r.code, message: r.message } : { rec: r }));
+    if (!req.redemptions || req.redemptions.length === 0) return { results };
+    // The token tables' own connection (store/tokens.ts), on this thread: one more COMMIT
+    // only in a round that has both kinds.
+    try {
+      tokens ??= SqliteTokenStore.open(path);
+      const redeemed = tokens.redeemTokens(req.redemptions).map((e) => (e ? { code: e.code, message: e.message } : { ok: true as const }));
+      return { results, redeemed };
+    } catch (err) {
+      // The enrollments above are committed; only the redemptions failed, as a whole.
+      const message = `${(err as { code?: unknown })?.code ?? 'error'}: ${(err as Error)?.message ?? String(err)}`;
+      return { results, redeemed: req.redemptions.map(() => ({ code: 'ERR_STORE' as const, message })) };
+    }
   } catch (err) {
     // SQLite's own code (SQLITE_BUSY, SQLITE_IOERR_…) goes into the message for the log.
     const sqlite = (err as { code?: unknown } | null)?.code;
@@ -67,7 +83,7 @@ async function commit(req: { inputs: CommitEnrollmentInput[] }): Promise<CommitR
 parentPort!.on('message', (req: CommitRequest) => {
   if ('close' in req) {
     // Closing the connection checkpoints the WAL if this is the last one on the file.
-    void Promise.resolve(store?.close()).finally(() => parentPort!.close());
+    void Promise.all([store?.close(), tokens?.close()]).finally(() => parentPort!.close());
     return;
   }
   void commit(req).then((res) => parentPort!.postMessage(res));

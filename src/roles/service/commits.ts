@@ -21,9 +21,14 @@ import { EnrollError } from '../../errors.js';
 import { SqliteStore } from '../../store/sqlite.js';
 import type { CommitEnrollmentInput, EnrolleeRecord, ServiceStore } from '../../store/types.js';
 import type { CommitRequest, CommitResponse } from './commit-worker.js';
+import type { RedeemTokenInput } from '../../store/tokens.js';
 
 interface Waiter {
   input: CommitEnrollmentInput;
+  /** A token redemption instead of an enrollment (issue 23): committed by the same thread. */
+  redeem?: RedeemTokenInput;
+  /** How to commit that redemption without the thread (other stores, a lost thread). */
+  direct?: () => Promise<void>;
   resolve(rec: EnrolleeRecord): void;
   reject(err: unknown): void;
 }
@@ -58,6 +63,20 @@ export class CommitQueue {
     if (this.#store.commitEnrollments === undefined) return this.#store.commitEnrollment(input);
     return new Promise<EnrolleeRecord>((resolve, reject) => {
       this.#waiting.push({ input, resolve, reject });
+      this.#schedule();
+    });
+  }
+
+  /**
+   * Redeems a token (store/tokens.ts redeemToken: token used, identity enrolled, certificate
+   * recorded, all or nothing) in the next batch of the commit thread, so that its WAL sync
+   * never blocks this thread's event loop; without a commit thread, `direct` does it.
+   * Resolves once durable; rejects with redeemToken's EnrollErrors.
+   */
+  redeem(input: RedeemTokenInput, direct: () => Promise<void>): Promise<void> {
+    if (this.#inThread || this.#store.commitEnrollments === undefined) return direct();
+    return new Promise<void>((resolve, reject) => {
+      this.#waiting.push({ input: undefined as never, redeem: input, direct, resolve: () => resolve(), reject });
       this.#schedule();
     });
   }
@@ -105,12 +124,25 @@ export class CommitQueue {
     const worker = this.#inThread ? undefined : this.#thread();
     if (worker !== undefined) {
       worker.ref(); // a batch in flight keeps the process alive
-      worker.postMessage({ inputs: batch.map((w) => w.input) } satisfies CommitRequest);
+      const redemptions = batch.filter((w) => w.redeem !== undefined).map((w) => w.redeem!);
+      worker.postMessage({
+        inputs: batch.filter((w) => w.redeem === undefined).map((w) => w.input),
+        ...(redemptions.length > 0 ? { redemptions } : {}),
+      } satisfies CommitRequest);
       return;
     }
-    this.#store.commitEnrollments!(batch.map((w) => w.input)).then(
-      (results) => this.#done(batch, results),
-      (err: unknown) => this.#done(batch, undefined, err),
+    // Without the thread, redemptions go through their own store call, beside the batch.
+    for (const w of batch.filter((x) => x.direct !== undefined)) w.direct!().then(() => w.resolve(undefined as never), w.reject);
+    const enrolls = batch.filter((w) => w.redeem === undefined);
+    if (enrolls.length === 0) {
+      this.#inflight = undefined;
+      this.#flush();
+      return;
+    }
+    this.#inflight = enrolls;
+    this.#store.commitEnrollments!(enrolls.map((w) => w.input)).then(
+      (results) => this.#done(enrolls, results),
+      (err: unknown) => this.#done(enrolls, undefined, err),
     );
   }
 
@@ -125,7 +157,14 @@ export class CommitQueue {
         if (batch === undefined) return;
         w.unref();
         if ('error' in res) this.#done(batch, undefined, new EnrollError(res.error.code ?? 'ERR_STORE', res.error.message));
-        else this.#done(batch, res.results.map((r) => ('rec' in r ? r.rec : new EnrollError(r.code, r.message))));
+        else {
+          // Back in the batch's order: enrollments and redemptions were sent apart.
+          const enrolled = res.results.map((r) => ('rec' in r ? r.rec : new EnrollError(r.code, r.message)));
+          const redeemed = (res.redeemed ?? []).map((r) => ('ok' in r ? ({} as EnrolleeRecord) : new EnrollError(r.code, r.message)));
+          let e = 0;
+          let t = 0;
+          this.#done(batch, batch.map((w) => (w.redeem === undefined ? enrolled[e++]! : redeemed[t++]!)));
+        }
       });
       const lost = (why: string) => {
         if (this.#worker !== w) return;

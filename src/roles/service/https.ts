@@ -36,7 +36,7 @@ import {
 } from '../../protocol/token/est.js';
 import { buildCrl } from '../../x509/crl.js';
 import { MAX_CSR_DER } from '../../x509/csr.js';
-import { decodeBase64Body, encodeBase64Body, encodeCertsOnly } from '../../x509/pkcs7.js';
+import { decodeBase64Body, encodeBase64Body, encodeCertsOnlyDer } from '../../x509/pkcs7.js';
 import type { ServiceHome } from './home.js';
 import type { DecisionLog } from './log.js';
 import { recheckHttpsAddress, settleHttpsAddress, type HttpsAddressCheck, type SettledHttpsAddress } from './https-announce.js';
@@ -170,7 +170,7 @@ function isoSeconds(s: number): string {
 export async function startHttpsServer(svc: ServiceHome, pki: ServicePki, opts: HttpsServerOptions): Promise<RunningHttpsServer> {
   const now = opts.now ?? (() => Math.floor(Date.now() / 1000));
   const log = opts.log;
-  const cacertsBody = encodeBase64Body(encodeCertsOnly([pki.caDer]));
+  const cacertsBody = encodeBase64Body(encodeCertsOnlyDer([pki.caDer]));
 
   /** Reads and decodes a base64 PKCS#10 body, after the method's cheap checks. */
   async function csrBody(req: IncomingMessage): Promise<Uint8Array | Reply> {
@@ -221,7 +221,7 @@ export async function startHttpsServer(svc: ServiceHome, pki: ServicePki, opts: 
           }
           const issued = await enrollWithToken(svc, pki, { authorization, csrDer, now: now() });
           log('cert-issued', { enrollee: issued.idHex, name: issued.name, serial: issued.serial, not_after: isoSeconds(issued.notAfter), peer });
-          return { status: 200, type: CT_PKCS7_CERTS_ONLY, body: encodeBase64Body(encodeCertsOnly([issued.der])), headers: { 'Content-Transfer-Encoding': 'base64' } };
+          return { status: 200, type: CT_PKCS7_CERTS_ONLY, body: encodeBase64Body(encodeCertsOnlyDer([issued.der])), headers: { 'Content-Transfer-Encoding': 'base64' } };
         } catch (err) {
           if (!(err instanceof EnrollError)) throw err;
           log('cert-refused', { peer, reason: `${err.code}: ${err.message}` });
@@ -244,7 +244,7 @@ export async function startHttpsServer(svc: ServiceHome, pki: ServicePki, opts: 
           }
           const issued = await renewWithCertificate(svc, pki, { who, csrDer, now: now() });
           log('cert-renewed', { enrollee: issued.idHex, name: issued.name, serial: issued.serial, previous: issued.previous, not_after: isoSeconds(issued.notAfter), peer });
-          return { status: 200, type: CT_PKCS7_CERTS_ONLY, body: encodeBase64Body(encodeCertsOnly([issued.der])), headers: { 'Content-Transfer-Encoding': 'base64' } };
+          return { status: 200, type: CT_PKCS7_CERTS_ONLY, body: encodeBase64Body(encodeCertsOnlyDer([issued.der])), headers: { 'Content-Transfer-Encoding': 'base64' } };
         } catch (err) {
           if (!(err instanceof EnrollError)) throw err;
           log('renew-refused', { peer, reason: `${err.code}: ${err.message}` });

@@ -10,7 +10,7 @@
  * is derived from IK_A: a passphrase on ik_a.key protects them too, and the AAD binds each
  * key to the SHA-256 of its own certificate, so a key file cannot be swapped for another.
  */
-import { createHash } from 'node:crypto';
+import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { EnrollError } from '../../errors.js';
 import type { Keystore } from '../../keystore/keystore.js';
 import type { TokenAlg } from '../../protocol/token/claims.js';
@@ -26,6 +26,7 @@ import {
 import { generateKeyPair, importPrivateKey, jwsAlgorithm, subtleExportPkcs8, type CryptoKey, type LoadedKeyPair } from '../../x509/keys.js';
 import { x509 } from '../../x509/provider.js';
 import { INIT_FORCE_DESTROYS } from './https-announce.js';
+import { clientCertTemplate, type ClientCertTemplate } from '../../x509/cert-template.js';
 
 export const CA_CERT_FILE = 'ca.cert.pem';
 export const CA_KEY_FILE = 'ca.key.sealed';
@@ -45,6 +46,10 @@ export interface ServicePki {
   httpsKey: LoadedKeyPair;
   /** The JWS algorithm of the HTTPS key, which signs tokens. */
   tokenAlg: TokenAlg;
+  /** The HTTPS key's public half, derived once: it verifies every token (issue 23). */
+  httpsPublicKey: KeyObject;
+  /** The CA's parts of every client certificate, made once (x509/cert-template.ts). */
+  clientTemplate: ClientCertTemplate;
 }
 
 function certAad(der: Uint8Array): Uint8Array {
@@ -133,5 +138,7 @@ export async function loadServicePki(keystore: Keystore, sealer: Sealer): Promis
     httpsPem: toPem(httpsDer),
     httpsKey,
     tokenAlg: jwsAlgorithm(httpsKey.keyType),
+    httpsPublicKey: createPublicKey(httpsKey.keyObject),
+    clientTemplate: clientCertTemplate(caDer, caKey.keyObject),
   };
 }

@@ -17,7 +17,6 @@
  * certificate against the store on every request: it must be one the CA issued, unrevoked,
  * unexpired, of an enrolled identity.
  */
-import { createPublicKey, type KeyObject } from 'node:crypto';
 import { equalBytes, fromHex, toHex } from '../../crypto/bytes.js';
 import { systemRandom, type RandomSource } from '../../crypto/random.js';
 import { EnrollError } from '../../errors.js';
@@ -26,20 +25,22 @@ import { signToken, verifyToken } from '../../protocol/token/jwt.js';
 import type { EnrollerRecord } from '../../store/types.js';
 import {
   certificateIdentity,
-  issueClientCertificate,
   parseCertificate,
   randomSerial,
   serialHex,
   whyNotIssuedBy,
   type IssuedCertificate,
 } from '../../x509/ca.js';
-import { checkCsrIdentity, parseCsr } from '../../x509/csr.js';
+import { checkCsrIdentity } from '../../x509/csr.js';
+import { parseCsrDer } from '../../x509/csr-der.js';
+import { buildClientCertificate } from '../../x509/cert-template.js';
 import { decodeTokenCreate, encodeTokenCreated } from '../../protocol/messages/service.js';
 import type { SecureChannel } from '../../transport/channel.js';
 import type { ServiceHome } from './home.js';
 import type { DecisionLog } from './log.js';
 import type { ServicePki } from './pki.js';
 import { INIT_FORCE_DESTROYS } from './https-announce.js';
+import { commitQueueFor } from './commits.js';
 
 export interface CreatedToken {
   identityId: Uint8Array;
@@ -95,8 +96,28 @@ export function bearerToken(header: string | undefined): string {
   return m[1]!;
 }
 
-function publicKeyOf(pki: ServicePki): KeyObject {
-  return createPublicKey(pki.httpsKey.keyObject);
+
+/**
+ * The hot path of enrollment and renewal, pure (bytes and keys in, bytes out, no I/O, so
+ * that a worker thread can run it): the CSR's checks (csr-der.ts: DER, key, proof of
+ * possession; then exactly this identity), and the certificate built from the CA's template
+ * and signed with node:crypto (cert-template.ts).
+ */
+export function certificateForRequest(
+  pki: Pick<ServicePki, 'clientTemplate'>,
+  o: { csrDer: Uint8Array; name: string; idHex: string; now: number; days: number; serial: string; extraExtension?: Uint8Array },
+): IssuedCertificate {
+  const csr = parseCsrDer(o.csrDer);
+  checkCsrIdentity(csr, { name: o.name, idHex: o.idHex });
+  return buildClientCertificate(pki.clientTemplate, {
+    spki: csr.spki,
+    name: o.name,
+    idHex: o.idHex,
+    now: o.now,
+    days: o.days,
+    serial: o.serial,
+    ...(o.extraExtension ? { extraExtension: o.extraExtension } : {}),
+  });
 }
 
 export interface IssuedForIdentity extends IssuedCertificate {
@@ -111,7 +132,7 @@ export async function enrollWithToken(
   opts: { authorization: string | undefined; csrDer: Uint8Array; now: number; random?: RandomSource },
 ): Promise<IssuedForIdentity> {
   const jwt = bearerToken(opts.authorization);
-  const claims = await verifyToken(jwt, publicKeyOf(pki), { alg: pki.tokenAlg, now: opts.now, issuer: svc.settings.httpsAddress });
+  const claims = await verifyToken(jwt, pki.httpsPublicKey, { alg: pki.tokenAlg, now: opts.now, issuer: svc.settings.httpsAddress });
   if (claims.ca_fp !== pki.caFingerprint) {
     throw new EnrollError('ERR_TOKEN_INVALID', 'the token names another CA than this service\'s', { hint: 'ask the enroller for a new token' });
   }
@@ -130,19 +151,10 @@ export async function enrollWithToken(
   if (found.identity.state !== 'pending') {
     throw new EnrollError('ERR_ENROLLEE_REVOKED', `this identity is ${found.identity.state} and cannot enroll`);
   }
-  const csr = await parseCsr(opts.csrDer);
-  checkCsrIdentity(csr, { name: claims.name, idHex: claims.sub });
-  const issued = await issueClientCertificate({
-    ca: pki.ca,
-    caKey: pki.caKey,
-    publicKey: csr.publicKey,
-    name: claims.name,
-    idHex: claims.sub,
-    now: opts.now,
-    days: svc.settings.certDays,
-    serial: randomSerial(opts.random),
-  });
-  await svc.tokens.redeemToken({ jti: claims.jti, enrolleeId: found.identity.id, now: opts.now, cert: issued });
+  const issued = certificateForRequest(pki, { csrDer: opts.csrDer, name: claims.name, idHex: claims.sub, now: opts.now, days: svc.settings.certDays, serial: randomSerial(opts.random) });
+  // Through the commit thread's next batch (commits.ts): the WAL sync off the event loop.
+  const redeem = { jti: claims.jti, enrolleeId: found.identity.id, now: opts.now, cert: issued };
+  await commitQueueFor(svc.store).redeem(redeem, () => svc.tokens.redeemToken(redeem));
   return { ...issued, idHex: claims.sub, name: claims.name };
 }
 
@@ -196,18 +208,7 @@ export async function renewWithCertificate(
   opts: { who: ClientIdentity; csrDer: Uint8Array; now: number; random?: RandomSource },
 ): Promise<IssuedForIdentity & { previous: string }> {
   const who = opts.who;
-  const csr = await parseCsr(opts.csrDer);
-  checkCsrIdentity(csr, { name: who.name, idHex: who.idHex });
-  const issued = await issueClientCertificate({
-    ca: pki.ca,
-    caKey: pki.caKey,
-    publicKey: csr.publicKey,
-    name: who.name,
-    idHex: who.idHex,
-    now: opts.now,
-    days: svc.settings.certDays,
-    serial: randomSerial(opts.random),
-  });
+  const issued = certificateForRequest(pki, { csrDer: opts.csrDer, name: who.name, idHex: who.idHex, now: opts.now, days: svc.settings.certDays, serial: randomSerial(opts.random) });
   await svc.tokens.recordRenewal({ enrolleeId: fromHex(who.idHex), previousSerial: who.serial, now: opts.now, cert: issued });
   return { ...issued, idHex: who.idHex, name: who.name, previous: who.serial };
 }
