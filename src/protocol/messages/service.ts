@@ -246,7 +246,8 @@ export function decodeEnrollResponse(frame: Uint8Array): Uint8Array {
 export const ACCEPT_AAD = utf8('ockam-enroll/v1/accept');
 /** A credential's length bounds (protocol/credential.ts CREDENTIAL_MIN_LEN / _MAX_LEN), restated to keep this layer free of it. */
 export const ACCEPT_CREDENTIAL_MIN_LEN = 178;
-export const ACCEPT_CREDENTIAL_MAX_LEN = 242;
+/** The longest v2 credential (credential-v2.ts CREDENTIAL_V2_MAX_LEN: 274 + 64 + 1569); v1's is 242. */
+export const ACCEPT_CREDENTIAL_MAX_LEN = 1907;
 
 export interface Acceptance {
   enrolleeId: Uint8Array;
