@@ -51,12 +51,16 @@ export function credentialTtl(svc: ServiceHome): number {
 }
 
 /**
- * The credential version this service issues: 2 (attributes, CSK signature, §4.5) unless
- * settings.json says `"credentialVersion": 1`, for fleets whose enrollees predate v2 (they
- * refuse an acceptance whose credential is not 178..242 bytes).
+ * The credential version this service issues for an enrollee with `attributes`: settings.json
+ * `"credentialVersion"` 2 (always v2: attributes, CSK signature, §4.5; the cheaper signature)
+ * or 1 (always v1, no attributes signed); by default v2 for an enrollee that has attributes
+ * and v1 for one that has none, so that enrollees that predate v2 (they refuse a credential
+ * outside 178..242 bytes) keep enrolling until attributes are given to them.
  */
-export function credentialVersion(svc: ServiceHome): 1 | 2 {
-  return (svc.settings as unknown as { credentialVersion?: unknown }).credentialVersion === 1 ? 1 : 2;
+export function credentialVersion(svc: ServiceHome, attributes: Attributes | undefined): 1 | 2 {
+  const v = (svc.settings as unknown as { credentialVersion?: unknown }).credentialVersion;
+  if (v === 1 || v === 2) return v;
+  return attributes !== undefined && Object.keys(attributes).length > 0 ? 2 : 1;
 }
 
 /** Signs and encodes the credential for an enrollee accepted at `now`. */
@@ -64,7 +68,7 @@ export async function issueCredential(
   svc: ServiceHome,
   e: { enrolleeId: Uint8Array; ikB: Uint8Array; petName: string | null; now: number; attributes?: Attributes | undefined },
 ): Promise<{ credential: Uint8Array; expiresAt: number; petName: string; attributes: Attributes }> {
-  if (credentialVersion(svc) === 2) {
+  if (credentialVersion(svc, e.attributes) === 2) {
     // Ed25519 with the CSK in this thread: cheaper than a message to the signing thread.
     const csk = serviceCsk(svc);
     const attributes = e.attributes ?? {};
