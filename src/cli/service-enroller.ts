@@ -47,7 +47,7 @@ export function register(service: Command): void {
           });
           out.result(
             { enroller: toHex(rec.publicKey), name: rec.name, allowed_at: isoTime(rec.addedAt), may_assign: rec.scopes ?? {} },
-            `allowed ${toHex(rec.publicKey)}${rec.name ? ` (${rec.name})` : ''}; may assign: ${formatScopes(rec.scopes)}`,
+            `allowed ${toHex(rec.publicKey)}${rec.name ? ` (${rec.name})` : ''}${rec.scopes ? `; may assign: ${formatScopes(rec.scopes)}` : ''}`,
           );
         });
       }),
