@@ -1,9 +1,9 @@
 /**
- * The enrollee credential, v2 (docs/protocol.md §4.5): v1's statement plus the enrollee's
+ * The enrollee credential, v2 (docs/protocol.md §4.6): v1's statement plus the enrollee's
  * attributes, signed by a credential-signing key (CSK, Ed25519) that IK_A certified once.
  *
  *   version u8 = 2 | IK_A 32 | CSK 32 | csk_sig 64 | enrollee_id 32 | IK_B 32 | issued_at u64 |
- *   expires_at u64 | pet_len u8 (0..64) | pet name UTF-8 | attributes (§4.5.1) | sig 64
+ *   expires_at u64 | pet_len u8 (0..64) | pet name UTF-8 | attributes (§4.6.1) | sig 64
  *
  *   csk_sig = XEdDSA(IK_A, "ockam-enroll/v2/csk" ‖ IK_A ‖ CSK)
  *   sig     = Ed25519(CSK, "ockam-enroll/v2/credential" ‖ every byte before sig)
@@ -169,7 +169,7 @@ export function encodeCredentialV2(c: CredentialV2): Uint8Array {
  * Parses a v2 credential's structure (no signature, issuer or expiry check). Any deviation
  * is ERR_CREDENTIAL_MALFORMED: the version, a length outside
  * CREDENTIAL_V2_MIN_LEN..CREDENTIAL_V2_MAX_LEN (checked first, before any field), truncation,
- * the pet name's rules, the attribute list's (§4.5.1), the lifetime, trailing bytes.
+ * the pet name's rules, the attribute list's (§4.6.1), the lifetime, trailing bytes.
  */
 export function decodeCredentialV2(bytes: Uint8Array): CredentialV2 {
   abytes(bytes, undefined, 'credential');
@@ -201,7 +201,7 @@ export function decodeCredentialV2(bytes: Uint8Array): CredentialV2 {
 const verifiedCerts = new Set<string>();
 const VERIFIED_CERTS_MAX = 64;
 
-/** Step 2 of §4.5's verification: IK_A certified this CSK. */
+/** Step 2 of §4.6's verification: IK_A certified this CSK. */
 export function verifyCskCertificate(ikA: Uint8Array, cert: CskCertificate): boolean {
   const key = toHex(concat(ikA, cert.csk, cert.cskSig));
   if (verifiedCerts.has(key)) return true;
@@ -212,7 +212,7 @@ export function verifyCskCertificate(ikA: Uint8Array, cert: CskCertificate): boo
 }
 
 /**
- * Checks a decoded v2 credential, in this order (docs/protocol.md §4.5):
+ * Checks a decoded v2 credential, in this order (docs/protocol.md §4.6):
  * 1. the issuer is the trusted service key → else ERR_CREDENTIAL_ISSUER (no curve arithmetic);
  * 2. csk_sig verifies under IK_A → else ERR_CREDENTIAL_SIGNATURE;
  * 3. sig verifies under the CSK → else ERR_CREDENTIAL_SIGNATURE;

@@ -1,6 +1,6 @@
 /**
  * Writes test/vectors/credential-v2.json: known answers for the credential v2 encoding
- * (src/protocol/credential-v2.ts, docs/protocol.md §4.5) and the attribute list (§4.5.1).
+ * (src/protocol/credential-v2.ts, docs/protocol.md §4.6) and the attribute list (§4.6.1).
  *
  * Run with `npm run vectors`. Every input is fixed (keys as SHA-256 of labels, XEdDSA's Z
  * too), and Ed25519 is deterministic (RFC 8032 §5.1.6), so re-running reproduces the file
@@ -35,7 +35,7 @@ export function makeVectors() {
     { name: 'UTF-8 value', petName: 'Capteur', attributes: { room: 'Salle des fêtes', zone: '東京' } },
   ];
   return {
-    about: 'credential v2 (docs/protocol.md §4.5): inputs and the expected encoding; made by test/vectors/generate-credential-v2.ts',
+    about: 'credential v2 (docs/protocol.md §4.6): inputs and the expected encoding; made by test/vectors/generate-credential-v2.ts',
     ik_a: toHex(ikA),
     ik_a_pub: toHex(ikAPub),
     csk_seed: toHex(cskSeed),

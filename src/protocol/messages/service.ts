@@ -13,7 +13,7 @@
  *                  devices: one TCP connection instead of one per message).
  * - KIND_KEM_PREKEY: then one frame holding a KEM_hash (32 bytes); the service answers with
  *                  one frame, the 1184-byte PQSPK_A of that hash or the 1-byte status UNKNOWN
- *                  (EKA v2: a v2 bundle carries only the hash, §4.5 and §7.2).
+ *                  (EKA v2: a v2 bundle carries only the hash, §4.6 and §7.2).
  */
 import { encodeAttributes, readAttributes, type Attributes } from '../codec/attributes.js';
 import { EnrollError } from '../../errors.js';
@@ -119,7 +119,7 @@ export interface ApproveRequest {
   ttl: number;
   card: Uint8Array;
   /**
-   * The attributes the enroller asks for (docs/protocol.md §6.2): an attribute list after
+   * The attributes the enroller asks for (docs/protocol.md §4.6.2): an attribute list after
    * the card, absent when there are none (so an APPROVE without attributes is the same bytes
    * as before them). The service checks them against the enroller's scope.
    */
@@ -248,7 +248,7 @@ export const ACCEPT_AAD = utf8('ockam-enroll/v1/accept');
 export const ACCEPT_CREDENTIAL_MIN_LEN = 178;
 /** The longest v2 credential (credential-v2.ts CREDENTIAL_V2_MAX_LEN: 274 + 64 + 1569); v1's is 242. */
 export const ACCEPT_CREDENTIAL_MAX_LEN = 1907;
-/** v1's longest credential (§4.4) and v2's shortest (§4.5): lengths between them are neither. */
+/** v1's longest credential (§4.4) and v2's shortest (§4.6): lengths between them are neither. */
 const V1_CREDENTIAL_MAX_LEN = 242;
 const V2_CREDENTIAL_MIN_LEN = 275;
 

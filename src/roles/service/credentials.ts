@@ -52,7 +52,7 @@ export function credentialTtl(svc: ServiceHome): number {
 
 /**
  * The credential version this service issues for an enrollee with `attributes`: settings.json
- * `"credentialVersion"` 2 (always v2: attributes, CSK signature, §4.5; the cheaper signature)
+ * `"credentialVersion"` 2 (always v2: attributes, CSK signature, §4.6; the cheaper signature)
  * or 1 (always v1, no attributes signed); by default v2 for an enrollee that has attributes
  * and v1 for one that has none, so that enrollees that predate v2 (they refuse a credential
  * outside 178..242 bytes) keep enrolling until attributes are given to them.

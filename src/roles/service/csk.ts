@@ -1,5 +1,5 @@
 /**
- * The service's credential-signing key, CSK (docs/protocol.md §4.5): an Ed25519 key whose
+ * The service's credential-signing key, CSK (docs/protocol.md §4.6): an Ed25519 key whose
  * public half IK_A certifies once per process (csk_sig), and which signs every v2 credential
  * through node:crypto (≈ 25 µs, against ≈ 150 µs for an XEdDSA signature with IK_A).
  *
