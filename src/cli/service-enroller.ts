@@ -47,7 +47,7 @@ export function register(service: Command): void {
           });
           out.result(
             { enroller: toHex(rec.publicKey), name: rec.name, allowed_at: isoTime(rec.addedAt), may_assign: rec.scopes ?? {} },
-            `allowed ${toHex(rec.publicKey)}${rec.name ? ` (${rec.name})` : ''}; may assign: ${formatScopes(rec.scopes)}`,
+            `allowed ${toHex(rec.publicKey)}${rec.name ? ` (${rec.name})` : ''}${rec.scopes ? `; may assign: ${formatScopes(rec.scopes)}` : ''}`,
           );
         });
       }),
@@ -77,7 +77,7 @@ export function register(service: Command): void {
           const recs = await svc.store.listEnrollers();
           const rows = recs.map(enrollerView);
           out.result({ enrollers: rows }, () =>
-            rows.length === 0 ? 'no enrollers' : rows.map((r, i) => `${r.enroller}  ${r.state.padEnd(8)} ${(r.name ?? '').padEnd(20)} may assign: ${formatScopes(recs[i]!.scopes)}`).join('\n'),
+            rows.length === 0 ? 'no enrollers' : rows.map((r, i) => `${r.enroller}  ${r.state.padEnd(8)} ${r.name ?? ''}${recs[i]!.scopes ? `  may assign: ${formatScopes(recs[i]!.scopes)}` : ''}`).join('\n'),
           );
         });
       }),

@@ -26,6 +26,10 @@ import { CARD_MAX_PET_NAME_LEN, petNameProblem } from './codec/card.js';
 import { ByteReader } from './codec/reader.js';
 import { decodeText, encodeText } from './codec/text.js';
 import { ByteWriter, strictUtf8 } from './codec/writer.js';
+import { CREDENTIAL_V2_TEXT_PREFIX, CREDENTIAL_V2_VERSION, decodeCredentialV2, encodeCredentialV2, verifyCredentialV2, type CredentialV2 } from './credential-v2.js';
+
+/** A credential of either version (v2: credential-v2.ts, with attributes). */
+export type AnyCredential = Credential | CredentialV2;
 
 export const CREDENTIAL_VERSION = 1;
 export const CREDENTIAL_KEY_LEN = 32;
@@ -152,8 +156,9 @@ export function signCredential(
   };
 }
 
-export function encodeCredential(c: Credential): Uint8Array {
+export function encodeCredential(c: AnyCredential): Uint8Array {
   if (c === null || typeof c !== 'object') throw new EnrollError('ERR_INVALID_ARG', 'credential: not an object');
+  if (c.version === CREDENTIAL_V2_VERSION) return encodeCredentialV2(c);
   if (c.version !== CREDENTIAL_VERSION) throw new EnrollError('ERR_INVALID_ARG', `credential: "version" must be ${CREDENTIAL_VERSION}`);
   abytes(c.signature, XEDDSA_SIGNATURE_LEN, 'signature');
   return concat(encodeSignedPart(c), c.signature);
@@ -165,8 +170,10 @@ export function encodeCredential(c: Credential): Uint8Array {
  * pet name over 64 bytes or with a control character, ill-formed UTF-8, expires_at not after
  * issued_at, a lifetime over ten years, trailing bytes — is ERR_CREDENTIAL_MALFORMED.
  */
-export function decodeCredential(bytes: Uint8Array): Credential {
+export function decodeCredential(bytes: Uint8Array): AnyCredential {
   abytes(bytes, undefined, 'credential');
+  // Version 2 (docs/protocol.md §4.5) carries attributes and a CSK signature.
+  if (bytes.length > 0 && bytes[0] === CREDENTIAL_V2_VERSION) return decodeCredentialV2(bytes);
   const r = new ByteReader(bytes, 'ERR_CREDENTIAL_MALFORMED', 'credential');
   const version = r.u8('version');
   if (version !== CREDENTIAL_VERSION) r.fail(`version ${version} is not supported (expected ${CREDENTIAL_VERSION})`);
@@ -194,7 +201,8 @@ export function decodeCredential(bytes: Uint8Array): Credential {
  * Authenticity comes before time, so a forged credential is called forged even when it is
  * also expired, and an "expired" verdict is about a credential the service really issued.
  */
-export function verifyCredential(c: Credential, options: VerifyCredentialOptions): Credential {
+export function verifyCredential<C extends AnyCredential>(c: C, options: VerifyCredentialOptions): C {
+  if (c !== null && typeof c === 'object' && c.version === CREDENTIAL_V2_VERSION) return verifyCredentialV2(c, options) as C;
   const { now, issuer } = options ?? ({} as VerifyCredentialOptions);
   if (typeof now !== 'number' || !Number.isFinite(now)) {
     throw new EnrollError('ERR_INVALID_ARG', '"now" must be a finite number of unix seconds');
@@ -232,11 +240,20 @@ export function verifyCredential(c: Credential, options: VerifyCredentialOptions
   return c;
 }
 
-export function credentialToText(c: Credential): string {
-  return encodeText(CREDENTIAL_TEXT_PREFIX, encodeCredential(c));
+export function credentialToText(c: AnyCredential): string {
+  return encodeText(c?.version === CREDENTIAL_V2_VERSION ? CREDENTIAL_V2_TEXT_PREFIX : CREDENTIAL_TEXT_PREFIX, encodeCredential(c));
 }
 
-/** Decodes a credential's text form (checksum, then structure); verify it with verifyCredential. */
-export function credentialFromText(text: string): Credential {
-  return decodeCredential(decodeText(CREDENTIAL_TEXT_PREFIX, text));
+/**
+ * Decodes a credential's text form (checksum, then structure); verify it with verifyCredential.
+ * `OECR2:` holds a version 2 credential, `OECR1:` a version 1: a version byte that does not
+ * match its prefix is refused.
+ */
+export function credentialFromText(text: string): AnyCredential {
+  const v2 = typeof text === 'string' && text.trimStart().toUpperCase().startsWith(CREDENTIAL_V2_TEXT_PREFIX);
+  const bytes = decodeText(v2 ? CREDENTIAL_V2_TEXT_PREFIX : CREDENTIAL_TEXT_PREFIX, text);
+  if ((bytes[0] === CREDENTIAL_V2_VERSION) !== v2) {
+    throw new EnrollError('ERR_CREDENTIAL_MALFORMED', `credential: version ${bytes[0]} under the prefix ${v2 ? CREDENTIAL_V2_TEXT_PREFIX : CREDENTIAL_TEXT_PREFIX}`);
+  }
+  return decodeCredential(bytes);
 }

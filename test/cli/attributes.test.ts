@@ -7,6 +7,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { join as pathJoin } from 'node:path';
 import { assertFailure, ok, okJson, removeTempHomes, run, setupWorld, show, type Enrollee, type World } from '../helpers/cli.js';
 import { audited, auditEntries, EXIT, join } from '../helpers/lifecycle.js';
 
@@ -74,6 +75,16 @@ describe('attributes and scopes', () => {
     assert.equal(shown.state, 'enrolled');
     assert.deepEqual(shown.attributes, { role: 'sensor', site: 'berlin' });
     await audited(w.serviceHome, (x) => x.event === 'approved' && x.fields.enrollee === sensor.id && JSON.stringify(x.fields.attributes) === JSON.stringify({ role: 'sensor', site: 'berlin' }));
+  });
+
+  test('the sensor\'s credential is version 2 with its attributes: --require passes for "sensor", fails (exit 3) for "camera"', async () => {
+    const file = `@${pathJoin(sensor.home, 'enrollee', 'credential.txt')}`;
+    const j = await okJson(['credential', 'verify', file, '--service-key', w.serviceKey, '--require', 'subject.attributes.role == "sensor"'], { home: w.root });
+    assert.equal(j.version, 2);
+    assert.deepEqual(j.attributes, { role: 'sensor', site: 'berlin' });
+    const r = await run(['credential', 'verify', file, '--service-key', w.serviceKey, '--require', 'subject.attributes.role == "camera"'], { home: w.root });
+    assertFailure(r, EXIT.REJECTED, /--require does not hold/);
+    assertFailure(await run(['credential', 'verify', file, '--service-key', w.serviceKey, '--require', 'subject.attributes.role =='], { home: w.root }), EXIT.USAGE, /at column 27/);
   });
 
   test('role=operator is outside the scope: refused, naming the attribute, and nothing is written', async () => {

@@ -197,7 +197,7 @@ describe('managing enrollers and enrollees on a running service', () => {
     assert.equal(enr.dir, join(home, 'enroller'));
 
     const allow = await okJson<Record<string, unknown>>(['service', 'enroller', 'allow', String(enr.enroller_key), '--name', 'json terminal'], { home: w.serviceHome });
-    assert.deepEqual(Object.keys(allow).sort(), ['allowed_at', 'enroller', 'name']);
+    assert.deepEqual(Object.keys(allow).sort(), ['allowed_at', 'enroller', 'may_assign', 'name']);
     assert.equal(allow.enroller, enr.enroller_key);
     assert.equal(allow.name, 'json terminal');
     assert.match(String(allow.allowed_at), ISO);
@@ -272,7 +272,7 @@ describe('managing enrollers and enrollees on a running service', () => {
 
     const before = await okJson<{ enrollers: Record<string, unknown>[] }>(['service', 'enroller', 'list'], { home: w.serviceHome });
     const row = before.enrollers.find((r) => r.enroller === key);
-    assert.deepEqual({ ...row, allowed_at: undefined }, { enroller: key, name: 'line 3', state: 'allowed', allowed_at: undefined, revoked_at: null });
+    assert.deepEqual({ ...row, allowed_at: undefined }, { enroller: key, name: 'line 3', state: 'allowed', allowed_at: undefined, revoked_at: null, may_assign: {} });
     assert.ok(before.enrollers.some((r) => r.enroller === w.enrollerKey && r.name === 'test terminal'));
     const text = await ok(['service', 'enroller', 'list'], { home: w.serviceHome });
     assert.match(text.stdout, new RegExp(`^${key}  allowed\\s+line 3$`, 'm'));
@@ -319,7 +319,7 @@ describe('managing enrollers and enrollees on a running service', () => {
     const enrolled = await okJson<{ enrollees: Record<string, unknown>[] }>(['service', 'enrollee', 'list', '--state', 'enrolled'], { home: w.serviceHome });
     assert.ok(!enrolled.enrollees.some((r) => r.id === id));
     const human = await ok(['service', 'enrollee', 'list'], { home: w.serviceHome });
-    assert.match(human.stdout, /^ID\s+METHOD\s+STATE\s+NAME$/m);
+    assert.match(human.stdout, /^ID\s+METHOD\s+STATE\s+NAME\s+ATTRIBUTES$/m);
     assert.match(human.stdout, new RegExp(`^${id.slice(0, 16)}  x3dh\\s+revoked\\s+Doomed Bot$`, 'm'));
 
     assertFailure(await run(['service', 'enrollee', 'revoke', id], { home: w.serviceHome }), EXIT.USAGE, 'already revoked');

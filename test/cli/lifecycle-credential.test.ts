@@ -100,6 +100,9 @@ describe('credentials', () => {
       service_key: w.serviceKey,
       issued_at: first.joined.credential.issued_at,
       expires_at: first.joined.credential.expires_at,
+      // An enrollee without attributes gets a version 1 credential (docs/policies.md).
+      version: 1,
+      attributes: {},
     });
     const human = await ok(['credential', 'verify', '-', '--service-key', w.serviceKey], { home: tempHome('verifier'), input: first.joined.credential.text });
     assert.ok(human.stdout.startsWith(`valid credential for ${first.e.id} (Robot Cred)\n`), show(human));

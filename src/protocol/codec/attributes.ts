@@ -1,5 +1,5 @@
 /**
- * Enrollee attributes (docs/protocol.md §4.5, docs/policies.md): what a fleet operator says
+ * Enrollee attributes (docs/protocol.md §4.6, docs/policies.md): what a fleet operator says
  * about a device — `role=sensor`, `site=berlin` — carried in the credential v2, the approve
  * request and the store, and checked by CEL policies (src/policy).
  *

@@ -38,6 +38,7 @@ const KNOWN_PREFIXES: ReadonlyMap<string, string> = new Map([
   [BUNDLE_V2_TEXT_PREFIX, 'a bundle (EKA v2)'],
   [CARD_TEXT_PREFIX, 'an enrollee card'],
   ['OECR1:', 'a credential'], // protocol/credential.ts (it imports this module, not the reverse)
+  ['OECR2:', 'a credential (version 2)'], // protocol/credential-v2.ts
 ]);
 
 /** The QR alphanumeric set (ISO/IEC 18004 §7.4.4), which a prefix must stay within. */

@@ -13,7 +13,7 @@
  *                  devices: one TCP connection instead of one per message).
  * - KIND_KEM_PREKEY: then one frame holding a KEM_hash (32 bytes); the service answers with
  *                  one frame, the 1184-byte PQSPK_A of that hash or the 1-byte status UNKNOWN
- *                  (EKA v2: a v2 bundle carries only the hash, §4.5 and §7.2).
+ *                  (EKA v2: a v2 bundle carries only the hash, §4.6 and §7.2).
  */
 import { encodeAttributes, readAttributes, type Attributes } from '../codec/attributes.js';
 import { EnrollError } from '../../errors.js';
@@ -119,7 +119,7 @@ export interface ApproveRequest {
   ttl: number;
   card: Uint8Array;
   /**
-   * The attributes the enroller asks for (docs/protocol.md §6.2): an attribute list after
+   * The attributes the enroller asks for (docs/protocol.md §4.6.2): an attribute list after
    * the card, absent when there are none (so an APPROVE without attributes is the same bytes
    * as before them). The service checks them against the enroller's scope.
    */
@@ -246,7 +246,18 @@ export function decodeEnrollResponse(frame: Uint8Array): Uint8Array {
 export const ACCEPT_AAD = utf8('ockam-enroll/v1/accept');
 /** A credential's length bounds (protocol/credential.ts CREDENTIAL_MIN_LEN / _MAX_LEN), restated to keep this layer free of it. */
 export const ACCEPT_CREDENTIAL_MIN_LEN = 178;
-export const ACCEPT_CREDENTIAL_MAX_LEN = 242;
+/** The longest v2 credential (credential-v2.ts CREDENTIAL_V2_MAX_LEN: 274 + 64 + 1569); v1's is 242. */
+export const ACCEPT_CREDENTIAL_MAX_LEN = 1907;
+/** v1's longest credential (§4.4) and v2's shortest (§4.6): lengths between them are neither. */
+const V1_CREDENTIAL_MAX_LEN = 242;
+const V2_CREDENTIAL_MIN_LEN = 275;
+
+/** A length a credential of either version can have: 178..242 (v1) or 275..1907 (v2). */
+export function credentialLengthOk(n: number): boolean {
+  return (n >= ACCEPT_CREDENTIAL_MIN_LEN && n <= V1_CREDENTIAL_MAX_LEN) || (n >= V2_CREDENTIAL_MIN_LEN && n <= ACCEPT_CREDENTIAL_MAX_LEN);
+}
+/** How credentialLengthOk's ranges read in messages. */
+export const CREDENTIAL_LENGTHS = `${ACCEPT_CREDENTIAL_MIN_LEN}..${V1_CREDENTIAL_MAX_LEN} or ${V2_CREDENTIAL_MIN_LEN}..${ACCEPT_CREDENTIAL_MAX_LEN}`;
 
 export interface Acceptance {
   enrolleeId: Uint8Array;
@@ -268,8 +279,8 @@ export function encodeAcceptance(a: Acceptance): Uint8Array {
     .utf8(a.addr, 'addr');
   if (a.credential !== undefined) {
     const n = a.credential.length;
-    if (n < ACCEPT_CREDENTIAL_MIN_LEN || n > ACCEPT_CREDENTIAL_MAX_LEN) {
-      throw new EnrollError('ERR_INVALID_ARG', `acceptance: "credential" must be ${ACCEPT_CREDENTIAL_MIN_LEN}..${ACCEPT_CREDENTIAL_MAX_LEN} bytes, got ${n}`);
+    if (!credentialLengthOk(n)) {
+      throw new EnrollError('ERR_INVALID_ARG', `acceptance: "credential" must be ${CREDENTIAL_LENGTHS} bytes, got ${n}`);
     }
     w.u16be(n, 'cred_len').bytes(a.credential, n, 'credential');
   }
@@ -287,7 +298,7 @@ export function decodeAcceptance(plain: Uint8Array): Acceptance {
   let credential: Uint8Array | undefined;
   if (version === 2) {
     const n = r.u16be('cred_len');
-    if (n < ACCEPT_CREDENTIAL_MIN_LEN || n > ACCEPT_CREDENTIAL_MAX_LEN) r.fail(`"cred_len" is ${n}, expected ${ACCEPT_CREDENTIAL_MIN_LEN}..${ACCEPT_CREDENTIAL_MAX_LEN}`);
+    if (!credentialLengthOk(n)) r.fail(`"cred_len" is ${n}, expected ${CREDENTIAL_LENGTHS}`);
     credential = r.bytes(n, 'credential');
   }
   r.end();

@@ -18,7 +18,7 @@ import { abytes, concat, utf8 } from '../../crypto/bytes.js';
 import { XEDDSA_SIGNATURE_LEN } from '../../crypto/xeddsa.js';
 import { encodeAnnouncement, readAnnouncement, type AddressAnnouncement } from '../announce.js';
 import { messageType, reader, writer } from './common.js';
-import { ACCEPT_CREDENTIAL_MAX_LEN, ACCEPT_CREDENTIAL_MIN_LEN } from './service.js';
+import { CREDENTIAL_LENGTHS, credentialLengthOk } from './service.js';
 
 export const MSG_ADDRESS_REQUEST = 0x32;
 export const MSG_ADDRESS = 0x33;
@@ -33,14 +33,14 @@ export const LIFECYCLE_REQUESTS: readonly number[] = [MSG_ADDRESS_REQUEST, MSG_R
 /** cred_len ‖ credential, with cred_len checked against the credential's bounds (178..242) before the bytes are read. */
 function readCredential(r: ReturnType<typeof reader>): Uint8Array {
   const n = r.u16be('cred_len');
-  if (n < ACCEPT_CREDENTIAL_MIN_LEN || n > ACCEPT_CREDENTIAL_MAX_LEN) r.fail(`cred_len ${n} is outside ${ACCEPT_CREDENTIAL_MIN_LEN}..${ACCEPT_CREDENTIAL_MAX_LEN}`);
+  if (!credentialLengthOk(n)) r.fail(`cred_len ${n} is outside ${CREDENTIAL_LENGTHS}`);
   return r.bytes(n, 'credential');
 }
 
 function credentialLength(c: Uint8Array, what: string): number {
   const n = c.length;
-  if (n < ACCEPT_CREDENTIAL_MIN_LEN || n > ACCEPT_CREDENTIAL_MAX_LEN) {
-    throw new EnrollError('ERR_INVALID_ARG', `${what}: "credential" must be ${ACCEPT_CREDENTIAL_MIN_LEN}..${ACCEPT_CREDENTIAL_MAX_LEN} bytes, got ${n}`);
+  if (!credentialLengthOk(n)) {
+    throw new EnrollError('ERR_INVALID_ARG', `${what}: "credential" must be ${CREDENTIAL_LENGTHS} bytes, got ${n}`);
   }
   return n;
 }

@@ -8,7 +8,7 @@
  */
 import { equalBytes, toHex } from '../../crypto/bytes.js';
 import { EnrollError } from '../../errors.js';
-import { credentialFromText, credentialToText, decodeCredential, verifyCredential, type Credential } from '../../protocol/credential.js';
+import { credentialFromText, credentialToText, decodeCredential, verifyCredential, type AnyCredential as Credential } from '../../protocol/credential.js';
 import type { EnrolleeHome } from './home.js';
 
 export const CREDENTIAL_FILE = 'credential.txt';
@@ -71,6 +71,9 @@ export function credentialView(c: Credential, text: string, now: number) {
     issued_at: new Date(c.issuedAt * 1000).toISOString(),
     expires_at: new Date(c.expiresAt * 1000).toISOString(),
     expired: now >= c.expiresAt,
+    version: c.version,
+    // A version 1 credential carries none (docs/protocol.md §4.4).
+    attributes: c.version === 2 ? c.attributes : {},
   };
 }
 

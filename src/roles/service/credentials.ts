@@ -20,6 +20,9 @@ import { EnrollError } from '../../errors.js';
 import { CREDENTIAL_MAX_TTL, credentialSignedBytes, encodeCredential, type CredentialFields } from '../../protocol/credential.js';
 import type { SignReply, SignRequest } from './credential-worker.js';
 import type { ServiceHome } from './home.js';
+import type { Attributes } from '../../protocol/codec/attributes.js';
+import { encodeCredentialV2, signCredentialV2 } from '../../protocol/credential-v2.js';
+import { serviceCsk } from './csk.js';
 import { enrollLifecycleFor } from './hooks.js';
 
 export const DEFAULT_CREDENTIAL_TTL = 365 * 86400;
@@ -47,11 +50,35 @@ export function credentialTtl(svc: ServiceHome): number {
   return ttl;
 }
 
+/**
+ * The credential version this service issues for an enrollee with `attributes`: settings.json
+ * `"credentialVersion"` 2 (always v2: attributes, CSK signature, §4.6; the cheaper signature)
+ * or 1 (always v1, no attributes signed); by default v2 for an enrollee that has attributes
+ * and v1 for one that has none, so that enrollees that predate v2 (they refuse a credential
+ * outside 178..242 bytes) keep enrolling until attributes are given to them.
+ */
+export function credentialVersion(svc: ServiceHome, attributes: Attributes | undefined): 1 | 2 {
+  const v = (svc.settings as unknown as { credentialVersion?: unknown }).credentialVersion;
+  if (v === 1 || v === 2) return v;
+  return attributes !== undefined && Object.keys(attributes).length > 0 ? 2 : 1;
+}
+
 /** Signs and encodes the credential for an enrollee accepted at `now`. */
 export async function issueCredential(
   svc: ServiceHome,
-  e: { enrolleeId: Uint8Array; ikB: Uint8Array; petName: string | null; now: number },
-): Promise<{ credential: Uint8Array; expiresAt: number; petName: string }> {
+  e: { enrolleeId: Uint8Array; ikB: Uint8Array; petName: string | null; now: number; attributes?: Attributes | undefined },
+): Promise<{ credential: Uint8Array; expiresAt: number; petName: string; attributes: Attributes }> {
+  if (credentialVersion(svc, e.attributes) === 2) {
+    // Ed25519 with the CSK in this thread: cheaper than a message to the signing thread.
+    const csk = serviceCsk(svc);
+    const attributes = e.attributes ?? {};
+    const c = signCredentialV2(
+      { issuer: svc.ikA.publicKey, enrolleeId: e.enrolleeId, ikB: e.ikB, petName: e.petName ?? '', issuedAt: e.now, expiresAt: e.now + credentialTtl(svc), attributes },
+      csk.certificate,
+      csk.privateKey,
+    );
+    return { credential: encodeCredentialV2(c), expiresAt: c.expiresAt, petName: c.petName, attributes };
+  }
   const fields: CredentialFields = {
     issuer: svc.ikA.publicKey,
     enrolleeId: e.enrolleeId,
@@ -63,7 +90,7 @@ export async function issueCredential(
   const message = credentialSignedBytes(fields);
   const thread = enrollLifecycleFor(svc)?.signer;
   const signature = thread !== undefined ? await thread.sign(message) : localSigner(svc)(message);
-  return { credential: encodeCredential({ version: 1, ...fields, signature }), expiresAt: fields.expiresAt, petName: fields.petName };
+  return { credential: encodeCredential({ version: 1, ...fields, signature }), expiresAt: fields.expiresAt, petName: fields.petName, attributes: {} };
 }
 
 /**

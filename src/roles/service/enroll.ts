@@ -30,6 +30,7 @@ import type { EnrollPool } from '../../pool/pool.js';
 import type { BundleRecord, EnrolleeRecord, SignedPrekeyRecord } from '../../store/types.js';
 import { commitQueueFor } from './commits.js';
 import { credentialTtl, issueCredential } from './credentials.js';
+import { sameAttributes } from '../../protocol/codec/attributes.js';
 import type { ServiceHome } from './home.js';
 import { beforeCommit, enrollLifecycleFor } from './hooks.js';
 import { DEFAULT_FAIL_RATE_PER_IP, parseRate, peerIpKey, TokenBuckets } from './limits.js';
@@ -232,7 +233,7 @@ export async function handleEnrollment(
 
   // The credential (docs/protocol.md §4.4) is signed while the commit waits for the disk (on
   // service start's signing thread, credentials.ts); a lost race below leaves it unused.
-  const signing = issueCredential(svc, { enrolleeId, ikB: result.ikB, petName: enrollee.petName, now });
+  const signing = issueCredential(svc, { enrolleeId, ikB: result.ikB, petName: enrollee.petName, now, attributes: enrollee.attributes });
   signing.catch(() => undefined);
 
   // Commit durably (EK_B recorded, OPK consumed, IK_B enrolled) before the acceptance leaves:
@@ -252,7 +253,10 @@ export async function handleEnrollment(
   // It rides in the sealed acceptance, version 2 (§5.7), with the committed pet name (a
   // re-approval under another name may have landed between the lookup and the commit).
   let cred = await signing;
-  if (cred.petName !== (enrolled.petName ?? '')) cred = await issueCredential(svc, { enrolleeId, ikB: result.ikB, petName: enrolled.petName, now });
+  // Likewise the committed attributes: a set-attr may have landed meanwhile (docs/policies.md).
+  if (cred.petName !== (enrolled.petName ?? '') || (enrolled.attributes !== undefined && !sameAttributes(cred.attributes, enrolled.attributes))) {
+    cred = await issueCredential(svc, { enrolleeId, ikB: result.ikB, petName: enrolled.petName, now, attributes: enrolled.attributes });
+  }
   const session = serviceSession(result.session);
   const sealed = session.send.seal(
     encodeAcceptance({ enrolleeId, enrolledAt: now, petName: enrolled.petName ?? '', addr: svc.settings.address, credential: cred.credential }),

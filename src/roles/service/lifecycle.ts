@@ -284,13 +284,13 @@ export async function serveLifecycleRequest(
           hint: `wait ${Math.ceil(wait / 1000)} s and try again`,
         });
       }
-      const cred = await issueCredential(svc, { enrolleeId: rec.id, ikB: channel.remoteStaticKey, petName: rec.petName, now });
+      const cred = await issueCredential(svc, { enrolleeId: rec.id, ikB: channel.remoteStaticKey, petName: rec.petName, now, attributes: rec.attributes });
       log('credential-issued', { enrollee: toHex(rec.id), name: rec.petName, ik_b: toHex(channel.remoteStaticKey), credential_expires_at: new Date(cred.expiresAt * 1000).toISOString() });
       await channel.send(encodeCredentialMsg(cred.credential));
       return false;
     }
     if (msg[0] !== MSG_ROTATE) throw new EnrollError('ERR_PROTOCOL', `unexpected session request type ${msg[0]}`);
-    const r = await serveRotate(store, channel, rec, msg, log, now, (ikB) => issueCredential(svc, { enrolleeId: rec.id, ikB, petName: rec.petName, now }));
+    const r = await serveRotate(store, channel, rec, msg, log, now, (ikB) => issueCredential(svc, { enrolleeId: rec.id, ikB, petName: rec.petName, now, attributes: rec.attributes }));
     // Other open sessions of the old key (a `status --watch`) end now rather than at their next request.
     lc?.close('session', r.oldIkB, new EnrollError('ERR_ENROLLEE_UNKNOWN', 'this identity key was replaced by a rotation'), channel);
     return true;
