@@ -29,7 +29,7 @@ import { kemSecretKey, spkKey } from '../../pool/keys.js';
 import type { EnrollPool } from '../../pool/pool.js';
 import type { BundleRecord, EnrolleeRecord, SignedPrekeyRecord } from '../../store/types.js';
 import { commitQueueFor } from './commits.js';
-import { credentialTtl, issueCredential } from './credentials.js';
+import { credentialTtl, credentialVersion, issueCredential } from './credentials.js';
 import { sameAttributes } from '../../protocol/codec/attributes.js';
 import type { ServiceHome } from './home.js';
 import { beforeCommit, enrollLifecycleFor } from './hooks.js';
@@ -155,7 +155,10 @@ export async function handleEnrollment(
     return reject(ENROLL_STATUS.REJECTED, `ERR_EKA_VERSION: an EKA v${eka} message for a v${bundleEka} bundle`, { ...who, eka });
   }
   const pool = enrollLifecycleFor(svc)?.pool;
-  if (pool !== undefined) return enrollOnPool(svc, pool, { message, eka, ekB, enrolleeId, id, found: found.pending, who, now, log, peer, opts });
+  // The pool's workers sign version 1 credentials (XEdDSA with IK_A, §4.4); an enrollee whose
+  // credential is version 2 (attributes, §4.6: Ed25519 with the CSK, cheap on this thread) is
+  // enrolled here, so its attributes are never left out of what it is given.
+  if (pool !== undefined && credentialVersion(svc, found.pending.enrollee.attributes) === 1) return enrollOnPool(svc, pool, { message, eka, ekB, enrolleeId, id, found: found.pending, who, now, log, peer, opts });
   // The lockout counts only failures past decryption (check 5), with those still being
   // recorded: only a holder of EIK_B's private key and of the bundle can make a message that
   // decrypts, so whoever has merely seen the card cannot consume this enrollee's attempts.
