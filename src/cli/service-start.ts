@@ -4,7 +4,7 @@ import { ServiceHome } from '../roles/service/home.js';
 import { DEFAULT_FAIL_RATE_PER_IP, DEFAULT_MAX_FRAME_LEN, DEFAULT_RATE_PER_ENROLLER, DEFAULT_RATE_PER_IP, MIN_MAX_FRAME_LEN, parseRate } from '../roles/service/limits.js';
 import type { RunningHttpsServer } from '../roles/service/https.js';
 import { HTTPS_ADDRESS_CHECKS, INIT_FORCE_DESTROYS, type HttpsAddressCheck } from '../roles/service/https-announce.js';
-import { makeDecisionLog, type DecisionLog } from '../roles/service/log.js';
+import { LOG_LEVELS, makeDecisionLog, type DecisionLog, type LogLevel } from '../roles/service/log.js';
 import { ServiceMetrics } from '../ops/metrics.js';
 import { startMetricsListener, type MetricsListener } from '../ops/listener.js';
 import type { PgDatabase } from '../store/pg/database.js';
@@ -47,7 +47,8 @@ function storeHealthLog(inner: DecisionLog, db: PgDatabase): DecisionLog {
 }
 
 export function register(service: Command): void {
-  leaf(service, 'start', 'run the enrollment service until SIGINT or SIGTERM, logging one line per decision on stderr', 'ockam-enroll service start --listen 0.0.0.0:4100')
+  leaf(service, 'start', 'run the enrollment service until SIGINT or SIGTERM, logging one line per decision on stderr (with --json: JSON lines on stderr, each with time, level and decision; stdout stays empty)', 'ockam-enroll service start --listen 0.0.0.0:4100')
+    .option('--log-level <level>', `write decisions of this level and above: ${LOG_LEVELS.join(', ')} (default info)`)
     .option('--listen <HOST:PORT>', 'where to listen (default: the listen setting from init)')
     .option('--max-connections <n>', `most simultaneous connections (default ${DEFAULT_MAX_CONNECTIONS})`)
     .option('--read-timeout <duration>', `per-read timeout against slow peers (default ${DEFAULT_READ_TIMEOUT_MS / 1000}s)`)
@@ -77,6 +78,8 @@ export function register(service: Command): void {
           ...(opts.maxConnections ? { maxConnections: parseCount(opts.maxConnections as string, '--max-connections', 1, 1_000_000) } : {}),
           ...(opts.readTimeout ? { readTimeoutMs: 1000 * parseDuration(opts.readTimeout as string, '--read-timeout', 1, 3600) } : {}),
         };
+        const logLevel = (opts.logLevel as LogLevel | undefined) ?? 'info';
+        if (!LOG_LEVELS.includes(logLevel)) throw new EnrollError('ERR_USAGE', `--log-level must be one of ${LOG_LEVELS.join(', ')}, not ${JSON.stringify(String(logLevel).slice(0, 40))}`);
         const metricsAt = opts.metricsListen === undefined ? undefined : parseListenAddress(opts.metricsListen as string);
         // Lifecycle (README "Lifecycle: audit, hooks, credentials"): the hook, the credentials' lifetime.
         const lifecycle = lifecycleOptions(opts);
@@ -107,7 +110,7 @@ export function register(service: Command): void {
           // Every decision is also appended to the audit log, by a thread of its own (src/audit).
           // Every decision line is also counted (src/ops/metrics.ts), whether or not it is scraped.
           const metrics = new ServiceMetrics();
-          const plainLog = metrics.tap(svc.pg ? storeHealthLog(makeDecisionLog({ json: out.json }), svc.pg) : makeDecisionLog({ json: out.json }));
+          const plainLog = metrics.tap(svc.pg ? storeHealthLog(makeDecisionLog({ json: out.json, level: logLevel }), svc.pg) : makeDecisionLog({ json: out.json, level: logLevel }));
           const onAuditError = (reason: string) => plainLog('error', { reason: `audit: ${reason}` });
           // PostgreSQL: appends are network round trips, batched on this thread (audit/pg-sink.ts).
           const sink = svc.pg
