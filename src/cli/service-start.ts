@@ -17,6 +17,11 @@ import { CREDENTIAL_MAX_TTL } from '../protocol/credential.js';
 import { CredentialSigner, credentialTtl } from '../roles/service/credentials.js';
 import { commandHook, DEFAULT_HOOK_TIMEOUT_MS, hookEnvironment, MAX_HOOK_TIMEOUT_S, setEnrollLifecycle, type EnrollLifecycle } from '../roles/service/hooks.js';
 
+/** How long a stop waits for requests in flight (--drain-timeout). */
+const DEFAULT_DRAIN_S = 10;
+/** A repeat of the first stop signal sooner than this is its echo (see onSignal). */
+const SIGNAL_ECHO_MS = 500;
+
 /** --on-enroll, --on-enroll-timeout and --credential-ttl, checked before anything starts. */
 function lifecycleOptions(opts: Record<string, unknown>): EnrollLifecycle {
   const command = opts.onEnroll as string | undefined;
@@ -59,6 +64,7 @@ export function register(service: Command): void {
     .option('--https-listen <HOST:PORT>', 'where to serve token enrollment over HTTPS (default: the httpsListen setting from init); tokens name this port unless init chose --https-address')
     .option('--https-address-check <mode>', 'when the --https-address set at init is a loopback address that does not reach this service yet: refuse (exit 2), warn and check again until it does, or off (default: refuse on SQLite, warn on PostgreSQL, whose replicas and balancer start in any order)')
     .option('--metrics-listen <HOST:PORT>', 'serve /healthz, /readyz and /metrics (Prometheus) over plain HTTP on this address of its own (default: off; docs/operations.md)')
+    .option('--drain-timeout <duration>', `on SIGTERM or SIGINT, how long requests in flight get to finish before the rest are cut, 0s..300s (default ${DEFAULT_DRAIN_S}s); a second signal exits at once`)
     .option('--on-enroll <command>', 'run COMMAND (through the shell) before each enrollment is committed, with the request as JSON on stdin: exit 0 allows, anything else refuses')
     .option('--on-enroll-timeout <duration>', `refuse (and kill the hook) after this long, 1s..${MAX_HOOK_TIMEOUT_S}s (default ${DEFAULT_HOOK_TIMEOUT_MS / 1000}s)`)
     .option('--credential-ttl <duration>', 'how long the credential issued with each acceptance stays valid (default: the credentialTtl setting, 365d)')
@@ -80,6 +86,7 @@ export function register(service: Command): void {
         };
         const logLevel = (opts.logLevel as LogLevel | undefined) ?? 'info';
         if (!LOG_LEVELS.includes(logLevel)) throw new EnrollError('ERR_USAGE', `--log-level must be one of ${LOG_LEVELS.join(', ')}, not ${JSON.stringify(String(logLevel).slice(0, 40))}`);
+        const drainMs = 1000 * (opts.drainTimeout === undefined ? DEFAULT_DRAIN_S : parseDuration(opts.drainTimeout as string, '--drain-timeout', 0, 300));
         const metricsAt = opts.metricsListen === undefined ? undefined : parseListenAddress(opts.metricsListen as string);
         // Lifecycle (README "Lifecycle: audit, hooks, credentials"): the hook, the credentials' lifetime.
         const lifecycle = lifecycleOptions(opts);
@@ -87,14 +94,24 @@ export function register(service: Command): void {
         // supervisor stopping a service it just started) still ends in a clean stop.
         let stopSignal: string | undefined;
         let wake: (() => void) | undefined;
-        const onInt = () => {
-          stopSignal ??= 'SIGINT';
+        // A second signal while draining exits at once: nothing acknowledged is lost, since an
+        // acceptance is sent only once its commit is durable (what is cut was never answered).
+        // The first signal is re-raised once by a dependency (when-exit, under conf, kills the
+        // process again with the same signal after its own cleanup): a repeat within
+        // SIGNAL_ECHO_MS of the first is that echo, not the operator's second signal.
+        let firstAt = 0;
+        const onSignal = (sig: 'SIGINT' | 'SIGTERM') => {
+          if (stopSignal !== undefined) {
+            if (sig === stopSignal && performance.now() - firstAt < SIGNAL_ECHO_MS) return;
+            process.stderr.write(`ockam-enroll: ${sig} again: exiting without waiting for requests in flight\n`);
+            process.exit(sig === 'SIGINT' ? 130 : 143);
+          }
+          stopSignal = sig;
+          firstAt = performance.now();
           wake?.();
         };
-        const onTerm = () => {
-          stopSignal ??= 'SIGTERM';
-          wake?.();
-        };
+        const onInt = () => onSignal('SIGINT');
+        const onTerm = () => onSignal('SIGTERM');
         process.on('SIGINT', onInt);
         process.on('SIGTERM', onTerm);
         try {
@@ -210,7 +227,7 @@ export function register(service: Command): void {
           log('stopped', { signal: stopSignal });
           await metricsListener?.close();
           await https?.close();
-          await server.close();
+          await server.drain(drainMs);
           await closeAudit();
           await svc.close();
         } finally {
