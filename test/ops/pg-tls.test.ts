@@ -62,9 +62,10 @@ describe('PostgreSQL over TLS, verify-full, the password outside the URL', () =>
     assert.ok(!init.stdout.includes(PASSWORD) && !init.stderr.includes(PASSWORD), 'the password is printed nowhere');
     const list = await run(['service', 'enrollee', 'list', '--json'], { home, env: { OCKAM_ENROLL_STORE: store('ca.pem'), PGPASSWORD: PASSWORD } });
     assert.equal(list.code, 0, show(list));
-    // The session really is TLS.
-    const [ssl] = await pgQuery(admin, `SELECT bool_or(s.ssl) AS any_ssl, bool_and(s.ssl) AS all_ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.usename = 'ockam'`);
-    assert.equal(ssl!.all_ssl, true);
+    // The server takes TLS only (pg_hba), so the sessions above were TLS: without it, refused.
+    const plain = await run(['service', 'enrollee', 'list'], { home, env: { OCKAM_ENROLL_STORE: store('ca.pem').replace('sslmode=verify-full', 'sslmode=disable'), PGPASSWORD: PASSWORD } });
+    assert.notEqual(plain.code, 0, show(plain));
+    assert.match(plain.stderr, /pg_hba\.conf rejects connection|no encryption/i, show(plain));
 
     const otherCa = await run(['service', 'enrollee', 'list'], { home, env: { OCKAM_ENROLL_STORE: store('other-ca.pem'), PGPASSFILE: passfile } });
     assert.notEqual(otherCa.code, 0, show(otherCa));
