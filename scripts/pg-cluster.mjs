@@ -4,7 +4,7 @@
 // root (CI) the cluster belongs to the `postgres` user and every command runs through
 // `runuser -u postgres --`.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { appendFileSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync, readFileSync } from 'node:fs';
+import { appendFileSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -101,7 +101,14 @@ export async function startCluster(opts = {}) {
       'wal_sync_method=fdatasync',
     ];
     // In postgresql.conf (not -o), so that restart() starts the same server.
-    appendFileSync(join(data, 'postgresql.conf'), `\n# ockam-enroll test cluster\n${conf.join('\n')}\n`);
+    appendFileSync(join(data, 'postgresql.conf'), `\n# ockam-enroll test cluster\n${[...conf, ...(opts.conf ?? [])].join('\n')}\n`);
+    // opts.files: extra files in the data directory (a test server certificate and key), owned
+    // by the server's user, 0600; opts.hba: pg_hba.conf lines that replace the default ones.
+    for (const [name, content] of Object.entries(opts.files ?? {})) {
+      writeFileSync(join(data, name), content, { mode: 0o600 });
+      if (asRoot) chownSync(join(data, name), Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim()), Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim()));
+    }
+    if (opts.hba) writeFileSync(join(data, 'pg_hba.conf'), `${opts.hba.join('\n')}\n`);
     pgCtl('start');
   } catch (err) {
     let tail = '';

@@ -4,7 +4,7 @@ import { ServiceHome } from '../roles/service/home.js';
 import { DEFAULT_FAIL_RATE_PER_IP, DEFAULT_MAX_FRAME_LEN, DEFAULT_RATE_PER_ENROLLER, DEFAULT_RATE_PER_IP, MIN_MAX_FRAME_LEN, parseRate } from '../roles/service/limits.js';
 import type { RunningHttpsServer } from '../roles/service/https.js';
 import { HTTPS_ADDRESS_CHECKS, INIT_FORCE_DESTROYS, type HttpsAddressCheck } from '../roles/service/https-announce.js';
-import { makeDecisionLog, type DecisionLog } from '../roles/service/log.js';
+import { LOG_LEVELS, makeDecisionLog, type DecisionLog, type LogLevel } from '../roles/service/log.js';
 import { ServiceMetrics } from '../ops/metrics.js';
 import { startMetricsListener, type MetricsListener } from '../ops/listener.js';
 import type { PgDatabase } from '../store/pg/database.js';
@@ -28,6 +28,10 @@ function workersOption(flag: string | undefined): number {
   if (env !== undefined && env !== '') return parseCount(env, WORKERS_ENV, 0, MAX_WORKERS);
   return defaultWorkers();
 }
+/** How long a stop waits for requests in flight (--drain-timeout). */
+const DEFAULT_DRAIN_S = 10;
+/** A repeat of the first stop signal sooner than this is its echo (see onSignal). */
+const SIGNAL_ECHO_MS = 500;
 
 /** --on-enroll, --on-enroll-timeout and --credential-ttl, checked before anything starts. */
 function lifecycleOptions(opts: Record<string, unknown>): EnrollLifecycle {
@@ -59,7 +63,8 @@ function storeHealthLog(inner: DecisionLog, db: PgDatabase): DecisionLog {
 }
 
 export function register(service: Command): void {
-  leaf(service, 'start', 'run the enrollment service until SIGINT or SIGTERM, logging one line per decision on stderr', 'ockam-enroll service start --listen 0.0.0.0:4100')
+  leaf(service, 'start', 'run the enrollment service until SIGINT or SIGTERM, logging one line per decision on stderr (with --json: JSON lines on stderr, each with time, level and decision; stdout stays empty)', 'ockam-enroll service start --listen 0.0.0.0:4100')
+    .option('--log-level <level>', `write decisions of this level and above: ${LOG_LEVELS.join(', ')} (default info)`)
     .option('--listen <HOST:PORT>', 'where to listen (default: the listen setting from init)')
     .option('--max-connections <n>', `most simultaneous connections (default ${DEFAULT_MAX_CONNECTIONS})`)
     .option('--read-timeout <duration>', `per-read timeout against slow peers (default ${DEFAULT_READ_TIMEOUT_MS / 1000}s)`)
@@ -70,6 +75,7 @@ export function register(service: Command): void {
     .option('--https-listen <HOST:PORT>', 'where to serve token enrollment over HTTPS (default: the httpsListen setting from init); tokens name this port unless init chose --https-address')
     .option('--https-address-check <mode>', 'when the --https-address set at init is a loopback address that does not reach this service yet: refuse (exit 2), warn and check again until it does, or off (default: refuse on SQLite, warn on PostgreSQL, whose replicas and balancer start in any order)')
     .option('--metrics-listen <HOST:PORT>', 'serve /healthz, /readyz and /metrics (Prometheus) over plain HTTP on this address of its own (default: off; docs/operations.md)')
+    .option('--drain-timeout <duration>', `on SIGTERM or SIGINT, how long requests in flight get to finish before the rest are cut, 0s..300s (default ${DEFAULT_DRAIN_S}s); a second signal exits at once`)
     .option('--on-enroll <command>', 'run COMMAND (through the shell) before each enrollment is committed, with the request as JSON on stdin: exit 0 allows, anything else refuses')
     .option('--on-enroll-timeout <duration>', `refuse (and kill the hook) after this long, 1s..${MAX_HOOK_TIMEOUT_S}s (default ${DEFAULT_HOOK_TIMEOUT_MS / 1000}s)`)
     .option('--workers <n>', `threads that decrypt and check enrollment messages, sign credentials and seal answers, 0..${MAX_WORKERS} (0: on the main thread; default: one per available core, or ${WORKERS_ENV})`)
@@ -90,6 +96,9 @@ export function register(service: Command): void {
           ...(opts.maxConnections ? { maxConnections: parseCount(opts.maxConnections as string, '--max-connections', 1, 1_000_000) } : {}),
           ...(opts.readTimeout ? { readTimeoutMs: 1000 * parseDuration(opts.readTimeout as string, '--read-timeout', 1, 3600) } : {}),
         };
+        const logLevel = (opts.logLevel as LogLevel | undefined) ?? 'info';
+        if (!LOG_LEVELS.includes(logLevel)) throw new EnrollError('ERR_USAGE', `--log-level must be one of ${LOG_LEVELS.join(', ')}, not ${JSON.stringify(String(logLevel).slice(0, 40))}`);
+        const drainMs = 1000 * (opts.drainTimeout === undefined ? DEFAULT_DRAIN_S : parseDuration(opts.drainTimeout as string, '--drain-timeout', 0, 300));
         const metricsAt = opts.metricsListen === undefined ? undefined : parseListenAddress(opts.metricsListen as string);
         const workers = workersOption(opts.workers as string | undefined);
         // Lifecycle (README "Lifecycle: audit, hooks, credentials"): the hook, the credentials' lifetime.
@@ -98,14 +107,24 @@ export function register(service: Command): void {
         // supervisor stopping a service it just started) still ends in a clean stop.
         let stopSignal: string | undefined;
         let wake: (() => void) | undefined;
-        const onInt = () => {
-          stopSignal ??= 'SIGINT';
+        // A second signal while draining exits at once: nothing acknowledged is lost, since an
+        // acceptance is sent only once its commit is durable (what is cut was never answered).
+        // The first signal is re-raised once by a dependency (when-exit, under conf, kills the
+        // process again with the same signal after its own cleanup): a repeat within
+        // SIGNAL_ECHO_MS of the first is that echo, not the operator's second signal.
+        let firstAt = 0;
+        const onSignal = (sig: 'SIGINT' | 'SIGTERM') => {
+          if (stopSignal !== undefined) {
+            if (sig === stopSignal && performance.now() - firstAt < SIGNAL_ECHO_MS) return;
+            process.stderr.write(`ockam-enroll: ${sig} again: exiting without waiting for requests in flight\n`);
+            process.exit(sig === 'SIGINT' ? 130 : 143);
+          }
+          stopSignal = sig;
+          firstAt = performance.now();
           wake?.();
         };
-        const onTerm = () => {
-          stopSignal ??= 'SIGTERM';
-          wake?.();
-        };
+        const onInt = () => onSignal('SIGINT');
+        const onTerm = () => onSignal('SIGTERM');
         process.on('SIGINT', onInt);
         process.on('SIGTERM', onTerm);
         try {
@@ -121,7 +140,7 @@ export function register(service: Command): void {
           // Every decision is also appended to the audit log, by a thread of its own (src/audit).
           // Every decision line is also counted (src/ops/metrics.ts), whether or not it is scraped.
           const metrics = new ServiceMetrics();
-          const plainLog = metrics.tap(svc.pg ? storeHealthLog(makeDecisionLog({ json: out.json }), svc.pg) : makeDecisionLog({ json: out.json }));
+          const plainLog = metrics.tap(svc.pg ? storeHealthLog(makeDecisionLog({ json: out.json, level: logLevel }), svc.pg) : makeDecisionLog({ json: out.json, level: logLevel }));
           const onAuditError = (reason: string) => plainLog('error', { reason: `audit: ${reason}` });
           // PostgreSQL: appends are network round trips, batched on this thread (audit/pg-sink.ts).
           const sink = svc.pg
@@ -225,7 +244,7 @@ export function register(service: Command): void {
           log('stopped', { signal: stopSignal });
           await metricsListener?.close();
           await https?.close();
-          await server.close();
+          await server.drain(drainMs);
           await closeAudit();
           await svc.close();
         } finally {

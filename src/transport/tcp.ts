@@ -167,6 +167,11 @@ export interface TcpServer {
   readonly connections: number;
   /** Stops accepting, destroys open connections, and resolves once all are closed. Idempotent. */
   close(): Promise<void>;
+  /**
+   * A graceful stop: stops accepting at once, lets the handlers in flight finish (their
+   * answers written) for at most `timeoutMs`, then closes as close() does.
+   */
+  drain(timeoutMs: number): Promise<void>;
 }
 
 class TcpServerImpl implements TcpServer {
@@ -178,6 +183,9 @@ class TcpServerImpl implements TcpServer {
   readonly #onError: ListenTcpOptions['onError'];
   #address: TcpAddress | undefined;
   #closing: Promise<void> | undefined;
+  #draining = false;
+  /** Handlers that have not returned yet. */
+  readonly #inFlight = new Set<Promise<void>>();
 
   constructor(server: Server, opts: ListenTcpOptions, max: number) {
     this.#server = server;
@@ -206,9 +214,27 @@ class TcpServerImpl implements TcpServer {
     return this.#conns.size;
   }
 
+  async drain(timeoutMs: number): Promise<void> {
+    if (!this.#draining && this.#closing === undefined) {
+      this.#draining = true;
+      this.#server.close(); // no new connections; close() below waits for the callback
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        (async () => {
+          while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
+        })(),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, timeoutMs);
+        }),
+      ]);
+      clearTimeout(timer);
+    }
+    return this.close();
+  }
+
   close(): Promise<void> {
     this.#closing ??= (async () => {
-      const stopped = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+      const stopped = this.#server.listening ? new Promise<void>((resolve) => this.#server.close(() => resolve())) : Promise.resolve();
       const open = [...this.#conns];
       for (const conn of open) conn.destroy();
       await Promise.all([stopped, ...open.map((c) => c.closed)]);
@@ -227,7 +253,7 @@ class TcpServerImpl implements TcpServer {
   #accept(socket: Socket): void {
     // Until FramedConnection attaches its own, a reset would otherwise be an unheard 'error'.
     socket.on('error', () => {});
-    if (this.#closing !== undefined) {
+    if (this.#closing !== undefined || this.#draining) {
       socket.destroy();
       return;
     }
@@ -255,7 +281,7 @@ class TcpServerImpl implements TcpServer {
     this.#conns.add(conn);
     void conn.closed.then(() => this.#conns.delete(conn));
     // Promise.resolve().then: a synchronous throw becomes a rejection too.
-    Promise.resolve()
+    const handled: Promise<void> = Promise.resolve()
       .then(() => this.#onConnection(conn))
       .then(
         () => this.#finish(conn),
@@ -263,7 +289,9 @@ class TcpServerImpl implements TcpServer {
           this.#report(err, conn);
           conn.destroy();
         },
-      );
+      )
+      .finally(() => this.#inFlight.delete(handled));
+    this.#inFlight.add(handled);
   }
 
   #finish(conn: FramedConnection): void {

@@ -62,10 +62,10 @@ export async function pgQuery(url: string, sql: string, params: unknown[] = []):
  * also stopped if the test process is interrupted (the runner sends SIGTERM or SIGINT on
  * Ctrl-C, and after hooks do not run then), so no server outlives the test.
  */
-export async function privateCluster(): Promise<TestCluster> {
+export async function privateCluster(opts: { conf?: string[]; files?: Record<string, string>; hba?: string[] } = {}): Promise<TestCluster> {
   pgAdminUrl(); // the same clear failure when PostgreSQL is not available
-  const mod = (await import(new URL('../../../scripts/pg-cluster.mjs', import.meta.url).href)) as { startCluster(): Promise<TestCluster> };
-  const cluster = await mod.startCluster();
+  const mod = (await import(new URL('../../../scripts/pg-cluster.mjs', import.meta.url).href)) as { startCluster(o: typeof opts): Promise<TestCluster> };
+  const cluster = await mod.startCluster(opts);
   let stopped = false;
   const stop = () => {
     if (stopped) return;

@@ -51,12 +51,49 @@ export interface DecisionFields {
 
 export type DecisionLog = (decision: Decision, fields: DecisionFields) => void;
 
-export function makeDecisionLog(opts: { json: boolean; write?: (line: string) => void }): DecisionLog {
+export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
+export const LOG_LEVELS: readonly LogLevel[] = ['error', 'warn', 'info', 'debug'];
+
+/** A decision's level: a fault of ours is an error, a peer refused or limited a warning, the rest info. */
+export function levelOf(decision: Decision): LogLevel {
+  if (decision === 'error' || decision === 'store-unreachable') return 'error';
+  if (decision === 'rejected' || decision === 'limited' || decision.endsWith('-refused')) return 'warn';
+  return 'info';
+}
+
+/**
+ * The one place every log line passes through before it is written (issue #21 item 3): a
+ * field whose name says it holds a secret is replaced whatever its value, and a URL's
+ * password (postgres://USER:PASSWORD@…) is masked wherever it appears in a string. The
+ * callers never log a secret on purpose; this keeps a slip from reaching the log.
+ */
+const SECRET_FIELD = /pass(word|phrase)?|secret|private|seed|jwt|^token$|authorization|cookie|^key$/i;
+const URL_PASSWORD = /([a-z][a-z0-9+.-]*:\/\/[^:/?#@\s]*):[^@/?#\s]*@/gi;
+
+export function redact(fields: DecisionFields): DecisionFields {
+  const out: DecisionFields = {};
+  for (const [k, v] of Object.entries(fields)) {
+    if (SECRET_FIELD.test(k)) out[k] = '[redacted]';
+    else if (typeof v === 'string') out[k] = v.replace(URL_PASSWORD, '$1:***@');
+    else out[k] = v;
+  }
+  return out;
+}
+
+/**
+ * Text (the default) or JSON lines, on stderr. Every JSON line has `time`, `level` and
+ * `decision`; `level` filters what is written (error < warn < info < debug, default info).
+ */
+export function makeDecisionLog(opts: { json: boolean; level?: LogLevel; write?: (line: string) => void }): DecisionLog {
   const write = opts.write ?? ((line: string) => process.stderr.write(line));
-  return (decision, fields) => {
+  const max = LOG_LEVELS.indexOf(opts.level ?? 'info');
+  return (decision, raw) => {
+    const level = levelOf(decision);
+    if (LOG_LEVELS.indexOf(level) > max) return;
+    const fields = redact(raw);
     const time = new Date().toISOString();
     if (opts.json) {
-      write(`${JSON.stringify({ time, decision, ...fields })}\n`);
+      write(`${JSON.stringify({ time, level, decision, ...fields })}\n`);
       return;
     }
     const parts = Object.entries(fields)

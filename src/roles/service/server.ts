@@ -293,5 +293,12 @@ export async function startServiceServer(svc: ServiceHome, opts: ServiceServerOp
       stopLifecycle(svc);
       await closeCommitQueue(svc.store);
     },
+    // SIGTERM (README "Graceful shutdown"): answers in flight are written, their commits
+    // durable, before the commit thread stops.
+    drain: async (timeoutMs: number) => {
+      await server.drain(timeoutMs);
+      stopLifecycle(svc);
+      await closeCommitQueue(svc.store);
+    },
   };
 }
