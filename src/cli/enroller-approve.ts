@@ -29,7 +29,7 @@ export function register(enroller: Command): void {
           ...(opts.bundle ? { bundleId: opts.bundle as string } : {}),
         });
         out.info(`approved enrollee ${toHex(r.enrolleeId)}${r.petName ? ` (${r.petName})` : ''} until ${isoTime(r.expiresAt)}`);
-        if (card.bundleId) out.info('the enrollee already holds this bundle: it can now run `ockam-enroll enrollee join`');
+        if (card.bundleId && toHex(card.bundleId) === r.bundle.id) out.info('the enrollee already holds this bundle: it can now run `ockam-enroll enrollee join`');
         else out.info('hand this bundle to the enrollee: ockam-enroll enrollee join --bundle <text>');
         if (opts.qr && !out.json) {
           await printQr(out, r.bundle.text);

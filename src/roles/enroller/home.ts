@@ -109,7 +109,7 @@ export class EnrollerHome {
     if (!/^[0-9a-f]{4,32}$/.test(p)) throw new EnrollError('ERR_USAGE', `"${idOrPrefix}" is not a bundle id (hex)`);
     const hits = this.bundles().filter((b) => b.id.startsWith(p));
     if (hits.length === 0) {
-      throw new EnrollError('ERR_BUNDLE_UNKNOWN', `no cached bundle has id ${idOrPrefix}`, { hint: 'see `ockam-enroll enroller bundle list`' });
+      throw new EnrollError('ERR_BUNDLE_NOT_CACHED', `no cached bundle has id ${idOrPrefix}`, { hint: 'see `ockam-enroll enroller bundle list`' });
     }
     if (hits.length > 1) throw new EnrollError('ERR_USAGE', `bundle id prefix ${idOrPrefix} is ambiguous`, { hint: 'give more characters' });
     return hits[0]!;
@@ -117,10 +117,13 @@ export class EnrollerHome {
 
   /** The first fresh, unexpired bundle of EKA version `eka` (default any), for onboarding. */
   nextFreshBundle(now: number, eka?: 1 | 2): CachedBundle {
-    const b = this.bundles().find((x) => x.state === 'fresh' && x.expires_at > now + 60 && (eka === undefined || cachedBundleEka(x) === eka));
+    const all = this.bundles();
+    const b = all.find((x) => x.state === 'fresh' && x.expires_at > now + 60 && (eka === undefined || cachedBundleEka(x) === eka));
     if (!b) {
-      throw new EnrollError('ERR_BUNDLE_UNKNOWN', `the bundle cache has no fresh${eka === undefined ? '' : ` EKA v${eka}`} bundle`, {
-        hint: `fetch some with \`ockam-enroll enroller bundle fetch --service tcp://HOST:PORT${eka === undefined ? '' : ` --eka v${eka}`}\``,
+      // The address the cache already knows (the latest fetch's) beats a placeholder.
+      const service = all.length > 0 ? all[all.length - 1]!.service : 'tcp://HOST:PORT';
+      throw new EnrollError('ERR_BUNDLE_NOT_CACHED', `the bundle cache has no fresh${eka === undefined ? '' : ` EKA v${eka}`} bundle`, {
+        hint: `fetch some with \`ockam-enroll enroller bundle fetch --service ${service}${eka === undefined ? '' : ` --eka v${eka}`}\``,
       });
     }
     return b;
