@@ -111,9 +111,13 @@ describe('service init and service start', () => {
 
     const again = await run(['service', 'init', '--address', first.address], { home });
     assertFailure(again, EXIT.FAILURE, `a service is already initialised in ${dir}`, '--force');
-    // With --json too, a failure leaves stdout empty.
+    // With --json, the failure is also one object on stdout (README §"Exit codes"); stderr as without.
     const againJson = await run(['service', 'init', '--address', first.address, '--json'], { home });
-    assertFailure(againJson, EXIT.FAILURE, 'already initialised', '--force');
+    assertFailure({ ...againJson, stdout: '' }, EXIT.FAILURE, 'already initialised', '--force');
+    const failed = parseJsonOut<{ ok: boolean; error: { code: string; message: string; hint: string } }>(againJson);
+    assert.equal(failed.ok, false);
+    assert.equal(failed.error.code, 'ERR_KEY_EXISTS');
+    assert.ok(failed.error.message.includes('already initialised') && failed.error.hint.includes('--force'), show(againJson));
     // The refused init changed nothing.
     const list = await okJson<{ enrollers: unknown[] }>(['service', 'enroller', 'list'], { home });
     assert.deepEqual(list.enrollers, []);

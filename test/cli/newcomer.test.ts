@@ -5,7 +5,12 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { assertFailure, okJson, removeTempHomes, run, setupWorld, show, takeBundle, type World } from '../helpers/cli.js';
+import { chmodSync } from 'node:fs';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { assertFailure, childEnv, errorLine, NODE, okJson, parseJsonOut, removeTempHomes, run, RUN_TIMEOUT_MS, setupWorld, show, takeBundle, tempHome, type World } from '../helpers/cli.js';
+import { patience } from '../helpers/pace.js';
+import { BIN } from '../helpers/paths.js';
 
 const EXIT = { OK: 0, FAILURE: 1, USAGE: 2, REJECTED: 3, UNREACHABLE: 4, AUTH: 5 } as const;
 
@@ -14,7 +19,7 @@ let w: World;
 let other: World;
 
 before(async () => {
-  [w, other] = await Promise.all([setupWorld({ bundles: 4 }), setupWorld({ bundles: 2 })]);
+  [w, other] = await Promise.all([setupWorld({ bundles: 6 }), setupWorld({ bundles: 3 })]);
 });
 
 after(async () => {
@@ -58,5 +63,78 @@ describe('a device that joined with another service\'s bundle (finding 1)', () =
     const card = (await okJson<{ card: string }>(['enrollee', 'card'], { home: device.home })).card;
     const r = await run(['enroller', 'approve', card, '--bundle', w.bundles[0]!], { home: w.enrollerHome });
     assertFailure(r, EXIT.USAGE, `the card names bundle ${held}`, 'leave out --bundle');
+  });
+});
+
+describe('--json on failure (finding 6)', () => {
+  type Failure = { ok: boolean; error: { code: string; message: string; hint: string | null } };
+
+  test('a refused command prints {"ok":false,"error":{code,message,hint}} on stdout, and the human message on stderr', async () => {
+    const home = tempHome('json-fail');
+    const r = await run(['enrollee', 'card', '--json'], { home });
+    assert.equal(r.code, EXIT.FAILURE, show(r));
+    const f = parseJsonOut<Failure>(r);
+    assert.deepEqual(Object.keys(f), ['ok', 'error']);
+    assert.equal(f.ok, false);
+    assert.equal(f.error.code, 'ERR_KEY_MISSING');
+    assert.ok(f.error.message.includes('no enrollee is initialised'), show(r));
+    assert.ok(f.error.hint?.includes('enrollee init'), show(r));
+    assert.ok(errorLine(r).includes(f.error.message), show(r));
+  });
+
+  test('a usage error and a refusal by the service do too, with their exit statuses', async () => {
+    const usage = await run(['enrollee', 'card', '--json', '--no-such-flag']);
+    assert.equal(usage.code, EXIT.USAGE, show(usage));
+    const u = parseJsonOut<Failure>(usage);
+    assert.equal(u.error.code, 'ERR_USAGE');
+    assert.match(u.error.message, /no-such-flag/);
+
+    const device = await w.newEnrollee();
+    const foreign = await okJson<{ text: string }>(['enroller', 'bundle', 'show', takeBundle(other)], { home: other.enrollerHome });
+    const refused = await run(['enrollee', 'join', '--bundle', foreign.text, '--json'], { home: device.home });
+    assert.equal(refused.code, EXIT.REJECTED, show(refused));
+    const f = parseJsonOut<Failure>(refused);
+    assert.equal(f.error.code, 'ERR_ENROLLEE_UNKNOWN');
+    assert.equal(typeof f.error.hint, 'string');
+  });
+});
+
+describe('permission gaps (finding 4)', () => {
+  test('a session.json readable by others is refused with the chmod that fixes it', async () => {
+    const device = await w.newEnrollee();
+    const approved = (await okJson<{ bundle_text: string }>(['enroller', 'approve', device.card], { home: w.enrollerHome })).bundle_text;
+    await okJson(['enrollee', 'join', '--bundle', approved], { home: device.home });
+    const session = join(device.home, 'enrollee', 'session.json');
+    chmodSync(session, 0o644);
+    const r = await run(['enrollee', 'status'], { home: device.home });
+    assertFailure(r, EXIT.FAILURE, `${session} is accessible by other users (mode 0644)`, 'chmod 600');
+    chmodSync(session, 0o600);
+    await okJson(['enrollee', 'status'], { home: device.home });
+  });
+
+  test('a home the user cannot read is reported as permission denied, not as "no enrollee is initialised"', async () => {
+    const root = tempHome('eacces');
+    const home = join(root, 'home');
+    await okJson(['enrollee', 'init'], { home });
+    // Root reads everything: then the command runs as another user (nobody), for whom the
+    // home (0700, owned by us) is unreadable; otherwise the home is made unreadable to us.
+    const asRoot = process.getuid?.() === 0;
+    if (!asRoot) chmodSync(join(home, 'enrollee'), 0o000);
+    chmodSync(root, 0o755);
+    try {
+      const r = await execa(NODE, [BIN, 'enrollee', 'card', '--home', home], {
+        reject: false,
+        extendEnv: false,
+        env: childEnv(),
+        stdin: 'ignore',
+        timeout: await patience(RUN_TIMEOUT_MS),
+        ...(asRoot ? { uid: 65534, gid: 65534 } : {}),
+      });
+      const res = { code: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
+      assertFailure(res, EXIT.FAILURE, 'permission denied', 'permissions');
+      assert.ok(!/no enrollee is initialised/.test(res.stderr), show(res));
+    } finally {
+      if (!asRoot) chmodSync(join(home, 'enrollee'), 0o700);
+    }
   });
 });

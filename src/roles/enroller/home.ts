@@ -5,12 +5,12 @@
  * - `bundles.json`          the bundle cache: bundles fetched and not yet handed out, and
  *                           which enrollee each used one went to.
  */
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { toHex } from '../../crypto/bytes.js';
 import { generateX25519, type KeyPair } from '../../crypto/x25519.js';
 import { EnrollError } from '../../errors.js';
 import { KnownServices } from '../../keystore/known-services.js';
+import { pathExists } from '../../keystore/files.js';
 import { Keystore } from '../../keystore/keystore.js';
 import type { PassphraseSource } from '../../keystore/passphrase.js';
 
@@ -73,7 +73,8 @@ export class EnrollerHome {
   static open(home: string, opts: { passphrase?: PassphraseSource } = {}): EnrollerHome {
     // Checked before Keystore.open, which would create the directories of a home that
     // was never initialised.
-    if (!existsSync(join(home, 'enroller', ENROLLER_KEY_FILE))) {
+    // pathExists reports a home the user cannot read (EACCES) as such, not as "not initialised".
+    if (!pathExists(join(home, 'enroller', ENROLLER_KEY_FILE))) {
       throw new EnrollError('ERR_KEY_MISSING', `no enroller is initialised in ${join(home, 'enroller')}`, {
         hint: 'run `ockam-enroll enroller init` first, or pass the right --home',
       });
