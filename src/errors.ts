@@ -118,6 +118,7 @@ export const ERROR_CODES = [
 
   // -- CLI
   'ERR_USAGE', // bad flags or arguments
+  'ERR_NOT_FOUND', // a well-formed id names nothing in the local home or store (exit 1, not a usage error)
   'ERR_INTERNAL', // a bug: please report it
 ] as const;
 

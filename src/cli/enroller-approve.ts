@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { toHex } from '../crypto/bytes.js';
+import { EnrollError } from '../errors.js';
 import { cardFromText } from '../protocol/codec/index.js';
 import { approveCard } from '../roles/enroller/approve.js';
 import { cachedBundleEka, EnrollerHome } from '../roles/enroller/home.js';
@@ -15,7 +16,14 @@ export function register(enroller: Command): void {
     .option('--qr', 'print the bundle to hand over as a QR code')
     .action(
       action(async ({ out, home, opts }, cardArg: string) => {
-        const card = cardFromText(await readTextArg(cardArg, 'enrollee card'));
+        // A card that does not decode is malformed input: a usage error (README §"Exit codes").
+        let card;
+        try {
+          card = cardFromText(await readTextArg(cardArg, 'enrollee card'));
+        } catch (err) {
+          if (err instanceof EnrollError && err.code !== 'ERR_USAGE') throw new EnrollError('ERR_USAGE', err.message, { cause: err, hint: err.hint ?? 'pass the card `ockam-enroll enrollee card` printed (OEC1:…), @FILE or -' });
+          throw err;
+        }
         const ttl = parseDuration(opts.ttl as string, '--ttl', 1, 30 * 86400);
         const petName = parsePetName(opts.name as string | undefined);
         const eka = parseEka(opts.eka as string);

@@ -68,7 +68,9 @@ export function register(enroller: Command): void {
               }
             },
           }).catch((err: unknown) => {
-            throw new EnrollError('ERR_UNREACHABLE', `cannot listen on ${addr.host}:${addr.port}: ${(err as Error).message}`, {
+            // The transport's ERR_LISTEN already says "cannot listen on …": not said twice.
+            const why = err instanceof EnrollError && err.code === 'ERR_LISTEN' ? err.message : `cannot listen on ${addr.host}:${addr.port}: ${(err as Error).message}`;
+            throw new EnrollError('ERR_UNREACHABLE', why, {
               hint: 'choose another --listen address',
             });
           });

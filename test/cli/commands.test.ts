@@ -329,7 +329,7 @@ describe('managing enrollers and enrollees on a running service', () => {
     assertFailure(await run(['service', 'enrollee', 'revoke', id], { home: w.serviceHome }), EXIT.USAGE, 'already revoked');
     assertFailure(await run(['service', 'enrollee', 'list', '--state', 'bogus'], { home: w.serviceHome }), EXIT.USAGE, '--state must be');
     assertFailure(await run(['service', 'enrollee', 'show', '1234'], { home: w.serviceHome }), EXIT.USAGE, 'is not an enrollee id');
-    assertFailure(await run(['service', 'enrollee', 'show', '00000000'], { home: w.serviceHome }), EXIT.USAGE, 'no enrollee has id 00000000', 'service enrollee list');
+    assertFailure(await run(['service', 'enrollee', 'show', '00000000'], { home: w.serviceHome }), EXIT.FAILURE, 'no enrollee has id 00000000', 'service enrollee list');
   });
 
   test('--quiet silences progress lines but not results', async () => {

@@ -138,3 +138,35 @@ describe('permission gaps (finding 4)', () => {
     }
   });
 });
+
+describe('messages and exit statuses (finding 9)', () => {
+  test('a garbage card is a usage error (2); an unknown enrollee id is a failure (1); an empty bundle says it is empty', async () => {
+    assertFailure(await run(['enroller', 'approve', 'x'], { home: w.enrollerHome }), EXIT.USAGE, /./);
+    assertFailure(await run(['service', 'enrollee', 'show', '00000000'], { home: w.serviceHome }), EXIT.FAILURE, 'no enrollee has id 00000000', 'service enrollee list');
+    const device = await w.newEnrollee();
+    const empty = await run(['enrollee', 'join', '--bundle', '-'], { home: device.home, input: '' });
+    assertFailure(empty, EXIT.FAILURE, 'the bundle is empty', 'OEB2:');
+    assert.ok(!/OEB1:$/m.test(errorLine(empty)), show(empty));
+  });
+
+  test('no fresh bundle is the enroller\'s own cache (1), and the hint names the address it knows', async () => {
+    const root = tempHome('no-fresh');
+    const enrollerHome = join(root, 'enroller');
+    const key = (await okJson<{ enroller_key: string }>(['enroller', 'init'], { home: enrollerHome })).enroller_key;
+    await okJson(['service', 'enroller', 'allow', key, '--name', 'one-bundle terminal'], { home: w.serviceHome });
+    await okJson(['enroller', 'bundle', 'fetch', '--service', w.address, '--count', '1', '--service-key', w.serviceKey], { home: enrollerHome });
+    const a = await w.newEnrollee();
+    await okJson(['enroller', 'approve', a.card], { home: enrollerHome });
+    const b = await w.newEnrollee();
+    const r = await run(['enroller', 'approve', b.card], { home: enrollerHome });
+    assertFailure(r, EXIT.FAILURE, 'no fresh', `--service ${w.address}`);
+    assert.ok(!r.stderr.includes('tcp://HOST:PORT'), show(r));
+  });
+
+  test('a port in use is said once', async () => {
+    const port = w.port;
+    const r = await run(['enroller', 'onboard', '--listen', `127.0.0.1:${port}`], { home: w.enrollerHome });
+    assert.equal(r.code, EXIT.UNREACHABLE, show(r));
+    assert.equal(errorLine(r).match(/cannot listen/g)?.length, 1, show(r));
+  });
+});
