@@ -48,6 +48,10 @@ test('npm pack: the tarball, installed without devDependencies, runs --version a
   for (const must of ['package.json', 'README.md', 'bin/ockam-enroll.js', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/cli/main.js', 'dist/src/cli/demo.js']) {
     assert.ok(files.includes(must), `the tarball holds ${must}`);
   }
+  // Issue #22 finding 8: the licence and notices ship, so do the examples the README links;
+  // source maps (which point to .ts sources that do not ship) do not.
+  for (const must of ['LICENSE', 'NOTICE', 'examples/provision-batch.sh']) assert.ok(files.includes(must), `the tarball holds ${must}`);
+  assert.deepEqual(files.filter((f) => f.endsWith('.map')), [], 'the tarball holds no source maps');
   const stray = files.filter((f) => f.startsWith('dist/test/') || f.startsWith('dist/bench/') || f.startsWith('test/') || f.startsWith('src/') || f.includes('node_modules/'));
   assert.deepEqual(stray, [], 'the tarball holds no tests, benchmarks, sources or dependencies');
 
