@@ -2,6 +2,7 @@
  * Flags every command shares, and parsers for flag values. Every value from a flag is
  * checked for type and range here, before a role sees it.
  */
+import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { EnrollError } from '../errors.js';
@@ -26,6 +27,9 @@ export const DEFAULT_HOME = join(homedir(), '.ockam-enroll');
 export async function resolveHome(flag: string | undefined): Promise<string> {
   if (flag) return resolve(flag);
   if (process.env.OCKAM_ENROLL_HOME) return resolve(process.env.OCKAM_ENROLL_HOME);
+  // conf creates its directory when opened: a user who never wrote a config file (the demo, a
+  // first run) must not be left an empty ~/.config/ockam-enroll/. Linux: conf's XDG path.
+  if (process.platform === 'linux' && !existsSync(join(process.env.XDG_CONFIG_HOME || join(homedir(), '.config'), 'ockam-enroll', 'config.json'))) return DEFAULT_HOME;
   const { userSettings } = await import('./settings.js');
   const configured = userSettings().get('home');
   return typeof configured === 'string' && configured ? resolve(configured) : DEFAULT_HOME;

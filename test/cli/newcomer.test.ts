@@ -5,7 +5,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync } from 'node:fs';
+import { chmodSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { assertFailure, childEnv, errorLine, NODE, okJson, parseJsonOut, removeTempHomes, run, RUN_TIMEOUT_MS, setupWorld, show, takeBundle, tempHome, type World } from '../helpers/cli.js';
@@ -168,5 +168,14 @@ describe('messages and exit statuses (finding 9)', () => {
     const r = await run(['enroller', 'onboard', '--listen', `127.0.0.1:${port}`], { home: w.enrollerHome });
     assert.equal(r.code, EXIT.UNREACHABLE, show(r));
     assert.equal(errorLine(r).match(/cannot listen/g)?.length, 1, show(r));
+  });
+});
+
+describe('a first run leaves no empty ~/.config/ockam-enroll (finding 8)', () => {
+  test('a command without --home reads the user config only if it exists, and creates none', async () => {
+    const fakeHome = tempHome('user-home');
+    const r = await run(['enrollee', 'card'], { env: { HOME: fakeHome, XDG_CONFIG_HOME: join(fakeHome, '.config') } });
+    assertFailure(r, EXIT.FAILURE, `no enrollee is initialised in ${join(fakeHome, '.ockam-enroll', 'enrollee')}`);
+    assert.equal(existsSync(join(fakeHome, '.config', 'ockam-enroll')), false, 'no config directory was created');
   });
 });
