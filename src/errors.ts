@@ -75,6 +75,7 @@ export const ERROR_CODES = [
   'ERR_PASSPHRASE', // passphrase missing or wrong
   'ERR_KEYSTORE_CORRUPT', // a keystore file does not parse
   'ERR_KEYSTORE_IO', // a keystore file or directory could not be read or written (disk full, read-only, no access)
+  'ERR_BUNDLE_NOT_CACHED', // the enroller's own bundle cache has no such (or no fresh) bundle: nothing was asked of the service
 
   // -- store (src/store)
   'ERR_STORE', // the SQLite store failed to open or commit
@@ -124,6 +125,7 @@ export const ERROR_CODES = [
 
   // -- CLI
   'ERR_USAGE', // bad flags or arguments
+  'ERR_NOT_FOUND', // a well-formed id names nothing in the local home or store (exit 1, not a usage error)
   'ERR_INTERNAL', // a bug: please report it
 ] as const;
 

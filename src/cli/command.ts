@@ -57,7 +57,8 @@ export function action(fn: (ctx: Ctx, ...args: any[]) => Promise<void | number>)
       const code = await fn({ out, home, opts, cmd }, ...args.slice(0, -2));
       process.exitCode = typeof code === 'number' ? code : EXIT.OK;
     } catch (err) {
-      process.exitCode = reportError(err);
+      // In --stdio mode stdout is the protocol channel: the failure object goes to stderr.
+      process.exitCode = reportError(err, undefined, opts.json === true ? (opts.stdio === true ? process.stderr : process.stdout) : undefined);
     }
   };
 }

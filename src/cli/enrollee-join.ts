@@ -28,6 +28,21 @@ function expectedServiceKey(e: EnrolleeHome, flag: Uint8Array | undefined): Expe
   return undefined;
 }
 
+/**
+ * "No pending approval" after a join with a bundle: the card now names that bundle, which
+ * may be another service's or another enroller's. The way out is named, so nobody reaches for
+ * `init --force` (a second identity): the device keeps its EIK_B and takes another bundle.
+ */
+function notApprovedHint(err: unknown, bundleId: string, addr: string): unknown {
+  if (!(err instanceof EnrollError) || err.code !== 'ERR_ENROLLEE_UNKNOWN') return err;
+  return new EnrollError('ERR_ENROLLEE_UNKNOWN', `the service at ${addr} has no pending approval for this enrollee with bundle ${bundleId.slice(0, 8)}`, {
+    cause: err,
+    hint:
+      'give the enroller this card (`ockam-enroll enrollee card`) to approve; an enroller that did not issue this bundle approves it with ' +
+      '`enroller approve CARD --bundle ID` and hands over the bundle it prints: then run `enrollee join --bundle` with that one (no new init needed)',
+  });
+}
+
 export function register(enrollee: Command): void {
   leaf(
     enrollee,
@@ -71,15 +86,19 @@ export function register(enrollee: Command): void {
           e.holdBundle(bundleToText(bundle));
           const waitSeconds = parseDuration(opts.wait as string, '--wait', 0, 7 * 86400);
           out.info(`enrolling with the service at ${bundle.addr} (enrollee id ${toHex(e.enrolleeId())})`);
-          r = await enrollWithBundle(e, bundle, {
-            now: nowSeconds,
-            ...(expectServiceKey ? { expectServiceKey } : {}),
-            waitSeconds,
-            onWaiting: () => {
-              out.info('the service has no approval for this enrollee yet; waiting. The enroller should approve this card:');
-              out.info(cardToText(e.card(bundle.bundleId)));
-            },
-          });
+          try {
+            r = await enrollWithBundle(e, bundle, {
+              now: nowSeconds,
+              ...(expectServiceKey ? { expectServiceKey } : {}),
+              waitSeconds,
+              onWaiting: () => {
+                out.info('the service has no approval for this enrollee yet; waiting. The enroller should approve this card:');
+                out.info(cardToText(e.card(bundle.bundleId)));
+              },
+            });
+          } catch (err) {
+            throw notApprovedHint(err, toHex(bundle.bundleId), bundle.addr);
+          }
         } else {
           // The device's side of the comparison (docs/protocol.md §6.4): asked on its terminal
           // (stdin, or /dev/tty under --stdio), unless --yes leaves it to the enroller.

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { toHex } from '../crypto/bytes.js';
+import { EnrollError } from '../errors.js';
 import { formatAttributes, parseAttributeArgs } from '../protocol/codec/attributes.js';
 import { cardFromText } from '../protocol/codec/index.js';
 import { approveCard } from '../roles/enroller/approve.js';
@@ -17,7 +18,14 @@ export function register(enroller: Command): void {
     .option('--attr <key=value>', 'an attribute for the enrollee, within this enroller\'s scope (repeatable; docs/policies.md)', (v: string, acc: string[] = []) => [...acc, v])
     .action(
       action(async ({ out, home, opts }, cardArg: string) => {
-        const card = cardFromText(await readTextArg(cardArg, 'enrollee card'));
+        // A card that does not decode is malformed input: a usage error (README §"Exit codes").
+        let card;
+        try {
+          card = cardFromText(await readTextArg(cardArg, 'enrollee card'));
+        } catch (err) {
+          if (err instanceof EnrollError && err.code !== 'ERR_USAGE') throw new EnrollError('ERR_USAGE', err.message, { cause: err, hint: err.hint ?? 'pass the card `ockam-enroll enrollee card` printed (OEC1:…), @FILE or -' });
+          throw err;
+        }
         const ttl = parseDuration(opts.ttl as string, '--ttl', 1, 30 * 86400);
         const petName = parsePetName(opts.name as string | undefined);
         const eka = parseEka(opts.eka as string);
@@ -34,7 +42,7 @@ export function register(enroller: Command): void {
           ...(Object.keys(attributes).length > 0 ? { attributes } : {}),
         });
         out.info(`approved enrollee ${toHex(r.enrolleeId)}${r.petName ? ` (${r.petName})` : ''}${Object.keys(attributes).length > 0 ? ` with ${formatAttributes(attributes)}` : ''} until ${isoTime(r.expiresAt)}`);
-        if (card.bundleId) out.info('the enrollee already holds this bundle: it can now run `ockam-enroll enrollee join`');
+        if (card.bundleId && toHex(card.bundleId) === r.bundle.id) out.info('the enrollee already holds this bundle: it can now run `ockam-enroll enrollee join`');
         else out.info('hand this bundle to the enrollee: ockam-enroll enrollee join --bundle <text>');
         if (opts.qr && !out.json) {
           await printQr(out, r.bundle.text);

@@ -235,9 +235,9 @@ async function listenForOne(
       }
     },
   }).catch((err: unknown) => {
-    throw new EnrollError('ERR_UNREACHABLE', `cannot listen on ${addr.host}:${addr.port}: ${(err as Error).message}`, {
-      hint: 'choose another --listen address',
-    });
+    // The transport's ERR_LISTEN already says "cannot listen on …": not said twice (#22 finding 9).
+    const why = err instanceof EnrollError && err.code === 'ERR_LISTEN' ? err.message : `cannot listen on ${addr.host}:${addr.port}: ${(err as Error).message}`;
+    throw new EnrollError('ERR_UNREACHABLE', why, { hint: 'choose another --listen address' });
   });
   const a = server.address();
   out.info(`waiting for the enrollee on ${a.host}:${a.port} (ockam-enroll enrollee join --enroller tcp://${a.host}:${a.port})`);

@@ -6,7 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { EXIT } from './exit-codes.js';
 import { groupExamples } from './command.js';
-import { PROG } from './output.js';
+import { failureObject, PROG } from './output.js';
 type Registrar = { register(parent: Command): void };
 type Loader = () => Promise<Registrar>;
 
@@ -158,6 +158,10 @@ export async function main(argv: string[]): Promise<void> {
     if (err instanceof CommanderError) {
       // --help and --version "fail" with exit code 0.
       process.exitCode = err.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
+      // A usage error of a `--json` invocation still gives the script an object to parse.
+      if (err.exitCode !== 0 && argv.includes('--json') && !argv.includes('--stdio')) {
+        process.stdout.write(`${JSON.stringify(failureObject('ERR_USAGE', err.message.replace(/^error: /, ''), 'add --help for usage'))}\n`);
+      }
       return;
     }
     throw err;

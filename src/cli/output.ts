@@ -51,8 +51,26 @@ export function makeOutput(opts: { json?: boolean; quiet?: boolean; resultsToStd
   };
 }
 
-/** Prints an error the CLI way and returns the exit status to use. */
-export function reportError(err: unknown, debug = process.env.OCKAM_ENROLL_DEBUG === '1'): number {
+/**
+ * The `--json` form of a failure (README §"Exit codes"): one object, so a script that asked
+ * for JSON always has one to parse. The human message still goes to stderr.
+ */
+export function failureObject(code: string, message: string, hint: string | undefined): { ok: false; error: { code: string; message: string; hint: string | null } } {
+  return { ok: false, error: { code, message, hint: hint ?? null } };
+}
+
+/**
+ * Prints an error the CLI way and returns the exit status to use. With `json`, the failure
+ * object is also written to `json` (stdout, or stderr where stdout is a protocol channel).
+ */
+export function reportError(err: unknown, debug = process.env.OCKAM_ENROLL_DEBUG === '1', json?: NodeJS.WritableStream): number {
+  if (json) {
+    const obj =
+      err instanceof EnrollError
+        ? failureObject(err.code, err.message, err.hint)
+        : failureObject('ERR_INTERNAL', `internal error: ${(err as Error)?.message ?? String(err)}`, 'this is a bug; rerun with OCKAM_ENROLL_DEBUG=1 and report it');
+    json.write(`${JSON.stringify(obj)}\n`);
+  }
   if (err instanceof EnrollError) {
     process.stderr.write(`${PROG}: ${errChalk.red('error:')} ${err.message}\n`);
     if (err.hint) process.stderr.write(`${PROG}: ${errChalk.cyan('hint:')} ${err.hint}\n`);

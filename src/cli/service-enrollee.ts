@@ -33,7 +33,7 @@ function view(r: EnrolleeRecord, now: number) {
 
 async function find(svc: ServiceHome, id: string): Promise<EnrolleeRecord> {
   const rec = await svc.store.findEnrollee(id);
-  if (!rec) throw new EnrollError('ERR_USAGE', `no enrollee has id ${id}`, { hint: 'see `ockam-enroll service enrollee list`' });
+  if (!rec) throw new EnrollError('ERR_NOT_FOUND', `no enrollee has id ${id}`, { hint: 'see `ockam-enroll service enrollee list`' });
   return rec;
 }
 

@@ -111,9 +111,13 @@ describe('service init and service start', () => {
 
     const again = await run(['service', 'init', '--address', first.address], { home });
     assertFailure(again, EXIT.FAILURE, `a service is already initialised in ${dir}`, '--force');
-    // With --json too, a failure leaves stdout empty.
+    // With --json, the failure is also one object on stdout (README §"Exit codes"); stderr as without.
     const againJson = await run(['service', 'init', '--address', first.address, '--json'], { home });
-    assertFailure(againJson, EXIT.FAILURE, 'already initialised', '--force');
+    assertFailure({ ...againJson, stdout: '' }, EXIT.FAILURE, 'already initialised', '--force');
+    const failed = parseJsonOut<{ ok: boolean; error: { code: string; message: string; hint: string } }>(againJson);
+    assert.equal(failed.ok, false);
+    assert.equal(failed.error.code, 'ERR_KEY_EXISTS');
+    assert.ok(failed.error.message.includes('already initialised') && failed.error.hint.includes('--force'), show(againJson));
     // The refused init changed nothing.
     const list = await okJson<{ enrollers: unknown[] }>(['service', 'enroller', 'list'], { home });
     assert.deepEqual(list.enrollers, []);
@@ -325,7 +329,7 @@ describe('managing enrollers and enrollees on a running service', () => {
     assertFailure(await run(['service', 'enrollee', 'revoke', id], { home: w.serviceHome }), EXIT.USAGE, 'already revoked');
     assertFailure(await run(['service', 'enrollee', 'list', '--state', 'bogus'], { home: w.serviceHome }), EXIT.USAGE, '--state must be');
     assertFailure(await run(['service', 'enrollee', 'show', '1234'], { home: w.serviceHome }), EXIT.USAGE, 'is not an enrollee id');
-    assertFailure(await run(['service', 'enrollee', 'show', '00000000'], { home: w.serviceHome }), EXIT.USAGE, 'no enrollee has id 00000000', 'service enrollee list');
+    assertFailure(await run(['service', 'enrollee', 'show', '00000000'], { home: w.serviceHome }), EXIT.FAILURE, 'no enrollee has id 00000000', 'service enrollee list');
   });
 
   test('--quiet silences progress lines but not results', async () => {

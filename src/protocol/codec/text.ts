@@ -154,6 +154,10 @@ function bundlePrefixOf(text: string): string {
  * unless such a check follows, and verifyBundle after it.
  */
 export function decodeBundleText(text: string): Bundle {
+  // Empty input (an empty file, a pipe that gave nothing) is said to be empty, not mis-prefixed.
+  if (typeof text === 'string' && text.trim() === '') {
+    throw new EnrollError('ERR_TEXT_PREFIX', 'the bundle is empty', { hint: 'pass the bundle\'s text form (OEB2:… or OEB1:…), @FILE or -, as the enroller printed it' });
+  }
   const prefix = bundlePrefixOf(text);
   const payload = decodeText(prefix, text);
   const expected = prefix === BUNDLE_V2_TEXT_PREFIX ? 2 : 1;

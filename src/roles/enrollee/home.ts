@@ -9,11 +9,11 @@
  * - `service.json`       the service's key (IK_A), address, enrollee id and times;
  * - `session.json`       the session keys and counters after acceptance (secret, 0600).
  */
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { toHex } from '../../crypto/bytes.js';
 import { generateX25519, type KeyPair } from '../../crypto/x25519.js';
 import { EnrollError } from '../../errors.js';
+import { pathExists } from '../../keystore/files.js';
 import { Keystore } from '../../keystore/keystore.js';
 import type { PassphraseSource } from '../../keystore/passphrase.js';
 import type { EnrolleeCard } from '../../protocol/codec/card.js';
@@ -84,12 +84,17 @@ export class EnrolleeHome {
 
   static open(home: string, opts: { passphrase?: PassphraseSource } = {}): EnrolleeHome {
     // Checked before the keystore opens, which would create a never-initialised home.
-    if (!existsSync(join(home, 'enrollee', EIK_B_FILE))) {
+    // pathExists reports a home the user cannot read (EACCES) as such, not as "not initialised".
+    if (!pathExists(join(home, 'enrollee', EIK_B_FILE))) {
       throw new EnrollError('ERR_KEY_MISSING', `no enrollee is initialised in ${join(home, 'enrollee')}`, {
         hint: 'run `ockam-enroll enrollee init` first, or pass the right --home',
       });
     }
-    return EnrolleeHome.#openKeystore(home, opts.passphrase);
+    const e = EnrolleeHome.#openKeystore(home, opts.passphrase);
+    // session.json holds session keys (0600, like the key files): one readable by others is
+    // refused, with the chmod that fixes it, as every secret file is, not used without a word.
+    if (pathExists(e.keystore.path(SESSION_FILE))) e.keystore.readBytes(SESSION_FILE, { secret: true });
+    return e;
   }
 
   static #openKeystore(home: string, passphrase: PassphraseSource | undefined): EnrolleeHome {

@@ -172,7 +172,7 @@ async function recoverAcceptedEnrollment(enrollee: EnrolleeHome, bundle: Bundle)
 async function enrollOnce(enrollee: EnrolleeHome, bundle: Bundle, kemPrekey: Uint8Array | undefined, timeoutMs: number): Promise<JoinResult> {
   if (enrollee.enrolled()) {
     throw new EnrollError('ERR_KEY_EXISTS', 'this enrollee is already enrolled', {
-      hint: 'see `ockam-enroll enrollee status`; to enroll afresh, run `enrollee init --force` in a new home',
+      hint: 'see `ockam-enroll enrollee status`; to enroll afresh, run `enrollee init --home NEW_DIR` (a new home needs no --force)',
     });
   }
   const eikB = await enrollee.eikB();

@@ -35,8 +35,19 @@ export interface ApproveResult {
 
 export function chooseBundle(enroller: EnrollerHome, card: EnrolleeCard, bundleId: string | undefined, now: number, eka?: 1 | 2): CachedBundle {
   const fromCard = card.bundleId ? toHex(card.bundleId) : undefined;
-  if (bundleId && fromCard && !fromCard.startsWith(bundleId.toLowerCase())) {
-    throw new EnrollError('ERR_USAGE', `the card names bundle ${fromCard}, but --bundle says ${bundleId}`);
+  // A card names the bundle its device last took, which may be another enroller's or another
+  // service's (a join with a foreign bundle fails, and the card keeps naming it): a bundle
+  // this cache never held cannot be approved here, so --bundle then binds one of ours instead.
+  const cardsOwn = fromCard !== undefined && enroller.bundles().some((b) => b.id === fromCard);
+  if (bundleId && fromCard && cardsOwn && !fromCard.startsWith(bundleId.toLowerCase())) {
+    throw new EnrollError('ERR_USAGE', `the card names bundle ${fromCard}, but --bundle says ${bundleId}`, {
+      hint: `both are in this enroller's cache: leave out --bundle to approve the card's bundle ${fromCard.slice(0, 8)}, or give the card's id`,
+    });
+  }
+  if (!bundleId && fromCard && !cardsOwn) {
+    throw new EnrollError('ERR_BUNDLE_NOT_CACHED', `the card names bundle ${fromCard}, which this enroller did not fetch (the device took another enroller's or another service's bundle)`, {
+      hint: 'approve it with one of this enroller\'s bundles: `ockam-enroll enroller approve CARD --bundle ID` (IDs in `enroller bundle list`), then the device joins with the bundle it prints: `enrollee join --bundle @bundle.txt`',
+    });
   }
   const wanted = bundleId ?? fromCard;
   const b = wanted ? enroller.findBundle(wanted) : enroller.nextFreshBundle(now, eka);

@@ -5,12 +5,12 @@
  * - `bundles.json`          the bundle cache: bundles fetched and not yet handed out, and
  *                           which enrollee each used one went to.
  */
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { toHex } from '../../crypto/bytes.js';
 import { generateX25519, type KeyPair } from '../../crypto/x25519.js';
 import { EnrollError } from '../../errors.js';
 import { KnownServices } from '../../keystore/known-services.js';
+import { pathExists } from '../../keystore/files.js';
 import { Keystore } from '../../keystore/keystore.js';
 import type { PassphraseSource } from '../../keystore/passphrase.js';
 
@@ -73,7 +73,8 @@ export class EnrollerHome {
   static open(home: string, opts: { passphrase?: PassphraseSource } = {}): EnrollerHome {
     // Checked before Keystore.open, which would create the directories of a home that
     // was never initialised.
-    if (!existsSync(join(home, 'enroller', ENROLLER_KEY_FILE))) {
+    // pathExists reports a home the user cannot read (EACCES) as such, not as "not initialised".
+    if (!pathExists(join(home, 'enroller', ENROLLER_KEY_FILE))) {
       throw new EnrollError('ERR_KEY_MISSING', `no enroller is initialised in ${join(home, 'enroller')}`, {
         hint: 'run `ockam-enroll enroller init` first, or pass the right --home',
       });
@@ -109,7 +110,7 @@ export class EnrollerHome {
     if (!/^[0-9a-f]{4,32}$/.test(p)) throw new EnrollError('ERR_USAGE', `"${idOrPrefix}" is not a bundle id (hex)`);
     const hits = this.bundles().filter((b) => b.id.startsWith(p));
     if (hits.length === 0) {
-      throw new EnrollError('ERR_BUNDLE_UNKNOWN', `no cached bundle has id ${idOrPrefix}`, { hint: 'see `ockam-enroll enroller bundle list`' });
+      throw new EnrollError('ERR_BUNDLE_NOT_CACHED', `no cached bundle has id ${idOrPrefix}`, { hint: 'see `ockam-enroll enroller bundle list`' });
     }
     if (hits.length > 1) throw new EnrollError('ERR_USAGE', `bundle id prefix ${idOrPrefix} is ambiguous`, { hint: 'give more characters' });
     return hits[0]!;
@@ -117,10 +118,13 @@ export class EnrollerHome {
 
   /** The first fresh, unexpired bundle of EKA version `eka` (default any), for onboarding. */
   nextFreshBundle(now: number, eka?: 1 | 2): CachedBundle {
-    const b = this.bundles().find((x) => x.state === 'fresh' && x.expires_at > now + 60 && (eka === undefined || cachedBundleEka(x) === eka));
+    const all = this.bundles();
+    const b = all.find((x) => x.state === 'fresh' && x.expires_at > now + 60 && (eka === undefined || cachedBundleEka(x) === eka));
     if (!b) {
-      throw new EnrollError('ERR_BUNDLE_UNKNOWN', `the bundle cache has no fresh${eka === undefined ? '' : ` EKA v${eka}`} bundle`, {
-        hint: `fetch some with \`ockam-enroll enroller bundle fetch --service tcp://HOST:PORT${eka === undefined ? '' : ` --eka v${eka}`}\``,
+      // The address the cache already knows (the latest fetch's) beats a placeholder.
+      const service = all.length > 0 ? all[all.length - 1]!.service : 'tcp://HOST:PORT';
+      throw new EnrollError('ERR_BUNDLE_NOT_CACHED', `the bundle cache has no fresh${eka === undefined ? '' : ` EKA v${eka}`} bundle`, {
+        hint: `fetch some with \`ockam-enroll enroller bundle fetch --service ${service}${eka === undefined ? '' : ` --eka v${eka}`}\``,
       });
     }
     return b;

@@ -24,6 +24,7 @@ import { signSpk } from '../../protocol/codec/bundle.js';
 import { MLKEM768_SEED_LEN, mlKem768Keygen } from '../../crypto/mlkem.js';
 import { systemRandom, type RandomSource } from '../../crypto/random.js';
 import { EnrollError } from '../../errors.js';
+import { pathExists } from '../../keystore/files.js';
 import { Keystore } from '../../keystore/keystore.js';
 import type { PassphraseSource } from '../../keystore/passphrase.js';
 import { Sealer } from '../../store/sealing.js';
@@ -274,7 +275,8 @@ export class ServiceHome {
   /** Opens an initialised service home. */
   static async open(home: string, opts: { passphrase?: PassphraseSource; readonly?: boolean; store?: string } = {}): Promise<ServiceHome> {
     const dir = ServiceHome.dir(home);
-    if (!existsSync(join(dir, IK_A_FILE))) {
+    // pathExists reports a home the user cannot read (EACCES) as such, not as "not initialised".
+    if (!pathExists(join(dir, IK_A_FILE))) {
       throw new EnrollError('ERR_KEY_MISSING', `no service is initialised in ${dir}`, {
         hint: 'run `ockam-enroll service init` first, or pass the right --home',
       });
