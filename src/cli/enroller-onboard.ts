@@ -51,6 +51,7 @@ export function register(enroller: Command): void {
     .option('--listen [HOST:PORT]', `wait for the enrollee to connect here (\`enrollee join --enroller\`); a bare PORT or no value listens on loopback (${DEFAULT_ONBOARD_HOST}:${DEFAULT_ONBOARD_PORT})`)
     .option('--stdio', 'talk over this process\'s stdin/stdout (results then go to stderr; the question is asked on /dev/tty)')
     .option('--exec <command>', 'run COMMAND (e.g. ssh -T device ockam-enroll enrollee join --stdio --yes) and talk over its stdin/stdout')
+    .option('--exec-env <NAME,…>', 'with --exec: pass these environment variables to COMMAND too (it gets only PATH, HOME, LANG, LC_*, TZ otherwise; never the passphrase); repeatable', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
     .option('--expect-enrollee <id>', 'onboard only the enrollee with this id (64 hex, as `enrollee init` prints it): any other key is refused before anything is sent, and no question is asked')
     .option('--card <text|@file|FILE>', 'onboard only the enrollee of this card (OEC1:…, @FILE, FILE or -), like --expect-enrollee')
     .option('--no-confirm', 'do not ask to compare the short authentication string: whoever connects first is approved (automation; prefer --expect-enrollee)')
@@ -64,6 +65,7 @@ export function register(enroller: Command): void {
         if (modes.length !== 1) {
           throw new EnrollError('ERR_USAGE', 'choose exactly one of --listen, --stdio or --exec');
         }
+        if (opts.execEnv !== undefined && opts.exec === undefined) throw new EnrollError('ERR_USAGE', '--exec-env applies only with --exec');
         const ttl = parseDuration(opts.ttl as string, '--ttl', 1, 30 * 86400);
         const stepTimeoutMs = 1000 * parseDuration(opts.timeout as string, '--timeout', 1, 3600);
         const petName = parsePetName(opts.name as string | undefined);
@@ -126,7 +128,10 @@ export function register(enroller: Command): void {
         } else if (opts.stdio) {
           result = await onboard(enr, (await import('../transport/stdio.js')).stdioConnection(), { ...runOpts, handshakeTimeoutMs: stepTimeoutMs });
         } else {
-          const spawned = (await import('../transport/stdio.js')).spawnConnection(opts.exec as string);
+          // The child gets an allow-list environment, without the key passphrase (issue #18 finding 4).
+          const { hookEnvironment, parseEnvNames } = await import('../roles/service/hooks.js');
+          const env = hookEnvironment(process.env, opts.passphraseEnv as string | undefined, parseEnvNames((opts.execEnv as string[] | undefined) ?? [], '--exec-env'));
+          const spawned = (await import('../transport/stdio.js')).spawnConnection(opts.exec as string, { env });
           try {
             result = await onboard(enr, spawned.conn, { ...runOpts, handshakeTimeoutMs: stepTimeoutMs });
           } finally {

@@ -12,17 +12,18 @@ import { parseCount, parseDuration, passphraseSource, storeOption } from './opti
 import { auditedLog, auditStorePath, registerAuditSink, AuditSink } from '../audit/index.js';
 import { CREDENTIAL_MAX_TTL } from '../protocol/credential.js';
 import { CredentialSigner, credentialTtl } from '../roles/service/credentials.js';
-import { commandHook, DEFAULT_HOOK_TIMEOUT_MS, hookEnvironment, MAX_HOOK_TIMEOUT_S, setEnrollLifecycle, type EnrollLifecycle } from '../roles/service/hooks.js';
+import { commandHook, DEFAULT_HOOK_TIMEOUT_MS, hookEnvironment, MAX_HOOK_TIMEOUT_S, parseEnvNames, setEnrollLifecycle, type EnrollLifecycle } from '../roles/service/hooks.js';
 
 /** --on-enroll, --on-enroll-timeout and --credential-ttl, checked before anything starts. */
 function lifecycleOptions(opts: Record<string, unknown>): EnrollLifecycle {
   const command = opts.onEnroll as string | undefined;
   if (command !== undefined && command.trim() === '') throw new EnrollError('ERR_USAGE', '--on-enroll needs a command');
   if (command === undefined && opts.onEnrollTimeout !== undefined) throw new EnrollError('ERR_USAGE', '--on-enroll-timeout applies only with --on-enroll');
+  if (command === undefined && opts.hookEnv !== undefined) throw new EnrollError('ERR_USAGE', '--hook-env applies only with --on-enroll');
   const timeoutMs =
     opts.onEnrollTimeout === undefined ? DEFAULT_HOOK_TIMEOUT_MS : 1000 * parseDuration(opts.onEnrollTimeout as string, '--on-enroll-timeout', 1, MAX_HOOK_TIMEOUT_S);
   return {
-    ...(command !== undefined ? { onEnroll: commandHook(command, { timeoutMs, env: hookEnvironment(process.env, opts.passphraseEnv as string | undefined) }) } : {}),
+    ...(command !== undefined ? { onEnroll: commandHook(command, { timeoutMs, env: hookEnvironment(process.env, opts.passphraseEnv as string | undefined, parseEnvNames((opts.hookEnv as string[] | undefined) ?? [], '--hook-env')) }) } : {}),
     ...(opts.credentialTtl !== undefined ? { credentialTtl: parseDuration(opts.credentialTtl as string, '--credential-ttl', 1, CREDENTIAL_MAX_TTL) } : {}),
   };
 }
@@ -54,6 +55,7 @@ export function register(service: Command): void {
     .option('--fail-rate-per-ip <rate>', `enrollment messages that fail to decrypt, per source IP (IPv6: per /64), as N/s, N/m or N/h, or off (default ${DEFAULT_FAIL_RATE_PER_IP})`)
     .option('--https-listen <HOST:PORT>', 'where to serve token enrollment over HTTPS (default: the httpsListen setting from init); tokens name this port unless init chose --https-address')
     .option('--on-enroll <command>', 'run COMMAND (through the shell) before each enrollment is committed, with the request as JSON on stdin: exit 0 allows, anything else refuses')
+    .option('--hook-env <NAME,…>', 'pass these environment variables to the --on-enroll hook too (it gets only PATH, HOME, LANG, LC_*, TZ otherwise); repeatable', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
     .option('--on-enroll-timeout <duration>', `refuse (and kill the hook) after this long, 1s..${MAX_HOOK_TIMEOUT_S}s (default ${DEFAULT_HOOK_TIMEOUT_MS / 1000}s)`)
     .option('--credential-ttl <duration>', 'how long the credential issued with each acceptance stays valid (default: the credentialTtl setting, 365d)')
     .action(
