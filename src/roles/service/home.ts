@@ -82,7 +82,7 @@ export const DEFAULT_SERVICE_SETTINGS: ServiceSettings = {
   httpsListen: '127.0.0.1:4443',
   certDays: DEFAULT_CLIENT_CERT_DAYS,
   httpsRequired: false,
-  credentialTtl: 365 * 86400,
+  credentialTtl: 24 * 3600, // issue #18 finding 2: the bound on revocation for offline verifiers
 };
 
 export interface ServiceInitOptions {
