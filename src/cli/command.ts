@@ -53,6 +53,7 @@ export function action(fn: (ctx: Ctx, ...args: any[]) => Promise<void | number>)
     const opts = cmd.opts() as CommonOptions & Record<string, unknown>;
     const out = makeOutput({ json: opts.json === true, quiet: opts.quiet === true });
     try {
+      warnInlineSecrets(out, opts);
       const home = await resolveHome(opts.home);
       const code = await fn({ out, home, opts, cmd }, ...args.slice(0, -2));
       process.exitCode = typeof code === 'number' ? code : EXIT.OK;
@@ -61,6 +62,28 @@ export function action(fn: (ctx: Ctx, ...args: any[]) => Promise<void | number>)
       process.exitCode = reportError(err, undefined, opts.json === true ? (opts.stdio === true ? process.stderr : process.stdout) : undefined);
     }
   };
+}
+
+/**
+ * Secrets given on the command line are visible to every user of the machine (`ps`, the
+ * shell's history): say so, and point at the ways that are not (issue #18 finding 7).
+ */
+function warnInlineSecrets(out: Output, opts: Record<string, unknown>): void {
+  const token = opts.token;
+  if (typeof token === 'string' && token !== '-' && !token.startsWith('@')) {
+    out.warn('the token was given on the command line, where other users can see it (ps, shell history): pass --token @FILE or --token - (stdin) instead');
+  }
+  const store = opts.store;
+  if (typeof store === 'string' && /^postgres(ql)?:\/\//i.test(store.trim())) {
+    let secret = false;
+    try {
+      const u = new URL(store.trim());
+      secret = u.password !== '' || ['password', 'sslpassword'].some((p) => u.searchParams.has(p));
+    } catch {
+      // parseStoreLocation reports a malformed URL
+    }
+    if (secret) out.warn('the --store URL carries a password on the command line, where other users can see it (ps, shell history): use PGPASSWORD, ~/.pgpass, or the whole URL in OCKAM_ENROLL_STORE');
+  }
 }
 
 /** Most bytes a text argument may have (a bundle's text form is < 1300 characters). */

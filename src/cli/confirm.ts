@@ -165,7 +165,10 @@ export async function askYesNo(question: string, opts: AskOptions): Promise<bool
     input = process.stdin;
     queue = stdinLines ??= new LineQueue(process.stdin);
   }
-  write(prompt);
+  // A piped answer is not typed at the prompt: the question and its answer are written as one
+  // line once it is read, so another process's output on the same stderr cannot split them.
+  const piped = opts.source.kind === 'stdin-pipe';
+  if (!piped) write(prompt);
   let pending: { cancel: () => void } | undefined;
   let timer: NodeJS.Timeout | undefined;
   try {
@@ -181,11 +184,11 @@ export async function askYesNo(question: string, opts: AskOptions): Promise<bool
       next.line.then(resolve, () => resolve(undefined));
     });
     // A piped answer is not echoed by a terminal: echo it, so the log shows what was answered.
-    if (opts.source.kind === 'stdin-pipe') write(`${answer === undefined ? '' : answer.slice(0, MAX_ANSWER)}\n`);
+    if (piped) write(`${prompt}${answer === undefined ? '' : answer.slice(0, MAX_ANSWER)}\n`);
     else if (answer === undefined) write('\n');
     return isYes(answer);
   } catch (err) {
-    write('\n');
+    write(piped ? `${prompt}\n` : '\n');
     throw err;
   } finally {
     clearTimeout(timer);

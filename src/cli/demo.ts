@@ -196,8 +196,6 @@ export function register(program: Command): void {
           await step(
             [
               '6. Enroller and device meet over Noise XX; both show the same short authentication string.',
-              '   (Here the enroller knows the device\'s card, so it takes only that key: --card, instead of',
-              '   asking "does the enrollee show …? [y/N]"; the device, alone in this demo, answers --yes.)',
               '   The enroller hands over a bundle, approves the card with the service, and steps aside;',
               ...(eka === 2
                 ? [
@@ -205,6 +203,8 @@ export function register(program: Command): void {
                     '   and sends its 1,265-byte hybrid enrollment message (X3DH + ML-KEM-768) straight to the service.',
                   ]
                 : ['   the device sends its 176-byte enrollment message straight to the service.']),
+              '   (Here the enroller knows the device\'s card, so it takes only that key: --card, instead of',
+              '   asking "does the enrollee show …? [y/N]"; the device, alone in this demo, answers --yes.)',
             ],
             async () => {
               const args = ['enroller', 'onboard', '--listen', `127.0.0.1:${onboardPort}`, '--card', deviceCard, '--name', 'Robot Axiom', '--eka', ekaArg];

@@ -100,7 +100,7 @@ export function register(enrollee: Command): void {
             throw notApprovedHint(err, toHex(bundle.bundleId), bundle.addr);
           }
         } else {
-          // The device's side of the comparison (docs/protocol.md §6.4): asked on its terminal
+          // The device's side of the comparison (docs/protocol.md §6.6): asked on its terminal
           // (stdin, or /dev/tty under --stdio), unless --yes leaves it to the enroller.
           const source = opts.yes === true ? undefined : answerSource(opts.stdio === true);
           if (opts.yes !== true && source === undefined) {

@@ -15,16 +15,14 @@ import { EXIT } from './exit-codes.js';
 import { makeOutput } from './output.js';
 import { nowSeconds, parseDuration, parseEka, parseKeyHex, parsePetName, passphraseSource } from './options.js';
 
-/** `--listen` with no value, or a bare port: loopback (docs/threat-model.md §3.1). */
+/** `--listen PORT`: loopback (docs/threat-model.md §5.1). */
 export const DEFAULT_ONBOARD_HOST = '127.0.0.1';
-export const DEFAULT_ONBOARD_PORT = 4200;
 
 function isLoopbackHost(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\./.test(host);
 }
 
-function listenAddress(value: string | true): { host: string; port: number } {
-  if (value === true) return { host: DEFAULT_ONBOARD_HOST, port: DEFAULT_ONBOARD_PORT };
+function listenAddress(value: string): { host: string; port: number } {
   if (/^\d{1,5}$/.test(value.trim())) return parseListenAddress(`${DEFAULT_ONBOARD_HOST}:${value.trim()}`);
   return parseListenAddress(value);
 }
@@ -46,11 +44,12 @@ export function register(enroller: Command): void {
     enroller,
     'onboard',
     'meet one enrollee over Noise XX, confirm its short authentication string, hand it a bundle, approve its card and tell it to enroll',
-    'ockam-enroll enroller onboard --listen --name "Robot Axiom"   # 127.0.0.1:4200; asks "does the enrollee show …? [y/N]"\nockam-enroll enroller onboard --listen 10.0.0.5:4200 --expect-enrollee 093efc42…   # only that device (its id from `enrollee init`)\n# or through ssh: ockam-enroll enroller onboard --exec "ssh -T robot ockam-enroll enrollee join --stdio --yes"',
+    'ockam-enroll enroller onboard --listen 4200 --name "Robot Axiom"   # 127.0.0.1:4200; asks "does the enrollee show …? [y/N]"\nockam-enroll enroller onboard --listen 10.0.0.5:4200 --expect-enrollee 093efc42…   # only that device (its id from `enrollee init`)\n# or through ssh: ockam-enroll enroller onboard --exec "ssh -T robot ockam-enroll enrollee join --stdio --yes"',
   )
-    .option('--listen [HOST:PORT]', `wait for the enrollee to connect here (\`enrollee join --enroller\`); a bare PORT or no value listens on loopback (${DEFAULT_ONBOARD_HOST}:${DEFAULT_ONBOARD_PORT})`)
+    .option('--listen <HOST:PORT|PORT>', `wait for the enrollee to connect here (\`enrollee join --enroller\`); a bare PORT listens on loopback (${DEFAULT_ONBOARD_HOST})`)
     .option('--stdio', 'talk over this process\'s stdin/stdout (results then go to stderr; the question is asked on /dev/tty)')
     .option('--exec <command>', 'run COMMAND (e.g. ssh -T device ockam-enroll enrollee join --stdio --yes) and talk over its stdin/stdout')
+    .option('--exec-env <NAME,…>', 'with --exec: pass these environment variables to COMMAND too (it gets only PATH, HOME, LANG, LC_*, TZ otherwise; never the passphrase); repeatable', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
     .option('--expect-enrollee <id>', 'onboard only the enrollee with this id (64 hex, as `enrollee init` prints it): any other key is refused before anything is sent, and no question is asked')
     .option('--card <text|@file|FILE>', 'onboard only the enrollee of this card (OEC1:…, @FILE, FILE or -), like --expect-enrollee')
     .option('--no-confirm', 'do not ask to compare the short authentication string: whoever connects first is approved (automation; prefer --expect-enrollee)')
@@ -64,6 +63,7 @@ export function register(enroller: Command): void {
         if (modes.length !== 1) {
           throw new EnrollError('ERR_USAGE', 'choose exactly one of --listen, --stdio or --exec');
         }
+        if (opts.execEnv !== undefined && opts.exec === undefined) throw new EnrollError('ERR_USAGE', '--exec-env applies only with --exec');
         const ttl = parseDuration(opts.ttl as string, '--ttl', 1, 30 * 86400);
         const stepTimeoutMs = 1000 * parseDuration(opts.timeout as string, '--timeout', 1, 3600);
         const petName = parsePetName(opts.name as string | undefined);
@@ -118,7 +118,7 @@ export function register(enroller: Command): void {
 
         let result: OnboardResult;
         if (opts.listen) {
-          const addr = listenAddress(opts.listen as string | true);
+          const addr = listenAddress(opts.listen as string);
           if (!isLoopbackHost(addr.host) && expectEnrolleeId === undefined && noConfirm) {
             out.warn(`listening on ${addr.host} with --no-confirm: anyone who can reach this port first is approved`);
           }
@@ -126,7 +126,10 @@ export function register(enroller: Command): void {
         } else if (opts.stdio) {
           result = await onboard(enr, (await import('../transport/stdio.js')).stdioConnection(), { ...runOpts, handshakeTimeoutMs: stepTimeoutMs });
         } else {
-          const spawned = (await import('../transport/stdio.js')).spawnConnection(opts.exec as string);
+          // The child gets an allow-list environment, without the key passphrase (issue #18 finding 4).
+          const { hookEnvironment, parseEnvNames } = await import('../roles/service/hooks.js');
+          const env = hookEnvironment(process.env, opts.passphraseEnv as string | undefined, parseEnvNames((opts.execEnv as string[] | undefined) ?? [], '--exec-env'));
+          const spawned = (await import('../transport/stdio.js')).spawnConnection(opts.exec as string, { env });
           try {
             result = await onboard(enr, spawned.conn, { ...runOpts, handshakeTimeoutMs: stepTimeoutMs });
           } finally {

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { toHex } from '../crypto/bytes.js';
 import { EnrollError } from '../errors.js';
 import { ServiceHome } from '../roles/service/home.js';
+import { hasInlineSecret } from '../store/location.js';
 import { action, leaf } from './command.js';
 import { nowSeconds, parseCount, passphraseSource, storeOption } from './options.js';
 
@@ -43,7 +44,7 @@ export function register(service: Command): void {
         out.info(`service initialised in ${svc.keystore.dir}`);
         if (svc.location.kind === 'postgres') {
           out.info(`store: ${svc.location.masked}`);
-          if (svc.location.password !== undefined) out.warn('the store\'s password is not saved in the home: give it with PGPASSWORD or ~/.pgpass (or the whole URL in OCKAM_ENROLL_STORE)');
+          if (hasInlineSecret(svc.location)) out.warn('the store\'s password (and any secret parameter of its URL) is not saved in the home: give it with PGPASSWORD or ~/.pgpass (or the whole URL in OCKAM_ENROLL_STORE)');
         }
         out.info(`token enrollment: ${svc.settings.httpsAddress}, CA SHA-256 ${pki.caFingerprint}, certificates for ${svc.settings.certDays} days`);
         out.info('give enrollers this service key to pin (--service-key), and allow them with `service enroller allow`');

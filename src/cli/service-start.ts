@@ -16,7 +16,7 @@ import { parseCount, parseDuration, passphraseSource, storeOption } from './opti
 import { auditedLog, auditStorePath, registerAuditSink, AuditSink } from '../audit/index.js';
 import { CREDENTIAL_MAX_TTL } from '../protocol/credential.js';
 import { CredentialSigner, credentialTtl } from '../roles/service/credentials.js';
-import { commandHook, DEFAULT_HOOK_TIMEOUT_MS, hookEnvironment, MAX_HOOK_TIMEOUT_S, setEnrollLifecycle, type EnrollLifecycle } from '../roles/service/hooks.js';
+import { commandHook, DEFAULT_HOOK_TIMEOUT_MS, hookEnvironment, MAX_HOOK_TIMEOUT_S, parseEnvNames, setEnrollLifecycle, type EnrollLifecycle } from '../roles/service/hooks.js';
 
 /** Where `--workers` defaults from when set (tests and benchmarks run whole suites at one size). */
 export const WORKERS_ENV = 'OCKAM_ENROLL_WORKERS';
@@ -38,10 +38,11 @@ function lifecycleOptions(opts: Record<string, unknown>): EnrollLifecycle {
   const command = opts.onEnroll as string | undefined;
   if (command !== undefined && command.trim() === '') throw new EnrollError('ERR_USAGE', '--on-enroll needs a command');
   if (command === undefined && opts.onEnrollTimeout !== undefined) throw new EnrollError('ERR_USAGE', '--on-enroll-timeout applies only with --on-enroll');
+  if (command === undefined && opts.hookEnv !== undefined) throw new EnrollError('ERR_USAGE', '--hook-env applies only with --on-enroll');
   const timeoutMs =
     opts.onEnrollTimeout === undefined ? DEFAULT_HOOK_TIMEOUT_MS : 1000 * parseDuration(opts.onEnrollTimeout as string, '--on-enroll-timeout', 1, MAX_HOOK_TIMEOUT_S);
   return {
-    ...(command !== undefined ? { onEnroll: commandHook(command, { timeoutMs, env: hookEnvironment(process.env, opts.passphraseEnv as string | undefined) }) } : {}),
+    ...(command !== undefined ? { onEnroll: commandHook(command, { timeoutMs, env: hookEnvironment(process.env, opts.passphraseEnv as string | undefined, parseEnvNames((opts.hookEnv as string[] | undefined) ?? [], '--hook-env')) }) } : {}),
     ...(opts.credentialTtl !== undefined ? { credentialTtl: parseDuration(opts.credentialTtl as string, '--credential-ttl', 1, CREDENTIAL_MAX_TTL) } : {}),
   };
 }
@@ -77,9 +78,10 @@ export function register(service: Command): void {
     .option('--metrics-listen <HOST:PORT>', 'serve /healthz, /readyz and /metrics (Prometheus) over plain HTTP on this address of its own (default: off; docs/operations.md)')
     .option('--drain-timeout <duration>', `on SIGTERM or SIGINT, how long requests in flight get to finish before the rest are cut, 0s..300s (default ${DEFAULT_DRAIN_S}s); a second signal exits at once`)
     .option('--on-enroll <command>', 'run COMMAND (through the shell) before each enrollment is committed, with the request as JSON on stdin: exit 0 allows, anything else refuses')
+    .option('--hook-env <NAME,…>', 'pass these environment variables to the --on-enroll hook too (it gets only PATH, HOME, LANG, LC_*, TZ otherwise); repeatable', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
     .option('--on-enroll-timeout <duration>', `refuse (and kill the hook) after this long, 1s..${MAX_HOOK_TIMEOUT_S}s (default ${DEFAULT_HOOK_TIMEOUT_MS / 1000}s)`)
     .option('--workers <n>', `threads that decrypt and check enrollment messages, sign credentials and seal answers, 0..${MAX_WORKERS} (0: on the main thread; default: one per available core, or ${WORKERS_ENV})`)
-    .option('--credential-ttl <duration>', 'how long the credential issued with each acceptance stays valid (default: the credentialTtl setting, 365d)')
+    .option('--credential-ttl <duration>', 'how long the credential issued with each acceptance stays valid (default: the credentialTtl setting, 24h: a revoked device\'s credential verifies offline at most this long)')
     .action(
       action(async ({ out, home, opts }) => {
         const httpsListenFlag = opts.httpsListen === undefined ? undefined : parseListenAddress(opts.httpsListen as string);

@@ -7,11 +7,30 @@
  * shows a location shows `masked` (the password replaced by `***`), and every error of the
  * PostgreSQL store has it scrubbed from its message (maskSecret).
  */
+import { parse as parseConnectionString } from 'pg-connection-string';
 import { EnrollError } from '../errors.js';
 
 export type StoreLocation =
   | { kind: 'sqlite'; masked: string }
-  | { kind: 'postgres'; url: string; masked: string; password: string | undefined };
+  | {
+      kind: 'postgres';
+      url: string;
+      masked: string;
+      /** The password, from `user:pw@` or `?password=` (as node-postgres reads it). */
+      password: string | undefined;
+      /** Every secret value the URL carries (password, sslpassword, …), for maskSecret. */
+      secrets: string[];
+    };
+
+/**
+ * Query parameters of a PostgreSQL URL that carry a secret or point at one (issue #18
+ * finding 3): pg-connection-string reads `password` and `sslpassword` as such, and `sslkey`
+ * names the client's private key. Their values are masked wherever a location is shown, and
+ * they are never saved in settings.json.
+ */
+export const SECRET_PARAMS = ['password', 'sslpassword', 'sslkey'] as const;
+/** Parameters pg-connection-string opens as files while it parses (not wanted here). */
+const FILE_PARAMS = ['sslcert', 'sslkey', 'sslrootcert'];
 
 /** The env variable naming the store (as `--store` does). */
 export const STORE_ENV = 'OCKAM_ENROLL_STORE';
@@ -41,15 +60,45 @@ export function parseStoreLocation(value: string, source: string): StoreLocation
   if (u.hostname === '' || u.pathname.length <= 1) {
     throw new EnrollError('ERR_USAGE', `${source} must name a host and a database: postgres://USER@HOST:PORT/DB`);
   }
-  const password = u.password === '' ? undefined : decodeURIComponent(u.password);
+  // What node-postgres will take as the password: pg-connection-string's own reading (the
+  // userinfo's, or ?password=, which wins), without letting it open the ssl* files.
+  const probe = new URL(v);
+  for (const f of FILE_PARAMS) probe.searchParams.delete(f);
+  let parsed: { password?: string | undefined; sslpassword?: unknown };
+  try {
+    parsed = parseConnectionString(probe.toString()) as typeof parsed;
+  } catch {
+    throw new EnrollError('ERR_USAGE', `${source} is not a valid postgres:// URL`);
+  }
+  const secrets = new Set<string>();
+  if (u.password !== '') secrets.add(decodeURIComponent(u.password));
+  for (const name of SECRET_PARAMS) for (const value of u.searchParams.getAll(name)) if (value !== '') secrets.add(value);
+  if (typeof parsed.password === 'string' && parsed.password !== '') secrets.add(parsed.password);
+  const password = typeof parsed.password === 'string' && parsed.password !== '' ? parsed.password : undefined;
   if (u.password !== '') u.password = '***';
-  return { kind: 'postgres', url: v, masked: u.toString(), password };
+  for (const name of SECRET_PARAMS) if (u.searchParams.has(name)) u.searchParams.set(name, '***');
+  return { kind: 'postgres', url: v, masked: u.toString(), password, secrets: [...secrets] };
 }
 
-/** `text` with every occurrence of the location's password (raw or URL-encoded) replaced by ***. */
+/** A postgres:// URL without its password or any secret-bearing parameter (for settings.json). */
+export function withoutSecrets(url: string): string {
+  const u = new URL(url);
+  u.password = '';
+  for (const name of SECRET_PARAMS) u.searchParams.delete(name);
+  return u.toString();
+}
+
+/** Whether the location carries a secret that is not saved (the CLI warns). */
+export function hasInlineSecret(loc: StoreLocation): boolean {
+  return loc.kind === 'postgres' && loc.secrets.length > 0;
+}
+
+/** `text` with every occurrence of the location's secrets (raw or URL-encoded) replaced by ***. */
 export function maskSecret(text: string, loc: StoreLocation): string {
-  if (loc.kind !== 'postgres' || loc.password === undefined || loc.password === '') return text;
+  if (loc.kind !== 'postgres' || loc.secrets.length === 0) return text;
   let out = text;
-  for (const s of new Set([loc.password, encodeURIComponent(loc.password)])) out = out.split(s).join('***');
+  // Longest first, so a secret that contains another is masked whole.
+  const all = new Set(loc.secrets.flatMap((s) => [s, encodeURIComponent(s), new URLSearchParams({ s }).toString().slice(2)]));
+  for (const s of [...all].filter((x) => x !== '').sort((a, b) => b.length - a.length)) out = out.split(s).join('***');
   return out;
 }

@@ -49,7 +49,7 @@ const SPAWN_OPTIONS = {
 export type SpawnedChild = ResultPromise<typeof SPAWN_OPTIONS>;
 
 export interface SpawnConnectionOptions extends FramedConnectionOptions {
-  /** Extra environment variables for the child, on top of this process's environment. */
+  /** The child's whole environment (default: this process's). */
   env?: Record<string, string>;
 }
 
@@ -92,7 +92,8 @@ export function spawnConnection(command: string, opts: SpawnConnectionOptions = 
     }
   }
 
-  const child = execa(command, env === undefined ? SPAWN_OPTIONS : { ...SPAWN_OPTIONS, env }) as SpawnedChild;
+  // With `env`, that is the child's whole environment (extendEnv: false), not an addition.
+  const child = execa(command, env === undefined ? SPAWN_OPTIONS : { ...SPAWN_OPTIONS, env, extendEnv: false }) as SpawnedChild;
   const exited: Promise<ChildExit> = Promise.resolve(child).then(
     (r) => (r.signal !== undefined ? { exitCode: r.exitCode, signal: r.signal } : { exitCode: r.exitCode }),
     // reject: false means execa resolves even for failures; this is only belt and braces.

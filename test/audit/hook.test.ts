@@ -95,8 +95,12 @@ describe('commandHook', () => {
 
   it('the hook runs without the passphrase variables in its environment', async () => {
     const out = join(dir, 'env.txt');
-    const env = hookEnvironment({ PATH: process.env.PATH, OCKAM_ENROLL_PASSPHRASE: 'correct horse', MY_PP: 'battery staple', KEEP: 'yes' }, 'MY_PP');
+    // KEEP is added by the operator (--hook-env); the passphrase variables never pass, even when added.
+    const env = hookEnvironment({ PATH: process.env.PATH, OCKAM_ENROLL_PASSPHRASE: 'correct horse', MY_PP: 'battery staple', KEEP: 'yes', PGPASSWORD: 'pg secret' }, 'MY_PP', ['KEEP', 'MY_PP', 'OCKAM_ENROLL_PASSPHRASE']);
     assert.deepEqual(Object.keys(env).sort(), ['KEEP', 'PATH']);
+    // Without an addition: the allow-list only (issue #18 finding 4).
+    const bare = hookEnvironment({ PATH: '/bin', HOME: '/h', LANG: 'C', LC_ALL: 'C', TZ: 'UTC', PGPASSWORD: 'x', OCKAM_ENROLL_STORE: 'postgres://u:p@h/d', AWS_SECRET_ACCESS_KEY: 'y' });
+    assert.deepEqual(Object.keys(bare).sort(), ['HOME', 'LANG', 'LC_ALL', 'PATH', 'TZ']);
     assert.equal(await commandHook(`env > '${out}'`, { env })(REQ), undefined);
     const seen = readFileSync(out, 'utf8');
     assert.ok(seen.includes('KEEP=yes'));

@@ -81,9 +81,9 @@ describe('credentials', () => {
     assert.equal(c.service_key, w.serviceKey);
     assert.equal(c.expired, false);
     assert.equal(c.stale, false);
-    // 365 days by default.
-    const days = (Date.parse(c.expires_at) - Date.parse(c.issued_at)) / 86400e3;
-    assert.equal(days, 365);
+    // 24 hours by default (issue #18 finding 2: the bound on revocation for offline verifiers).
+    const hours = (Date.parse(c.expires_at) - Date.parse(c.issued_at)) / 3600e3;
+    assert.equal(hours, 24);
     assert.equal(readFileSync(credentialFile(first.e), 'utf8').trim(), c.text);
     const status = await okJson<{ credential: CredentialJson }>(['enrollee', 'status'], { home: first.e.home });
     assert.deepEqual(status.credential, c);
@@ -161,5 +161,25 @@ describe('credentials', () => {
     await ok(['credential', 'verify', joined.credential.text, '--service-key', w.serviceKey], bare());
     await sleep(Date.parse(joined.credential.expires_at) - Date.now() + 1100);
     assertFailure(await run(['credential', 'verify', joined.credential.text, '--service-key', w.serviceKey], bare()), EXIT.FAILURE, 'the credential expired at');
+  });
+
+  test('a device renews its credential over its session once half the lifetime has passed; a revoked one gets none, so its credential fails within one lifetime (issue #18)', async () => {
+    // 1 s: half the lifetime has passed at once, so every status renews.
+    await restartWith(w, ['--credential-ttl', '1s']);
+    const { e, joined } = await enroll('Robot Renew');
+    const status = await run(['enrollee', 'status', '--json'], { home: e.home });
+    assert.equal(status.code, 0, show(status));
+    assert.match(status.stderr, /renewed this enrollee's credential/, show(status));
+    const renewed = readFileSync(credentialFile(e), 'utf8').trim();
+    assert.notEqual(renewed, joined.credential.text, 'a new credential was kept');
+    assert.ok(w.service.decisions('credential-issued').some((l) => l.includes(`enrollee=${e.id}`)));
+
+    await ok(['service', 'enrollee', 'revoke', e.id], { home: w.serviceHome });
+    const after = await run(['enrollee', 'status'], { home: e.home });
+    assert.notEqual(after.code, 0, show(after));
+    assert.equal(readFileSync(credentialFile(e), 'utf8').trim(), renewed, 'no credential after the revocation');
+    const c = credentialFromText(renewed);
+    await sleep(c.expiresAt * 1000 - Date.now() + 1100);
+    assertFailure(await run(['credential', 'verify', renewed, '--service-key', w.serviceKey], bare()), EXIT.FAILURE, 'the credential expired at');
   });
 });

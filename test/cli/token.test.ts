@@ -408,6 +408,12 @@ describe('token enrollment (X.509 over EST), end to end', { timeout: Math.ceil(1
     const crlFile = join(root, 'crl.der');
     const got = tool('curl', ['-sS', '--max-time', String(Math.ceil(10 * SLOW)), '--cacert', f.ca, '-o', crlFile, '-w', '%{http_code} %{content_type}', `${httpsUrl}/crl`]);
     assert.equal(got.stdout, '200 application/pkix-crl', got.stderr);
+    // While the revocation set is unchanged, the same CRL is served from memory: no signature
+    // and no durable write per request (issue #18 finding 5; each GET used to mint a new CRL number).
+    const crlFile2 = join(root, 'crl-again.der');
+    const got2 = tool('curl', ['-sS', '--max-time', String(Math.ceil(10 * SLOW)), '--cacert', f.ca, '-o', crlFile2, '-w', '%{http_code}', `${httpsUrl}/crl`]);
+    assert.equal(got2.stdout, '200', got2.stderr);
+    assert.ok(readFileSync(crlFile2).equals(readFileSync(crlFile)), 'a second GET /crl returns the cached CRL, byte for byte');
     if (tool('openssl', ['version']).code === 0) {
       const text = tool('openssl', ['crl', '-inform', 'DER', '-in', crlFile, '-noout', '-text']);
       assert.equal(text.code, 0, text.stderr);

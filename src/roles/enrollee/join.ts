@@ -231,7 +231,7 @@ export async function joinViaEnroller(
     eka?: 1 | 2;
     onSas?: (sas: string) => void;
     /**
-     * The device's side of the SAS comparison (docs/protocol.md §6.4): asked while the
+     * The device's side of the SAS comparison (docs/protocol.md §6.6): asked while the
      * enroller asks its own; the card is sent only after a yes. `signal` aborts the question
      * when the enroller refuses or goes away first. Absent for `--yes`.
      */

@@ -264,12 +264,53 @@ export interface StatusResult extends StatusReport {
  */
 export async function checkStatus(enrollee: EnrolleeHome, onInfo?: (line: string) => void): Promise<StatusResult> {
   const s = await admittedSession(enrollee, onInfo);
+  let result: StatusResult;
   try {
     const moved = await learnFrom(enrollee, s.channel);
     await s.channel.close();
-    return { ...s.report, address: s.svc.address, moved };
+    result = { ...s.report, address: s.svc.address, moved };
   } finally {
     s.channel.connection.destroy();
+  }
+  await renewCredentialIfDue(enrollee, s.ikB, Math.floor(Date.now() / 1000), onInfo);
+  return result;
+}
+
+/**
+ * Credentials are short-lived (24 h by default, docs/threat-model.md §5.15) so that a
+ * revocation reaches offline verifiers within one lifetime: the device renews its own over
+ * the session it keeps anyway, once half the lifetime has passed (or when it has none). A
+ * revoked device is refused the session, so it gets no new one. A failed renewal is said in an
+ * info line; the status itself stands.
+ */
+export async function renewCredentialIfDue(enrollee: EnrolleeHome, ikB: KeyPair, now: number, onInfo?: (line: string) => void): Promise<boolean> {
+  let kept;
+  try {
+    kept = storedCredential(enrollee);
+  } catch {
+    kept = undefined;
+  }
+  if (kept !== undefined) {
+    const c = kept.credential;
+    if (equalBytes(c.ikB, ikB.publicKey) && now < c.issuedAt + Math.floor((c.expiresAt - c.issuedAt) / 2)) return false;
+  }
+  const svc = serviceRecord(enrollee);
+  const ikA = fromHex(svc.service_key, 'service_key');
+  try {
+    const channel = await openSessionAt(svc, ikB, ikA);
+    try {
+      await channel.send(encodeCredentialRequest());
+      const bytes = decodeCredentialMsg(await channel.receive(REPLY_TIMEOUT_MS));
+      saveCredential(enrollee, acceptCredential(bytes, { ikA, enrolleeId: fromHex(svc.enrollee_id, 'enrollee_id'), ikB: ikB.publicKey }));
+      await channel.close();
+    } finally {
+      channel.connection.destroy();
+    }
+    onInfo?.(`renewed this enrollee's credential, in ${enrollee.keystore.path(CREDENTIAL_FILE)}`);
+    return true;
+  } catch (err) {
+    onInfo?.(`the credential was not renewed (${err instanceof Error ? err.message : String(err)}); the one kept stays until it expires`);
+    return false;
   }
 }
 

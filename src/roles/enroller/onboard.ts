@@ -28,7 +28,7 @@ export interface OnboardOptions {
   /** Called with the short authentication string as soon as the channel is up. */
   onSas?: (sas: string) => void;
   /**
-   * The comparison of the short authentication string (docs/protocol.md §6.4): called once
+   * The comparison of the short authentication string (docs/protocol.md §6.6): called once
    * the channel is up and before anything is sent; nothing is offered or approved unless it
    * resolves to true. Absent only for `--no-confirm` or when `expectEnrolleeId` pins the key.
    */

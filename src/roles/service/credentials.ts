@@ -4,7 +4,7 @@
  * issued_at + the credential lifetime, signed with IK_A.
  *
  * The lifetime is `service start --credential-ttl`, else the `credentialTtl` setting in the
- * service's settings.json (default DEFAULT_CREDENTIAL_TTL, 365 days).
+ * service's settings.json (default DEFAULT_CREDENTIAL_TTL, 24 hours).
  *
  * Cost: one XEdDSA signature per enrollment, about half the CPU of accept() (R = rB takes
  * two X25519 base-point multiplications in node:crypto and a field inversion, see
@@ -25,7 +25,11 @@ import { encodeCredentialV2, signCredentialV2 } from '../../protocol/credential-
 import { serviceCsk } from './csk.js';
 import { enrollLifecycleFor } from './hooks.js';
 
-export const DEFAULT_CREDENTIAL_TTL = 365 * 86400;
+/**
+ * 24 h: the bound on how long a revoked device's credential still verifies offline (issue #18
+ * finding 2); devices renew theirs over the session (roles/enrollee/lifecycle.ts).
+ */
+export const DEFAULT_CREDENTIAL_TTL = 24 * 3600;
 
 const signers = new WeakMap<ServiceHome, XEdDSASigner>();
 

@@ -31,7 +31,7 @@ import { Sealer } from '../../store/sealing.js';
 import { SqliteStore } from '../../store/sqlite.js';
 import { SqliteTokenStore, type TokenStore } from '../../store/tokens.js';
 import { SqliteLifecycleStore, type LifecycleStore } from '../../store/lifecycle.js';
-import { parseStoreLocation, STORE_ENV, type StoreLocation } from '../../store/location.js';
+import { parseStoreLocation, STORE_ENV, withoutSecrets, type StoreLocation } from '../../store/location.js';
 import type { PgDatabase } from '../../store/pg/database.js';
 import type { ServiceStore, SignedPrekeyRecord } from '../../store/types.js';
 import { formatAddress, parseAddress } from '../../transport/address.js';
@@ -84,7 +84,7 @@ export const DEFAULT_SERVICE_SETTINGS: ServiceSettings = {
   httpsListen: '127.0.0.1:4443',
   certDays: DEFAULT_CLIENT_CERT_DAYS,
   httpsRequired: false,
-  credentialTtl: 365 * 86400,
+  credentialTtl: 24 * 3600, // issue #18 finding 2: the bound on revocation for offline verifiers
 };
 
 export interface ServiceInitOptions {
@@ -208,7 +208,7 @@ export class ServiceHome {
       // Saved only when chosen, so a later OCKAM_ENROLL_STORE still applies to a default home;
       // never with its password (settings.json holds no secret): that comes from PGPASSWORD
       // or ~/.pgpass, which the PostgreSQL client reads.
-      ...(opts.store !== undefined ? { store: location.kind === 'sqlite' ? 'sqlite' : withoutPassword(location.url) } : {}),
+      ...(opts.store !== undefined ? { store: location.kind === 'sqlite' ? 'sqlite' : withoutSecrets(location.url) } : {}),
     });
     const store = pg?.store ?? SqliteStore.open(dbPath);
     const svc = new ServiceHome(keystore, ikA, store, conf.store as ServiceSettings, location, pg?.db);
@@ -258,7 +258,7 @@ export class ServiceHome {
     }
     roleSettings(keystore.dir, { ...DEFAULT_SERVICE_SETTINGS }).set({
       ...settings,
-      ...(opts.store !== undefined ? { store: withoutPassword(location.url) } : {}),
+      ...(opts.store !== undefined ? { store: withoutSecrets(location.url) } : {}),
     });
     const svc = await ServiceHome.open(home, { ...(opts.passphrase ? { passphrase: opts.passphrase } : {}), ...(opts.store !== undefined ? { store: opts.store } : {}) });
     try {
@@ -384,9 +384,3 @@ export function deriveStoreKey(ikAPrivate: Uint8Array): Uint8Array {
   return hkdfSha256(ikAPrivate, new Uint8Array(32), utf8('ockam-enroll/v1/store-key'), 32);
 }
 
-/** A postgres:// URL without its password. */
-function withoutPassword(url: string): string {
-  const u = new URL(url);
-  u.password = '';
-  return u.toString();
-}

@@ -28,6 +28,7 @@
  * enroll.ts through beforeCommit() and by credentials.ts.
  */
 import type { EnrollPool } from '../../pool/pool.js';
+import { EnrollError } from '../../errors.js';
 import { toHex } from '../../crypto/bytes.js';
 import type { BundleRecord, EnrolleeRecord } from '../../store/types.js';
 import type { CredentialSigner } from './credentials.js';
@@ -160,16 +161,36 @@ class Slots {
 }
 
 /**
- * The environment a hook runs with: the service's, without the variables that may hold the
- * key passphrase (OCKAM_ENROLL_PASSPHRASE, and the one named by --passphrase-env): a hook is
- * the operator's code, but it has no use for the passphrase, and a secret handed to a child
- * process can end up in its logs or core dumps.
+ * The names a child process the operator asked for (an --on-enroll hook, an `enroller onboard
+ * --exec` command) gets from this process's environment: an allow-list (issue #18 finding 4),
+ * as sudo's env_reset does, because the service's environment holds secrets a child has no use
+ * for and may leak to its logs or core dumps (OCKAM_ENROLL_STORE with its password,
+ * PGPASSWORD, cloud credentials, the key passphrase). LC_* are kept too.
  */
-export function hookEnvironment(env: NodeJS.ProcessEnv, passphraseEnv?: string): Record<string, string> {
+export const CHILD_ENV_ALLOW = ['PATH', 'HOME', 'LANG', 'TZ'] as const;
+
+/** A name for --hook-env / --exec-env: what a shell accepts as a variable name. */
+export function parseEnvNames(values: readonly string[], flag: string): string[] {
+  const out: string[] = [];
+  for (const v of values.flatMap((x) => x.split(','))) {
+    const name = v.trim();
+    if (!/^[A-Za-z_][A-Za-z0-9_]{0,127}$/.test(name)) throw new EnrollError('ERR_USAGE', `${flag} "${name.slice(0, 64)}" is not an environment variable name`);
+    out.push(name);
+  }
+  return out;
+}
+
+/**
+ * The environment a hook (or an --exec child) runs with: CHILD_ENV_ALLOW, LC_*, and the names
+ * the operator added (`extra`), never the variables that may hold the key passphrase
+ * (OCKAM_ENROLL_PASSPHRASE, and the one named by --passphrase-env), even when added.
+ */
+export function hookEnvironment(env: NodeJS.ProcessEnv, passphraseEnv?: string, extra: readonly string[] = []): Record<string, string> {
+  const allowed = new Set<string>([...CHILD_ENV_ALLOW, ...extra]);
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(env)) {
     if (v === undefined || k === 'OCKAM_ENROLL_PASSPHRASE' || k === passphraseEnv) continue;
-    out[k] = v;
+    if (allowed.has(k) || k.startsWith('LC_')) out[k] = v;
   }
   return out;
 }

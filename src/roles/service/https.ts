@@ -34,7 +34,7 @@ import {
   EST_SIMPLEREENROLL,
   WHOAMI_PATH,
 } from '../../protocol/token/est.js';
-import { buildCrl } from '../../x509/crl.js';
+import { buildCrl, DEFAULT_CRL_VALIDITY_SECONDS } from '../../x509/crl.js';
 import { MAX_CSR_DER } from '../../x509/csr.js';
 import { decodeBase64Body, encodeBase64Body, encodeCertsOnlyDer } from '../../x509/pkcs7.js';
 import type { ServiceHome } from './home.js';
@@ -185,6 +185,32 @@ export async function startHttpsServer(svc: ServiceHome, pki: ServicePki, opts: 
     return decodeBase64Body(body.toString('latin1'), MAX_CSR_DER, 'ERR_CSR_INVALID', 'the certificate request body');
   }
 
+  /**
+   * The CRL, built when the revocation set changes (or when half of its validity has passed)
+   * and served from memory otherwise (issue #18 finding 5): an unauthenticated GET used to
+   * sign a new CRL and make a durable write (the CRL number) on the main thread per request.
+   * The set is read from the store each time, so a revocation made on another replica shows
+   * at once; concurrent requests share one build.
+   */
+  let crlCache: { key: string; builtAt: number; der: Uint8Array } | undefined;
+  let crlBuilding: Promise<Uint8Array> | undefined;
+  async function currentCrl(): Promise<Uint8Array> {
+    const t = now();
+    const entries = await svc.tokens.revokedCertificates(t);
+    const key = JSON.stringify(entries);
+    if (crlCache && crlCache.key === key && t - crlCache.builtAt < DEFAULT_CRL_VALIDITY_SECONDS / 2) return crlCache.der;
+    crlBuilding ??= (async () => {
+      try {
+        const der = await buildCrl({ ca: pki.ca, caKey: pki.caKey, entries, now: t, crlNumber: await svc.tokens.nextCrlNumber() });
+        crlCache = { key, builtAt: t, der };
+        return der;
+      } finally {
+        crlBuilding = undefined;
+      }
+    })();
+    return crlBuilding;
+  }
+
   async function route(req: IncomingMessage): Promise<Reply> {
     const url = req.url ?? '';
     if (url.length > 256) return httpError(414, 'the request URL is too long');
@@ -200,10 +226,7 @@ export async function startHttpsServer(svc: ServiceHome, pki: ServicePki, opts: 
       case CRL_PATH: {
         const refused = allow('GET');
         if (refused) return refused;
-        const t = now();
-        const entries = await svc.tokens.revokedCertificates(t);
-        const der = await buildCrl({ ca: pki.ca, caKey: pki.caKey, entries, now: t, crlNumber: await svc.tokens.nextCrlNumber() });
-        return { status: 200, type: CT_CRL, body: der };
+        return { status: 200, type: CT_CRL, body: await currentCrl() };
       }
 
       case EST_SIMPLEENROLL: {
