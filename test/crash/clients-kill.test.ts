@@ -34,6 +34,10 @@ import {
   spawnCli,
 } from '../helpers/cli.js';
 import { FUZZ_SEED, labWorld, nowSeconds, sigkill, type LabWorld } from '../helpers/lab.js';
+import { slowdown } from '../helpers/pace.js';
+
+/** How much slower than idle the machine is (pace.ts): each test's timeout below is its idle bound times this. */
+const SLOW = await slowdown();
 
 /** mulberry32: a small seeded PRNG, so the kill moments are reproducible from the seed. */
 function prng(seed: number): () => number {
@@ -120,7 +124,7 @@ describe('crash: SIGKILL of `enrollee join` at random moments', () => {
   // covers the time before it starts writing, its writes, and after it is done.
   for (let trial = 0; trial < 5; trial++) {
     const delay = between(250, 800);
-    it(`trial ${trial}: killed after ${delay} ms, the keystore is whole and a re-run completes`, { timeout: 120_000 }, async () => {
+    it(`trial ${trial}: killed after ${delay} ms, the keystore is whole and a re-run completes`, { timeout: Math.ceil(120_000 * SLOW) }, async () => {
       const e = await initEnrollee(join(world.root, `kill-join-${trial}`), `kill ${trial}`);
       const bundle = await approve(e.card);
       const bg = spawnCli(['enrollee', 'join', '--bundle', bundle], { home: e.home });
@@ -152,7 +156,7 @@ describe('crash: the enrollee commit cut at each step', () => {
     { name: 'after ik_b.key', remove: ['service.json'] },
   ];
   for (const cut of cuts) {
-    it(`a crash ${cut.name}: the re-run of join recovers the enrollment the service already accepted`, { timeout: 120_000 }, async () => {
+    it(`a crash ${cut.name}: the re-run of join recovers the enrollment the service already accepted`, { timeout: Math.ceil(120_000 * SLOW) }, async () => {
       const e = await initEnrollee(join(world.root, `cut-${cut.name.replace(/\W+/g, '-')}`), 'cut');
       const bundle = await approve(e.card);
       await ok(['enrollee', 'join', '--bundle', bundle], { home: e.home });
@@ -199,7 +203,7 @@ describe('crash: SIGKILL of the enroller', () => {
     (JSON.parse(readFileSync(join(world.enrollerHome, 'enroller', 'bundles.json'), 'utf8')) as { bundles: unknown[] }).bundles.length;
   for (let trial = 0; trial < 2; trial++) {
     const delay = between(300, 2000);
-    it(`bundle fetch killed after ${delay} ms: the cache parses, every bundle in it verifies, and a re-run works`, { timeout: 120_000 }, async () => {
+    it(`bundle fetch killed after ${delay} ms: the cache parses, every bundle in it verifies, and a re-run works`, { timeout: Math.ceil(120_000 * SLOW) }, async () => {
       await checkHome(world.enrollerHome, 'enroller');
       const cachedBefore = cachedCount();
       const bg = spawnCli(['enroller', 'bundle', 'fetch', '--service', world.address, '--count', '2000'], { home: world.enrollerHome });
@@ -215,7 +219,7 @@ describe('crash: SIGKILL of the enroller', () => {
 
   for (let trial = 0; trial < 2; trial++) {
     const delay = between(250, 800);
-    it(`approve killed after ${delay} ms: the cache parses, a re-run approves, and the enrollee joins`, { timeout: 120_000 }, async () => {
+    it(`approve killed after ${delay} ms: the cache parses, a re-run approves, and the enrollee joins`, { timeout: Math.ceil(120_000 * SLOW) }, async () => {
       const e = await initEnrollee(join(world.root, `kill-approve-${trial}`), `approve ${trial}`);
       const bg = spawnCli(['enroller', 'approve', e.card], { home: world.enrollerHome });
       await sleep(delay);

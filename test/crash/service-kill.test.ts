@@ -37,6 +37,10 @@ import {
   type LabEnrollee,
   type LiveService,
 } from '../helpers/lab.js';
+import { slowdown } from '../helpers/pace.js';
+
+/** How much slower than idle the machine is (pace.ts): each test's timeout below is its idle bound times this. */
+const SLOW = await slowdown();
 
 const N = 600;
 /** Kill once this many acceptances have come back: between 60 and 359, from the seed. */
@@ -97,7 +101,7 @@ function inspectStore(): StoreView {
 }
 
 describe('crash: SIGKILL of `service start` during concurrent enrollments', () => {
-  it(`loses no acceptance and uses no OPK twice (${N} concurrent enrollments, kill after ${KILL_AFTER} acceptances)`, { timeout: 180_000 }, async () => {
+  it(`loses no acceptance and uses no OPK twice (${N} concurrent enrollments, kill after ${KILL_AFTER} acceptances)`, { timeout: Math.ceil(180_000 * SLOW) }, async () => {
     let service: LiveService | undefined = await startLiveService(home, port, FLAGS);
     const frames: (Uint8Array | undefined)[] = new Array(N).fill(undefined);
     const opened: boolean[] = new Array(N).fill(false);

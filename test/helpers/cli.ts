@@ -201,6 +201,10 @@ export function spawnCli(args: readonly string[], opts: RunOptions = {}): Backgr
   const child = execa(NODE, [BIN, ...withHome(args, opts.home)], {
     reject: false,
     extendEnv: false,
+    // execa SIGKILLs a child 5 s after a SIGTERM by default: a clean stop that takes longer
+    // on a busy machine became "killed by SIGKILL". done() bounds the wait instead, scaled
+    // to the machine's pace, and kills only when that bound passes.
+    forceKillAfterDelay: false,
     env: childEnv(opts.env),
     stripFinalNewline: false,
     ...(opts.input !== undefined ? { input: opts.input } : { stdin: opts.stdinPipe ? ('pipe' as const) : ('ignore' as const) }),

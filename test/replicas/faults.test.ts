@@ -21,6 +21,10 @@ import { ServiceHome } from '../../src/roles/service/home.js';
 import { freePort, removeTempHomes, run, show, sleep, tempHome } from '../helpers/cli.js';
 import { alarmingLines, approveEnrollees, enrollChunks, messageFor, nowSeconds, openAcceptance, rawExchange, sigkill, startLiveService, type LabEnrollee, type LiveService } from '../helpers/lab.js';
 import { freshDatabase, pgQuery, privateCluster, type TestCluster } from '../helpers/pg.js';
+import { slowdown } from '../helpers/pace.js';
+
+/** How much slower than idle the machine is (pace.ts): each test's timeout below is its idle bound times this. */
+const SLOW = await slowdown();
 
 const N = 600;
 const FLAGS = ['--rate-per-ip', 'off', '--read-timeout', '30s'];
@@ -64,7 +68,7 @@ async function enrolledIks(): Promise<Map<string, string>> {
 }
 
 describe('replicas: SIGKILL of one replica and a PostgreSQL restart under load', () => {
-  it(`loses no acknowledged enrollment, answers UNAVAILABLE while the database is down, and recovers by itself (${N} enrollments)`, { timeout: 300_000 }, async () => {
+  it(`loses no acknowledged enrollment, answers UNAVAILABLE while the database is down, and recovers by itself (${N} enrollments)`, { timeout: Math.ceil(300_000 * SLOW) }, async () => {
     const replicas: LiveService[] = [await startLiveService(home, ports[0]!, FLAGS), await startLiveService(home, ports[1]!, FLAGS)];
     const attempts: InitiateResult[] = enrollees.map(messageFor);
     const opened: boolean[] = new Array(N).fill(false);

@@ -31,7 +31,10 @@ import { x509 } from '../../src/x509/provider.js';
 import { freePort, removeTempHomes, run, show, spawnCli, tempHome, eventually } from '../helpers/cli.js';
 import { alarmingLines, approveCliEnrollee, approveEnrollees, enrollChunks, messageFor, nowSeconds, openAcceptance, rawExchange, startLiveService, type LabEnrollee, type LiveService } from '../helpers/lab.js';
 import { freshDatabase, pgQuery } from '../helpers/pg.js';
-import { patience } from '../helpers/pace.js';
+import { patience, slowdown } from '../helpers/pace.js';
+
+/** How much slower than idle the machine is (pace.ts): each test's timeout below is its idle bound times this. */
+const SLOW = await slowdown();
 
 const N = 2000;
 /** Enrollment messages in flight at once, over both replicas. */
@@ -131,7 +134,7 @@ async function pool<T>(tasks: (() => Promise<T>)[], limit: number): Promise<T[]>
 }
 
 describe('replicas: two `service start` on one PostgreSQL store', () => {
-  it(`${N} enrollments half to each replica, with duplicates to both: one acceptance per enrollee, no OPK twice, replays refused by the other replica`, { timeout: 300_000 }, async () => {
+  it(`${N} enrollments half to each replica, with duplicates to both: one acceptance per enrollee, no OPK twice, replays refused by the other replica`, { timeout: Math.ceil(300_000 * SLOW) }, async () => {
     // Per enrollee: its first message goes to replica i % 2; i % 4 == 0 also sends that same
     // message to the other replica; i % 4 == 1 races a second message (fresh EK_B) there.
     const first: InitiateResult[] = enrollees.map(messageFor);
@@ -190,7 +193,7 @@ describe('replicas: two `service start` on one PostgreSQL store', () => {
     for (const r of replicas) assert.deepEqual(alarmingLines(r.lines), [], `replica on ${r.port} logged no internal error`);
   });
 
-  it('the audit log is one chain holding both replicas\' acceptances, and `service audit verify` accepts it', { timeout: 120_000 }, async () => {
+  it('the audit log is one chain holding both replicas\' acceptances, and `service audit verify` accepts it', { timeout: Math.ceil(120_000 * SLOW) }, async () => {
     // The audit sinks flush every 50 ms; wait until every acceptance is in (10 s on an idle
     // machine, scaled to its pace: a fixed count of tries ran out while the CPUs were busy).
     let accepted = 0;
@@ -208,7 +211,7 @@ describe('replicas: two `service start` on one PostgreSQL store', () => {
     assert.ok(report.entries >= N, show(verify));
   });
 
-  it('`service enrollee revoke` against the database closes a `status --watch` held by replica 2 at once', { timeout: 120_000 }, async () => {
+  it('`service enrollee revoke` against the database closes a `status --watch` held by replica 2 at once', { timeout: Math.ceil(120_000 * SLOW) }, async () => {
     const svc = await ServiceHome.open(home, { store: url });
     let dev: { home: string; id: string; bundle: string };
     // The load balancer sends this device to replica 2: its enrollment and its session.
@@ -240,7 +243,7 @@ describe('replicas: two `service start` on one PostgreSQL store', () => {
     }
   });
 
-  it('the same one-time token redeemed at both replicas at once yields exactly one certificate', { timeout: 120_000 }, async () => {
+  it('the same one-time token redeemed at both replicas at once yields exactly one certificate', { timeout: Math.ceil(120_000 * SLOW) }, async () => {
     const svc = await ServiceHome.open(home, { store: url });
     let jwt: string;
     try {
@@ -299,7 +302,7 @@ describe('replicas: two `service start` on one PostgreSQL store', () => {
     }
   });
 
-  it('`service init --from` makes a third replica with the same identity, which serves from the same store', { timeout: 120_000 }, async () => {
+  it('`service init --from` makes a third replica with the same identity, which serves from the same store', { timeout: Math.ceil(120_000 * SLOW) }, async () => {
     const home3 = join(root, 'replica-3');
     const made = await run(['service', 'init', '--from', home, '--store', url, '--json'], { home: home3 });
     assert.equal(made.code, 0, show(made));

@@ -27,6 +27,10 @@ import { ServiceHome } from '../../src/roles/service/home.js';
 import { CA_CERT_FILE, CA_KEY_FILE, HTTPS_CERT_FILE, HTTPS_KEY_FILE } from '../../src/roles/service/pki.js';
 import { assertFailure, freePort, removeTempHomes, run, show, spawnCli, tempHome, type RunOptions, type RunResult } from '../helpers/cli.js';
 import { sigkill, startLiveService, type LiveService } from '../helpers/lab.js';
+import { slowdown } from '../helpers/pace.js';
+
+/** How much slower than idle the machine is (pace.ts): each test's timeout below is its idle bound times this. */
+const SLOW = await slowdown();
 
 const SERVICE_PASS = 'service passphrase, long enough';
 const ENROLLER_PASS = 'enroller passphrase file';
@@ -89,7 +93,7 @@ async function stopService(s: LiveService): Promise<void> {
 }
 
 describe('secrets: a full run of every command', () => {
-  it('records every output of a realistic run', { timeout: 300_000 }, async () => {
+  it('records every output of a realistic run', { timeout: Math.ceil(300_000 * SLOW) }, async () => {
     // -- the service, its key encrypted under a passphrase
     serviceKey = (await json<{ service_key: string }>(['service', 'init', '--address', address, '--https-address', `https://127.0.0.1:${httpsPort}`], { home: S, env: SVC_ENV })).service_key;
     await cli(['service', 'init', '--address', address], { home: S, env: SVC_ENV, expect: 1 }); // exists
@@ -161,7 +165,7 @@ describe('secrets: a full run of every command', () => {
     assert.ok(record.length >= 45, `${record.length} outputs recorded`);
   });
 
-  it('no private key, session key, prekey, store key or passphrase appears in any output, in any encoding', { timeout: 120_000 }, async () => {
+  it('no private key, session key, prekey, store key or passphrase appears in any output, in any encoding', { timeout: Math.ceil(120_000 * SLOW) }, async () => {
     const secrets = await collectSecrets();
     // 8 key files, 2 × 2 session keys, the store key, the SPK, the unused OPKs, the CA and
     // HTTPS keys (PKCS#8 and scalar each), the TLS key of token enrollment.
