@@ -7,7 +7,7 @@
 # each name in DEVICES (each device must have run `ockam-enroll enrollee init` once):
 #
 #   DEVICES="robot-1 robot-2 robot-3" \
-#   EXEC_TEMPLATE="ssh -T {device} ockam-enroll enrollee join --stdio" \
+#   EXEC_TEMPLATE="ssh -T {device} ockam-enroll enrollee join --stdio --yes" \
 #   examples/provision-batch.sh
 #
 # By default the devices are stand-ins on this machine: one home per device, initialised
@@ -35,7 +35,7 @@ ADDRESS="tcp://$SERVICE_HOST:$SERVICE_PORT"
 STAND_IN=0
 if [ -z "${EXEC_TEMPLATE:-}" ]; then
   STAND_IN=1
-  EXEC_TEMPLATE="sh -c '$OE enrollee join --stdio --home $WORK_DIR/devices/{device}'"
+  EXEC_TEMPLATE="sh -c '$OE enrollee join --stdio --yes --home $WORK_DIR/devices/{device}'"
 fi
 
 SERVICE_HOME=$WORK_DIR/service

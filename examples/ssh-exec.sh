@@ -6,11 +6,13 @@
 # The real thing, with the device reachable as `robot` over ssh:
 #
 #   ssh robot ockam-enroll enrollee init --name "Robot Axiom"      # once, on the device
-#   ockam-enroll enroller onboard --exec "ssh -T robot ockam-enroll enrollee join --stdio"
+#   ockam-enroll enroller onboard --exec "ssh -T robot ockam-enroll enrollee join --stdio --yes"
 #
 # `enrollee join --stdio` keeps stdout for the binary channel frames and writes everything
 # else to stderr, which ssh passes through to the enroller's terminal. `-T` asks ssh for no
-# pseudo-terminal, so nothing rewrites the bytes on the way.
+# pseudo-terminal, so nothing rewrites the bytes on the way. The device has no terminal to
+# confirm the short authentication string on, hence `--yes` there; the enroller still asks
+# "does the enrollee show …? [y/N]" on its own terminal before it approves anything.
 #
 # So that this script runs on one machine, `sh -c '…'` stands in for `ssh robot …`: the
 # "device" is a second home on this machine. A service runs in the background for the
@@ -57,8 +59,8 @@ say "device: make its enrollment key (over ssh this is: ssh robot ockam-enroll e
 run enrollee init --name "$DEVICE_NAME" --home "$DEVICE_HOME" --quiet > /dev/null
 
 # The device side, as the enroller will run it. With ssh:
-#   DEVICE_CMD="ssh -T robot ockam-enroll enrollee join --stdio"
-DEVICE_CMD="sh -c '$OE enrollee join --stdio --home $DEVICE_HOME'"
+#   DEVICE_CMD="ssh -T robot ockam-enroll enrollee join --stdio --yes"
+DEVICE_CMD="sh -c '$OE enrollee join --stdio --yes --home $DEVICE_HOME'"
 
 say "enroller: onboard the device through --exec; both sides print the short authentication string"
 run enroller onboard --exec "$DEVICE_CMD" --home "$ENROLLER_HOME"

@@ -51,7 +51,7 @@ run enroller bundle fetch --service "$SERVICE_ADDR" --count "$BUNDLE_COUNT" --se
 run enroller bundle list --home "$ENROLLER_HOME"
 
 say "waiting for the device on $LISTEN (run 3-device.sh in terminal 3)"
-say "check that the short authentication string below matches the one the device shows"
+say "the enroller asks whether the device shows the same short authentication string: answer y only if it does"
 # A marker for 3-device.sh (the device retries for a while if it is a moment early).
 touch "$SHARED_DIR/enroller.listening"
 trap 'rm -f "$SHARED_DIR/enroller.listening"' EXIT
