@@ -165,7 +165,7 @@ describe('messages and exit statuses (finding 9)', () => {
 
   test('a port in use is said once', async () => {
     const port = w.port;
-    const r = await run(['enroller', 'onboard', '--listen', `127.0.0.1:${port}`], { home: w.enrollerHome });
+    const r = await run(['enroller', 'onboard', '--listen', `127.0.0.1:${port}`, '--no-confirm'], { home: w.enrollerHome });
     assert.equal(r.code, EXIT.UNREACHABLE, show(r));
     assert.equal(errorLine(r).match(/cannot listen/g)?.length, 1, show(r));
   });

@@ -162,7 +162,7 @@ describe('refusals at the service', () => {
   test('an enrollee the enroller never approved: exit 3, no pending approval', async () => {
     const e = await w.newEnrollee('Stranger');
     const r = await run(['enrollee', 'join', '--bundle', await bundleText(takeBundle())], { home: e.home });
-    assertFailure(r, EXIT.REJECTED, 'the service has no pending approval for this enrollee', '`ockam-enroll enroller approve`');
+    assertFailure(r, EXIT.REJECTED, 'has no pending approval for this enrollee', '`enroller approve CARD --bundle ID`');
     await logged('rejected', 'ERR_ENROLLEE_UNKNOWN', `enrollee=${e.id}`);
     await assertServing();
   });

@@ -81,7 +81,7 @@ test('demo: every step shows its own output, step 8 the table, and nothing follo
   // Step 8: the table, as `service enrollee list` prints it, and no other command.
   const s8 = got[7]!.lines;
   assert.deepEqual(s8.filter((l) => l.startsWith('  $ ')), ['  $ ockam-enroll service enrollee list'], `step 8 shows one command${ctx}`);
-  const header = s8.findIndex((l) => /^ {3}ID {2,}METHOD {2,}STATE {2,}NAME$/.test(l));
+  const header = s8.findIndex((l) => /^ {3}ID {2,}METHOD {2,}STATE {2,}NAME {2,}ATTRIBUTES$/.test(l));
   assert.ok(header >= 0, `step 8 shows the table's header${ctx}`);
   assert.match(s8[header + 1] ?? '', /^ {3}[0-9a-f]{16} {2}x3dh {4}enrolled {2,}Robot Axiom$/, `and the enrolled device${ctx}`);
 

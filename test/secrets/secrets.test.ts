@@ -119,7 +119,7 @@ describe('secrets: a full run of every command', () => {
     await cli(['enrollee', 'init', '--name', 'Device A'], { home: A });
     const cardA = (await json<{ card: string }>(['enrollee', 'card'], { home: A })).card;
     await cli(['enrollee', 'card', '--qr'], { home: A });
-    await cli(withPass(['enroller', 'approve', 'OEC1:NOTACARD']), { home: E, env: DEBUG, expect: 1 });
+    await cli(withPass(['enroller', 'approve', 'OEC1:NOTACARD']), { home: E, env: DEBUG, expect: 2 });
     const approved = await json<{ bundle_text: string }>(withPass(['enroller', 'approve', cardA, '--name', 'Device A', '--ttl', '30m']), { home: E });
     await cli(['enrollee', 'join', '--bundle', 'OEB1:AAAA'], { home: A, env: DEBUG, expect: 1 });
     await json(['enrollee', 'join', '--bundle', approved.bundle_text], { home: A });
