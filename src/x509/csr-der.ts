@@ -87,6 +87,16 @@ function directoryString(buf: Uint8Array, t: Tlv): string | undefined {
   }
 }
 
+/** The key algorithm's OID (or curve); a decoder throws only its typed error, so a DerError becomes ERR_CSR_INVALID here. */
+function keyOidText(buf: Uint8Array, t: Tlv): string {
+  try {
+    return oidText(buf, t);
+  } catch (cause) {
+    if (cause instanceof DerError) throw bad('the certificate request\'s key algorithm is not an OBJECT IDENTIFIER', cause);
+    throw cause;
+  }
+}
+
 /** Parses and verifies a CSR; throws ERR_CSR_INVALID (see the file comment for the order). */
 export function parseCsrDer(der: Uint8Array): ParsedCsrDer {
   if (!(der instanceof Uint8Array) || der.length === 0) throw bad('the certificate request is empty');
@@ -117,10 +127,10 @@ export function parseCsrDer(der: Uint8Array): ParsedCsrDer {
     throw bad(`the certificate request has version ${version.length === 1 ? version[0] : 'out of range'}, expected 0`);
   }
 
-  const keyOid = oidText(der, keyAlg[0]!);
+  const keyOid = keyOidText(der, keyAlg[0]!);
   let keyType: KeyType;
   if (keyOid === OID_EC_PUBLIC_KEY) {
-    if (keyAlg.length !== 2 || keyAlg[1]!.tag !== 0x06 || oidText(der, keyAlg[1]!) !== OID_P256) throw bad('the certificate request\'s EC key is not on P-256');
+    if (keyAlg.length !== 2 || keyAlg[1]!.tag !== 0x06 || keyOidText(der, keyAlg[1]!) !== OID_P256) throw bad('the certificate request\'s EC key is not on P-256');
     if (sigAlg !== OID_ECDSA_SHA256) throw bad(`the certificate request is signed with ${sigAlg}, expected ecdsa-with-SHA256`);
     keyType = 'p256';
   } else if (keyOid === OID_ED25519) {

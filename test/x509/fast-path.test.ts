@@ -209,6 +209,34 @@ describe('token fast path vs the library path (the reference)', () => {
   });
 });
 
+describe('token fast path: every single-bit flip of a request', () => {
+  // A flip anywhere is refused, and only as ERR_CSR_INVALID: the decoder's own DerError must
+  // never escape (the random run above once hit a flipped tag on the key algorithm's OID).
+  for (const keyType of ['p256', 'ed25519'] as const) {
+    it(`of a ${keyType} request is refused as ERR_CSR_INVALID`, async () => {
+      const idHex = 'cd'.repeat(32);
+      const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+        name: [{ CN: ['sensor-1'] }] as never,
+        keys: KEYS[keyType][0]!,
+        signingAlgorithm: keyType === 'p256' ? { name: 'ECDSA', hash: 'SHA-256' } : { name: 'Ed25519' },
+        extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'url', value: identityUri(idHex) }])],
+      });
+      const good = new Uint8Array(csr.rawData);
+      assert.equal(parseCsrDer(good).keyType, keyType);
+      let flips = 0;
+      for (let i = 0; i < good.length; i++) {
+        for (let bit = 0; bit < 8; bit++) {
+          const der = Uint8Array.from(good);
+          der[i] ^= 1 << bit;
+          assert.throws(() => parseCsrDer(der), (e: unknown) => isEnrollError(e) && e.code === 'ERR_CSR_INVALID', `byte ${i} bit ${bit}`);
+          flips++;
+        }
+      }
+      assert.equal(flips, good.length * 8);
+    });
+  }
+});
+
 describe('DER reader: BER that is not DER is refused', () => {
   const cases: [string, string][] = [
     ['indefinite length', '3080020100' + '0000'],
