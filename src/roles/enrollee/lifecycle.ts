@@ -223,6 +223,19 @@ function stagedCredential(enrollee: EnrolleeHome): { text: string; credential: {
   }
 }
 
+/** CREDENTIAL_REQUEST (§7.9.2) on a session of its own; the answer is checked as an acceptance's and kept. */
+async function requestCredential(enrollee: EnrolleeHome, svc: ReturnType<typeof serviceRecord>, ikB: KeyPair, ikA: Uint8Array): Promise<void> {
+  const channel = await openSessionAt(svc, ikB, ikA);
+  try {
+    await channel.send(encodeCredentialRequest());
+    const bytes = decodeCredentialMsg(await channel.receive(REPLY_TIMEOUT_MS));
+    saveCredential(enrollee, acceptCredential(bytes, { ikA, enrolleeId: fromHex(svc.enrollee_id, 'enrollee_id'), ikB: ikB.publicKey }));
+    await channel.close();
+  } finally {
+    channel.connection.destroy();
+  }
+}
+
 /**
  * Asks the service for a credential for `ikB` on a session of its own (CREDENTIAL_REQUEST,
  * §7.9.2), checks it as an acceptance's (credential.ts acceptCredential) and keeps it. For a
@@ -234,15 +247,7 @@ export async function fetchCredential(enrollee: EnrolleeHome, ikB: KeyPair, onIn
   const svc = serviceRecord(enrollee);
   const ikA = fromHex(svc.service_key, 'service_key');
   try {
-    const channel = await openSessionAt(svc, ikB, ikA);
-    try {
-      await channel.send(encodeCredentialRequest());
-      const bytes = decodeCredentialMsg(await channel.receive(REPLY_TIMEOUT_MS));
-      saveCredential(enrollee, acceptCredential(bytes, { ikA, enrolleeId: fromHex(svc.enrollee_id, 'enrollee_id'), ikB: ikB.publicKey }));
-      await channel.close();
-    } finally {
-      channel.connection.destroy();
-    }
+    await requestCredential(enrollee, svc, ikB, ikA);
     onInfo?.(`the service issued a credential for the new identity key, in ${enrollee.keystore.path(CREDENTIAL_FILE)}`);
     return true;
   } catch (err) {
@@ -297,15 +302,7 @@ export async function renewCredentialIfDue(enrollee: EnrolleeHome, ikB: KeyPair,
   const svc = serviceRecord(enrollee);
   const ikA = fromHex(svc.service_key, 'service_key');
   try {
-    const channel = await openSessionAt(svc, ikB, ikA);
-    try {
-      await channel.send(encodeCredentialRequest());
-      const bytes = decodeCredentialMsg(await channel.receive(REPLY_TIMEOUT_MS));
-      saveCredential(enrollee, acceptCredential(bytes, { ikA, enrolleeId: fromHex(svc.enrollee_id, 'enrollee_id'), ikB: ikB.publicKey }));
-      await channel.close();
-    } finally {
-      channel.connection.destroy();
-    }
+    await requestCredential(enrollee, svc, ikB, ikA);
     onInfo?.(`renewed this enrollee's credential, in ${enrollee.keystore.path(CREDENTIAL_FILE)}`);
     return true;
   } catch (err) {
