@@ -7,6 +7,8 @@ import { HTTPS_ADDRESS_CHECKS, INIT_FORCE_DESTROYS, type HttpsAddressCheck } fro
 import { LOG_LEVELS, makeDecisionLog, type DecisionLog, type LogLevel } from '../roles/service/log.js';
 import { ServiceMetrics } from '../ops/metrics.js';
 import { startMetricsListener, type MetricsListener } from '../ops/listener.js';
+import { markRunning } from '../ops/running.js';
+import { hostname } from 'node:os';
 import type { PgDatabase } from '../store/pg/database.js';
 import { DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT_MS, startServiceServer } from '../roles/service/server.js';
 import { parseListenAddress } from '../transport/address.js';
@@ -130,7 +132,8 @@ export function register(service: Command): void {
         process.on('SIGINT', onInt);
         process.on('SIGTERM', onTerm);
         try {
-          const svc = await ServiceHome.open(home, { passphrase: passphraseSource(opts), ...storeOption(opts) });
+          // A PostgreSQL store's connections carry this name: `service status` lists the replicas by it.
+          const svc = await ServiceHome.open(home, { passphrase: passphraseSource(opts), ...storeOption(opts), applicationName: `ockam-enroll start ${hostname()} ${process.pid}` });
           const listen = parseListenAddress((opts.listen as string | undefined) ?? svc.settings.listen);
           setEnrollLifecycle(svc, lifecycle);
           try {
@@ -238,6 +241,8 @@ export function register(service: Command): void {
             const a = metricsListener.address();
             log('metrics-listening', { address: `${a.host}:${a.port}` });
           }
+          // One process per SQLite home: `service restore` refuses while this one runs (src/ops/running.ts).
+          const unmark = svc.pg ? () => undefined : markRunning(svc.keystore.dir);
           await new Promise<void>((resolve) => {
             wake = resolve;
             if (stopSignal !== undefined) resolve();
@@ -249,6 +254,7 @@ export function register(service: Command): void {
           await server.drain(drainMs);
           await closeAudit();
           await svc.close();
+          unmark();
         } finally {
           process.off('SIGINT', onInt);
           process.off('SIGTERM', onTerm);

@@ -152,7 +152,7 @@ export function listenLifecycle(db: PgDatabase, onNotify: () => void, retryMs = 
   let timer: NodeJS.Timeout | undefined;
   const connect = async (): Promise<void> => {
     const pg = (await import('pg')).default;
-    const c = new pg.Client({ connectionString: db.location.url, application_name: 'ockam-enroll-listen', connectionTimeoutMillis: 5_000 });
+    const c = new pg.Client({ connectionString: db.location.url, application_name: db.applicationName === 'ockam-enroll' ? 'ockam-enroll-listen' : db.applicationName, connectionTimeoutMillis: 5_000 });
     const retry = () => {
       if (client === c) client = undefined;
       c.removeAllListeners();
