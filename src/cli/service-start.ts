@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
 import { EnrollError } from '../errors.js';
-import { ServiceHome } from '../roles/service/home.js';
+import { ServiceHome, STORE_FILE } from '../roles/service/home.js';
+import { liveChannels } from '../roles/service/lifecycle.js';
+import { join } from 'node:path';
 import { DEFAULT_FAIL_RATE_PER_IP, DEFAULT_MAX_FRAME_LEN, DEFAULT_RATE_PER_ENROLLER, DEFAULT_RATE_PER_IP, MIN_MAX_FRAME_LEN, parseRate } from '../roles/service/limits.js';
 import type { RunningHttpsServer } from '../roles/service/https.js';
 import { HTTPS_ADDRESS_CHECKS, INIT_FORCE_DESTROYS, type HttpsAddressCheck } from '../roles/service/https-announce.js';
@@ -209,11 +211,18 @@ export function register(service: Command): void {
           // The operator's listener for the balancer and Prometheus (src/ops/listener.ts).
           let stopping = false;
           let metricsListener: MetricsListener | undefined;
+          let closeStock = async (): Promise<void> => undefined;
           if (metricsAt) {
             const running = server;
             const pg = svc.pg;
+            // Bundles are counted on a read-only connection of their own (SQLite), or the pool.
+            const { bundleStock, pgSource, sqliteSource } = await import('../ops/status.js');
+            const stockSource = pg ? pgSource(pg, { keepOpen: true }) : sqliteSource(join(svc.keystore.dir, STORE_FILE));
+            closeStock = () => stockSource.close();
             metrics.setSources({
               enrollees: () => svc.store.counts(),
+              bundles: () => bundleStock(stockSource, Math.floor(Date.now() / 1000)),
+              channels: () => liveChannels(svc),
               connections: () => running.connections,
               ...(pg ? { pgPool: () => ({ total: pg.pool.totalCount, idle: pg.pool.idleCount, waiting: pg.pool.waitingCount }) } : {}),
             });
@@ -232,6 +241,7 @@ export function register(service: Command): void {
                 },
               });
             } catch (err) {
+              await closeStock();
               await https?.close();
               await server.close();
               await closeAudit();
@@ -250,8 +260,9 @@ export function register(service: Command): void {
           stopping = true;
           log('stopped', { signal: stopSignal });
           await metricsListener?.close();
-          await https?.close();
-          await server.drain(drainMs);
+          await closeStock();
+          // Both listeners drain at once, within the one --drain-timeout.
+          await Promise.all([https?.drain(drainMs), server.drain(drainMs)]);
           await closeAudit();
           await svc.close();
           unmark();

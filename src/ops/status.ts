@@ -46,8 +46,8 @@ export function sqliteSource(path: string): StatusSource {
   };
 }
 
-/** A PostgreSQL store, through its pool. */
-export function pgSource(db: PgDatabase): StatusSource {
+/** A PostgreSQL store, through its pool (`close` ends the pool unless `keepOpen`). */
+export function pgSource(db: PgDatabase, opts: { keepOpen?: boolean } = {}): StatusSource {
   const numbered = (sql: string) => {
     let n = 0;
     return sql.replace(/\?/g, () => `$${++n}`);
@@ -67,8 +67,18 @@ export function pgSource(db: PgDatabase): StatusSource {
       });
       return r.rows[0]?.ok === true;
     },
-    close: () => db.close(),
+    close: () => (opts.keepOpen ? Promise.resolve() : db.close()),
   };
+}
+
+/**
+ * Bundles in stock (issued to an enroller, not approved, not expired) and approved ones not
+ * yet used: the gauges of /metrics, read at each scrape (two indexed counts).
+ */
+export async function bundleStock(src: StatusSource, now: number): Promise<{ in_stock: number; approved: number }> {
+  const rows = await src.all(`SELECT state, count(*) AS n FROM bundles WHERE state IN ('issued', 'approved') AND expires_at > ? GROUP BY state`, [now]);
+  const by = new Map(rows.map((r) => [String(r.state), num(r.n)]));
+  return { in_stock: by.get('issued') ?? 0, approved: by.get('approved') ?? 0 };
 }
 
 export interface StatusInput {
