@@ -96,6 +96,31 @@ export interface HandleEnrollmentOptions {
   onSourceLimited?: (fields: DecisionFields) => void;
 }
 
+/** The refusal of an enrollment message: logged as `rejected`, answered with its status alone. */
+function rejection(log: DecisionLog, peer: string | undefined, status: EnrollStatus, reason: string, fields: Record<string, unknown> = {}): EnrollOutcome {
+  log('rejected', { reason, peer, ...fields });
+  return { status, response: encodeEnrollResponse(status) };
+}
+
+/** LOCKED once the recorded failures and those in flight reach maxFailedAttempts; else undefined. */
+function lockedOut(svc: ServiceHome, failedAttempts: number, busy: number, log: DecisionLog, peer: string | undefined, who: Record<string, unknown>): EnrollOutcome | undefined {
+  if (failedAttempts + busy < svc.settings.maxFailedAttempts) return undefined;
+  return rejection(log, peer, ENROLL_STATUS.LOCKED, `ERR_ENROLLEE_LOCKED: ${failedAttempts} failed attempts, ${busy} in flight`, who);
+}
+
+/**
+ * RATE_LIMITED when the message's source is over its failed-decryption bucket (checked before
+ * any crypto; docs/threat-model.md §5.4); else undefined.
+ */
+function sourceLimited(failures: TokenBuckets | null, source: string, log: DecisionLog, peer: string | undefined, who: Record<string, unknown>, opts: HandleEnrollmentOptions): EnrollOutcome | undefined {
+  const sourceWait = failures?.available(source) ?? 0;
+  if (sourceWait <= 0) return undefined;
+  const fields = { peer, ...who, reason: `ERR_RATE_LIMITED: over ${failures!.spec.text} failed decryptions from this address`, retry_ms: sourceWait };
+  if (opts.onSourceLimited) opts.onSourceLimited(fields);
+  else log('limited', { limit: 'fail-rate-per-ip', ...fields });
+  return { status: ENROLL_STATUS.RATE_LIMITED, response: encodeEnrollResponse(ENROLL_STATUS.RATE_LIMITED) };
+}
+
 export async function handleEnrollment(
   svc: ServiceHome,
   message: Uint8Array,
@@ -104,10 +129,7 @@ export async function handleEnrollment(
   peer?: string,
   opts: HandleEnrollmentOptions = {},
 ): Promise<EnrollOutcome> {
-  const reject = (status: EnrollStatus, reason: string, fields: Record<string, unknown> = {}): EnrollOutcome => {
-    log('rejected', { reason, peer, ...fields });
-    return { status, response: encodeEnrollResponse(status) };
-  };
+  const reject = (status: EnrollStatus, reason: string, fields: Record<string, unknown> = {}): EnrollOutcome => rejection(log, peer, status, reason, fields);
 
   // Check 1: the length (176: EKA v1; 1265 starting with 0x02: EKA v2), before anything else.
   let eka: 1 | 2;
@@ -164,21 +186,15 @@ export async function handleEnrollment(
   // decrypts, so whoever has merely seen the card cannot consume this enrollee's attempts.
   const flights = attemptsInFlight(svc);
   const busy = flights.get(id) ?? 0;
-  if (enrollee.failedAttempts + busy >= svc.settings.maxFailedAttempts) {
-    return reject(ENROLL_STATUS.LOCKED, `ERR_ENROLLEE_LOCKED: ${enrollee.failedAttempts} failed attempts, ${busy} in flight`, who);
-  }
+  const locked = lockedOut(svc, enrollee.failedAttempts, busy, log, peer, who);
+  if (locked) return locked;
   // A message that fails to decrypt is charged to its source instead (anyone can make one
   // from the card), checked here before any crypto and taken below in the same synchronous
   // step as the decryption, so concurrent messages from one source cannot exceed its bucket.
   const failures = failuresFor(svc, opts.failuresPerSource);
   const source = peerIpKey(peer);
-  const sourceWait = failures?.available(source) ?? 0;
-  if (sourceWait > 0) {
-    const fields = { peer, ...who, reason: `ERR_RATE_LIMITED: over ${failures!.spec.text} failed decryptions from this address`, retry_ms: sourceWait };
-    if (opts.onSourceLimited) opts.onSourceLimited(fields);
-    else log('limited', { limit: 'fail-rate-per-ip', ...fields });
-    return { status: ENROLL_STATUS.RATE_LIMITED, response: encodeEnrollResponse(ENROLL_STATUS.RATE_LIMITED) };
-  }
+  const limited = sourceLimited(failures, source, log, peer, who, opts);
+  if (limited) return limited;
 
   // Checks 4 and 5: recompute SK and h with the approval's bundle, decrypt, verify POP.
   let opkPrivate: Uint8Array | undefined;
@@ -349,31 +365,21 @@ function jobFailure(r: { code: string; message: string }): EnrollError {
 async function enrollOnPool(svc: ServiceHome, pool: EnrollPool, e: PoolEnrollment): Promise<EnrollOutcome> {
   const { enrollee, bundle, spk } = e.found;
   const { id, who, log, peer, opts, now } = e;
-  const reject = (status: EnrollStatus, reason: string, fields: Record<string, unknown> = {}): EnrollOutcome => {
-    log('rejected', { reason, peer, ...fields });
-    return { status, response: encodeEnrollResponse(status) };
-  };
+  const reject = (status: EnrollStatus, reason: string, fields: Record<string, unknown> = {}): EnrollOutcome => rejection(log, peer, status, reason, fields);
   const again = () => handleEnrollment(svc, e.message, now, log, peer, opts);
   const flights = attemptsInFlight(svc);
   const op = openingFor(svc);
   const busy = flights.get(id) ?? 0;
-  const max = svc.settings.maxFailedAttempts;
-  if (enrollee.failedAttempts + busy >= max) {
-    return reject(ENROLL_STATUS.LOCKED, `ERR_ENROLLEE_LOCKED: ${enrollee.failedAttempts} failed attempts, ${busy} in flight`, who);
-  }
-  if (enrollee.failedAttempts + busy + op.ids.count(id) >= max) {
+  const locked = lockedOut(svc, enrollee.failedAttempts, busy, log, peer, who);
+  if (locked) return locked;
+  if (enrollee.failedAttempts + busy + op.ids.count(id) >= svc.settings.maxFailedAttempts) {
     await op.ids.settled(id);
     return again();
   }
   const failures = failuresFor(svc, opts.failuresPerSource);
   const source = peerIpKey(peer);
-  const sourceWait = failures?.available(source) ?? 0;
-  if (sourceWait > 0) {
-    const fields = { peer, ...who, reason: `ERR_RATE_LIMITED: over ${failures!.spec.text} failed decryptions from this address`, retry_ms: sourceWait };
-    if (opts.onSourceLimited) opts.onSourceLimited(fields);
-    else log('limited', { limit: 'fail-rate-per-ip', ...fields });
-    return { status: ENROLL_STATUS.RATE_LIMITED, response: encodeEnrollResponse(ENROLL_STATUS.RATE_LIMITED) };
-  }
+  const limited = sourceLimited(failures, source, log, peer, who, opts);
+  if (limited) return limited;
   if (failures !== null && failures.tokens(source) < op.sources.count(source) + 1) {
     await op.sources.settled(source);
     return again();

@@ -65,6 +65,33 @@ export const QUERY_TIMEOUT_MS = 6_000;
 export const TX_DEADLINE_MS = 10_000;
 const KEEPALIVE_IDLE_MS = 5_000;
 
+/**
+ * pg's Client leaves its socket open when connecting fails after the server answered (a
+ * password the server asks for and that was not given: "SASL: … client password must be a
+ * string"): the server then holds it until its authentication_timeout (60 s by default),
+ * and so does this process, which cannot exit before. A failed connect destroys the socket.
+ */
+export class ClosingClient extends pg.Client {
+  override connect(): Promise<void>;
+  override connect(callback: (err: Error) => void): void;
+  override connect(callback?: (err: Error) => void): Promise<void> | void {
+    const destroy = (): void => {
+      (this as unknown as { connection?: { stream?: { destroy?(): void } } }).connection?.stream?.destroy?.();
+    };
+    if (callback) {
+      super.connect((err) => {
+        if (err) destroy();
+        callback(err);
+      });
+      return;
+    }
+    return super.connect().catch((err: unknown) => {
+      destroy();
+      throw err;
+    });
+  }
+}
+
 export type Queryable = pg.Pool | pg.PoolClient;
 export type Row = Record<string, unknown>;
 
@@ -111,6 +138,7 @@ export class PgDatabase {
   /** Connects, checks the schema version and migrates (creating the tables on first use). */
   static async open(location: Extract<StoreLocation, { kind: 'postgres' }>, opts: { poolSize?: number; applicationName?: string } = {}): Promise<PgDatabase> {
     const pool = new pg.Pool({
+      Client: ClosingClient,
       connectionString: location.url,
       max: opts.poolSize ?? DEFAULT_POOL_SIZE,
       connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
@@ -197,6 +225,12 @@ export class PgDatabase {
     const code = (err as { code?: unknown } | null)?.code;
     const msg = maskSecret((err as Error)?.message ?? String(err), this.location);
     const unreachable = isConnectionError(err);
+    // pg's words for "the server asked for a password and there was none" (sasl.js).
+    if (/SASL: SCRAM-SERVER-FIRST-MESSAGE: client password must be a (non-empty )?string/.test(msg)) {
+      return new EnrollError('ERR_STORE', `${what}: PostgreSQL at ${this.location.masked} asks for a password, and none was given`, {
+        hint: 'give it in PGPASSWORD or a libpq password file (PGPASSFILE, ~/.pgpass), not in the URL (docs/operations.md)',
+      });
+    }
     const out = new EnrollError(
       'ERR_STORE',
       `${what}: ${unreachable ? `PostgreSQL at ${this.location.masked} is unreachable: ` : ''}${typeof code === 'string' && !unreachable ? `${code}: ` : ''}${msg}`,

@@ -10,7 +10,7 @@
 import { EnrollError } from '../../errors.js';
 import type { AddressAnnouncement } from '../../protocol/announce.js';
 import type { LifecycleStore, ListedPrekey, RevokedEnrollee, RevokedEnroller, RotationResult, StoredAnnouncement } from '../lifecycle.js';
-import { buf, bytes, isUniqueViolation, type PgDatabase } from './database.js';
+import { buf, bytes, ClosingClient, isUniqueViolation, type PgDatabase } from './database.js';
 
 export const SCHEMA = `
 CREATE TABLE IF NOT EXISTS ik_rotations (
@@ -151,8 +151,7 @@ export function listenLifecycle(db: PgDatabase, onNotify: () => void, retryMs = 
   let client: import('pg').Client | undefined;
   let timer: NodeJS.Timeout | undefined;
   const connect = async (): Promise<void> => {
-    const pg = (await import('pg')).default;
-    const c = new pg.Client({ connectionString: db.location.url, application_name: db.applicationName === 'ockam-enroll' ? 'ockam-enroll-listen' : db.applicationName, connectionTimeoutMillis: 5_000 });
+    const c = new ClosingClient({ connectionString: db.location.url, application_name: db.applicationName === 'ockam-enroll' ? 'ockam-enroll-listen' : db.applicationName, connectionTimeoutMillis: 5_000 });
     const retry = () => {
       if (client === c) client = undefined;
       c.removeAllListeners();
