@@ -11,7 +11,7 @@
  */
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { freePort, okJson, removeTempHomes, run, show } from '../helpers/cli.js';
@@ -25,7 +25,6 @@ describe('service backup during an enrollment load, then service restore', () =>
   it('backs up one consistent state while enrollments go on; the restored store verifies and serves', { timeout: 240_000 }, async () => {
     const { service, enrollees, home, root } = await serviceWithEnrollees(['--rate-per-ip', 'off', '--read-timeout', '30s'], N, 'backup');
     const backupDir = join(root, 'backups');
-    const { mkdirSync } = await import('node:fs');
     mkdirSync(backupDir);
     const file = join(backupDir, 'store.db');
     const acked: string[] = [];
@@ -151,5 +150,15 @@ describe('service restore refuses what is not this service\'s intact store', () 
 
     assert.equal(statSync(join(home, 'service', 'store.db')).mtimeMs, storeBefore, 'the store was not touched');
     assert.deepEqual(readdirSync(join(home, 'service')).filter((f) => f.includes('before-restore') || f.includes('.tmp-')), []);
+
+    // A new home from the kept identity files and the backup: no --force needed, it serves listings.
+    const fresh = join(root, 'fresh-home');
+    mkdirSync(join(fresh, 'service'), { recursive: true, mode: 0o700 });
+    for (const f of readdirSync(join(home, 'service')).filter((x) => !x.startsWith('store.db'))) copyFileSync(join(home, 'service', f), join(fresh, 'service', f));
+    const made = await okJson<any>(['service', 'restore', '--from', file], { home: fresh });
+    assert.equal(made.aside, null);
+    const list = await okJson<{ enrollees: unknown[] }>(['service', 'enrollee', 'list'], { home: fresh });
+    assert.equal(list.enrollees.length, 2);
+    assert.equal((await okJson<any>(['service', 'audit', 'verify'], { home: fresh })).ok, true);
   });
 });
