@@ -7,14 +7,15 @@
  * and the restored store verifies (`service audit verify`), shows the restore in `service
  * status`, and serves: a device acknowledged after the backup enrolls again. Restore
  * refuses a file that is not a store, a store of another service, and a tampered audit log.
+ * A backup killed with SIGKILL half-way leaves the previous backup file as it was.
  * Real processes, real loopback TCP, real SQLite.
  */
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { freePort, okJson, removeTempHomes, run, show } from '../helpers/cli.js';
+import { freePort, okJson, removeTempHomes, run, show, sleep, spawnCli } from '../helpers/cli.js';
 import { enrollChunks, messageFor, openAcceptance, rawExchange, serviceWithEnrollees, startLiveService, type LabEnrollee } from '../helpers/lab.js';
 
 after(() => removeTempHomes());
@@ -160,5 +161,50 @@ describe('service restore refuses what is not this service\'s intact store', () 
     const list = await okJson<{ enrollees: unknown[] }>(['service', 'enrollee', 'list'], { home: fresh });
     assert.equal(list.enrollees.length, 2);
     assert.equal((await okJson<any>(['service', 'audit', 'verify'], { home: fresh })).ok, true);
+  });
+});
+
+describe('service backup killed half-way', () => {
+  it('leaves the previous backup whole: the target is only ever renamed into place', { timeout: 120_000 }, async () => {
+    const { service, home, root } = await serviceWithEnrollees([], 1, 'backup-crash');
+    await service.stop();
+    // A store large enough that the copy takes a while: 48 MiB in a table of its own.
+    const db = new Database(join(home, 'service', 'store.db'));
+    try {
+      db.exec(`CREATE TABLE ballast (b BLOB)`);
+      const ins = db.prepare(`INSERT INTO ballast (b) VALUES (randomblob(1048576))`);
+      db.transaction(() => {
+        for (let i = 0; i < 48; i++) ins.run();
+      })();
+    } finally {
+      db.close();
+    }
+    const dir = join(root, 'backups');
+    mkdirSync(dir);
+    const file = join(dir, 'store.db');
+    await okJson(['service', 'backup', '--to', file], { home });
+    const before = readFileSync(file);
+    // Kill the next backup with SIGKILL as soon as its temporary file appears.
+    const bg = spawnCli(['service', 'backup', '--to', file], { home });
+    let killedMidway = false;
+    while (bg.running()) {
+      if (readdirSync(dir).some((f) => f.includes('.tmp-'))) {
+        bg.kill('SIGKILL');
+        killedMidway = true;
+        break;
+      }
+      await sleep(2);
+    }
+    await bg.child.catch(() => undefined);
+    if (killedMidway) {
+      assert.ok(before.equals(readFileSync(file)), 'the previous backup is byte for byte what it was');
+      assert.ok(readdirSync(dir).some((f) => f.includes('.tmp-')), 'what the killed copy wrote is only its temporary file');
+    } else {
+      // It finished before the poll saw its temporary file: the target is then the new, whole copy.
+      process.stderr.write('# backup-crash: the backup finished before it could be killed\n');
+    }
+    // Either way the target is a whole store that restores.
+    const r = await okJson<any>(['service', 'restore', '--from', file, '--force'], { home });
+    assert.equal(r.enrollees, 1);
   });
 });
