@@ -8,7 +8,8 @@
  * written to a temporary file of mode 0600 beside the target, checked (quick_check), made a
  * self-contained file (journal_mode=DELETE), flushed (fsync), and only then renamed over
  * the target: the target is never half-written, whatever happens; a crash leaves at most
- * the temporary file, named `<target>.tmp-<pid>-<random>`.
+ * the temporary file, named `<target>.tmp-<pid>-<random>`, which the next backup to the
+ * same target removes (once its process is gone).
  *
  * `restoreStore` puts a backup in place of a home's store: it refuses while a service runs
  * on the home (running.ts), checks that the file is an ockam-enroll store of a schema this
@@ -19,9 +20,9 @@
  * store and must enroll again. The restore is recorded in the restored store's audit log
  * (`store-restored`, with the backup's time and audit head) and `service status` shows it.
  */
-import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync, statSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { basename, dirname, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { EnrollError } from '../errors.js';
 import { toHex } from '../crypto/bytes.js';
@@ -67,6 +68,35 @@ function tempBeside(target: string): string {
   return tmp;
 }
 
+/**
+ * Temporary files of earlier backups to `target` whose process is gone (killed half-way):
+ * removed before a new one starts. A live process's file is left alone.
+ */
+function removeStaleTemps(target: string): void {
+  const prefix = `${basename(target)}.tmp-`;
+  let names: string[];
+  try {
+    names = readdirSync(dirname(target));
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = name.startsWith(prefix) ? /^(\d{1,10})-[0-9a-f]{8}(-wal|-shm|-journal)?$/.exec(name.slice(prefix.length)) : null;
+    if (!m) continue;
+    const pid = Number(m[1]);
+    let alive = pid === process.pid;
+    if (!alive) {
+      try {
+        process.kill(pid, 0);
+        alive = true;
+      } catch (err) {
+        alive = (err as NodeJS.ErrnoException).code === 'EPERM';
+      }
+    }
+    if (!alive) rmSync(join(dirname(target), name), { force: true });
+  }
+}
+
 function removeQuietly(path: string): void {
   for (const p of [path, `${path}-wal`, `${path}-shm`, `${path}-journal`]) rmSync(p, { force: true });
 }
@@ -90,6 +120,7 @@ export async function backupStore(storePath: string, target: string, now: Date =
   if ([storePath, `${storePath}-wal`, `${storePath}-shm`].map((p) => resolve(p)).includes(to)) {
     throw new EnrollError('ERR_USAGE', '--to names the store itself', { hint: 'write the backup to another file, preferably on another disk' });
   }
+  removeStaleTemps(to);
   let tmp: string | undefined;
   try {
     tmp = tempBeside(to);

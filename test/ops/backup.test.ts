@@ -203,7 +203,9 @@ describe('service backup killed half-way', () => {
       // It finished before the poll saw its temporary file: the target is then the new, whole copy.
       process.stderr.write('# backup-crash: the backup finished before it could be killed\n');
     }
-    // Either way the target is a whole store that restores.
+    // The next backup clears what the killed one left, and the target is a whole store that restores.
+    await okJson(['service', 'backup', '--to', file], { home });
+    assert.deepEqual(readdirSync(dir), ['store.db']);
     const r = await okJson<any>(['service', 'restore', '--from', file, '--force'], { home });
     assert.equal(r.enrollees, 1);
   });
