@@ -49,7 +49,7 @@ export function register(service: Command): void {
           { ...r },
           [
             `restored ${r.enrollees} enrollee${r.enrollees === 1 ? '' : 's'} from ${r.from} (taken ${r.backup_taken_at ?? 'at an unknown time'})${r.aside ? `; the previous store is kept as ${r.aside}` : ''}`,
-            `audit: ${r.audit.entries} entries, head seq ${r.audit.head?.seq} ${r.audit.head?.hash}`,
+            `audit: ${r.audit.entries} entr${r.audit.entries === 1 ? 'y' : 'ies'}, head seq ${r.audit.head?.seq} ${r.audit.head?.hash}`,
             'devices that enrolled after the backup was taken must enroll again',
           ].join('\n'),
         );
