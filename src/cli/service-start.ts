@@ -136,6 +136,9 @@ export function register(service: Command): void {
         try {
           // A PostgreSQL store's connections carry this name: `service status` lists the replicas by it.
           const svc = await ServiceHome.open(home, { passphrase: passphraseSource(opts), ...storeOption(opts), applicationName: `ockam-enroll start ${hostname()} ${process.pid}` });
+          // One process per SQLite home: `service restore` refuses while this one runs, from
+          // the moment its store is open (src/ops/running.ts; removed at exit whatever happens).
+          const unmark = svc.pg ? () => undefined : markRunning(svc.keystore.dir);
           const listen = parseListenAddress((opts.listen as string | undefined) ?? svc.settings.listen);
           setEnrollLifecycle(svc, lifecycle);
           try {
@@ -251,8 +254,6 @@ export function register(service: Command): void {
             const a = metricsListener.address();
             log('metrics-listening', { address: `${a.host}:${a.port}` });
           }
-          // One process per SQLite home: `service restore` refuses while this one runs (src/ops/running.ts).
-          const unmark = svc.pg ? () => undefined : markRunning(svc.keystore.dir);
           await new Promise<void>((resolve) => {
             wake = resolve;
             if (stopSignal !== undefined) resolve();

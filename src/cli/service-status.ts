@@ -36,7 +36,7 @@ function text(s: ServiceStatus & { version: string; running: { pid: number } | n
       : 'signed prekey    none: new bundles cannot be made',
   );
   lines.push(s.ca ? `CA               expires ${s.ca.not_after} (in ${s.ca.days_left} days)` : 'CA               none (token enrollment is off)');
-  lines.push(s.audit.head ? `audit            ${s.audit.entries} entries, head seq ${s.audit.head.seq} ${s.audit.head.hash}` : 'audit            empty');
+  lines.push(s.audit.head ? `audit            ${s.audit.entries} entr${s.audit.entries === 1 ? 'y' : 'ies'}, head seq ${s.audit.head.seq} ${s.audit.head.hash}` : 'audit            empty');
   lines.push(s.last_backup ? `last backup      ${s.last_backup.time}${s.last_backup.to ? ` to ${s.last_backup.to}` : ''}${s.last_backup.head_seq !== null ? ` (audit seq ${s.last_backup.head_seq})` : ''}` : 'last backup      none recorded (service backup)');
   if (s.restored) {
     lines.push(

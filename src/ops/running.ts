@@ -1,6 +1,6 @@
 /**
  * Which process serves a home: `service start` on a SQLite store writes its pid to
- * `<home>/service/service.pid` once it listens, and removes the file when it stops. `service
+ * `<home>/service/service.pid` once its store is open, and removes the file when it exits. `service
  * restore` refuses while that process runs (replacing the store under a running service
  * would lose its open transactions and confuse its connections), and `service status` says
  * whether one runs. A file left by a crash names a process that is gone: it is ignored.
