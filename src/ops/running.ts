@@ -16,6 +16,8 @@ export const PID_FILE = 'service.pid';
 /** Records this process as the one serving the service directory `dir`; returns the remover. */
 export function markRunning(dir: string): () => void {
   const path = join(dir, PID_FILE);
+  // Another live service on this home (this one will fail to listen beside it): its mark stays.
+  if (runningPid(dir) !== undefined) return () => undefined;
   try {
     writeFileSync(path, `${process.pid}\n`, { mode: 0o600 });
   } catch {
