@@ -25,6 +25,8 @@ const GROUPS: Record<'service' | 'enroller' | 'enrollee' | 'credential', { descr
       'ockam-enroll service enrollee list',
       'ockam-enroll service enrollee show <id>',
       'ockam-enroll service audit verify',
+      'ockam-enroll service status  # the service at a glance',
+      'ockam-enroll service backup --to store-backup.db  # while it runs',
     ],
     commands: [
       () => import('./service-init.js'),
@@ -34,6 +36,9 @@ const GROUPS: Record<'service' | 'enroller' | 'enrollee' | 'credential', { descr
       () => import('./service-prekey.js'),
       () => import('./service-address.js'),
       () => import('./service-audit.js'),
+      () => import('./service-status.js'),
+      () => import('./service-backup.js'),
+      () => import('./service-restore.js'),
     ],
   },
   enroller: {

@@ -1,12 +1,16 @@
 import type { Command } from 'commander';
 import { EnrollError } from '../errors.js';
-import { ServiceHome } from '../roles/service/home.js';
+import { ServiceHome, STORE_FILE } from '../roles/service/home.js';
+import { liveChannels } from '../roles/service/lifecycle.js';
+import { join } from 'node:path';
 import { DEFAULT_FAIL_RATE_PER_IP, DEFAULT_MAX_FRAME_LEN, DEFAULT_RATE_PER_ENROLLER, DEFAULT_RATE_PER_IP, MIN_MAX_FRAME_LEN, parseRate } from '../roles/service/limits.js';
 import type { RunningHttpsServer } from '../roles/service/https.js';
 import { HTTPS_ADDRESS_CHECKS, INIT_FORCE_DESTROYS, type HttpsAddressCheck } from '../roles/service/https-announce.js';
 import { LOG_LEVELS, makeDecisionLog, type DecisionLog, type LogLevel } from '../roles/service/log.js';
 import { ServiceMetrics } from '../ops/metrics.js';
 import { startMetricsListener, type MetricsListener } from '../ops/listener.js';
+import { markRunning } from '../ops/running.js';
+import { hostname } from 'node:os';
 import type { PgDatabase } from '../store/pg/database.js';
 import { DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT_MS, startServiceServer } from '../roles/service/server.js';
 import { parseListenAddress } from '../transport/address.js';
@@ -130,7 +134,11 @@ export function register(service: Command): void {
         process.on('SIGINT', onInt);
         process.on('SIGTERM', onTerm);
         try {
-          const svc = await ServiceHome.open(home, { passphrase: passphraseSource(opts), ...storeOption(opts) });
+          // A PostgreSQL store's connections carry this name: `service status` lists the replicas by it.
+          const svc = await ServiceHome.open(home, { passphrase: passphraseSource(opts), ...storeOption(opts), applicationName: `ockam-enroll start ${hostname()} ${process.pid}` });
+          // One process per SQLite home: `service restore` refuses while this one runs, from
+          // the moment its store is open (src/ops/running.ts; removed at exit whatever happens).
+          const unmark = svc.pg ? () => undefined : markRunning(svc.keystore.dir);
           const listen = parseListenAddress((opts.listen as string | undefined) ?? svc.settings.listen);
           setEnrollLifecycle(svc, lifecycle);
           try {
@@ -206,11 +214,18 @@ export function register(service: Command): void {
           // The operator's listener for the balancer and Prometheus (src/ops/listener.ts).
           let stopping = false;
           let metricsListener: MetricsListener | undefined;
+          let closeStock = async (): Promise<void> => undefined;
           if (metricsAt) {
             const running = server;
             const pg = svc.pg;
+            // Bundles are counted on a read-only connection of their own (SQLite), or the pool.
+            const { bundleStock, pgSource, sqliteSource } = await import('../ops/status.js');
+            const stockSource = pg ? pgSource(pg, { keepOpen: true }) : sqliteSource(join(svc.keystore.dir, STORE_FILE));
+            closeStock = () => stockSource.close();
             metrics.setSources({
               enrollees: () => svc.store.counts(),
+              bundles: () => bundleStock(stockSource, Math.floor(Date.now() / 1000)),
+              channels: () => liveChannels(svc),
               connections: () => running.connections,
               ...(pg ? { pgPool: () => ({ total: pg.pool.totalCount, idle: pg.pool.idleCount, waiting: pg.pool.waitingCount }) } : {}),
             });
@@ -229,6 +244,7 @@ export function register(service: Command): void {
                 },
               });
             } catch (err) {
+              await closeStock();
               await https?.close();
               await server.close();
               await closeAudit();
@@ -245,10 +261,12 @@ export function register(service: Command): void {
           stopping = true;
           log('stopped', { signal: stopSignal });
           await metricsListener?.close();
-          await https?.close();
-          await server.drain(drainMs);
+          await closeStock();
+          // Both listeners drain at once, within the one --drain-timeout.
+          await Promise.all([https?.drain(drainMs), server.drain(drainMs)]);
           await closeAudit();
           await svc.close();
+          unmark();
         } finally {
           process.off('SIGINT', onInt);
           process.off('SIGTERM', onTerm);

@@ -34,6 +34,10 @@ export interface GaugeSources {
   enrollees?: () => Promise<Record<string, number>>;
   /** Open connections on the enrollment listener. */
   connections?: () => number;
+  /** Bundles in stock at enrollers and approved ones not yet used (status.ts bundleStock). */
+  bundles?: () => Promise<{ in_stock: number; approved: number }>;
+  /** Open Noise channels by kind: enroller channels and enrollee sessions. */
+  channels?: () => Record<string, number>;
   /** The PostgreSQL pool: connections open, idle, and queries waiting for one. */
   pgPool?: () => { total: number; idle: number; waiting: number };
 }
@@ -89,6 +93,34 @@ export class ServiceMetrics {
         } catch {
           // The store is down: the series keep their last values; /readyz says why.
         }
+      },
+    });
+    new Gauge({
+      name: 'ockam_enroll_bundles',
+      help: 'Unexpired bundles holding an unused one-time prekey, by state (in_stock: issued to an enroller, not yet approved for a device; approved: approved, the device has not enrolled yet).',
+      labelNames: ['state'],
+      registers,
+      async collect() {
+        const f = sources().bundles;
+        if (!f) return;
+        try {
+          const b = await f();
+          this.set({ state: 'in_stock' }, b.in_stock);
+          this.set({ state: 'approved' }, b.approved);
+        } catch {
+          // The store is down: the series keep their last values; /readyz says why.
+        }
+      },
+    });
+    new Gauge({
+      name: 'ockam_enroll_live_channels',
+      help: 'Noise channels open on the enrollment listener, by kind (enroller: an enroller fetching bundles or approving; session: an enrolled device\'s session).',
+      labelNames: ['kind'],
+      registers,
+      collect() {
+        const f = sources().channels;
+        if (!f) return;
+        for (const [kind, n] of Object.entries(f())) this.set({ kind }, n);
       },
     });
     new Gauge({

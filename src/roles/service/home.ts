@@ -117,11 +117,11 @@ export function resolveStoreLocation(settings: Partial<ServiceSettings>, flag?: 
 /** Opens the PostgreSQL store's pool and the ServiceStore on it. */
 let PgTokenStoreCtor: (new (db: PgDatabase) => TokenStore) | undefined;
 
-async function openPg(location: Extract<StoreLocation, { kind: 'postgres' }>): Promise<{ db: PgDatabase; store: ServiceStore }> {
+async function openPg(location: Extract<StoreLocation, { kind: 'postgres' }>, applicationName?: string): Promise<{ db: PgDatabase; store: ServiceStore }> {
   const { PgDatabase } = await import('../../store/pg/database.js');
   const { PgStore } = await import('../../store/pg/store.js');
   PgTokenStoreCtor ??= (await import('../../store/pg/tokens.js')).PgTokenStore;
-  const db = await PgDatabase.open(location);
+  const db = await PgDatabase.open(location, applicationName !== undefined ? { applicationName } : {});
   return { db, store: new PgStore(db) };
 }
 
@@ -273,7 +273,11 @@ export class ServiceHome {
   }
 
   /** Opens an initialised service home. */
-  static async open(home: string, opts: { passphrase?: PassphraseSource; readonly?: boolean; store?: string } = {}): Promise<ServiceHome> {
+  /**
+   * `applicationName`: what a PostgreSQL store's connections are called in pg_stat_activity
+   * (`service start` names its own, so that `service status` can list the replicas).
+   */
+  static async open(home: string, opts: { passphrase?: PassphraseSource; readonly?: boolean; store?: string; applicationName?: string } = {}): Promise<ServiceHome> {
     const dir = ServiceHome.dir(home);
     // pathExists reports a home the user cannot read (EACCES) as such, not as "not initialised".
     if (!pathExists(join(dir, IK_A_FILE))) {
@@ -287,7 +291,7 @@ export class ServiceHome {
     const settings = { ...DEFAULT_SERVICE_SETTINGS, ...(roleSettings(keystore.dir, { ...DEFAULT_SERVICE_SETTINGS }).store as Partial<ServiceSettings>) };
     const location = resolveStoreLocation(settings, opts.store);
     if (location.kind === 'postgres') {
-      const pg = await openPg(location);
+      const pg = await openPg(location, opts.applicationName);
       return new ServiceHome(keystore, ikA, pg.store, settings, location, pg.db);
     }
     const store = SqliteStore.open(join(keystore.dir, STORE_FILE), opts.readonly ? { readonly: true } : {});

@@ -65,6 +65,12 @@ export interface RunningHttpsServer {
   /** The address tokens carry, settled against the bound listener (https-announce.ts). */
   announced: SettledHttpsAddress;
   close(): Promise<void>;
+  /**
+   * A graceful stop (SIGTERM, as the TCP listener's drain): stops accepting at once, lets
+   * the requests in flight finish (their answers written, a redemption's commit durable) for
+   * at most `timeoutMs`, then closes every connection.
+   */
+  drain(timeoutMs: number): Promise<void>;
 }
 
 interface Reply {
@@ -307,6 +313,10 @@ export async function startHttpsServer(svc: ServiceHome, pki: ServicePki, opts: 
   }
 
   const keyPem = pki.httpsKey.keyObject.export({ type: 'pkcs8', format: 'pem' }) as string;
+  /** Requests whose response has not closed yet, and who waits for there to be none (drain). */
+  let inFlight = 0;
+  let draining = false;
+  const idle: (() => void)[] = [];
   const server = createServer(
     {
       key: keyPem,
@@ -322,6 +332,14 @@ export async function startHttpsServer(svc: ServiceHome, pki: ServicePki, opts: 
       keepAliveTimeout: 5_000,
     },
     (req, res) => {
+      inFlight++;
+      // A request that arrives on a kept-alive connection while draining is still answered;
+      // the answer tells the client to close, and no new connection is accepted.
+      if (draining) res.setHeader('Connection', 'close');
+      res.once('close', () => {
+        inFlight--;
+        if (inFlight === 0) for (const w of idle.splice(0)) w();
+      });
       route(req)
         .then((reply) => send(req, res, reply))
         .catch((err: unknown) => {
@@ -398,6 +416,19 @@ export async function startHttpsServer(svc: ServiceHome, pki: ServicePki, opts: 
     close: () => {
       stopRecheck();
       return close();
+    },
+    drain: async (timeoutMs: number) => {
+      stopRecheck();
+      draining = true;
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      if (inFlight > 0) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([new Promise<void>((resolve) => idle.push(resolve)), new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+        clearTimeout(timer);
+      }
+      server.closeAllConnections();
+      await closed;
     },
   };
 }

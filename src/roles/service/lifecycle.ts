@@ -64,6 +64,8 @@ export class ServiceLifecycle {
   readonly #svc: ServiceHome;
   readonly #log: DecisionLog;
   readonly #channels = new Map<string, Set<Tracked>>();
+  /** Open channels by kind (the live-channels gauge, docs/operations.md "Metrics"). */
+  readonly #live: Record<TrackedKind, number> = { enroller: 0, session: 0 };
   readonly #timer: NodeJS.Timeout;
   #since: number;
   #seq = 0;
@@ -94,6 +96,11 @@ export class ServiceLifecycle {
     this.#listen = listenLifecycle(this.#svc.pg, () => void this.tick());
   }
 
+  /** Open channels by kind: enroller channels and enrollee sessions. */
+  live(): Record<TrackedKind, number> {
+    return { ...this.#live };
+  }
+
   /** Open channels of `kind` from `key` (for tests and the log). */
   count(kind: TrackedKind, key: Uint8Array): number {
     return this.#channels.get(slot(kind, key))?.size ?? 0;
@@ -109,11 +116,13 @@ export class ServiceLifecycle {
     let set = this.#channels.get(key);
     if (!set) this.#channels.set(key, (set = new Set()));
     set.add(entry);
+    this.#live[kind]++;
     try {
       await serve();
     } catch (err) {
       if (entry.closedBy === undefined) throw err;
     } finally {
+      this.#live[kind]--;
       set.delete(entry);
       if (set.size === 0 && this.#channels.get(key) === set) this.#channels.delete(key);
     }
@@ -244,6 +253,11 @@ export async function startLifecycle(svc: ServiceHome, log: DecisionLog, opts: {
   await lc.tick();
   await lc.listen();
   return lc;
+}
+
+/** The open channels of the service running on `svc`, by kind (zero when none runs). */
+export function liveChannels(svc: ServiceHome): Record<TrackedKind, number> {
+  return running.get(svc)?.live() ?? { enroller: 0, session: 0 };
 }
 
 export function stopLifecycle(svc: ServiceHome): void {

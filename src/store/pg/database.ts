@@ -122,6 +122,8 @@ export type HealthEvent = { state: 'down'; reason: string } | { state: 'up' };
 export class PgDatabase {
   readonly location: Extract<StoreLocation, { kind: 'postgres' }>;
   readonly pool: pg.Pool;
+  /** The connections' application_name (pg_stat_activity). */
+  applicationName = 'ockam-enroll';
   #down = false;
   /** When the store was last found unreachable (performance.now()). */
   #downAt = 0;
@@ -134,14 +136,15 @@ export class PgDatabase {
   }
 
   /** Connects, checks the schema version and migrates (creating the tables on first use). */
-  static async open(location: Extract<StoreLocation, { kind: 'postgres' }>, opts: { poolSize?: number } = {}): Promise<PgDatabase> {
+  static async open(location: Extract<StoreLocation, { kind: 'postgres' }>, opts: { poolSize?: number; applicationName?: string } = {}): Promise<PgDatabase> {
     const pool = new pg.Pool({
       Client: ClosingClient,
       connectionString: location.url,
       max: opts.poolSize ?? DEFAULT_POOL_SIZE,
       connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
       idleTimeoutMillis: 30_000,
-      application_name: 'ockam-enroll',
+      // PostgreSQL cuts application_name at 63 bytes; pg_stat_activity shows it (`service status`).
+      application_name: (opts.applicationName ?? 'ockam-enroll').slice(0, 63),
       // Per session, whatever the database's default: a COMMIT returns once its WAL is flushed.
       options: '-c synchronous_commit=on',
       statement_timeout: STATEMENT_TIMEOUT_MS,
@@ -150,6 +153,7 @@ export class PgDatabase {
       keepAliveInitialDelayMillis: KEEPALIVE_IDLE_MS,
     });
     const db = new PgDatabase(location, pool);
+    db.applicationName = (opts.applicationName ?? 'ockam-enroll').slice(0, 63);
     // An idle connection that the server drops (a restart) must not crash the process: the
     // pool discards it and the next query reconnects.
     pool.on('error', (err) => db.#failed(err));

@@ -151,7 +151,7 @@ export function listenLifecycle(db: PgDatabase, onNotify: () => void, retryMs = 
   let client: import('pg').Client | undefined;
   let timer: NodeJS.Timeout | undefined;
   const connect = async (): Promise<void> => {
-    const c = new ClosingClient({ connectionString: db.location.url, application_name: 'ockam-enroll-listen', connectionTimeoutMillis: 5_000 });
+    const c = new ClosingClient({ connectionString: db.location.url, application_name: db.applicationName === 'ockam-enroll' ? 'ockam-enroll-listen' : db.applicationName, connectionTimeoutMillis: 5_000 });
     const retry = () => {
       if (client === c) client = undefined;
       c.removeAllListeners();
