@@ -6,6 +6,7 @@
  *   POST /.well-known/est/simpleenroll    Bearer token + base64 PKCS#10 → certs-only (§4.2)
  *   POST /.well-known/est/simplereenroll  client certificate + PKCS#10 → certs-only (§4.2.2)
  *   GET  /crl                             the CA's CRL, DER (application/pkix-crl)
+ *   GET  /revocations                     the signed list of revoked enrollees (docs/protocol.md §4.7)
  *   GET  /whoami                          client certificate → its identity, JSON
  *
  * The server asks every client for a certificate (requestCert) but lets the handshake finish
@@ -32,8 +33,11 @@ import {
   EST_CACERTS,
   EST_SIMPLEENROLL,
   EST_SIMPLEREENROLL,
+  REVOCATIONS_PATH,
   WHOAMI_PATH,
 } from '../../protocol/token/est.js';
+import { CT_REVOCATIONS } from '../../protocol/revocations.js';
+import { RevocationListCache } from '../../revocation/issue.js';
 import { buildCrl, DEFAULT_CRL_VALIDITY_SECONDS } from '../../x509/crl.js';
 import { MAX_CSR_DER } from '../../x509/csr.js';
 import { decodeBase64Body, encodeBase64Body, encodeCertsOnlyDer } from '../../x509/pkcs7.js';
@@ -56,6 +60,8 @@ export interface HttpsServerOptions {
   requestTimeoutMs?: number;
   /** --https-address-check (https-announce.ts); default refuse on SQLite, warn on PostgreSQL. */
   addressCheck?: HttpsAddressCheck;
+  /** The freshness window of the served revocation list (revocation/issue.ts), seconds. */
+  revocationsValidity?: number;
   now?: () => number;
 }
 
@@ -211,6 +217,10 @@ export async function startHttpsServer(svc: ServiceHome, pki: ServicePki, opts: 
     return crlBuilding;
   }
 
+  // Issue #18 finding 2: anyone may fetch the list (it is public and signed); it is served
+  // from memory, so a request costs at most one store read a second and no signature.
+  const revocations = new RevocationListCache(svc, { now, ...(opts.revocationsValidity ? { validity: opts.revocationsValidity } : {}) });
+
   async function route(req: IncomingMessage): Promise<Reply> {
     const url = req.url ?? '';
     if (url.length > 256) return httpError(414, 'the request URL is too long');
@@ -227,6 +237,13 @@ export async function startHttpsServer(svc: ServiceHome, pki: ServicePki, opts: 
         const refused = allow('GET');
         if (refused) return refused;
         return { status: 200, type: CT_CRL, body: await currentCrl() };
+      }
+
+      case REVOCATIONS_PATH: {
+        const refused = allow('GET');
+        if (refused) return refused;
+        const list = await revocations.current();
+        return { status: 200, type: CT_REVOCATIONS, body: list.bytes, headers: { Expires: new Date(list.nextUpdate * 1000).toUTCString() } };
       }
 
       case EST_SIMPLEENROLL: {
