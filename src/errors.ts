@@ -118,6 +118,12 @@ export const ERROR_CODES = [
   'ERR_CREDENTIAL_ISSUER', // a credential was issued by another service key than the one it is checked against
   'ERR_CREDENTIAL_SIGNATURE', // a credential's XEdDSA signature does not verify under its issuer's key
   'ERR_CREDENTIAL_EXPIRED', // a credential is past its expiry (or not valid yet)
+  'ERR_CREDENTIAL_REVOKED', // a credential names an enrollee on the service's signed revocation list
+  'ERR_REVOCATIONS_MALFORMED', // a revocation list's bytes do not parse (docs/protocol.md §4.7)
+  'ERR_REVOCATIONS_ISSUER', // a revocation list was signed by another service key than the one trusted
+  'ERR_REVOCATIONS_SIGNATURE', // a revocation list's XEdDSA signature does not verify
+  'ERR_REVOCATIONS_STALE', // a revocation list is past its next_update (or not valid yet)
+  'ERR_REVOCATIONS_FETCH', // a revocation list could not be fetched from its URL
   // -- attributes and policies (src/policy, docs/policies.md)
   'ERR_POLICY', // a CEL policy expression does not parse, does not type-check, is not a bool or is over its cost bound
   'ERR_POLICY_DENIED', // a policy (credential verify --require) does not hold for this subject

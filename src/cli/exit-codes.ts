@@ -62,6 +62,12 @@ const BY_CODE: Partial<Record<ErrorCode, number>> = {
   // A forged credential or one from another service; an expired one is FAILURE (1).
   ERR_CREDENTIAL_SIGNATURE: EXIT.AUTH,
   ERR_CREDENTIAL_ISSUER: EXIT.AUTH,
+  // A credential on a valid revocation list is refused (3); a list that is forged or from
+  // another service is AUTH (5); a stale or unreadable list is FAILURE (1), like an expired credential.
+  ERR_CREDENTIAL_REVOKED: EXIT.REJECTED,
+  ERR_REVOCATIONS_ISSUER: EXIT.AUTH,
+  ERR_REVOCATIONS_SIGNATURE: EXIT.AUTH,
+  ERR_REVOCATIONS_FETCH: EXIT.UNREACHABLE,
   ERR_UNAVAILABLE: EXIT.UNAVAILABLE,
   ERR_POLICY: EXIT.USAGE,
   ERR_POLICY_DENIED: EXIT.REJECTED,

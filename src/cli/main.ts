@@ -33,6 +33,7 @@ const GROUPS: Record<'service' | 'enroller' | 'enrollee' | 'credential', { descr
       () => import('./service-start.js'),
       () => import('./service-enroller.js'),
       () => import('./service-enrollee.js'),
+      () => import('./service-revocations.js'),
       () => import('./service-prekey.js'),
       () => import('./service-address.js'),
       () => import('./service-audit.js'),

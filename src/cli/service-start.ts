@@ -78,6 +78,9 @@ export function register(service: Command): void {
     .option('--rate-per-enroller <rate>', `requests per enroller key, as N/s, N/m or N/h, or off (default ${DEFAULT_RATE_PER_ENROLLER})`)
     .option('--fail-rate-per-ip <rate>', `enrollment messages that fail to decrypt, per source IP (IPv6: per /64), as N/s, N/m or N/h, or off (default ${DEFAULT_FAIL_RATE_PER_IP})`)
     .option('--https-listen <HOST:PORT>', 'where to serve token enrollment over HTTPS (default: the httpsListen setting from init); tokens name this port unless init chose --https-address')
+    .option('--https-rate-per-ip <rate>', 'HTTPS requests per source IP (IPv6: per /64), as N/s, N/m or N/h, or off; one over it gets 429 (default 100/s)')
+    .option('--https-max-connections-per-ip <n>', 'open HTTPS connections per source IP (IPv6: per /64); the next is closed on arrival (default 32)')
+    .option('--https-handshake-timeout <duration>', 'cut an HTTPS connection whose TLS handshake has not finished after this long, 1s..60s (default 5s)')
     .option('--https-address-check <mode>', 'when the --https-address set at init is a loopback address that does not reach this service yet: refuse (exit 2), warn and check again until it does, or off (default: refuse on SQLite, warn on PostgreSQL, whose replicas and balancer start in any order)')
     .option('--metrics-listen <HOST:PORT>', 'serve /healthz, /readyz and /metrics (Prometheus) over plain HTTP on this address of its own (default: off; docs/operations.md)')
     .option('--drain-timeout <duration>', `on SIGTERM or SIGINT, how long requests in flight get to finish before the rest are cut, 0s..300s (default ${DEFAULT_DRAIN_S}s); a second signal exits at once`)
@@ -101,6 +104,12 @@ export function register(service: Command): void {
           ...(opts.failRatePerIp ? { failRatePerIp: parseRate(opts.failRatePerIp as string, '--fail-rate-per-ip') } : {}),
           ...(opts.maxConnections ? { maxConnections: parseCount(opts.maxConnections as string, '--max-connections', 1, 1_000_000) } : {}),
           ...(opts.readTimeout ? { readTimeoutMs: 1000 * parseDuration(opts.readTimeout as string, '--read-timeout', 1, 3600) } : {}),
+        };
+        // The HTTPS listener's own limits (issue #18 findings 5 and 6; roles/service/https.ts).
+        const httpsLimits = {
+          ...(opts.httpsRatePerIp ? { ratePerIp: parseRate(opts.httpsRatePerIp as string, '--https-rate-per-ip') } : {}),
+          ...(opts.httpsMaxConnectionsPerIp ? { maxConnectionsPerIp: parseCount(opts.httpsMaxConnectionsPerIp as string, '--https-max-connections-per-ip', 1, 1_000_000) } : {}),
+          ...(opts.httpsHandshakeTimeout ? { handshakeTimeoutMs: 1000 * parseDuration(opts.httpsHandshakeTimeout as string, '--https-handshake-timeout', 1, 60) } : {}),
         };
         const logLevel = (opts.logLevel as LogLevel | undefined) ?? 'info';
         if (!LOG_LEVELS.includes(logLevel)) throw new EnrollError('ERR_USAGE', `--log-level must be one of ${LOG_LEVELS.join(', ')}, not ${JSON.stringify(String(logLevel).slice(0, 40))}`);
@@ -195,7 +204,7 @@ export function register(service: Command): void {
             const at = httpsListenFlag ?? parseListenAddress(svc.settings.httpsListen);
             try {
               const { startHttpsServer } = await import('../roles/service/https.js');
-              https = await startHttpsServer(svc, pki, { host: at.host, port: at.port, log, ...(addressCheck ? { addressCheck } : {}) });
+              https = await startHttpsServer(svc, pki, { host: at.host, port: at.port, log, ...httpsLimits, ...(addressCheck ? { addressCheck } : {}) });
               if (https.announced.warning) out.warn(https.announced.warning);
             } catch (err) {
               // Only the operator's own choice of HTTPS address is worth failing for; the default

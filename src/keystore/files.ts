@@ -32,6 +32,7 @@ import {
   readdirSync,
   readFileSync,
   renameSync,
+  realpathSync,
   statSync,
   unlinkSync,
   writeSync,
@@ -93,12 +94,12 @@ function currentUid(): number | undefined {
 }
 
 /** OpenSSH's rule: a private file or directory must belong to the current user or root. */
-function checkOwner(st: Stats, path: string): void {
+function checkOwner(st: Stats, path: string, why?: string): void {
   const uid = currentUid();
   if (uid === undefined || st.uid === uid || st.uid === 0) return;
   throw new EnrollError(
     'ERR_KEY_PERMISSIONS',
-    `${path} is owned by uid ${st.uid}, not by the current user (uid ${uid})`,
+    `${path} is owned by uid ${st.uid}, not by the current user (uid ${uid})${why ? `: ${why}` : ''}`,
     { hint: `run: chown ${uid} ${shellQuote(path)}` },
   );
 }
@@ -297,7 +298,39 @@ export interface ReadFileOptions {
   maxBytes?: number;
 }
 
-function readChecked(path: string, isPrivate: boolean, options: ReadFileOptions): Uint8Array {
+/**
+ * OpenSSH's StrictModes for a file that carries trust (a pinned key, address or CA; issue #18
+ * finding 8): whoever can write the file, or rename entries in any directory above it, can
+ * swap the pin. So every directory from the file's up to `/` must belong to the current user
+ * or root and have no group or other write bit — unless it is sticky (`/tmp`, mode 1777),
+ * where nobody but an entry's owner can rename or remove it. Symlinked directories are
+ * checked where they lead (realpath). ERR_KEY_PERMISSIONS names the directory, with a hint.
+ */
+export function checkTrustedPath(path: string): void {
+  let dir: string;
+  try {
+    dir = realpathSync(dirname(resolve(path)));
+  } catch (e) {
+    throw ioError(e, 'inspect', dirname(resolve(path)));
+  }
+  for (;;) {
+    const st = statIfExists(dir, 'inspect');
+    if (st === undefined) return;
+    checkOwner(st, dir, `${shellQuote(path)} carries trust, and whoever owns a directory above it can replace it`);
+    if ((st.mode & 0o022) !== 0 && (st.mode & 0o1000) === 0) {
+      throw new EnrollError(
+        'ERR_KEY_PERMISSIONS',
+        `directory ${dir} is writable by other users (mode ${octal(st.mode)}), so they could replace ${path}, which carries trust`,
+        { hint: `run: chmod go-w ${shellQuote(dir)}` },
+      );
+    }
+    const up = dirname(dir);
+    if (up === dir) return;
+    dir = up;
+  }
+}
+
+function readChecked(path: string, isPrivate: boolean | 'trust', options: ReadFileOptions): Uint8Array {
   const abs = resolve(path);
   const flags = constants.O_RDONLY | O_NONBLOCK | (options.followSymlinks ? 0 : O_NOFOLLOW);
   let fd: number;
@@ -327,7 +360,17 @@ function readChecked(path: string, isPrivate: boolean, options: ReadFileOptions)
         hint: `replace ${shellQuote(abs)} with a regular file`,
       });
     }
-    if (isPrivate) {
+    if (isPrivate === 'trust') {
+      // Public, but a pin: others may read it, nobody else may write it (checkTrustedPath).
+      checkOwner(st, abs, 'it carries trust (a pinned key, address or CA)');
+      if ((st.mode & 0o022) !== 0) {
+        throw new EnrollError(
+          'ERR_KEY_PERMISSIONS',
+          `${abs} is writable by other users (mode ${octal(st.mode)}), and it carries trust (a pinned key, address or CA)`,
+          { hint: `run: chmod go-w ${shellQuote(abs)}` },
+        );
+      }
+    } else if (isPrivate) {
       checkOwner(st, abs);
       if ((st.mode & 0o077) !== 0) {
         throw new EnrollError(
@@ -364,6 +407,17 @@ function readChecked(path: string, isPrivate: boolean, options: ReadFileOptions)
  */
 export function readPrivateFile(path: string, options: ReadFileOptions = {}): Uint8Array {
   return readChecked(path, true, options);
+}
+
+/**
+ * Reads a file that carries trust but no secret (known_services.json, service.json, the
+ * pinned CA): refuses a symlink, a file owned by another user (but root), a group- or
+ * other-writable file, and one below a directory that someone else could write
+ * (checkTrustedPath). Others may read it.
+ */
+export function readTrustFile(path: string, options: ReadFileOptions = {}): Uint8Array {
+  checkTrustedPath(path);
+  return readChecked(path, 'trust', options);
 }
 
 /** Reads a non-secret file from a home: like {@link readPrivateFile} without owner or mode checks. */

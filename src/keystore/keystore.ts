@@ -16,6 +16,7 @@ import {
   ensurePrivateDir,
   pathExists,
   readPrivateFile,
+  readTrustFile,
   readPublicFile,
   removeFile,
   writeFileAtomic,
@@ -64,6 +65,8 @@ export interface WriteOptions {
 export interface ReadOptions {
   /** Refuse the file unless it is 0600 and the user's own. */
   secret?: boolean;
+  /** A pin (known_services.json, service.json, a CA): refuse it if anyone else could have written it (files.ts readTrustFile). */
+  trust?: boolean;
   /** Refuse a file larger than this (default MAX_FILE_BYTES, 1 MiB). */
   maxBytes?: number;
 }
@@ -248,7 +251,7 @@ export class Keystore {
     const file = this.path(name);
     try {
       const read = { ...this.#readOptions(), ...(options.maxBytes !== undefined ? { maxBytes: options.maxBytes } : {}) };
-      return options.secret ? readPrivateFile(file, read) : readPublicFile(file, read);
+      return options.secret ? readPrivateFile(file, read) : options.trust ? readTrustFile(file, read) : readPublicFile(file, read);
     } catch (e) {
       if (e instanceof EnrollError && e.code === 'ERR_KEY_MISSING') return undefined;
       throw e;

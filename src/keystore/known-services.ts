@@ -71,7 +71,7 @@ export class KnownServices {
   }
 
   #read(): Map<string, Entry> {
-    const json = this.#keystore.readJson<unknown>(KNOWN_SERVICES_FILE);
+    const json = this.#keystore.readJson<unknown>(KNOWN_SERVICES_FILE, { trust: true });
     const out = new Map<string, Entry>();
     if (json === undefined) return out;
     const corrupt = (what: string): EnrollError =>

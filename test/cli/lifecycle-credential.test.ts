@@ -104,6 +104,8 @@ describe('credentials', () => {
       // An enrollee without attributes gets a version 1 credential (docs/policies.md).
       version: 1,
       attributes: {},
+      // No --revocations: said plainly (issue #18 finding 2; test/cli/revocations.test.ts).
+      revocations: { checked: false, message: 'no revocation information was checked' },
     });
     const human = await ok(['credential', 'verify', '-', '--service-key', w.serviceKey], { home: tempHome('verifier'), input: first.joined.credential.text });
     assert.ok(human.stdout.startsWith(`valid credential for ${first.e.id} (Robot Cred)\n`), show(human));

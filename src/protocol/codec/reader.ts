@@ -73,6 +73,11 @@ export class ByteReader {
     return (b[0]! << 8) | b[1]!;
   }
 
+  u32be(name: string): number {
+    const b = this.#take(4, name);
+    return ((b[0]! << 24) >>> 0) + ((b[1]! << 16) | (b[2]! << 8) | b[3]!);
+  }
+
   /** An unsigned 64-bit big-endian integer; values above 2^53 - 1 are rejected. */
   u64be(name: string): number {
     const b = this.#take(8, name);

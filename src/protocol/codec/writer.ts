@@ -36,6 +36,13 @@ export class ByteWriter {
     return this.#push(Uint8Array.of(value >>> 8, value & 0xff));
   }
 
+  u32be(value: number, name: string): this {
+    this.#uint(value, 0xffffffff, name);
+    const out = new Uint8Array(4);
+    new DataView(out.buffer).setUint32(0, value, false);
+    return this.#push(out);
+  }
+
   /** Unsigned 64-bit big-endian; only 0..2^53 - 1 is accepted, as the reader does. */
   u64be(value: number, name: string): this {
     this.#uint(value, Number.MAX_SAFE_INTEGER, name);

@@ -124,7 +124,7 @@ export class EnrolleeHome {
    * enrollee uses must carry it as IK_A (join.ts checkBundleServiceKey). Undefined: none.
    */
   pinnedServiceKey(): Uint8Array | undefined {
-    const s = this.keystore.readJson<Settings>(SETTINGS_FILE);
+    const s = this.keystore.readJson<Settings>(SETTINGS_FILE, { trust: true });
     if (s?.service_key === undefined) return undefined;
     if (typeof s.service_key !== 'string' || !/^[0-9a-f]{64}$/.test(s.service_key)) {
       throw new EnrollError('ERR_KEYSTORE_CORRUPT', `${this.keystore.path(SETTINGS_FILE)}: "service_key" must be 64 lowercase hex digits`, {
@@ -155,7 +155,8 @@ export class EnrolleeHome {
   }
 
   enrolled(): EnrolledService | undefined {
-    return this.keystore.readJson<EnrolledService>(SERVICE_FILE);
+    // A pin (IK_A, the address): refused if anyone else could have written it (issue #18 finding 8).
+    return this.keystore.readJson<EnrolledService>(SERVICE_FILE, { trust: true });
   }
 
   /** IK_B for this attempt: the pending one from an interrupted attempt, else a fresh one saved before use. */

@@ -158,7 +158,7 @@ export class EnrolleeTls {
     const record = this.identity();
     const keyBytes = this.keystore.readBytes(TLS_KEY_FILE, { secret: true });
     const cert = this.keystore.readBytes(TLS_CERT_FILE);
-    const ca = this.keystore.readBytes(TLS_CA_FILE);
+    const ca = this.keystore.readBytes(TLS_CA_FILE, { trust: true });
     if (!record || !keyBytes || !cert || !ca) {
       throw new EnrollError('ERR_KEY_MISSING', `no certificate from token enrollment in ${this.keystore.dir}`, {
         hint: 'enroll first: ockam-enroll enrollee join --token <token>',

@@ -6,12 +6,19 @@
  *   POST /.well-known/est/simpleenroll    Bearer token + base64 PKCS#10 → certs-only (§4.2)
  *   POST /.well-known/est/simplereenroll  client certificate + PKCS#10 → certs-only (§4.2.2)
  *   GET  /crl                             the CA's CRL, DER (application/pkix-crl)
+ *   GET  /revocations                     the signed list of revoked enrollees (docs/protocol.md §4.7)
  *   GET  /whoami                          client certificate → its identity, JSON
  *
  * The server asks every client for a certificate (requestCert) but lets the handshake finish
  * without one, so enrollment works before the client has any; the two certificate endpoints
  * refuse a request whose certificate node:tls did not verify against the CA, then check the
  * store (tokens.ts authenticateClient) on every request, so a revocation applies at once.
+ *
+ * Against floods (issue #18 findings 5 and 6, docs/threat-model.md §5.14), before any TLS or
+ * route work: at most `maxConnectionsPerIp` open connections per source address (IPv6: per
+ * /64; the next is destroyed on arrival), a TLS handshake that has not finished within
+ * `handshakeTimeoutMs` is cut, and every request takes a token from its address's bucket
+ * (`ratePerIp`); one over it gets 429 with Retry-After and costs no store access or signature.
  *
  * Every request is bounded: header size and timeouts, a body cap checked against
  * Content-Length before reading and again while reading, and content types checked before
@@ -21,6 +28,7 @@
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
+import type { Socket } from 'node:net';
 import { EnrollError, isErrorCode } from '../../errors.js';
 import { UNAVAILABLE_MESSAGE } from '../../protocol/messages/common.js';
 import {
@@ -32,8 +40,11 @@ import {
   EST_CACERTS,
   EST_SIMPLEENROLL,
   EST_SIMPLEREENROLL,
+  REVOCATIONS_PATH,
   WHOAMI_PATH,
 } from '../../protocol/token/est.js';
+import { CT_REVOCATIONS } from '../../protocol/revocations.js';
+import { RevocationListCache } from '../../revocation/issue.js';
 import { buildCrl, DEFAULT_CRL_VALIDITY_SECONDS } from '../../x509/crl.js';
 import { MAX_CSR_DER } from '../../x509/csr.js';
 import { decodeBase64Body, encodeBase64Body, encodeCertsOnlyDer } from '../../x509/pkcs7.js';
@@ -42,20 +53,39 @@ import type { DecisionLog } from './log.js';
 import { recheckHttpsAddress, settleHttpsAddress, type HttpsAddressCheck, type SettledHttpsAddress } from './https-announce.js';
 import type { ServicePki } from './pki.js';
 import { authenticateClient, enrollWithToken, renewWithCertificate } from './tokens.js';
+import { DEFAULT_RATE_PER_IP, LimitLog, parseRate, peerIpKey, TokenBuckets, type RateSpec } from './limits.js';
 
 /** Base64 of a 4 KiB CSR with line breaks fits well within 8 KiB. */
 export const MAX_BODY_BYTES = 8192;
 export const DEFAULT_HTTPS_MAX_CONNECTIONS = 1024;
+/**
+ * Open connections per source address (IPv6: per /64). A device needs one; a NAT in front of
+ * a fleet may hold a few dozen. 1,100 idle connections from one address used to starve
+ * every other client for about 10 s (issue #18 finding 6).
+ */
+export const DEFAULT_HTTPS_MAX_CONNECTIONS_PER_IP = 32;
+/** A TLS handshake takes one or two round trips; a peer that has not finished in 5 s is cut (was 10 s). */
+export const DEFAULT_HTTPS_HANDSHAKE_TIMEOUT_MS = 5000;
+/** HTTPS requests per source address, as the enrollment listener's --rate-per-ip default. */
+export const DEFAULT_HTTPS_RATE_PER_IP = DEFAULT_RATE_PER_IP;
 
 export interface HttpsServerOptions {
   host: string;
   port: number;
   log: DecisionLog;
   maxConnections?: number;
+  /** Open connections per source address (IPv6: /64); default DEFAULT_HTTPS_MAX_CONNECTIONS_PER_IP. */
+  maxConnectionsPerIp?: number;
+  /** Requests per source address (IPv6: /64); null for no limit; default DEFAULT_HTTPS_RATE_PER_IP. */
+  ratePerIp?: RateSpec | null;
+  /** Cut a TLS handshake not finished after this long; default DEFAULT_HTTPS_HANDSHAKE_TIMEOUT_MS. */
+  handshakeTimeoutMs?: number;
   /** Per-request timeout (headers and body), against slow clients. */
   requestTimeoutMs?: number;
   /** --https-address-check (https-announce.ts); default refuse on SQLite, warn on PostgreSQL. */
   addressCheck?: HttpsAddressCheck;
+  /** The freshness window of the served revocation list (revocation/issue.ts), seconds. */
+  revocationsValidity?: number;
   now?: () => number;
 }
 
@@ -217,6 +247,10 @@ export async function startHttpsServer(svc: ServiceHome, pki: ServicePki, opts: 
     return crlBuilding;
   }
 
+  // Issue #18 finding 2: anyone may fetch the list (it is public and signed); it is served
+  // from memory, so a request costs at most one store read a second and no signature.
+  const revocations = new RevocationListCache(svc, { now, ...(opts.revocationsValidity ? { validity: opts.revocationsValidity } : {}) });
+
   async function route(req: IncomingMessage): Promise<Reply> {
     const url = req.url ?? '';
     if (url.length > 256) return httpError(414, 'the request URL is too long');
@@ -233,6 +267,13 @@ export async function startHttpsServer(svc: ServiceHome, pki: ServicePki, opts: 
         const refused = allow('GET');
         if (refused) return refused;
         return { status: 200, type: CT_CRL, body: await currentCrl() };
+      }
+
+      case REVOCATIONS_PATH: {
+        const refused = allow('GET');
+        if (refused) return refused;
+        const list = await revocations.current();
+        return { status: 200, type: CT_REVOCATIONS, body: list.bytes, headers: { Expires: new Date(list.nextUpdate * 1000).toUTCString() } };
       }
 
       case EST_SIMPLEENROLL: {
@@ -300,6 +341,44 @@ export async function startHttpsServer(svc: ServiceHome, pki: ServicePki, opts: 
     }
   }
 
+  // Issue #18 findings 5 and 6: per-address limits, checked before any route work.
+  const limitLog = new LimitLog(log);
+  const ratePerIp = opts.ratePerIp === undefined ? parseRate(DEFAULT_HTTPS_RATE_PER_IP, '--https-rate-per-ip') : opts.ratePerIp;
+  const requestBuckets = ratePerIp ? new TokenBuckets(ratePerIp) : undefined;
+  const maxPerIp = opts.maxConnectionsPerIp ?? DEFAULT_HTTPS_MAX_CONNECTIONS_PER_IP;
+  const openPerIp = new Map<string, number>();
+
+  function rateLimited(req: IncomingMessage): Reply | undefined {
+    if (!requestBuckets) return undefined;
+    const wait = requestBuckets.take(peerIpKey(req.socket.remoteAddress));
+    if (wait === 0) return undefined;
+    limitLog.limited('https-rate-per-ip', { peer: peerOf(req), limit_value: requestBuckets.spec.text });
+    const seconds = String(Math.max(1, Math.ceil(wait / 1000)));
+    // RFC 6585 §4: 429 Too Many Requests, with how long to wait.
+    return jsonReply(
+      429,
+      { error: 'ERR_RATE_LIMITED', message: `too many requests from this address (limit ${requestBuckets.spec.text})`, hint: `wait ${seconds} s and try again` },
+      { 'Retry-After': seconds },
+    );
+  }
+
+  /** A raw TCP connection, before TLS: refused when its address already holds maxPerIp. */
+  function admit(socket: Socket): void {
+    const key = peerIpKey(socket.remoteAddress);
+    const open = openPerIp.get(key) ?? 0;
+    if (open >= maxPerIp) {
+      limitLog.limited('https-connections-per-ip', { peer: socket.remoteAddress, limit_value: maxPerIp });
+      socket.destroy();
+      return;
+    }
+    openPerIp.set(key, open + 1);
+    socket.once('close', () => {
+      const n = (openPerIp.get(key) ?? 1) - 1;
+      if (n <= 0) openPerIp.delete(key);
+      else openPerIp.set(key, n);
+    });
+  }
+
   function send(req: IncomingMessage, res: ServerResponse, reply: Reply): void {
     const body = typeof reply.body === 'string' ? Buffer.from(reply.body, 'utf8') : Buffer.from(reply.body);
     res.writeHead(reply.status, {
@@ -325,7 +404,7 @@ export async function startHttpsServer(svc: ServiceHome, pki: ServicePki, opts: 
       requestCert: true,
       rejectUnauthorized: false,
       minVersion: 'TLSv1.2',
-      handshakeTimeout: 10_000,
+      handshakeTimeout: opts.handshakeTimeoutMs ?? DEFAULT_HTTPS_HANDSHAKE_TIMEOUT_MS,
       maxHeaderSize: 8192,
       requestTimeout: opts.requestTimeoutMs ?? 15_000,
       headersTimeout: Math.min(opts.requestTimeoutMs ?? 15_000, 10_000),
@@ -340,6 +419,11 @@ export async function startHttpsServer(svc: ServiceHome, pki: ServicePki, opts: 
         inFlight--;
         if (inFlight === 0) for (const w of idle.splice(0)) w();
       });
+      const limited = rateLimited(req);
+      if (limited) {
+        send(req, res, limited);
+        return;
+      }
       route(req)
         .then((reply) => send(req, res, reply))
         .catch((err: unknown) => {
@@ -364,6 +448,9 @@ export async function startHttpsServer(svc: ServiceHome, pki: ServicePki, opts: 
     },
   );
   server.maxConnections = opts.maxConnections ?? DEFAULT_HTTPS_MAX_CONNECTIONS;
+  // 'connection' is the raw socket, before the TLS handshake: a refused one costs no crypto.
+  // Prepended, so that it runs before the TLS listener starts reading from the socket.
+  server.prependListener('connection', admit);
   // A failed TLS handshake (a scanner, a client that does not trust the CA) is not a decision.
   server.on('tlsClientError', () => undefined);
 
