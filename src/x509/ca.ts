@@ -17,7 +17,7 @@
  * §7.1 ask for at least 64).
  */
 import { isIP } from 'node:net';
-import { createHash, KeyObject, sign as nodeSign } from 'node:crypto';
+import { createHash, KeyObject, sign as nodeSign, X509Certificate as NodeX509Certificate } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { Certificate, Extension } from '@peculiar/asn1-x509';
 import { expect, oidText, readDer, TAG_SEQUENCE } from './der.js';
@@ -237,9 +237,12 @@ export async function whyNotIssuedBy(cert: X509Certificate, ca: X509Certificate,
   if (!Buffer.from(cert.issuerName.toArrayBuffer()).equals(Buffer.from(ca.subjectName.toArrayBuffer()))) {
     return `the certificate's issuer (${cert.issuer}) is not the CA (${ca.subject})`;
   }
+  // The signature over the certificate's own tbsCertificate bytes, by node:crypto (OpenSSL,
+  // as TLS checks it): @peculiar/x509's verify() encodes the parsed tbsCertificate again, and
+  // asn1js cannot encode an OID arc over 56 bits (the attributes extension's, attributes-ext.ts).
   let ok = false;
   try {
-    ok = await cert.verify({ publicKey: ca.publicKey, signatureOnly: true });
+    ok = new NodeX509Certificate(Buffer.from(cert.rawData)).verify(new NodeX509Certificate(Buffer.from(ca.rawData)).publicKey);
   } catch {
     ok = false;
   }
