@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { formatAttributes } from '../protocol/codec/attributes.js';
 import { parseKeyType } from '../x509/keys.js';
 import { action, isoTime, leaf } from './command.js';
 import { nowSeconds, passphraseSource } from './options.js';
@@ -27,6 +28,7 @@ export function register(enrollee: Command): void {
             serial: r.serial,
             previous_serial: r.previousSerial,
             not_after: isoTime(r.notAfter),
+            attributes: r.attributes,
             key_type: r.keyType,
             key: r.paths.key,
             key_encrypted: passphrase.kind !== 'none',
@@ -34,7 +36,7 @@ export function register(enrollee: Command): void {
             ca: r.paths.ca,
           },
           [
-            `renewed ${r.name} (${r.id}): certificate ${r.serial} valid until ${isoTime(r.notAfter)}`,
+            `renewed ${r.name} (${r.id}): certificate ${r.serial} valid until ${isoTime(r.notAfter)}${Object.keys(r.attributes).length > 0 ? `, with ${formatAttributes(r.attributes)}` : ''}`,
             `  key   ${r.paths.key}`,
             `  cert  ${r.paths.cert}`,
             `  ca    ${r.paths.ca}`,

@@ -2,6 +2,7 @@
  * `enrollee join --token`: the token mode of `enrollee join` (enrollee-join.ts registers the
  * flags and calls here). Token enrollment needs no `enrollee init`: the key is made here.
  */
+import { formatAttributes } from '../protocol/codec/attributes.js';
 import { joinWithToken } from '../roles/enrollee/token-join.js';
 import { parseKeyType } from '../x509/keys.js';
 import { isoTime, readTextArg, type Ctx } from './command.js';
@@ -21,6 +22,7 @@ export async function runTokenJoin({ out, home, opts }: Ctx): Promise<void> {
       service: r.service,
       serial: r.serial,
       not_after: isoTime(r.notAfter),
+      attributes: r.attributes,
       ca_fingerprint: r.caFingerprint,
       key_type: r.keyType,
       key: r.paths.key,
@@ -30,7 +32,7 @@ export async function runTokenJoin({ out, home, opts }: Ctx): Promise<void> {
     },
     [
       `enrolled as ${r.name} (${r.id}) with the service at ${r.service}`,
-      `certificate ${r.serial}, valid until ${isoTime(r.notAfter)}`,
+      `certificate ${r.serial}, valid until ${isoTime(r.notAfter)}${Object.keys(r.attributes).length > 0 ? `, with ${formatAttributes(r.attributes)}` : ''}`,
       `  key   ${r.paths.key}`,
       `  cert  ${r.paths.cert}`,
       `  ca    ${r.paths.ca}`,

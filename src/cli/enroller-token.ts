@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import { EnrollError } from '../errors.js';
+import { formatAttributes, parseAttributeArgs } from '../protocol/codec/attributes.js';
 import { writeFileAtomic } from '../keystore/files.js';
 import { EnrollerHome } from '../roles/enroller/home.js';
 import { defaultService, requestToken } from '../roles/enroller/tokens.js';
@@ -24,7 +25,7 @@ export function register(enroller: Command): void {
     token,
     'create',
     'have the service create an identity and its one-time enrollment token (a JWT)',
-    'ockam-enroll enroller token create --name sensor-12 --ttl 2h --out sensor-12.jwt\n# then on the device: ockam-enroll enrollee join --token @sensor-12.jwt',
+    'ockam-enroll enroller token create --name sensor-12 --ttl 2h --attr role=sensor --out sensor-12.jwt\n# then on the device: ockam-enroll enrollee join --token @sensor-12.jwt',
   )
     .requiredOption('--name <name>', `the identity's name, the CN of its certificate (${IDENTITY_NAME_RULE})`)
     .option('--service <tcp://HOST:PORT>', 'the service\'s address (default: the one service this enroller knows)')
@@ -33,6 +34,7 @@ export function register(enroller: Command): void {
     .option('--out <file>', 'write the token to FILE (mode 0600) instead of stdout')
     .option('--force', 'with --out: replace an existing file')
     .option('--qr', 'print the token as a QR code')
+    .option('--attr <key=value>', 'an attribute for the identity, within this enroller\'s scope; its certificate carries it (repeatable; docs/policies.md)', (v: string, acc: string[] = []) => [...acc, v])
     .action(
       action(async ({ out, home, opts }) => {
         const name = opts.name as string;
@@ -42,11 +44,13 @@ export function register(enroller: Command): void {
         if (opts.out !== undefined && opts.qr) throw new EnrollError('ERR_USAGE', 'choose one of --out and --qr');
         if (opts.force && opts.out === undefined) throw new EnrollError('ERR_USAGE', '--force only applies with --out');
         const outFile = opts.out === undefined ? undefined : resolve(opts.out as string);
+        const attributes = parseAttributeArgs((opts.attr as string[] | undefined) ?? []);
+        const hasAttributes = Object.keys(attributes).length > 0;
         const enr = EnrollerHome.open(home, { passphrase: passphraseSource(opts) });
         const service = (opts.service as string | undefined) ?? defaultService(enr);
-        const t = await requestToken(enr, { service, name, ttl, ...(serviceKey ? { serviceKey } : {}), onPinned: warnTrusted(out) });
-        out.info(`created identity ${t.identityId} (${t.name}); its token enrolls one device at ${t.issuer} until ${isoTime(t.expiresAt)}`);
-        const summary = { identity: t.identityId, name: t.name, expires_at: isoTime(t.expiresAt), service: t.address, issuer: t.issuer };
+        const t = await requestToken(enr, { service, name, ttl, ...(hasAttributes ? { attributes } : {}), ...(serviceKey ? { serviceKey } : {}), onPinned: warnTrusted(out) });
+        out.info(`created identity ${t.identityId} (${t.name})${hasAttributes ? ` with ${formatAttributes(attributes)}` : ''}; its token enrolls one device at ${t.issuer} until ${isoTime(t.expiresAt)}`);
+        const summary = { identity: t.identityId, name: t.name, attributes, expires_at: isoTime(t.expiresAt), service: t.address, issuer: t.issuer };
         if (outFile !== undefined) {
           writeFileAtomic(outFile, `${t.jwt}\n`, { mode: 0o600, overwrite: opts.force === true, existsHint: 'use --force to replace it, or choose another --out' });
           out.info(`wrote the token to ${outFile}; hand it to the device: ockam-enroll enrollee join --token @${outFile}`);

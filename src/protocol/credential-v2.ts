@@ -26,9 +26,10 @@ import { ed25519Verify, importEd25519Public } from '../crypto/ed25519.js';
 import { systemRandom, type RandomSource } from '../crypto/random.js';
 import { XEDDSA_SIGNATURE_LEN, xeddsaVerify, type XEdDSASigner } from '../crypto/xeddsa.js';
 import { ATTR_MAX_ENCODED_LEN, encodeAttributes, readAttributes, type Attributes } from './codec/attributes.js';
-import { CARD_MAX_PET_NAME_LEN, petNameProblem } from './codec/card.js';
+import { CARD_MAX_PET_NAME_LEN } from './codec/card.js';
+import { checkCommonFields, type CommonCredentialFields } from './credential-fields.js';
 import { ByteReader } from './codec/reader.js';
-import { ByteWriter, strictUtf8 } from './codec/writer.js';
+import { ByteWriter } from './codec/writer.js';
 
 export const CREDENTIAL_V2_VERSION = 2;
 export const CREDENTIAL_V2_SIG_CONTEXT: Uint8Array = utf8('ockam-enroll/v2/credential');
@@ -39,15 +40,9 @@ export const CREDENTIAL_V2_MIN_LEN = 1 + 32 + 32 + 64 + 32 + 32 + 8 + 8 + 1 + 1 
 export const CREDENTIAL_V2_MAX_LEN = CREDENTIAL_V2_MIN_LEN - 1 + CARD_MAX_PET_NAME_LEN + ATTR_MAX_ENCODED_LEN;
 const ED25519_SIG_LEN = 64;
 const CLOCK_SKEW = 300;
-const MAX_TTL = 3650 * 86400;
 
-export interface CredentialV2Fields {
-  issuer: Uint8Array;
-  enrolleeId: Uint8Array;
-  ikB: Uint8Array;
-  petName: string;
-  issuedAt: number;
-  expiresAt: number;
+/** v1's fields (credential-fields.ts) and the attributes. */
+export interface CredentialV2Fields extends CommonCredentialFields {
   attributes: Attributes;
 }
 
@@ -85,23 +80,7 @@ export function cskFromSeed(seed: Uint8Array): { privateKey: KeyObject; publicKe
 }
 
 function checkFields(c: CredentialV2Fields, fail: (m: string) => never): { pet: Uint8Array; attrs: Uint8Array } {
-  for (const [name, v] of [['issuer', c.issuer], ['enrolleeId', c.enrolleeId], ['ikB', c.ikB]] as const) {
-    if (!(v instanceof Uint8Array) || v.length !== 32) fail(`"${name}" must be 32 bytes`);
-  }
-  for (const [name, v] of [['issuedAt', c.issuedAt], ['expiresAt', c.expiresAt]] as const) {
-    if (!Number.isSafeInteger(v) || v < 0) fail(`"${name}" must be an integer in 0..2^53-1`);
-  }
-  if (c.expiresAt <= c.issuedAt) fail('"expiresAt" must be after "issuedAt"');
-  if (c.expiresAt - c.issuedAt > MAX_TTL) fail(`lifetime is over ${MAX_TTL} seconds`);
-  if (typeof c.petName !== 'string') fail('"petName" must be a string');
-  let pet: Uint8Array;
-  try {
-    pet = strictUtf8(c.petName, 'petName');
-  } catch {
-    return fail('"petName" holds a lone surrogate');
-  }
-  const problem = petNameProblem(c.petName, pet);
-  if (problem !== undefined) fail(`"petName" ${problem}`);
+  const pet = checkCommonFields(c, fail);
   let attrs: Uint8Array;
   try {
     attrs = encodeAttributes(c.attributes);

@@ -22,17 +22,18 @@ import { abytes, concat, equalBytes, utf8 } from '../crypto/bytes.js';
 import { systemRandom, type RandomSource } from '../crypto/random.js';
 import { x25519PublicKey } from '../crypto/x25519.js';
 import { XEDDSA_SIGNATURE_LEN, xeddsaSign, xeddsaVerify, type XEdDSASigner } from '../crypto/xeddsa.js';
-import { CARD_MAX_PET_NAME_LEN, petNameProblem } from './codec/card.js';
+import { CARD_MAX_PET_NAME_LEN } from './codec/card.js';
+import { checkCommonFields, CREDENTIAL_KEY_LEN, CREDENTIAL_MAX_TTL, type CommonCredentialFields } from './credential-fields.js';
 import { ByteReader } from './codec/reader.js';
 import { decodeText, encodeText } from './codec/text.js';
-import { ByteWriter, strictUtf8 } from './codec/writer.js';
+import { ByteWriter } from './codec/writer.js';
 import { CREDENTIAL_V2_TEXT_PREFIX, CREDENTIAL_V2_VERSION, decodeCredentialV2, encodeCredentialV2, verifyCredentialV2, type CredentialV2 } from './credential-v2.js';
 
 /** A credential of either version (v2: credential-v2.ts, with attributes). */
 export type AnyCredential = Credential | CredentialV2;
 
 export const CREDENTIAL_VERSION = 1;
-export const CREDENTIAL_KEY_LEN = 32;
+export { CREDENTIAL_KEY_LEN, CREDENTIAL_MAX_TTL };
 /** The domain-separation label prepended to the signed bytes. */
 export const CREDENTIAL_SIG_CONTEXT: Uint8Array = utf8('ockam-enroll/v1/credential');
 export const CREDENTIAL_TEXT_PREFIX = 'OECR1:';
@@ -41,23 +42,9 @@ export const CREDENTIAL_MIN_LEN = 1 + 3 * CREDENTIAL_KEY_LEN + 8 + 8 + 1 + XEDDS
 export const CREDENTIAL_MAX_LEN = CREDENTIAL_MIN_LEN + CARD_MAX_PET_NAME_LEN;
 /** How far in the future issued_at may be before a verifier refuses it (clock skew). */
 export const CREDENTIAL_CLOCK_SKEW = 300;
-/** The longest lifetime a credential may have: ten years. */
-export const CREDENTIAL_MAX_TTL = 3650 * 86400;
 
-export interface CredentialFields {
-  /** The issuing service's identity key IK_A. */
-  issuer: Uint8Array;
-  /** SHA-256(EIK_B), the enrollee id (§3.2). */
-  enrolleeId: Uint8Array;
-  /** The enrollee's long-term identity key IK_B. */
-  ikB: Uint8Array;
-  /** The enrollee's pet name as the service recorded it ('' for none). */
-  petName: string;
-  /** Unix seconds. */
-  issuedAt: number;
-  /** Unix seconds; the credential is refused at and after this instant. */
-  expiresAt: number;
-}
+/** The fields of a v1 credential: the shared ones (credential-fields.ts). */
+export type CredentialFields = CommonCredentialFields;
 
 export interface Credential extends CredentialFields {
   version: 1;
@@ -72,31 +59,9 @@ export interface VerifyCredentialOptions {
   issuer: Uint8Array;
 }
 
-/** Field types, lengths and ranges; the error code is the caller's. */
+/** Field types, lengths and ranges (credential-fields.ts); the error code is the caller's. */
 function checkFields(c: CredentialFields, fail: (m: string) => never): Uint8Array {
-  const key = (v: unknown, name: string): void => {
-    if (!(v instanceof Uint8Array) || v.length !== CREDENTIAL_KEY_LEN) fail(`"${name}" must be ${CREDENTIAL_KEY_LEN} bytes`);
-  };
-  key(c.issuer, 'issuer');
-  key(c.enrolleeId, 'enrolleeId');
-  key(c.ikB, 'ikB');
-  for (const [name, v] of [['issuedAt', c.issuedAt], ['expiresAt', c.expiresAt]] as const) {
-    if (!Number.isSafeInteger(v) || v < 0) fail(`"${name}" must be an integer in 0..2^53-1`);
-  }
-  // A credential that is never valid, or valid for longer than any service issues, is
-  // refused by the codec itself: no verifier has to remember to check it.
-  if (c.expiresAt <= c.issuedAt) fail('"expiresAt" must be after "issuedAt"');
-  if (c.expiresAt - c.issuedAt > CREDENTIAL_MAX_TTL) fail(`lifetime is over ${CREDENTIAL_MAX_TTL} seconds`);
-  if (typeof c.petName !== 'string') fail('"petName" must be a string');
-  let pet: Uint8Array;
-  try {
-    pet = strictUtf8(c.petName, 'petName');
-  } catch {
-    return fail('"petName" holds a lone surrogate');
-  }
-  const problem = petNameProblem(c.petName, pet);
-  if (problem !== undefined) fail(`"petName" ${problem}`);
-  return pet;
+  return checkCommonFields(c, fail);
 }
 
 /** Every byte the signature covers (all fields before sig). */

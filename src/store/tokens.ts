@@ -22,6 +22,8 @@
 import Database from 'better-sqlite3';
 import { EnrollError } from '../errors.js';
 import type { EnrolleeRecord, EnrolleeState } from './types.js';
+import { checkAttributes, type Attributes } from '../protocol/codec/attributes.js';
+import { attributesColumn } from './sqlite.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS tokens (
@@ -73,6 +75,8 @@ export interface TokenIdentity {
   state: EnrolleeState;
   method: EnrolleeRecord['method'];
   revokedAt: number | null;
+  /** The identity's attributes as the store holds them now (docs/policies.md): what its next certificate carries. */
+  attributes: Attributes;
 }
 
 export interface CreateTokenInput {
@@ -82,6 +86,8 @@ export interface CreateTokenInput {
   jti: string;
   now: number;
   expiresAt: number;
+  /** Attributes for the identity (checked against the enroller's scope by the caller); absent or {} for none. */
+  attributes?: Attributes;
 }
 
 export interface NewCertificate {
@@ -162,10 +168,25 @@ export function toIdentity(r: Row): TokenIdentity {
     state: r.e_state as EnrolleeState,
     method: r.e_method as EnrolleeRecord['method'],
     revokedAt: num(r.e_revoked_at),
+    attributes: r.e_attributes == null ? NO_ATTRIBUTES : storedAttributes(r.e_attributes),
   };
 }
 
+const NO_ATTRIBUTES: Attributes = Object.freeze({});
+
+/** The enrollees.attributes column (canonical JSON), checked again as every read of it is (sqlite.ts toEnrollee). */
+function storedAttributes(v: unknown): Attributes {
+  try {
+    return checkAttributes(JSON.parse(String(v)), 'ERR_STORE');
+  } catch (cause) {
+    throw new EnrollError('ERR_STORE', `the store holds malformed enrollee attributes: ${(cause as Error).message}`, { cause });
+  }
+}
+
 export const SERIAL_RE = /^[0-9a-f]{32}$/;
+
+/** The identity's columns toIdentity reads, from `enrollees e` (both stores). */
+export const WITH_IDENTITY = `e.id AS e_id, e.pet_name AS e_pet_name, e.state AS e_state, e.method AS e_method, e.revoked_at AS e_revoked_at, e.attributes AS e_attributes`;
 
 export class SqliteTokenStore implements TokenStore {
   readonly #db: Database.Database;
@@ -196,15 +217,15 @@ export class SqliteTokenStore implements TokenStore {
 
   private prepare() {
     const db = this.#db;
-    const withIdentity = `e.id AS e_id, e.pet_name AS e_pet_name, e.state AS e_state, e.method AS e_method, e.revoked_at AS e_revoked_at`;
+    const withIdentity = WITH_IDENTITY;
     return {
       nameTaken: db.prepare(
         `SELECT 1 FROM enrollees WHERE method = 'token' AND pet_name = ?
            AND (state = 'enrolled' OR (state = 'pending' AND expires_at > ?)) LIMIT 1`,
       ).pluck(),
       insertIdentity: db.prepare(
-        `INSERT INTO enrollees (id, method, state, pet_name, enroller, approved_at, expires_at)
-         VALUES (?, 'token', 'pending', ?, ?, ?, ?)`,
+        `INSERT INTO enrollees (id, method, state, pet_name, enroller, approved_at, expires_at, attributes)
+         VALUES (?, 'token', 'pending', ?, ?, ?, ?, ?)`,
       ),
       insertToken: db.prepare(`INSERT INTO tokens (jti, enrollee_id, enroller, created_at, expires_at) VALUES (?, ?, ?, ?, ?)`),
       getToken: db.prepare(`SELECT t.*, ${withIdentity} FROM tokens t JOIN enrollees e ON e.id = t.enrollee_id WHERE t.jti = ?`),
@@ -241,7 +262,7 @@ export class SqliteTokenStore implements TokenStore {
           hint: 'choose another --name, or revoke the other identity first (`ockam-enroll service enrollee revoke`)',
         });
       }
-      s.insertIdentity.run(buf(input.id), input.name, input.enroller && buf(input.enroller), input.now, input.expiresAt);
+      s.insertIdentity.run(buf(input.id), input.name, input.enroller && buf(input.enroller), input.now, input.expiresAt, attributesColumn(input.attributes));
       s.insertToken.run(input.jti, buf(input.id), input.enroller && buf(input.enroller), input.now, input.expiresAt);
     }).immediate();
   }

@@ -17,7 +17,10 @@
  * §7.1 ask for at least 64).
  */
 import { isIP } from 'node:net';
-import { createHash } from 'node:crypto';
+import { createHash, KeyObject, sign as nodeSign, X509Certificate as NodeX509Certificate } from 'node:crypto';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import { Certificate, Extension } from '@peculiar/asn1-x509';
+import { expect, oidText, readDer, TAG_SEQUENCE } from './der.js';
 import { systemRandom, type RandomSource } from '../crypto/random.js';
 import { toHex } from '../crypto/bytes.js';
 import { EnrollError, type ErrorCode } from '../errors.js';
@@ -151,6 +154,8 @@ export interface IssueClientOptions {
   now: number;
   days: number;
   serial: string;
+  /** One more Extension, DER, appended last (cert-template.ts's extraExtension: the attributes, attributes-ext.ts). */
+  extraExtension?: Uint8Array;
 }
 
 export interface IssuedCertificate {
@@ -185,7 +190,31 @@ export async function issueClientCertificate(opts: IssueClientOptions): Promise<
       await x509.AuthorityKeyIdentifierExtension.create(opts.ca.publicKey),
     ],
   });
-  return { der: new Uint8Array(cert.rawData), serial: serialHex(cert), notBefore: seconds(v.notBefore), notAfter: seconds(v.notAfter) };
+  const der = opts.extraExtension === undefined ? new Uint8Array(cert.rawData) : withExtraExtension(new Uint8Array(cert.rawData), opts.extraExtension, opts.caKey);
+  return { der, serial: serialHex(cert), notBefore: seconds(v.notBefore), notAfter: seconds(v.notAfter) };
+}
+
+/**
+ * `der` with one more extension, last, signed again by `caKey`. Not through the generator:
+ * it reads each extension's OID back as text, and asn1js writes an arc over 56 bits as hex
+ * that it cannot encode again (the attributes extension's OID is a 128-bit UUID arc,
+ * attributes-ext.ts), so the extension is added to the parsed tbsCertificate with its OID
+ * as the decimal text der.ts reads, which asn1js encodes exactly.
+ */
+function withExtraExtension(der: Uint8Array, extension: Uint8Array, caKey: CryptoKey): Uint8Array {
+  let ext: Extension;
+  try {
+    const parts = expect(extension, readDer(extension), TAG_SEQUENCE, 'Extension');
+    ext = AsnConvert.parse(extension, Extension);
+    ext.extnID = oidText(extension, parts[0]!);
+  } catch (cause) {
+    throw new EnrollError('ERR_INVALID_ARG', '"extraExtension" is not a DER Extension', { cause });
+  }
+  const asn = AsnConvert.parse(der, Certificate);
+  asn.tbsCertificate.extensions!.push(ext);
+  const tbs = new Uint8Array(AsnConvert.serialize(asn.tbsCertificate));
+  asn.signatureValue = new Uint8Array(nodeSign('sha256', tbs, { key: KeyObject.from(caKey as never), dsaEncoding: 'der' })).buffer;
+  return new Uint8Array(AsnConvert.serialize(asn));
 }
 
 /** Whether `ca` is a CA certificate: basicConstraints cA=TRUE and, if present, keyCertSign. */
@@ -208,9 +237,12 @@ export async function whyNotIssuedBy(cert: X509Certificate, ca: X509Certificate,
   if (!Buffer.from(cert.issuerName.toArrayBuffer()).equals(Buffer.from(ca.subjectName.toArrayBuffer()))) {
     return `the certificate's issuer (${cert.issuer}) is not the CA (${ca.subject})`;
   }
+  // The signature over the certificate's own tbsCertificate bytes, by node:crypto (OpenSSL,
+  // as TLS checks it): @peculiar/x509's verify() encodes the parsed tbsCertificate again, and
+  // asn1js cannot encode an OID arc over 56 bits (the attributes extension's, attributes-ext.ts).
   let ok = false;
   try {
-    ok = await cert.verify({ publicKey: ca.publicKey, signatureOnly: true });
+    ok = new NodeX509Certificate(Buffer.from(cert.rawData)).verify(new NodeX509Certificate(Buffer.from(ca.rawData)).publicKey);
   } catch {
     ok = false;
   }

@@ -22,7 +22,6 @@ import {
   DerError,
   expect,
   oid,
-  oidText,
   rawOf,
   readDer,
   tlv,
@@ -30,6 +29,7 @@ import {
   TAG_BIT_STRING,
   TAG_INTEGER,
   TAG_OCTET_STRING,
+  TAG_OID,
   TAG_PRINTABLE,
   TAG_SEQUENCE,
   TAG_SET,
@@ -55,7 +55,8 @@ const EXT_EKU_CLIENT_AUTH = hex('30130603551d25040c300a06082b06010505070302');
 const OID_SAN = oid('2.5.29.17');
 const OID_SKI = oid('2.5.29.14');
 const OID_AKI = oid('2.5.29.35');
-const OURS = new Set(['2.5.29.19', '2.5.29.15', '2.5.29.37', '2.5.29.17', '2.5.29.14', '2.5.29.35']);
+/** The profile's own extensions, by the hex of their OID's DER. */
+const OURS_DER = new Map(['2.5.29.19', '2.5.29.15', '2.5.29.37', '2.5.29.17', '2.5.29.14', '2.5.29.35'].map((t) => [Buffer.from(oid(t)).toString('hex'), t]));
 const PRINTABLE_RE = /^[A-Za-z0-9 '()+,\-./:=?]*$/;
 const SERIAL_RE = /^[4-7][0-9a-f]{31}$/;
 
@@ -99,15 +100,20 @@ export interface BuildClientOptions {
 }
 
 function checkExtraExtension(der: Uint8Array): void {
-  let type: string;
+  let type: Uint8Array;
   try {
     const e = expect(der, readDer(der), TAG_SEQUENCE, 'Extension');
     if (e.length < 2 || e.length > 3 || e[e.length - 1]!.tag !== TAG_OCTET_STRING || (e.length === 3 && e[1]!.tag !== 0x01)) throw new DerError('Extension');
-    type = oidText(der, e[0]!);
+    if (e[0]!.tag !== TAG_OID || e[0]!.end === e[0]!.body) throw new DerError('extnID');
+    // Compared as DER bytes, not as text: an extension's OID may have arcs beyond what
+    // oidText reads (the attributes extension's is a 128-bit UUID arc, attributes-ext.ts).
+    type = rawOf(der, e[0]!);
   } catch (cause) {
     throw new EnrollError('ERR_INVALID_ARG', '"extraExtension" is not a DER Extension', { cause });
   }
-  if (OURS.has(type)) throw new EnrollError('ERR_INVALID_ARG', `"extraExtension" ${type} is one the profile sets itself`);
+  const hexOf = Buffer.from(type).toString('hex');
+  const own = OURS_DER.get(hexOf);
+  if (own !== undefined) throw new EnrollError('ERR_INVALID_ARG', `"extraExtension" ${own} is one the profile sets itself`);
 }
 
 /** A client certificate for an identity (see the profile above). */

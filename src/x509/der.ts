@@ -142,28 +142,41 @@ export function rawOf(buf: Uint8Array, t: Tlv): Uint8Array {
   return buf.subarray(t.start, t.end);
 }
 
-/** Dotted text of an OBJECT IDENTIFIER (X.690 §8.19), minimal arcs only. */
+/** The largest arc read: 128 bits, for UUID OIDs (2.25.<UUID>, X.667 §8; x509/attributes-ext.ts). */
+const MAX_OID_ARC = 1n << 128n;
+
+/**
+ * Dotted text of an OBJECT IDENTIFIER (X.690 §8.19), minimal arcs only, each below 2^128.
+ * Arcs are read as doubles while they stay exact, and as BigInt beyond (a UUID arc only).
+ */
 export function oidText(buf: Uint8Array, t: Tlv): string {
   if (t.tag !== TAG_OID) throw new DerError('expected an OBJECT IDENTIFIER');
   if (t.end === t.body) throw new DerError('empty OBJECT IDENTIFIER');
-  const arcs: number[] = [];
+  const arcs: (number | bigint)[] = [];
   let v = 0;
+  let big: bigint | undefined;
   let fresh = true;
   for (let i = t.body; i < t.end; i++) {
     const b = buf[i]!;
     if (fresh && b === 0x80) throw new DerError('non-minimal OBJECT IDENTIFIER arc');
     fresh = false;
-    v = v * 128 + (b & 0x7f);
-    if (v > Number.MAX_SAFE_INTEGER / 256) throw new DerError('OBJECT IDENTIFIER arc too large');
+    if (big !== undefined) {
+      big = big * 128n + BigInt(b & 0x7f);
+      if (big >= MAX_OID_ARC) throw new DerError('OBJECT IDENTIFIER arc too large');
+    } else {
+      v = v * 128 + (b & 0x7f);
+      if (v > Number.MAX_SAFE_INTEGER / 256) big = BigInt(v);
+    }
     if ((b & 0x80) === 0) {
-      arcs.push(v);
+      arcs.push(big ?? v);
       v = 0;
+      big = undefined;
       fresh = true;
     }
   }
   if (!fresh) throw new DerError('truncated OBJECT IDENTIFIER');
   const first = arcs[0]!;
-  const head = first < 40 ? [0, first] : first < 80 ? [1, first - 40] : [2, first - 80];
+  const head = typeof first === 'bigint' ? [2, first - 80n] : first < 40 ? [0, first] : first < 80 ? [1, first - 40] : [2, first - 80];
   return [...head, ...arcs.slice(1)].join('.');
 }
 

@@ -10,7 +10,7 @@ import { CertificateChoices, CertificateSet, ContentInfo, EncapsulatedContentInf
 import { Certificate } from '@peculiar/asn1-x509';
 import { EnrollError, type ErrorCode } from '../errors.js';
 import { MAX_CERT_DER } from './constants.js';
-import { tlv } from './der.js';
+import { children, rawOf, readTlv, tlv } from './der.js';
 
 /** Most certificates a certs-only response may carry (ours carry one or two). */
 export const MAX_PKCS7_CERTS = 8;
@@ -88,12 +88,26 @@ export function decodeCertsOnly(der: Uint8Array, code: ErrorCode = 'ERR_DECODE',
   if (items.length === 0) throw new EnrollError(code, `${what} holds no certificate`);
   if (items.length > MAX_PKCS7_CERTS) throw new EnrollError(code, `${what} holds ${items.length} certificates, more than ${MAX_PKCS7_CERTS}`);
   // Array.from: mapping the ASN.1 set itself would build another CertificateSet.
-  return Array.from(items, (c) => {
+  Array.from(items, (c) => {
     if (!c.certificate) throw new EnrollError(code, `${what} holds something other than an X.509 certificate`);
-    const out = new Uint8Array(AsnConvert.serialize(c.certificate));
-    if (out.length > MAX_CERT_DER) throw new EnrollError(code, `${what} holds a certificate larger than ${MAX_CERT_DER} bytes`);
-    return out;
   });
+  // Each certificate's own bytes, as the CA signed them, not the parsed value encoded again:
+  // asn1js cannot encode an OID arc over 56 bits (the attributes extension's is a 128-bit
+  // UUID arc, attributes-ext.ts), and a signature covers the bytes, not the value.
+  let raw: Uint8Array[];
+  try {
+    const [, wrapped] = children(der, readTlv(der, 0));
+    const [signedTlv] = children(der, wrapped!);
+    const set = children(der, signedTlv!).find((f) => f.tag === 0xa0);
+    raw = set === undefined ? [] : children(der, set).map((t) => rawOf(der, t).slice());
+  } catch (cause) {
+    throw new EnrollError(code, `${what} is not a CMS ContentInfo`, { cause });
+  }
+  if (raw.length !== items.length) throw new EnrollError(code, `${what}: the certificates set does not hold what it parsed as`);
+  for (const out of raw) {
+    if (out.length > MAX_CERT_DER) throw new EnrollError(code, `${what} holds a certificate larger than ${MAX_CERT_DER} bytes`);
+  }
+  return raw;
 }
 
 const B64_RE = /^[A-Za-z0-9+/]*={0,2}$/;

@@ -7,6 +7,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { join as pathJoin } from 'node:path';
 import { assertFailure, ok, okJson, removeTempHomes, run, setupWorld, show, type Enrollee, type World } from '../helpers/cli.js';
 import { audited, auditEntries, EXIT, join } from '../helpers/lifecycle.js';
@@ -113,6 +114,27 @@ describe('attributes and scopes', () => {
     assert.deepEqual(entries[1]!.fields.attributes, { role: 'sensor', site: 'paris' });
     assertFailure(await run(['service', 'enrollee', 'unset-attr', sensor.id, 'floor'], { home: w.serviceHome }), EXIT.USAGE, /no attribute "floor"/);
     assertFailure(await run(['service', 'enrollee', 'set-attr', sensor.id, 'site'], { home: w.serviceHome }), EXIT.USAGE, /KEY=VALUE/);
+  });
+
+  test('after set-attr, the device\'s next `enrollee status` fetches a credential reissued with the new attributes', async () => {
+    const path = pathJoin(sensor.home, 'enrollee', 'credential.txt');
+    const file = `@${path}`;
+    const heldText = readFileSync(path, 'utf8');
+    const held = await okJson(['credential', 'verify', file, '--service-key', w.serviceKey], { home: w.root });
+    // The credential from the join still says site=berlin: set-attr changed only the record.
+    assert.deepEqual(held.attributes, { role: 'sensor', site: 'berlin' });
+    const status = await run(['enrollee', 'status'], { home: sensor.home });
+    assert.equal(status.code, EXIT.OK, show(status));
+    assert.match(status.stderr, /its attributes\): fetched the reissued credential/);
+    const now = await okJson(['credential', 'verify', file, '--service-key', w.serviceKey, '--require', 'subject.attributes.site == "paris"'], { home: w.root });
+    assert.deepEqual(now.attributes, { role: 'sensor', site: 'paris' });
+    const nowText = readFileSync(path, 'utf8');
+    assert.notEqual(nowText, heldText);
+    // Nothing changed since: the next status keeps the credential (no request, no signature).
+    const again = await run(['enrollee', 'status'], { home: sensor.home });
+    assert.equal(again.code, EXIT.OK, show(again));
+    assert.doesNotMatch(again.stderr, /reissued|renewed/);
+    assert.equal(readFileSync(path, 'utf8'), nowText);
   });
 
   test('list --where filters with CEL; a bad expression is a usage error naming its column', async () => {

@@ -310,27 +310,59 @@ export function decodeAcceptance(plain: Uint8Array): Acceptance {
 export const MSG_STATUS_REQUEST = 0x30;
 export const MSG_STATUS = 0x31;
 
-/** STATUS: `enrollee_id 32 ‖ enrolled_at u64 ‖ pet_len u8 ‖ pet ‖ addr_len u16 ‖ Addr` (state is "enrolled": only enrolled keys are admitted). */
+/**
+ * STATUS_REQUEST: `0x30 [‖ flags u8]`. Flag bit 0 (STATUS_WANT_SUBJECT_DIGEST) asks the
+ * service to end its STATUS with the subject digest of the credential it would issue now
+ * (§7.9.3): how a device learns, at its next `enrollee status`, that a `set-attr` made its
+ * credential stale. A service from before the flag ignores the byte and answers the short
+ * STATUS; an enrollee from before it sends no flag and gets the short STATUS: either way the
+ * exchange is what it was.
+ */
+export const STATUS_WANT_SUBJECT_DIGEST = 0x01;
+/** A subject digest: SHA-256 (credential.ts credentialSubjectDigest). */
+export const SUBJECT_DIGEST_LEN = 32;
+
+export interface StatusRequest {
+  wantSubjectDigest: boolean;
+}
+
+/**
+ * STATUS: `enrollee_id 32 ‖ enrolled_at u64 ‖ pet_len u8 ‖ pet ‖ addr_len u16 ‖ Addr
+ * [‖ subject_digest 32]` (state is "enrolled": only enrolled keys are admitted; the digest
+ * only when the request asked for it).
+ */
 export interface StatusReport {
   enrolleeId: Uint8Array;
   enrolledAt: number;
   petName: string;
   addr: string;
+  subjectDigest?: Uint8Array;
 }
 
-export function encodeStatusRequest(): Uint8Array {
-  return Uint8Array.of(MSG_STATUS_REQUEST);
+export function encodeStatusRequest(req: StatusRequest = { wantSubjectDigest: false }): Uint8Array {
+  return req.wantSubjectDigest ? Uint8Array.of(MSG_STATUS_REQUEST, STATUS_WANT_SUBJECT_DIGEST) : Uint8Array.of(MSG_STATUS_REQUEST);
+}
+
+export function decodeStatusRequest(msg: Uint8Array): StatusRequest {
+  messageType(msg, [MSG_STATUS_REQUEST], 'status request');
+  const r = reader(msg, 'status request');
+  if (r.remaining === 0) return { wantSubjectDigest: false };
+  const flags = r.u8('flags');
+  r.end();
+  if ((flags & ~STATUS_WANT_SUBJECT_DIGEST) !== 0) r.fail(`unknown flags 0x${flags.toString(16).padStart(2, '0')}`);
+  return { wantSubjectDigest: (flags & STATUS_WANT_SUBJECT_DIGEST) !== 0 };
 }
 
 export function encodeStatus(s: StatusReport): Uint8Array {
-  return writer(MSG_STATUS)
+  const w = writer(MSG_STATUS)
     .bytes(s.enrolleeId, 32, 'enrollee_id')
     .u64be(s.enrolledAt, 'enrolled_at')
     .u8(Buffer.byteLength(s.petName), 'pet_len')
     .utf8(s.petName, 'pet_name')
     .u16be(Buffer.byteLength(s.addr), 'addr_len')
-    .utf8(s.addr, 'addr')
-    .finish();
+    .utf8(s.addr, 'addr');
+  if (s.subjectDigest !== undefined) w.bytes(s.subjectDigest, SUBJECT_DIGEST_LEN, 'subject_digest');
+  return w.finish();
 }
 
 export function decodeStatus(msg: Uint8Array): StatusReport {
@@ -340,8 +372,9 @@ export function decodeStatus(msg: Uint8Array): StatusReport {
   const enrolledAt = r.u64be('enrolled_at');
   const petName = r.utf8(r.u8('pet_len'), 'pet_name');
   const addr = r.utf8(r.u16be('addr_len'), 'addr');
+  const subjectDigest = r.remaining > 0 ? r.bytes(SUBJECT_DIGEST_LEN, 'subject_digest') : undefined;
   r.end();
-  return { enrolleeId, enrolledAt, petName, addr };
+  return { enrolleeId, enrolledAt, petName, addr, ...(subjectDigest !== undefined ? { subjectDigest } : {}) };
 }
 
 // ---- token enrollment (enroller → service, docs/token-enrollment.md)
@@ -354,18 +387,26 @@ export const MAX_TOKEN_CREATE_TTL = 30 * 24 * 3600;
 /** Longest token the service may answer with (protocol/token/claims.ts MAX_TOKEN_LEN). */
 const MAX_TOKEN_MSG_LEN = 4096;
 
-/** TOKEN_CREATE: `0x50 ‖ ttl u64 ‖ name_len u8 ‖ name` (name: see x509/identity.ts). */
+/**
+ * TOKEN_CREATE: `0x50 ‖ ttl u64 ‖ name_len u8 ‖ name [‖ attributes]` (name: see
+ * x509/identity.ts). The attribute list (codec/attributes.ts) is absent when there are none,
+ * as in APPROVE, so a request without attributes is the same bytes as before them; a service
+ * from before them refuses one that has them (its decoder wants the frame to end after the
+ * name) rather than dropping them. The service checks them against the enroller's scope.
+ */
 export interface TokenCreateRequest {
   ttl: number;
   name: string;
+  attributes?: Attributes;
 }
 
 export function encodeTokenCreate(req: TokenCreateRequest): Uint8Array {
-  return writer(MSG_TOKEN_CREATE)
+  const w = writer(MSG_TOKEN_CREATE)
     .u64be(req.ttl, 'ttl')
     .u8(Buffer.byteLength(req.name), 'name_len')
-    .utf8(req.name, 'name')
-    .finish();
+    .utf8(req.name, 'name');
+  if (req.attributes !== undefined && Object.keys(req.attributes).length > 0) w.bytes(encodeAttributes(req.attributes), undefined, 'attributes');
+  return w.finish();
 }
 
 export function decodeTokenCreate(msg: Uint8Array): TokenCreateRequest {
@@ -373,12 +414,15 @@ export function decodeTokenCreate(msg: Uint8Array): TokenCreateRequest {
   const r = reader(msg, 'token create');
   const ttl = r.u64be('ttl');
   const name = r.utf8(r.u8('name_len'), 'name');
+  const attributes = r.remaining > 0 ? readAttributes(r) : undefined;
   r.end();
   if (ttl < 1 || ttl > MAX_TOKEN_CREATE_TTL) {
     throw new EnrollError('ERR_FRAME_MALFORMED', `token create: ttl must be 1..${MAX_TOKEN_CREATE_TTL} seconds, got ${ttl}`);
   }
   if (!isIdentityName(name)) throw new EnrollError('ERR_FRAME_MALFORMED', 'token create: the name is not a valid identity name');
-  return { ttl, name };
+  // An explicit empty list is not a second encoding of "none".
+  if (attributes !== undefined && Object.keys(attributes).length === 0) r.fail('an empty attribute list must be left out');
+  return { ttl, name, ...(attributes ? { attributes } : {}) };
 }
 
 /** TOKEN: `0x51 ‖ identity_id 32 ‖ expires_at u64 ‖ jwt_len u16 ‖ jwt ASCII`. */

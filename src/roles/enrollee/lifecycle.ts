@@ -16,6 +16,7 @@ import type { KeyPair } from '../../crypto/x25519.js';
 import { EnrollError, isEnrollError } from '../../errors.js';
 import { verifyAnnouncement, type AddressAnnouncement } from '../../protocol/announce.js';
 import { credentialFromText } from '../../protocol/credential.js';
+import { credentialSubjectDigest } from '../../protocol/credential-fields.js';
 import { messageType } from '../../protocol/messages/common.js';
 import {
   decodeStatus,
@@ -92,8 +93,9 @@ export async function openSessionAt(svc: ServiceRecord, ikB: KeyPair, ikA: Uint8
   }
 }
 
+/** STATUS, with the subject digest of the credential the service would issue now (§7.9.3; a service before it leaves it out). */
 export async function requestStatus(channel: SecureChannel, timeoutMs = REPLY_TIMEOUT_MS): Promise<StatusReport> {
-  await channel.send(encodeStatusRequest());
+  await channel.send(encodeStatusRequest({ wantSubjectDigest: true }));
   return decodeStatus(await channel.receive(timeoutMs));
 }
 
@@ -277,7 +279,7 @@ export async function checkStatus(enrollee: EnrolleeHome, onInfo?: (line: string
   } finally {
     s.channel.connection.destroy();
   }
-  await renewCredentialIfDue(enrollee, s.ikB, Math.floor(Date.now() / 1000), onInfo);
+  await renewCredentialIfDue(enrollee, s.ikB, Math.floor(Date.now() / 1000), onInfo, s.report.subjectDigest);
   return result;
 }
 
@@ -287,23 +289,33 @@ export async function checkStatus(enrollee: EnrolleeHome, onInfo?: (line: string
  * the session it keeps anyway, once half the lifetime has passed (or when it has none). A
  * revoked device is refused the session, so it gets no new one. A failed renewal is said in an
  * info line; the status itself stands.
+ *
+ * Also when `subjectDigest` (from STATUS, §7.9.3) differs from the kept credential's: the
+ * service would now say something else about this device — its attributes changed
+ * (`service enrollee set-attr`/`unset-attr`) — so the kept credential is reissued at once.
  */
-export async function renewCredentialIfDue(enrollee: EnrolleeHome, ikB: KeyPair, now: number, onInfo?: (line: string) => void): Promise<boolean> {
+export async function renewCredentialIfDue(enrollee: EnrolleeHome, ikB: KeyPair, now: number, onInfo?: (line: string) => void, subjectDigest?: Uint8Array): Promise<boolean> {
   let kept;
   try {
     kept = storedCredential(enrollee);
   } catch {
     kept = undefined;
   }
+  let changed = false;
   if (kept !== undefined) {
     const c = kept.credential;
-    if (equalBytes(c.ikB, ikB.publicKey) && now < c.issuedAt + Math.floor((c.expiresAt - c.issuedAt) / 2)) return false;
+    changed = subjectDigest !== undefined && !equalBytes(subjectDigest, credentialSubjectDigest(c.petName, c.version === 2 ? c.attributes : {}));
+    if (!changed && equalBytes(c.ikB, ikB.publicKey) && now < c.issuedAt + Math.floor((c.expiresAt - c.issuedAt) / 2)) return false;
   }
   const svc = serviceRecord(enrollee);
   const ikA = fromHex(svc.service_key, 'service_key');
   try {
     await requestCredential(enrollee, svc, ikB, ikA);
-    onInfo?.(`renewed this enrollee's credential, in ${enrollee.keystore.path(CREDENTIAL_FILE)}`);
+    onInfo?.(
+      changed
+        ? `the service changed what it says about this enrollee (its attributes): fetched the reissued credential, in ${enrollee.keystore.path(CREDENTIAL_FILE)}`
+        : `renewed this enrollee's credential, in ${enrollee.keystore.path(CREDENTIAL_FILE)}`,
+    );
     return true;
   } catch (err) {
     onInfo?.(`the credential was not renewed (${err instanceof Error ? err.message : String(err)}); the one kept stays until it expires`);

@@ -6,6 +6,7 @@
  * own expiry; revoking the identity revokes every certificate it holds.
  */
 import { EnrollError } from '../../errors.js';
+import type { Attributes } from '../../protocol/codec/attributes.js';
 import type { PassphraseSource } from '../../keystore/passphrase.js';
 import { parseIssuer } from '../../protocol/token/claims.js';
 import { CT_PKCS10, EST_SIMPLEREENROLL } from '../../protocol/token/est.js';
@@ -34,6 +35,8 @@ export interface RenewResult {
   serial: string;
   previousSerial: string;
   notAfter: number;
+  /** What the new certificate's attributes extension says; {} for none. */
+  attributes: Attributes;
   keyType: KeyType;
   paths: TlsPaths;
 }
@@ -86,6 +89,7 @@ export async function renewCertificate(home: string, opts: RenewOptions): Promis
     serial: issued.serial,
     previousSerial: cur.record.serial,
     notAfter: issued.notAfter,
+    attributes: issued.attributes,
     keyType,
     paths,
   };

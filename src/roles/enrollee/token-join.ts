@@ -19,6 +19,8 @@ import { EnrollError, isEnrollError } from '../../errors.js';
 import { decodeTokenUnverified, parseIssuer } from '../../protocol/token/claims.js';
 import { verifyToken } from '../../protocol/token/jwt.js';
 import { CT_PKCS10, CT_PKCS7, EST_CACERTS, EST_SIMPLEENROLL } from '../../protocol/token/est.js';
+import type { Attributes } from '../../protocol/codec/attributes.js';
+import { certificateAttributes } from '../../x509/attributes-ext.js';
 import { certificateIdentity, fingerprint, notAfterSeconds, parseCertificate, serialHex, whyNotIssuedBy } from '../../x509/ca.js';
 import { createCsr } from '../../x509/csr.js';
 import { exportPrivateKeyPem, generateKeyPair, jwsAlgorithm, keyTypeOf, spkiOf, type CryptoKey, type KeyType } from '../../x509/keys.js';
@@ -49,6 +51,8 @@ export interface TokenJoinResult {
   service: string;
   serial: string;
   notAfter: number;
+  /** What the certificate's attributes extension says (x509/attributes-ext.ts); {} for none. */
+  attributes: Attributes;
   caFingerprint: string;
   keyType: KeyType;
   paths: TlsPaths;
@@ -58,7 +62,7 @@ export interface TokenJoinResult {
 export async function checkIssued(
   res: { status: number; mediaType: string; body: Buffer },
   expect: { ca: ReturnType<typeof parseCertificate>; id: string; name: string; publicKey: CryptoKey; now: number },
-): Promise<{ der: Uint8Array; serial: string; notAfter: number }> {
+): Promise<{ der: Uint8Array; serial: string; notAfter: number; attributes: Attributes }> {
   if (res.mediaType !== CT_PKCS7) {
     throw new EnrollError('ERR_HTTP', `the service answered with Content-Type ${JSON.stringify(res.mediaType.slice(0, 60))}, expected ${CT_PKCS7}`);
   }
@@ -77,7 +81,7 @@ export async function checkIssued(
     }
     const eku = cert.getExtension(x509.ExtendedKeyUsageExtension);
     if (!eku || !eku.usages.includes(x509.ExtendedKeyUsage.clientAuth)) throw new EnrollError('ERR_HTTP', 'the issued certificate lacks the clientAuth extended key usage');
-    return { der, serial: serialHex(cert), notAfter: notAfterSeconds(cert) };
+    return { der, serial: serialHex(cert), notAfter: notAfterSeconds(cert), attributes: certificateAttributes(der, 'ERR_HTTP') };
   }
   throw new EnrollError('ERR_HTTP', 'the service returned no certificate for this key');
 }
@@ -200,5 +204,5 @@ export async function joinWithToken(home: string, opts: TokenJoinOptions): Promi
     key_type: opts.keyType,
     enrolled_at: opts.now(),
   });
-  return { id: claims.sub, name: claims.name, service: iss.url, serial: issued.serial, notAfter: issued.notAfter, caFingerprint: claims.ca_fp, keyType: opts.keyType, paths };
+  return { id: claims.sub, name: claims.name, service: iss.url, serial: issued.serial, notAfter: issued.notAfter, attributes: issued.attributes, caFingerprint: claims.ca_fp, keyType: opts.keyType, paths };
 }

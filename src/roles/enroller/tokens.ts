@@ -7,6 +7,7 @@ import { EnrollError } from '../../errors.js';
 import { normaliseServiceAddress } from '../../keystore/known-services.js';
 import { decodeTokenUnverified } from '../../protocol/token/claims.js';
 import { decodeTokenCreated, encodeTokenCreate } from '../../protocol/messages/service.js';
+import type { Attributes } from '../../protocol/codec/attributes.js';
 import type { EnrollerHome } from './home.js';
 import { connectService } from './service-client.js';
 
@@ -14,6 +15,8 @@ export interface TokenRequest {
   service: string;
   name: string;
   ttl: number;
+  /** Attributes to ask for (checked against this enroller's scope by the service, docs/policies.md). */
+  attributes?: Attributes;
   serviceKey?: Uint8Array;
   /** Told when the service's key is trusted on first use and pinned (service-client.ts). */
   onPinned?: (address: string, key: Uint8Array) => void;
@@ -56,7 +59,7 @@ export async function requestToken(enr: EnrollerHome, req: TokenRequest): Promis
     ...(req.onPinned ? { onPinned: req.onPinned } : {}),
   });
   try {
-    await svc.channel.send(encodeTokenCreate({ ttl: req.ttl, name: req.name }));
+    await svc.channel.send(encodeTokenCreate({ ttl: req.ttl, name: req.name, ...(req.attributes ? { attributes: req.attributes } : {}) }));
     const t = decodeTokenCreated(await svc.channel.receive(30_000));
     // The answer must be a token for what was asked: same identity, same name, parseable.
     const { claims } = decodeTokenUnverified(t.jwt);

@@ -21,6 +21,7 @@ import { CREDENTIAL_MAX_TTL, credentialSignedBytes, encodeCredential, type Crede
 import type { SignReply, SignRequest } from './credential-worker.js';
 import type { ServiceHome } from './home.js';
 import type { Attributes } from '../../protocol/codec/attributes.js';
+import { credentialSubjectDigest } from '../../protocol/credential-fields.js';
 import { encodeCredentialV2, signCredentialV2 } from '../../protocol/credential-v2.js';
 import { serviceCsk } from './csk.js';
 import { enrollLifecycleFor } from './hooks.js';
@@ -65,6 +66,16 @@ export function credentialVersion(svc: ServiceHome, attributes: Attributes | und
   const v = (svc.settings as unknown as { credentialVersion?: unknown }).credentialVersion;
   if (v === 1 || v === 2) return v;
   return attributes !== undefined && Object.keys(attributes).length > 0 ? 2 : 1;
+}
+
+/**
+ * The subject digest (protocol/credential-fields.ts) of the credential issueCredential would
+ * make now for `rec`: sent in STATUS when the device asks, so that a device holding a
+ * credential with other attributes (a `set-attr`, `unset-attr`) fetches a new one.
+ */
+export function subjectDigestFor(svc: ServiceHome, rec: { petName: string | null; attributes?: Attributes | undefined }): Uint8Array {
+  const attributes = credentialVersion(svc, rec.attributes) === 2 ? (rec.attributes ?? {}) : {};
+  return credentialSubjectDigest(rec.petName ?? '', attributes);
 }
 
 /** Signs and encodes the credential for an enrollee accepted at `now`. */

@@ -290,7 +290,7 @@ export async function startHttpsServer(svc: ServiceHome, pki: ServicePki, opts: 
             return csrDer;
           }
           const issued = await enrollWithToken(svc, pki, { authorization, csrDer, now: now() });
-          log('cert-issued', { enrollee: issued.idHex, name: issued.name, serial: issued.serial, not_after: isoSeconds(issued.notAfter), peer });
+          log('cert-issued', { enrollee: issued.idHex, name: issued.name, ...attributesField(issued.attributes), serial: issued.serial, not_after: isoSeconds(issued.notAfter), peer });
           return { status: 200, type: CT_PKCS7_CERTS_ONLY, body: encodeBase64Body(encodeCertsOnlyDer([issued.der])), headers: { 'Content-Transfer-Encoding': 'base64' } };
         } catch (err) {
           if (!(err instanceof EnrollError)) throw err;
@@ -313,7 +313,7 @@ export async function startHttpsServer(svc: ServiceHome, pki: ServicePki, opts: 
             return csrDer;
           }
           const issued = await renewWithCertificate(svc, pki, { who, csrDer, now: now() });
-          log('cert-renewed', { enrollee: issued.idHex, name: issued.name, serial: issued.serial, previous: issued.previous, not_after: isoSeconds(issued.notAfter), peer });
+          log('cert-renewed', { enrollee: issued.idHex, name: issued.name, ...attributesField(issued.attributes), serial: issued.serial, previous: issued.previous, not_after: isoSeconds(issued.notAfter), peer });
           return { status: 200, type: CT_PKCS7_CERTS_ONLY, body: encodeBase64Body(encodeCertsOnlyDer([issued.der])), headers: { 'Content-Transfer-Encoding': 'base64' } };
         } catch (err) {
           if (!(err instanceof EnrollError)) throw err;
@@ -328,7 +328,7 @@ export async function startHttpsServer(svc: ServiceHome, pki: ServicePki, opts: 
         const { der, authorized } = peerCertificate(req);
         try {
           const who = await authenticateClient(svc, pki, { peerCertDer: der, authorized, now: now() });
-          return jsonReply(200, { id: who.idHex, name: who.name, serial: who.serial, not_after: isoSeconds(who.notAfter), method: 'token' });
+          return jsonReply(200, { id: who.idHex, name: who.name, serial: who.serial, not_after: isoSeconds(who.notAfter), method: 'token', attributes: who.attributes });
         } catch (err) {
           if (!(err instanceof EnrollError)) throw err;
           log('whoami-refused', { peer: peerOf(req), reason: `${err.code}: ${err.message}` });
@@ -518,4 +518,9 @@ export async function startHttpsServer(svc: ServiceHome, pki: ServicePki, opts: 
       await closed;
     },
   };
+}
+
+/** The attributes a certificate carries, as a log field (left out when there are none, as in the `approved` entry). */
+function attributesField(a: Readonly<Record<string, string>>): { attributes?: Readonly<Record<string, string>> } {
+  return Object.keys(a).length > 0 ? { attributes: a } : {};
 }

@@ -5,7 +5,8 @@
 import { toHex } from '../../crypto/bytes.js';
 import { EnrollError, isEnrollError } from '../../errors.js';
 import { encodeError, messageType } from '../../protocol/messages/common.js';
-import { encodeStatus, MSG_STATUS_REQUEST } from '../../protocol/messages/service.js';
+import { decodeStatusRequest, encodeStatus, MSG_STATUS_REQUEST } from '../../protocol/messages/service.js';
+import { subjectDigestFor } from './credentials.js';
 import { LIFECYCLE_REQUESTS } from '../../protocol/messages/session.js';
 import type { SecureChannel } from '../../transport/channel.js';
 import type { ServiceHome } from './home.js';
@@ -47,8 +48,25 @@ export async function serveSession(svc: ServiceHome, channel: SecureChannel, log
       if (await serveLifecycleRequest(svc, channel, rec, msg, log, _now())) return;
       continue;
     }
+    let req;
+    try {
+      req = decodeStatusRequest(msg);
+    } catch (err) {
+      if (!(err instanceof EnrollError)) throw err;
+      await channel.send(encodeError(err));
+      await channel.close();
+      return;
+    }
+    // The digest of the credential the record calls for now (§7.9.3): from the record read
+    // for this request, so a set-attr is seen at the next STATUS.
     await channel.send(
-      encodeStatus({ enrolleeId: rec.id, enrolledAt: rec.enrolledAt ?? 0, petName: rec.petName ?? '', addr: svc.settings.address }),
+      encodeStatus({
+        enrolleeId: rec.id,
+        enrolledAt: rec.enrolledAt ?? 0,
+        petName: rec.petName ?? '',
+        addr: svc.settings.address,
+        ...(req.wantSubjectDigest ? { subjectDigest: subjectDigestFor(svc, rec) } : {}),
+      }),
     );
   }
 }

@@ -41,19 +41,27 @@ import type { DecisionLog } from './log.js';
 import type { ServicePki } from './pki.js';
 import { INIT_FORCE_DESTROYS } from './https-announce.js';
 import { commitQueueFor } from './commits.js';
+import { checkScope } from '../../policy/scopes.js';
+import type { Attributes } from '../../protocol/codec/attributes.js';
+import { attributesExtension } from '../../x509/attributes-ext.js';
 
 export interface CreatedToken {
   identityId: Uint8Array;
   name: string;
   jwt: string;
   expiresAt: number;
+  attributes: Attributes;
 }
 
 /** Makes a pending identity called `name` and its one-time token, valid for `ttl` seconds. */
 export async function createToken(
   svc: ServiceHome,
-  opts: { name: string; ttl: number; enroller: EnrollerRecord | null; now: number; random?: RandomSource },
+  opts: { name: string; ttl: number; enroller: EnrollerRecord | null; now: number; random?: RandomSource; attributes?: Attributes },
 ): Promise<CreatedToken> {
+  // The scope is checked here, on the enroller's record as the store holds it, before
+  // anything is made or written, as for an approval (enrollers.ts serveApprove).
+  const attributes = opts.attributes ?? {};
+  if (opts.enroller !== null) checkScope(opts.enroller.scopes, attributes, opts.enroller.name ?? toHex(opts.enroller.publicKey).slice(0, 16));
   const pki = await svc.pki();
   if (!pki) {
     throw new EnrollError('ERR_REJECTED', 'this service has no CA for token enrollment', {
@@ -81,8 +89,9 @@ export async function createToken(
     jti: claims.jti,
     now: opts.now,
     expiresAt: claims.exp,
+    attributes,
   });
-  return { identityId, name: opts.name, jwt, expiresAt: claims.exp };
+  return { identityId, name: opts.name, jwt, expiresAt: claims.exp, attributes };
 }
 
 /** The bearer token of an Authorization header (RFC 6750 §2.1), length-checked. */
@@ -101,14 +110,16 @@ export function bearerToken(header: string | undefined): string {
  * The hot path of enrollment and renewal, pure (bytes and keys in, bytes out, no I/O, so
  * that a worker thread can run it): the CSR's checks (csr-der.ts: DER, key, proof of
  * possession; then exactly this identity), and the certificate built from the CA's template
- * and signed with node:crypto (cert-template.ts).
+ * and signed with node:crypto (cert-template.ts). The identity's attributes, if it has any,
+ * go into the attributes extension (x509/attributes-ext.ts).
  */
 export function certificateForRequest(
   pki: Pick<ServicePki, 'clientTemplate'>,
-  o: { csrDer: Uint8Array; name: string; idHex: string; now: number; days: number; serial: string; extraExtension?: Uint8Array },
+  o: { csrDer: Uint8Array; name: string; idHex: string; now: number; days: number; serial: string; attributes?: Attributes },
 ): IssuedCertificate {
   const csr = parseCsrDer(o.csrDer);
   checkCsrIdentity(csr, { name: o.name, idHex: o.idHex });
+  const extraExtension = attributesExtension(o.attributes);
   return buildClientCertificate(pki.clientTemplate, {
     spki: csr.spki,
     name: o.name,
@@ -116,13 +127,15 @@ export function certificateForRequest(
     now: o.now,
     days: o.days,
     serial: o.serial,
-    ...(o.extraExtension ? { extraExtension: o.extraExtension } : {}),
+    ...(extraExtension ? { extraExtension } : {}),
   });
 }
 
 export interface IssuedForIdentity extends IssuedCertificate {
   idHex: string;
   name: string;
+  /** The attributes its certificate carries. */
+  attributes: Attributes;
 }
 
 /** Runs the enrollment checks (file comment) and issues the certificate. */
@@ -151,11 +164,19 @@ export async function enrollWithToken(
   if (found.identity.state !== 'pending') {
     throw new EnrollError('ERR_ENROLLEE_REVOKED', `this identity is ${found.identity.state} and cannot enroll`);
   }
-  const issued = certificateForRequest(pki, { csrDer: opts.csrDer, name: claims.name, idHex: claims.sub, now: opts.now, days: svc.settings.certDays, serial: randomSerial(opts.random) });
+  const issued = certificateForRequest(pki, {
+    csrDer: opts.csrDer,
+    name: claims.name,
+    idHex: claims.sub,
+    now: opts.now,
+    days: svc.settings.certDays,
+    serial: randomSerial(opts.random),
+    attributes: found.identity.attributes,
+  });
   // Through the commit thread's next batch (commits.ts): the WAL sync off the event loop.
   const redeem = { jti: claims.jti, enrolleeId: found.identity.id, now: opts.now, cert: issued };
   await commitQueueFor(svc.store).redeem(redeem, () => svc.tokens.redeemToken(redeem));
-  return { ...issued, idHex: claims.sub, name: claims.name };
+  return { ...issued, idHex: claims.sub, name: claims.name, attributes: found.identity.attributes };
 }
 
 export interface ClientIdentity {
@@ -163,6 +184,8 @@ export interface ClientIdentity {
   name: string;
   serial: string;
   notAfter: number;
+  /** The identity's attributes as the store holds them now (a renewal's certificate carries these). */
+  attributes: Attributes;
 }
 
 /**
@@ -194,7 +217,7 @@ export async function authenticateClient(
   }
   if (rec.identity.state !== 'enrolled') throw new EnrollError('ERR_CERT_REVOKED', 'the certificate\'s identity is not enrolled');
   if (rec.cert.notAfter <= opts.now) throw new EnrollError('ERR_CERT_REVOKED', `certificate ${serial} has expired`);
-  return { idHex: named.idHex, name: rec.identity.name, serial, notAfter: rec.cert.notAfter };
+  return { idHex: named.idHex, name: rec.identity.name, serial, notAfter: rec.cert.notAfter, attributes: rec.identity.attributes };
 }
 
 /**
@@ -208,9 +231,19 @@ export async function renewWithCertificate(
   opts: { who: ClientIdentity; csrDer: Uint8Array; now: number; random?: RandomSource },
 ): Promise<IssuedForIdentity & { previous: string }> {
   const who = opts.who;
-  const issued = certificateForRequest(pki, { csrDer: opts.csrDer, name: who.name, idHex: who.idHex, now: opts.now, days: svc.settings.certDays, serial: randomSerial(opts.random) });
+  // The attributes of the record read as the client authenticated: a set-attr since the last
+  // certificate reaches the device at this renewal (docs/policies.md).
+  const issued = certificateForRequest(pki, {
+    csrDer: opts.csrDer,
+    name: who.name,
+    idHex: who.idHex,
+    now: opts.now,
+    days: svc.settings.certDays,
+    serial: randomSerial(opts.random),
+    attributes: who.attributes,
+  });
   await svc.tokens.recordRenewal({ enrolleeId: fromHex(who.idHex), previousSerial: who.serial, now: opts.now, cert: issued });
-  return { ...issued, idHex: who.idHex, name: who.name, previous: who.serial };
+  return { ...issued, idHex: who.idHex, name: who.name, previous: who.serial, attributes: who.attributes };
 }
 
 /** TOKEN_CREATE over an allowed enroller's channel: answers TOKEN, and logs the decision. */
@@ -223,10 +256,11 @@ export async function serveTokenCreate(
   now: number,
 ): Promise<void> {
   const req = decodeTokenCreate(msg);
-  const t = await createToken(svc, { name: req.name, ttl: req.ttl, enroller, now });
+  const t = await createToken(svc, { name: req.name, ttl: req.ttl, enroller, now, ...(req.attributes ? { attributes: req.attributes } : {}) });
   log('token-created', {
     enrollee: toHex(t.identityId),
     name: t.name,
+    ...(Object.keys(t.attributes).length > 0 ? { attributes: t.attributes } : {}),
     enroller: toHex(enroller.publicKey),
     enroller_name: enroller.name,
     expires_at: new Date(t.expiresAt * 1000).toISOString(),

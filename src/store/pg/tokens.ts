@@ -21,7 +21,9 @@ import {
   type TokenIdentity,
   type TokenRecord,
   type TokenStore,
+  WITH_IDENTITY,
 } from '../tokens.js';
+import { attributesColumn } from '../sqlite.js';
 import { buf, type PgDatabase } from './database.js';
 
 export const SCHEMA = `
@@ -46,7 +48,6 @@ CREATE TABLE IF NOT EXISTS certificates (
 CREATE INDEX IF NOT EXISTS certificates_enrollee ON certificates(enrollee_id);
 `;
 
-const WITH_IDENTITY = `e.id AS e_id, e.pet_name AS e_pet_name, e.state AS e_state, e.method AS e_method, e.revoked_at AS e_revoked_at`;
 
 export class PgTokenStore implements TokenStore {
   readonly #db: PgDatabase;
@@ -69,8 +70,8 @@ export class PgTokenStore implements TokenStore {
         });
       }
       await c.query(
-        `INSERT INTO enrollees (id, method, state, pet_name, enroller, approved_at, expires_at) VALUES ($1, 'token', 'pending', $2, $3, $4, $5)`,
-        [buf(input.id), input.name, input.enroller && buf(input.enroller), input.now, input.expiresAt],
+        `INSERT INTO enrollees (id, method, state, pet_name, enroller, approved_at, expires_at, attributes) VALUES ($1, 'token', 'pending', $2, $3, $4, $5, $6)`,
+        [buf(input.id), input.name, input.enroller && buf(input.enroller), input.now, input.expiresAt, attributesColumn(input.attributes)],
       );
       await c.query(`INSERT INTO tokens (jti, enrollee_id, enroller, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)`, [
         input.jti,
