@@ -146,6 +146,11 @@ ${TOP_EXAMPLE.map((l) => `  ${l}`).join('\n')}`,
     if (name === 'service') addStoreOption(cmd);
   }
   if (all || wanted === 'demo') (await import('./demo.js')).register(program);
+  // Generated from the whole tree, which `all` has loaded when either is invoked.
+  if (all) {
+    (await import('./completion.js')).register(program);
+    (await import('./man.js')).register(program, version());
+  }
 
   // One way to print defaults in every --help (#22 finding 9): `(default: 1h)`, as the
   // descriptions that name a default in words do, not commander's JSON `(default: "1h")`.
