@@ -82,7 +82,7 @@ export function manPage(program: Command, version: string): string {
     '.TP', '.I ~/.ockam\\-enroll/', esc('the default home: service/, enroller/ and enrollee/ subdirectories, one per role'),
     '.TP', '.I ~/.config/ockam\\-enroll/config.json', esc('{"home": "/path"}: the home when neither --home nor OCKAM_ENROLL_HOME is given'),
     '.SH SEE ALSO',
-    esc('The README and docs/ of the package: docs/cli.md (every command and its output), docs/protocol.md, docs/threat-model.md, docs/operations.md. Shell completion: ockam-enroll completion bash|zsh|fish.'),
+    esc('The README of the package (its command reference lists every command and its output) and its docs/: docs/walkthrough.md, docs/cli.md, docs/protocol.md, docs/threat-model.md, docs/operations.md. Shell completion: ockam-enroll completion bash|zsh|fish.'),
     '',
   );
   return lines.join('\n');

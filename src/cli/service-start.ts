@@ -103,7 +103,7 @@ export function register(service: Command): void {
         const drainMs = 1000 * (opts.drainTimeout === undefined ? DEFAULT_DRAIN_S : parseDuration(opts.drainTimeout as string, '--drain-timeout', 0, 300));
         const metricsAt = opts.metricsListen === undefined ? undefined : parseListenAddress(opts.metricsListen as string);
         const workers = workersOption(opts.workers as string | undefined);
-        // Lifecycle (README "Lifecycle: audit, hooks, credentials"): the hook, the credentials' lifetime.
+        // Lifecycle (docs/walkthrough.md "Lifecycle: audit, hooks, credentials"): the hook, the credentials' lifetime.
         const lifecycle = lifecycleOptions(opts);
         // Signals are caught from the start: a SIGTERM while the listeners start up (a
         // supervisor stopping a service it just started) still ends in a clean stop.
