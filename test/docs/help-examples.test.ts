@@ -119,4 +119,11 @@ test('the top-level help shows one onboarding in the order it runs, `service enr
   assert.deepEqual(paths, ['service init', 'service start', 'enroller init', 'service enroller allow', 'enroller bundle fetch', 'enroller onboard', 'enrollee init', 'enrollee join']);
   // No step is left as a comment for the reader to work out.
   assert.ok(shown.every((l) => !l.includes('#')), shown.join('\n'));
+  // docs/cli.md runs these very lines, in order (test/docs/docs.test.ts runs its blocks).
+  const { blocks } = await import('./markdown.js');
+  const { join } = await import('node:path');
+  const { REPO_ROOT } = await import('../helpers/paths.js');
+  const ran = blocks(join(REPO_ROOT, 'docs', 'cli.md')).filter((b) => b.mark?.kind === 'run' && b.mark.attrs.session === 'help-example');
+  assert.equal(ran.length, 1, 'docs/cli.md has one help-example block');
+  assert.deepEqual(ran[0]!.lines.filter((l) => l.trim() !== ''), TOP_EXAMPLE);
 });
