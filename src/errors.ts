@@ -109,7 +109,7 @@ export const ERROR_CODES = [
   'ERR_ROTATE_PROOF', // a rotation's signatures (old and new IK_B over the channel binding) do not verify
   'ERR_ROTATE_CONFLICT', // the new identity key is the old one, is enrolled or was used before, or the old key is no longer enrolled
   'ERR_ANNOUNCEMENT_INVALID', // an address announcement does not verify under the pinned IK_A, or names an unusable address
-  // -- lifecycle: audit, hooks, credentials (README "Lifecycle: audit, hooks, credentials")
+  // -- lifecycle: audit, hooks, credentials (docs/walkthrough.md "Lifecycle: audit, hooks, credentials")
   'ERR_AUDIT_BROKEN', // the audit log's hash chain does not verify: an entry was edited, reordered or removed
   'ERR_HOOK_REJECTED', // the --on-enroll hook refused the enrollment (exit status not 0); local: the peer sees REJECTED
   'ERR_HOOK_TIMEOUT', // the --on-enroll hook did not finish in time and was killed; local: the peer sees REJECTED

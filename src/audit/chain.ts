@@ -1,5 +1,5 @@
 /**
- * The audit log's hash chain, pure (README "Lifecycle: audit, hooks, credentials";
+ * The audit log's hash chain, pure (docs/walkthrough.md "Lifecycle: audit, hooks, credentials";
  * docs/protocol.md §3.3 lists the table). Each entry is
  *
  *   (seq, time, event, fields, prev, hash)

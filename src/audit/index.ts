@@ -1,6 +1,6 @@
 /**
  * The audit log: an append-only, hash-chained record of every decision the service makes
- * (README "Lifecycle: audit, hooks, credentials"). Entries live in the `audit` table of the
+ * (docs/walkthrough.md "Lifecycle: audit, hooks, credentials"). Entries live in the `audit` table of the
  * service's store (src/store/audit.ts); the chain is specified in chain.ts.
  *
  * Two ways in:

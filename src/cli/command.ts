@@ -26,7 +26,7 @@ export function leaf(parent: Command, nameAndArgs: string, description: string, 
     .option('--json', 'write machine-readable JSON to stdout')
     .option('-q, --quiet', 'no progress lines on stderr')
     .addOption(new Option('--passphrase-file <file>', 'read the key passphrase from FILE (mode 0600)'))
-    .addOption(new Option('--passphrase-env <name>', 'read the key passphrase from env variable NAME (default OCKAM_ENROLL_PASSPHRASE when set)'))
+    .addOption(new Option('--passphrase-env <name>', 'read the key passphrase from env variable NAME (default: OCKAM_ENROLL_PASSPHRASE when set)'))
     .addOption(new Option('--passphrase-prompt', 'prompt for the key passphrase on the terminal'))
     .addHelpText('after', `\nExample:\n  ${example.split('\n').join('\n  ')}\n`);
 }

@@ -10,7 +10,7 @@ import { nowSeconds, parseDuration, passphraseSource } from './options.js';
 export function register(enrollee: Command): void {
   leaf(enrollee, 'status', 'ask the service, over a mutually authenticated channel (IK_B ↔ IK_A), how it sees this enrollee', 'ockam-enroll enrollee status --json\nockam-enroll enrollee status --watch --interval 5s')
     .option('--watch', 'keep the channel open, asking again every --interval; exit 3 as soon as the service revokes this enrollee')
-    .option('--interval <duration>', 'with --watch: time between two status requests (2s)')
+    .option('--interval <duration>', 'with --watch: time between two status requests (default: 2s)')
     .action(
       action(async ({ out, home, opts }) => {
         if (opts.interval !== undefined && opts.watch !== true) throw new EnrollError('ERR_USAGE', '--interval needs --watch');

@@ -4,6 +4,7 @@ import { fetchBundles } from '../roles/enroller/bundles.js';
 import { cachedBundleEka, EnrollerHome } from '../roles/enroller/home.js';
 import { action, groupExamples, isoTime, leaf, printQr, warnTrusted } from './command.js';
 import { nowSeconds, parseCount, parseEka, parseKeyHex, passphraseSource } from './options.js';
+import { formatTable } from './output.js';
 
 export function register(enroller: Command): void {
   const bundle = enroller.command('bundle').description('fetch and inspect enrollment bundles')
@@ -55,7 +56,7 @@ export function register(enroller: Command): void {
           name: b.name ?? null,
         }));
         out.result({ bundles: rows }, () =>
-          rows.length === 0 ? 'no bundles: fetch some with `ockam-enroll enroller bundle fetch`' : rows.map((r) => `${r.id}  ${r.eka}  ${r.state.padEnd(8)}  ${r.expires_at}  ${r.name ?? r.enrollee ?? ''}`).join('\n'),
+          rows.length === 0 ? 'no bundles: fetch some with `ockam-enroll enroller bundle fetch`' : formatTable(['ID', 'EKA', 'STATE', 'EXPIRES_AT', 'ENROLLEE'], rows.map((r) => [r.id, r.eka, r.state, r.expires_at ?? '', r.name ?? r.enrollee ?? ''])),
         );
       }),
     );

@@ -87,6 +87,24 @@ const GROUPS: Record<'service' | 'enroller' | 'enrollee' | 'credential', { descr
 };
 
 /**
+ * The top-level help's example: one onboarding, in the order the commands must run, each
+ * line in the terminal its prompt names. On one machine, in one directory, it can be pasted
+ * as it is (the keys pass through files); README.md's "Three-terminal walkthrough" is the
+ * same session with its output, and docs/cli.md runs these very lines (test/docs).
+ */
+export const TOP_EXAMPLE_HEADING = 'Example (three terminals, in one directory; `service start` and `enroller onboard` keep running):';
+export const TOP_EXAMPLE = [
+  'service$  ockam-enroll service init --address tcp://127.0.0.1:4100 > service.key',
+  'service$  ockam-enroll service start',
+  'enroller$ ockam-enroll enroller init > enroller.key',
+  'service$  ockam-enroll service enroller allow "$(cat enroller.key)" --name "line 3 terminal"',
+  'enroller$ ockam-enroll enroller bundle fetch --service tcp://127.0.0.1:4100 --count 5 --service-key "$(cat service.key)"',
+  'enroller$ ockam-enroll enroller onboard --listen 127.0.0.1:4200 --name "Robot Axiom"',
+  'device$   ockam-enroll enrollee init --name "Robot Axiom"',
+  'device$   ockam-enroll enrollee join --enroller tcp://127.0.0.1:4200',
+];
+
+/**
  * `--store` on every command that opens the service's store (every `service` leaf): the
  * SQLite file of the home (default) or a PostgreSQL database shared by replicas.
  */
@@ -120,12 +138,8 @@ export async function buildProgram(argv: readonly string[] = []): Promise<Comman
       `
 Exit codes: 0 ok, 1 failure, 2 usage, 3 rejected by the service, 4 cannot reach, 5 peer authentication failed.
 
-Example (three terminals):
-  service$  ockam-enroll service init --address tcp://127.0.0.1:4100 && ockam-enroll service start
-  enroller$ ockam-enroll enroller init        # then on the service: service enroller allow <key>
-  enroller$ ockam-enroll enroller bundle fetch --service tcp://127.0.0.1:4100 --count 5
-  enroller$ ockam-enroll enroller onboard --listen 127.0.0.1:4200 --name "Robot Axiom"
-  device$   ockam-enroll enrollee init && ockam-enroll enrollee join --enroller tcp://127.0.0.1:4200`,
+${TOP_EXAMPLE_HEADING}
+${TOP_EXAMPLE.map((l) => `  ${l}`).join('\n')}`,
     );
 
   // Register only the invoked group's commands; all of them when no known group is named
@@ -138,6 +152,21 @@ Example (three terminals):
     if (name === 'service') addStoreOption(cmd);
   }
   if (all || wanted === 'demo') (await import('./demo.js')).register(program);
+  // Generated from the whole tree, which `all` has loaded when either is invoked.
+  if (all) {
+    (await import('./completion.js')).register(program);
+    (await import('./man.js')).register(program, version());
+  }
+
+  // One way to print defaults in every --help (#22 finding 9): `(default: 1h)`, as the
+  // descriptions that name a default in words do, not commander's JSON `(default: "1h")`.
+  const plainDefaults = (cmd: Command) => {
+    for (const o of cmd.options) {
+      if (o.defaultValueDescription === undefined && (typeof o.defaultValue === 'string' || typeof o.defaultValue === 'number')) o.defaultValueDescription = String(o.defaultValue);
+    }
+    cmd.commands.forEach(plainDefaults);
+  };
+  plainDefaults(program);
 
   // Usage errors exit 2 wherever they occur in the tree.
   const exitOverride = (cmd: Command) => {

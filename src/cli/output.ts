@@ -83,3 +83,14 @@ export function reportError(err: unknown, debug = process.env.OCKAM_ENROLL_DEBUG
   if (debug && e?.stack) process.stderr.write(`${e.stack}\n`);
   return EXIT.FAILURE;
 }
+
+/**
+ * A text table: a header row, then one row per item; each column as wide as its widest cell
+ * (and at least `min[i]`), two spaces apart, no trailing blanks. Widths follow the cells, so
+ * a longer state (`pending (expired)`) moves the next column for every row alike.
+ */
+export function formatTable(header: readonly string[], rows: readonly (readonly string[])[], min: readonly number[] = []): string {
+  const widths = header.map((h, i) => Math.max(min[i] ?? 0, h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: readonly string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  return [line(header), ...rows.map(line)].join('\n');
+}

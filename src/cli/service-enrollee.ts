@@ -6,6 +6,7 @@ import { ServiceHome } from '../roles/service/home.js';
 import type { EnrolleeRecord, EnrolleeState } from '../store/types.js';
 import { withService } from './service-home.js';
 import { action, groupExamples, isoTime, leaf } from './command.js';
+import { formatTable } from './output.js';
 import { nowSeconds } from './options.js';
 import { attributeKeyProblem, formatAttributes, parseAttributeArgs } from '../protocol/codec/attributes.js';
 import { compilePolicy } from '../policy/cel.js';
@@ -29,6 +30,17 @@ function view(r: EnrolleeRecord, now: number) {
     failed_attempts: r.failedAttempts,
     attributes: r.attributes ?? {},
   };
+}
+
+/**
+ * What `expires_at` is, for `show` (#22 finding 9): the approval's deadline, which matters only
+ * while the enrollee is pending; an enrolled device keeps the value of the approval it used.
+ */
+function approvalNote(v: ReturnType<typeof view>): string {
+  const what = v.method === 'token' ? 'token' : 'approval';
+  if (v.state === 'pending') return v.expired ? `the ${what} has lapsed: approve the card again` : `the ${what} lapses then unless the device enrolls`;
+  if (v.enrolled_at !== null) return `the ${what}'s, no longer used: the device enrolled at enrolled_at`;
+  return `the ${what}'s, no longer used`;
 }
 
 async function find(svc: ServiceHome, id: string): Promise<EnrolleeRecord> {
@@ -65,10 +77,11 @@ export function register(service: Command): void {
           out.result({ enrollees: rows }, () =>
             rows.length === 0
               ? 'no enrollees'
-              : [
-                  `${'ID'.padEnd(16)}  ${'METHOD'.padEnd(6)}  ${'STATE'.padEnd(16)}  ${'NAME'.padEnd(20)}  ATTRIBUTES`,
-                  ...rows.map((r) => `${r.id.slice(0, 16)}  ${r.method.padEnd(6)}  ${(r.state + (r.expired ? ' (expired)' : '')).padEnd(16)}  ${(r.name ?? '').padEnd(20)}  ${formatAttributes(r.attributes)}`.trimEnd()),
-                ].join('\n'),
+              : formatTable(
+                  ['ID', 'METHOD', 'STATE', 'NAME', 'ATTRIBUTES'],
+                  rows.map((r) => [r.id.slice(0, 16), r.method, r.state + (r.expired ? ' (expired)' : ''), r.name ?? '', formatAttributes(r.attributes)]),
+                  [16, 6, 16, 20],
+                ),
           );
         });
       }),
@@ -98,7 +111,9 @@ export function register(service: Command): void {
                   ? `${k.padEnd(16)} ${val.length === 0 ? '-' : val.map((c) => `${c.serial} ${c.kind} until ${c.not_after}${c.revoked ? ' (revoked)' : ''}`).join(`\n${' '.repeat(17)}`)}`
                   : k === 'attributes'
                     ? `${k.padEnd(16)} ${formatAttributes(val as Record<string, string>) || '-'}`
-                    : `${k.padEnd(16)} ${val ?? '-'}`,
+                    : k === 'expires_at' && val !== null
+                      ? `${k.padEnd(16)} ${val} (${approvalNote(v)})`
+                      : `${k.padEnd(16)} ${val ?? '-'}`,
               )
               .join('\n'),
           );

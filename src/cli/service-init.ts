@@ -9,7 +9,7 @@ import { nowSeconds, parseCount, passphraseSource, storeOption } from './options
 export function register(service: Command): void {
   leaf(service, 'init', 'make the service\'s identity key (IK_A), its first signed prekey and its store', 'ockam-enroll service init --home /var/lib/ockam-enroll --address tcp://enroll.example.com:4100')
     .option('--address <tcp://HOST:PORT>', 'the enrollment address put in bundles', 'tcp://127.0.0.1:4100')
-    .option('--https-address <https://HOST:PORT>', 'token enrollment: the HTTPS URL put in tokens and in the server certificate (default https://127.0.0.1:4443)')
+    .option('--https-address <https://HOST:PORT>', 'token enrollment: the HTTPS URL put in tokens and in the server certificate (default: https://127.0.0.1:4443)')
     .option('--cert-days <n>', 'token enrollment: lifetime in days of the client certificates the CA issues', '90')
     .option('--force', 'replace an existing service identity (every device must enroll again)')
     .option('--from <home>', 'a replica: copy the identity (IK_A, CA, HTTPS key, settings) of the service in HOME, which shares a PostgreSQL store; makes no key')

@@ -69,24 +69,24 @@ function storeHealthLog(inner: DecisionLog, db: PgDatabase): DecisionLog {
 
 export function register(service: Command): void {
   leaf(service, 'start', 'run the enrollment service until SIGINT or SIGTERM, logging one line per decision on stderr (with --json: JSON lines on stderr, each with time, level and decision; stdout stays empty)', 'ockam-enroll service start --listen 0.0.0.0:4100')
-    .option('--log-level <level>', `write decisions of this level and above: ${LOG_LEVELS.join(', ')} (default info)`)
+    .option('--log-level <level>', `write decisions of this level and above: ${LOG_LEVELS.join(', ')} (default: info)`)
     .option('--listen <HOST:PORT>', 'where to listen (default: the listen setting from init)')
-    .option('--max-connections <n>', `most simultaneous connections (default ${DEFAULT_MAX_CONNECTIONS})`)
-    .option('--read-timeout <duration>', `per-read timeout against slow peers (default ${DEFAULT_READ_TIMEOUT_MS / 1000}s)`)
-    .option('--max-frame <bytes>', `largest frame read or written, ${MIN_MAX_FRAME_LEN}..65535 (default ${DEFAULT_MAX_FRAME_LEN})`)
-    .option('--rate-per-ip <rate>', `enrollment messages and Noise connections per source IP (IPv6: per /64), as N/s, N/m or N/h, or off (default ${DEFAULT_RATE_PER_IP})`)
-    .option('--rate-per-enroller <rate>', `requests per enroller key, as N/s, N/m or N/h, or off (default ${DEFAULT_RATE_PER_ENROLLER})`)
-    .option('--fail-rate-per-ip <rate>', `enrollment messages that fail to decrypt, per source IP (IPv6: per /64), as N/s, N/m or N/h, or off (default ${DEFAULT_FAIL_RATE_PER_IP})`)
+    .option('--max-connections <n>', `most simultaneous connections (default: ${DEFAULT_MAX_CONNECTIONS})`)
+    .option('--read-timeout <duration>', `per-read timeout against slow peers (default: ${DEFAULT_READ_TIMEOUT_MS / 1000}s)`)
+    .option('--max-frame <bytes>', `largest frame read or written, ${MIN_MAX_FRAME_LEN}..65535 (default: ${DEFAULT_MAX_FRAME_LEN})`)
+    .option('--rate-per-ip <rate>', `enrollment messages and Noise connections per source IP (IPv6: per /64), as N/s, N/m or N/h, or off (default: ${DEFAULT_RATE_PER_IP})`)
+    .option('--rate-per-enroller <rate>', `requests per enroller key, as N/s, N/m or N/h, or off (default: ${DEFAULT_RATE_PER_ENROLLER})`)
+    .option('--fail-rate-per-ip <rate>', `enrollment messages that fail to decrypt, per source IP (IPv6: per /64), as N/s, N/m or N/h, or off (default: ${DEFAULT_FAIL_RATE_PER_IP})`)
     .option('--https-listen <HOST:PORT>', 'where to serve token enrollment over HTTPS (default: the httpsListen setting from init); tokens name this port unless init chose --https-address')
     .option('--https-rate-per-ip <rate>', 'HTTPS requests per source IP (IPv6: per /64), as N/s, N/m or N/h, or off; one over it gets 429 (default 100/s)')
     .option('--https-max-connections-per-ip <n>', 'open HTTPS connections per source IP (IPv6: per /64); the next is closed on arrival (default 32)')
     .option('--https-handshake-timeout <duration>', 'cut an HTTPS connection whose TLS handshake has not finished after this long, 1s..60s (default 5s)')
     .option('--https-address-check <mode>', 'when the --https-address set at init is a loopback address that does not reach this service yet: refuse (exit 2), warn and check again until it does, or off (default: refuse on SQLite, warn on PostgreSQL, whose replicas and balancer start in any order)')
     .option('--metrics-listen <HOST:PORT>', 'serve /healthz, /readyz and /metrics (Prometheus) over plain HTTP on this address of its own (default: off; docs/operations.md)')
-    .option('--drain-timeout <duration>', `on SIGTERM or SIGINT, how long requests in flight get to finish before the rest are cut, 0s..300s (default ${DEFAULT_DRAIN_S}s); a second signal exits at once`)
+    .option('--drain-timeout <duration>', `on SIGTERM or SIGINT, how long requests in flight get to finish before the rest are cut, 0s..300s (default: ${DEFAULT_DRAIN_S}s); a second signal exits at once`)
     .option('--on-enroll <command>', 'run COMMAND (through the shell) before each enrollment is committed, with the request as JSON on stdin: exit 0 allows, anything else refuses')
     .option('--hook-env <NAME,…>', 'pass these environment variables to the --on-enroll hook too (it gets only PATH, HOME, LANG, LC_*, TZ otherwise); repeatable', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
-    .option('--on-enroll-timeout <duration>', `refuse (and kill the hook) after this long, 1s..${MAX_HOOK_TIMEOUT_S}s (default ${DEFAULT_HOOK_TIMEOUT_MS / 1000}s)`)
+    .option('--on-enroll-timeout <duration>', `refuse (and kill the hook) after this long, 1s..${MAX_HOOK_TIMEOUT_S}s (default: ${DEFAULT_HOOK_TIMEOUT_MS / 1000}s)`)
     .option('--workers <n>', `threads that decrypt and check enrollment messages, sign credentials and seal answers, 0..${MAX_WORKERS} (0: on the main thread; default: one per available core, or ${WORKERS_ENV})`)
     .option('--credential-ttl <duration>', 'how long the credential issued with each acceptance stays valid (default: the credentialTtl setting, 24h: a revoked device\'s credential verifies offline at most this long)')
     .action(
@@ -116,7 +116,7 @@ export function register(service: Command): void {
         const drainMs = 1000 * (opts.drainTimeout === undefined ? DEFAULT_DRAIN_S : parseDuration(opts.drainTimeout as string, '--drain-timeout', 0, 300));
         const metricsAt = opts.metricsListen === undefined ? undefined : parseListenAddress(opts.metricsListen as string);
         const workers = workersOption(opts.workers as string | undefined);
-        // Lifecycle (README "Lifecycle: audit, hooks, credentials"): the hook, the credentials' lifetime.
+        // Lifecycle (docs/walkthrough.md "Lifecycle: audit, hooks, credentials"): the hook, the credentials' lifetime.
         const lifecycle = lifecycleOptions(opts);
         // Signals are caught from the start: a SIGTERM while the listeners start up (a
         // supervisor stopping a service it just started) still ends in a clean stop.

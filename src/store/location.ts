@@ -1,6 +1,6 @@
 /**
  * Where the service's store lives: the SQLite file in the service's home (the default), or a
- * PostgreSQL database shared by several `service start` replicas (README "Running several
+ * PostgreSQL database shared by several `service start` replicas (docs/walkthrough.md "Running several
  * replicas"). Chosen by `--store`, else OCKAM_ENROLL_STORE, else the home's `store` setting.
  *
  * A PostgreSQL URL may carry a password: it is never printed or logged. Everything that

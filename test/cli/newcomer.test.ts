@@ -171,6 +171,119 @@ describe('messages and exit statuses (finding 9)', () => {
   });
 });
 
+/** The columns of a text table: where each header word starts; every row must have a cell start there (or be blank up to it). */
+function assertAligned(table: string, what: string): void {
+  const lines = table.trimEnd().split('\n');
+  for (const l of lines) assert.ok(l === l.trimEnd(), `${what}: no trailing blanks on ${JSON.stringify(l)}`);
+  const starts = [...lines[0]!.matchAll(/\S+/g)].map((m) => m.index!);
+  for (const l of lines.slice(1)) {
+    for (const at of starts.slice(1)) {
+      if (at >= l.length) continue;
+      assert.ok(l.slice(at - 2, at) === '  ' && l[at] !== ' ', `${what}: the column at ${at} (${lines[0]!.slice(at).split(' ')[0]}) is not aligned in\n${table}`);
+    }
+  }
+}
+
+describe('tables, labels and help (finding 9)', () => {
+  let lapsed: { id: string };
+  let enrolled: { id: string };
+
+  before(async () => {
+    // One device whose approval lapses, one enrolled.
+    const a = await w.newEnrollee('Robot Lapsed');
+    await okJson(['enroller', 'approve', a.card, '--ttl', '1s', '--bundle', takeBundle(w)], { home: w.enrollerHome });
+    const b = await w.newEnrollee('Robot Done');
+    const approved = await okJson<{ bundle_text: string }>(['enroller', 'approve', b.card, '--bundle', takeBundle(w)], { home: w.enrollerHome });
+    await okJson(['enrollee', 'join', '--bundle', approved.bundle_text], { home: b.home });
+    for (let i = 0; ; i++) {
+      const list = await okJson<{ enrollees: { id: string; expired: boolean }[] }>(['service', 'enrollee', 'list', '--json'], { home: w.serviceHome });
+      if (list.enrollees.find((e) => e.id === a.id)?.expired) break;
+      assert.ok(i < 100, 'the 1 s approval lapses');
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    lapsed = a;
+    enrolled = b;
+  });
+
+  test('service enrollee list keeps its columns aligned around "pending (expired)"', async () => {
+    const r = await run(['service', 'enrollee', 'list'], { home: w.serviceHome });
+    assert.equal(r.code, 0, show(r));
+    assert.match(r.stdout, new RegExp(`^${lapsed.id.slice(0, 16)}  x3dh    pending \\(expired\\)  Robot Lapsed$`, 'm'));
+    assert.match(r.stdout, new RegExp(`^${enrolled.id.slice(0, 16)}  x3dh    enrolled  +Robot Done$`, 'm'));
+    assertAligned(r.stdout, 'service enrollee list');
+  });
+
+  test('enroller bundle list has a header row, aligned columns and no trailing blanks', async () => {
+    const r = await run(['enroller', 'bundle', 'list'], { home: w.enrollerHome });
+    assert.equal(r.code, 0, show(r));
+    assert.match(r.stdout.split('\n')[0]!, /^ID +EKA +STATE +EXPIRES_AT +ENROLLEE$/);
+    assert.match(r.stdout, /^[0-9a-f]{32}  v2   fresh +\S+Z$/m, 'a fresh bundle ends at its expiry, with no blank name after it');
+    assert.match(r.stdout, /^[0-9a-f]{32}  v2   approved +\S+Z  Robot Done$/m);
+    assertAligned(r.stdout, 'enroller bundle list');
+  });
+
+  test("service enrollee show says whose expires_at it is: a pending approval's, or the used one of an enrolled device", async () => {
+    const p = await run(['service', 'enrollee', 'show', lapsed.id], { home: w.serviceHome });
+    assert.match(p.stdout, /^expires_at {7}\S+Z \(the approval has lapsed: approve the card again\)$/m, show(p));
+    const e = await run(['service', 'enrollee', 'show', enrolled.id], { home: w.serviceHome });
+    assert.match(e.stdout, /^expires_at {7}\S+Z \(the approval's, no longer used: the device enrolled at enrolled_at\)$/m, show(e));
+    // --json keeps the plain field.
+    const j = await okJson<{ expires_at: string }>(['service', 'enrollee', 'show', enrolled.id, '--json'], { home: w.serviceHome });
+    assert.match(j.expires_at, /^\d{4}-\d\d-\d\dT[\d:.]+Z$/);
+  });
+
+  test('every --help prints its defaults one way: (default: VALUE)', async () => {
+    const { buildProgram } = await import('../../src/cli/main.js');
+    const program = await buildProgram();
+    const bad: string[] = [];
+    let withDefault = 0;
+    const walk = (cmd: import('commander').Command, path: string[]) => {
+      const help = cmd.createHelp();
+      for (const o of cmd.options) {
+        const d = help.optionDescription(o);
+        if (/\(default/.test(d)) withDefault++;
+        if (/\(default [^:]|\(default: "|\(\d+[a-z]*\)$/.test(d)) bad.push(`${path.join(' ')} ${o.flags}: ${d}`);
+      }
+      for (const c of cmd.commands) walk(c, [...path, c.name()]);
+    };
+    walk(program, ['ockam-enroll']);
+    assert.deepEqual(bad, []);
+    assert.ok(withDefault > 20, `${withDefault} options name a default`);
+    const r = await run(['enroller', 'approve', '--help']);
+    assert.match(r.stdout.replace(/\s+/g, ' '), /--ttl <duration> how long the approval stays pending \(default: 1h\)/);
+  });
+});
+
+describe('a token past its exp (finding 9)', () => {
+  test('is refused before anything is sent: exit 3, when it expired, and a hint', async () => {
+    // A token whose claims say it expired an hour ago, naming a server that counts who
+    // connects. Its signature is never looked at: the exp check comes first.
+    const { createServer } = await import('node:net');
+    let connections = 0;
+    const server = createServer((s) => {
+      connections++;
+      s.destroy();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (server.address() as import('node:net').AddressInfo).port;
+      const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
+      const now = Math.floor(Date.now() / 1000);
+      const claims = { iss: `https://127.0.0.1:${port}`, sub: 'ab'.repeat(32), jti: 'A'.repeat(22), iat: now - 4 * 3600, exp: now - 3 * 3600, em: 'ott', ca_fp: 'cd'.repeat(32), name: 'sensor-12' };
+      const token = `${b64({ alg: 'ES256', typ: 'JWT' })}.${b64(claims)}.${Buffer.alloc(64, 1).toString('base64url')}`;
+      const r = await run(['enrollee', 'join', '--token', token], { home: tempHome('expired-token') });
+      assertFailure(r, EXIT.REJECTED, /error: the token expired at \S+Z \(3 h ago\); nothing was sent to the service$/, 'enroller token create --name "sensor-12"');
+      assert.equal(connections, 0, 'nothing connected to the service');
+      // --json gets the failure object too.
+      const j = await run(['enrollee', 'join', '--token', token, '--json'], { home: tempHome('expired-token') });
+      assert.equal(parseJsonOut<{ error: { code: string } }>(j).error.code, 'ERR_TOKEN_EXPIRED');
+      assert.equal(connections, 0);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+});
+
 describe('a first run leaves no empty ~/.config/ockam-enroll (finding 8)', () => {
   test('a command without --home reads the user config only if it exists, and creates none', async () => {
     const fakeHome = tempHome('user-home');

@@ -1,7 +1,7 @@
 /**
  * Executed documentation: every block of README.md and docs/*.md that a user is told to type
  * is either run here, with its shown output checked against what the commands print, or
- * marked as not runnable with a reason. The convention is in README.md, "Development"; the
+ * marked as not runnable with a reason. The convention is in docs/development.md, "The documentation is executed"; the
  * harness in runner.ts.
  */
 import { describe, test } from 'node:test';
@@ -20,7 +20,7 @@ test('every shell block in README.md and docs/*.md is run or marked as not runna
   for (const b of ALL) {
     if (b.markError) bad.push(`${where(b, REPO_ROOT)}: ${b.markError}`);
     else if (isShellBlock(b) && !b.mark) {
-      bad.push(`${where(b, REPO_ROOT)}: a shell block (starting "${b.lines.find((l) => l.trim() !== '')?.trim().slice(0, 60)}") has no doc mark: put <!-- doc: run session=NAME --> or <!-- doc: skip REASON --> on the line before its fence (README.md, "Development")`);
+      bad.push(`${where(b, REPO_ROOT)}: a shell block (starting "${b.lines.find((l) => l.trim() !== '')?.trim().slice(0, 60)}") has no doc mark: put <!-- doc: run session=NAME --> or <!-- doc: skip REASON --> on the line before its fence (docs/development.md, "The documentation is executed")`);
     } else if (b.mark?.kind === 'output' && !ALL.some((o) => o.file === b.file && o.mark?.kind === 'run' && o.mark.attrs.session === b.mark!.attrs.session)) {
       bad.push(`${where(b, REPO_ROOT)}: an output block for session ${b.mark.attrs.session}, which no run block starts`);
     }

@@ -104,3 +104,26 @@ test('every command group shows a typical session in its --help, and every line 
   );
   assert.deepEqual(bad, [], bad.join('\n'));
 });
+
+test('the top-level help shows one onboarding in the order it runs, `service enroller allow` included, every line a valid command', async () => {
+  const { TOP_EXAMPLE, TOP_EXAMPLE_HEADING } = await import('../../src/cli/main.js');
+  const program = await buildProgram();
+  const r = await run(['--help']);
+  assert.equal(r.code, 0, show(r));
+  const lines = r.stdout.split('\n');
+  const at = lines.indexOf(TOP_EXAMPLE_HEADING);
+  assert.ok(at >= 0, r.stdout);
+  const shown = lines.slice(at + 1).filter((l) => l.startsWith('  ')).map((l) => l.trim());
+  assert.deepEqual(shown, TOP_EXAMPLE);
+  const paths = shown.map((l) => check(program, l.replace(/^[a-z]+\$\s+/, '')).join(' '));
+  assert.deepEqual(paths, ['service init', 'service start', 'enroller init', 'service enroller allow', 'enroller bundle fetch', 'enroller onboard', 'enrollee init', 'enrollee join']);
+  // No step is left as a comment for the reader to work out.
+  assert.ok(shown.every((l) => !l.includes('#')), shown.join('\n'));
+  // docs/cli.md runs these very lines, in order (test/docs/docs.test.ts runs its blocks).
+  const { blocks } = await import('./markdown.js');
+  const { join } = await import('node:path');
+  const { REPO_ROOT } = await import('../helpers/paths.js');
+  const ran = blocks(join(REPO_ROOT, 'docs', 'cli.md')).filter((b) => b.mark?.kind === 'run' && b.mark.attrs.session === 'help-example');
+  assert.equal(ran.length, 1, 'docs/cli.md has one help-example block');
+  assert.deepEqual(ran[0]!.lines.filter((l) => l.trim() !== ''), TOP_EXAMPLE);
+});

@@ -1,7 +1,7 @@
 /**
  * Finds the fenced blocks of a Markdown file and the doc-test mark in front of each.
  *
- * The convention (README.md, "Development"): the line before a fence (blank lines between
+ * The convention (docs/development.md, "The documentation is executed"): the line before a fence (blank lines between
  * are allowed) may be an HTML comment, invisible on GitHub,
  *
  *   <!-- doc: run [session=NAME] [background="CMD|CMD"] [typed="CMD=ANSWER|…"] [fresh=TERMINAL,…] [excerpt] [setup="SH"] [command="CMD"] -->

@@ -1,5 +1,5 @@
 /**
- * Faults of a replicated service (README "Running several replicas", docs/threat-model.md):
+ * Faults of a replicated service (docs/walkthrough.md "Running several replicas", docs/threat-model.md):
  * two `service start` replicas on one PostgreSQL store, on a cluster of this test's own. Under
  * a load of concurrent enrollments sent to both, replica 1 is killed with SIGKILL, and then
  * PostgreSQL is restarted.

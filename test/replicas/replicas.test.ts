@@ -1,5 +1,5 @@
 /**
- * Several `service start` replicas sharing one PostgreSQL store (README "Running several
+ * Several `service start` replicas sharing one PostgreSQL store (docs/walkthrough.md "Running several
  * replicas"): real processes, real PostgreSQL (the test cluster of scripts/test.mjs), real
  * loopback TCP. Two replicas run on one home (the same IK_A, SPK_A and CA), each on its own port.
  *
@@ -70,7 +70,7 @@ before(async () => {
   await new Promise<void>((resolve) => lb.listen(0, '127.0.0.1', resolve));
   lbPort = (lb.address() as { port: number }).port;
   lbTarget = ports[0]!;
-  // The same for HTTPS (README "Running several replicas"): tokens name the balancer, which
+  // The same for HTTPS (docs/walkthrough.md "Running several replicas"): tokens name the balancer, which
   // forwards to replica 1, so each replica's start-up check finds this service's certificate there.
   httpsPorts.push(await freePort(), await freePort());
   httpsLb = createServer((client) => {

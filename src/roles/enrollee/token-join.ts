@@ -117,10 +117,28 @@ async function signatureFailure(target: HttpsTarget, leafDer: Uint8Array, caFp: 
   });
 }
 
+/** A duration in words, roughly: `40 s`, `12 min`, `3 h`, `2 days`. */
+function ago(seconds: number): string {
+  if (seconds < 120) return `${seconds} s`;
+  if (seconds < 7200) return `${Math.floor(seconds / 60)} min`;
+  if (seconds < 2 * 86400) return `${Math.floor(seconds / 3600)} h`;
+  return `${Math.floor(seconds / 86400)} days`;
+}
+
 export async function joinWithToken(home: string, opts: TokenJoinOptions): Promise<TokenJoinResult> {
   const step = opts.onStep ?? (() => undefined);
   // 1. Parse, and check the home before anything leaves this machine.
   const { claims, alg } = decodeTokenUnverified(opts.token);
+  // An expired token is said so here, before anything is sent (#22 finding 9): the service
+  // would refuse it anyway, and a device that cannot reach the service would report that
+  // instead. The claim is not yet verified, which is fine for a refusal; a token that passes
+  // is still checked against the service's key below, and by the service, which decides.
+  const now = opts.now();
+  if (claims.exp <= now - CLIENT_CLOCK_TOLERANCE) {
+    throw new EnrollError('ERR_TOKEN_EXPIRED', `the token expired at ${new Date(claims.exp * 1000).toISOString()} (${ago(now - claims.exp)} ago); nothing was sent to the service`, {
+      hint: `ask the enroller for a new token (\`ockam-enroll enroller token create --name "${claims.name}"\`), and use it within its --ttl`,
+    });
+  }
   const tls = await EnrolleeTls.open(home, opts.passphrase ? { passphrase: opts.passphrase } : {});
   if (tls.enrolled() && !opts.force) {
     const had = tls.identity();

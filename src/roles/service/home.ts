@@ -5,7 +5,7 @@
  *                   every Noise channel the service answers;
  * - `settings.json` the enrollment address and the lifetimes (conf);
  * - `store.db`      the SQLite store (unless the `store` setting names a PostgreSQL database
- *                   shared by several replicas: README "Running several replicas");
+ *                   shared by several replicas: docs/walkthrough.md "Running several replicas");
  * - the CA and HTTPS files of token enrollment (pki.ts).
  * The store key that seals prekey private keys in the database is derived from IK_A's
  * private key (HKDF, info "ockam-enroll/v1/store-key"), so a passphrase on ik_a.key
@@ -223,7 +223,7 @@ export class ServiceHome {
 
   /**
    * `service init --from HOME`: a replica's home, with the identity of the service in `from`
-   * (README "Running several replicas"). Copies IK_A's key file as it is (still encrypted if
+   * (docs/walkthrough.md "Running several replicas"). Copies IK_A's key file as it is (still encrypted if
    * it was), the CA and HTTPS files (their private keys stay sealed) and the settings; no key
    * is made and nothing goes through the database. Then opens the copy on the store (`store`,
    * else the source's `store` setting) and checks that the database's current signed prekey

@@ -32,7 +32,7 @@ import type { ServicePki } from './pki.js';
 export const INIT_FORCE_DESTROYS = 'this destroys the service identity: it makes a new IK_A, CA and store, so every device enrolled with this service must enroll again';
 
 /**
- * `--https-address-check` (README "Running several replicas"): what `service start` does when
+ * `--https-address-check` (docs/walkthrough.md "Running several replicas"): what `service start` does when
  * the address chosen at init is a loopback one that does not reach this service yet.
  * - refuse: the start fails (exit 2), the default on a SQLite store, where one process serves;
  * - warn: a warning, and the address is checked again in the background until it serves
