@@ -21,6 +21,8 @@ export const OpenStatus = {
   REVOKED: 4,
   DEVICE_OFFLINE: 5,
   INTERNAL: 6,
+  /** DEVICE/NAME names no enrolled device (§11.9). */
+  UNKNOWN_DEVICE: 7,
 } as const;
 export type OpenStatus = (typeof OpenStatus)[keyof typeof OpenStatus];
 
@@ -32,6 +34,7 @@ export const OPEN_STATUS_NAMES: Record<number, string> = {
   4: 'revoked',
   5: 'device offline',
   6: 'internal error',
+  7: 'unknown device',
 };
 
 function utf8Field(s: string, name: string, min: number): Buffer {
