@@ -87,6 +87,9 @@ export const ERROR_CODES = [
   'ERR_REJECTED', // the service rejected the request (opaque reason)
   'ERR_RATE_LIMITED', // too many requests from this peer
   'ERR_PROTOCOL', // the peer sent an unexpected message for this step
+  'ERR_SAS_NOT_CONFIRMED', // the person at one end did not confirm the short authentication string: nothing was approved
+  'ERR_ENROLLEE_UNEXPECTED', // the enrollee on the onboarding channel is not the one --expect-enrollee / --card names
+  'ERR_UNAVAILABLE', // the service cannot serve right now (its store is unreachable): nothing was recorded, retry
 
   // -- token enrollment (X.509 over EST, docs/token-enrollment.md)
   'ERR_TOKEN_INVALID', // the enrollment token does not parse, has a bad claim, or is unknown to the service
@@ -114,6 +117,10 @@ export const ERROR_CODES = [
   'ERR_CREDENTIAL_ISSUER', // a credential was issued by another service key than the one it is checked against
   'ERR_CREDENTIAL_SIGNATURE', // a credential's XEdDSA signature does not verify under its issuer's key
   'ERR_CREDENTIAL_EXPIRED', // a credential is past its expiry (or not valid yet)
+  // -- attributes and policies (src/policy, docs/policies.md)
+  'ERR_POLICY', // a CEL policy expression does not parse, does not type-check, is not a bool or is over its cost bound
+  'ERR_POLICY_DENIED', // a policy (credential verify --require) does not hold for this subject
+  'ERR_ATTRIBUTE_SCOPE', // an enroller asked for an attribute outside its scope (service enroller allow --may-assign)
 
   // -- CLI
   'ERR_USAGE', // bad flags or arguments

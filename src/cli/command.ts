@@ -116,3 +116,12 @@ export async function printQr(out: Output, text: string): Promise<void> {
 export function isoTime(seconds: number | null | undefined): string | null {
   return seconds == null ? null : new Date(seconds * 1000).toISOString();
 }
+
+/**
+ * The trust-on-first-use warning, printed the one time a service key is pinned: when the
+ * first successful exchange with that service pins it (roles/enroller/service-client.ts).
+ */
+export function warnTrusted(out: Output): (address: string, key: Uint8Array) => void {
+  return (address, key) =>
+    out.warn(`trusted the service key ${Buffer.from(key).toString('hex')} for ${address} on first use, and pinned it; compare it with the key \`service init\` printed`);
+}

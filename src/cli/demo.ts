@@ -188,13 +188,16 @@ export function register(program: Command): void {
             ['bundles'],
           );
 
+          let deviceCard = '';
           await step(['5. The device makes its enrollment key EIK_B; its card carries it.'], async () => {
-            await run('enrollee', ['enrollee', 'init', '--name', 'Robot Axiom'], (card) => `card: ${card.slice(0, 40)}…`);
+            deviceCard = await run('enrollee', ['enrollee', 'init', '--name', 'Robot Axiom'], (card) => `card: ${card.slice(0, 40)}…`);
           });
 
           await step(
             [
               '6. Enroller and device meet over Noise XX; both show the same short authentication string.',
+              '   (Here the enroller knows the device\'s card, so it takes only that key: --card, instead of',
+              '   asking "does the enrollee show …? [y/N]"; the device, alone in this demo, answers --yes.)',
               '   The enroller hands over a bundle, approves the card with the service, and steps aside;',
               ...(eka === 2
                 ? [
@@ -204,7 +207,7 @@ export function register(program: Command): void {
                 : ['   the device sends its 176-byte enrollment message straight to the service.']),
             ],
             async () => {
-              const args = ['enroller', 'onboard', '--listen', `127.0.0.1:${onboardPort}`, '--name', 'Robot Axiom', '--eka', ekaArg];
+              const args = ['enroller', 'onboard', '--listen', `127.0.0.1:${onboardPort}`, '--card', deviceCard, '--name', 'Robot Axiom', '--eka', ekaArg];
               say(`  $ ockam-enroll ${args.map((a) => (/\s/.test(a) ? JSON.stringify(a) : a)).join(' ')}`);
               const onboard = spawn('enroller', args);
               children.push(onboard);
@@ -224,7 +227,7 @@ export function register(program: Command): void {
                   throw new EnrollError('ERR_INTERNAL', `the enroller's onboard exited early (exit ${r.exitCode})`);
                 }),
               ]).finally(() => clearTimeout(timer));
-              await run('enrollee', ['enrollee', 'join', '--enroller', `tcp://127.0.0.1:${onboardPort}`, '--eka', ekaArg]);
+              await run('enrollee', ['enrollee', 'join', '--enroller', `tcp://127.0.0.1:${onboardPort}`, '--yes', '--eka', ekaArg]);
               const ob = await onboard;
               err.flush();
               if (ob.exitCode !== 0) throw new EnrollError('ERR_INTERNAL', `the enroller's onboard failed (exit ${ob.exitCode})`);

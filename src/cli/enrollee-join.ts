@@ -7,6 +7,7 @@ import { CREDENTIAL_FILE, credentialStatus } from '../roles/enrollee/credential.
 import { checkBundleServiceKey, enrollWithBundle, joinViaEnroller, requireEka, type ExpectedServiceKey, type JoinResult } from '../roles/enrollee/join.js';
 import { connectTcp } from '../transport/tcp.js';
 import { action, isoTime, leaf, readTextArg } from './command.js';
+import { answerSource, askYesNo, noTerminalError } from './confirm.js';
 import { makeOutput } from './output.js';
 import { nowSeconds, parseDuration, parseEka, parseKeyHex, passphraseSource } from './options.js';
 
@@ -42,6 +43,7 @@ export function register(enrollee: Command): void {
     .option('--token <jwt|@file|->', 'a one-time enrollment token (from `enroller token create`), @FILE, or - for stdin: enroll for an X.509 certificate')
     .option('--key-type <type>', 'with --token: the key to make, p256 (default) or ed25519')
     .option('--force', 'with --token: replace a certificate from an earlier token enrollment')
+    .option('--yes', 'with --enroller or --stdio: do not ask "does the enroller show …? [y/N]" (the enroller\'s operator compares the short authentication string)')
     .option('--service-key <key>', 'the service key (64 hex, as `service init` prints it) the bundle must carry; any other is refused before anything is sent (default: the key pinned at `enrollee init --service-key`)')
     .action(
       action(async (ctx) => {
@@ -49,6 +51,7 @@ export function register(enrollee: Command): void {
         const modes = [opts.bundle, opts.enroller, opts.stdio, opts.token].filter((x) => x !== undefined && x !== false);
         if (modes.length !== 1) throw new EnrollError('ERR_USAGE', 'choose exactly one of --bundle, --enroller, --stdio or --token');
         if (opts.token === undefined && (opts.keyType !== undefined || opts.force)) throw new EnrollError('ERR_USAGE', '--key-type and --force apply only with --token');
+        if (opts.yes === true && opts.enroller === undefined && opts.stdio !== true) throw new EnrollError('ERR_USAGE', '--yes applies only with --enroller or --stdio');
         if (opts.token !== undefined && opts.serviceKey !== undefined) throw new EnrollError('ERR_USAGE', '--service-key applies to --bundle, --enroller and --stdio, not --token');
         const serviceKeyFlag = opts.serviceKey !== undefined ? parseKeyHex(opts.serviceKey as string, '--service-key') : undefined;
         // The token mode loads the X.509 library: only when it is used.
@@ -78,6 +81,12 @@ export function register(enrollee: Command): void {
             },
           });
         } else {
+          // The device's side of the comparison (docs/protocol.md §6.4): asked on its terminal
+          // (stdin, or /dev/tty under --stdio), unless --yes leaves it to the enroller.
+          const source = opts.yes === true ? undefined : answerSource(opts.stdio === true);
+          if (opts.yes !== true && source === undefined) {
+            throw noTerminalError('there is no terminal to ask on (stdin is neither a terminal nor a pipe, and there is no /dev/tty)', 'run it in a terminal, or pass --yes to leave the comparison to the enroller\'s operator');
+          }
           const conn = opts.stdio
             ? (await import('../transport/stdio.js')).stdioConnection()
             : await connectTcp(opts.enroller as string, {
@@ -89,6 +98,7 @@ export function register(enrollee: Command): void {
               eka,
               ...(expectServiceKey ? { expectServiceKey } : {}),
               onSas: (sas) => out.info(`short authentication string: ${sas} (check the enroller shows the same)`),
+              ...(source ? { confirm: (sas: string, signal: AbortSignal) => askYesNo(`does the enroller show ${sas}?`, { source, timeoutMs: 120_000, signal }) } : {}),
               onBundle: (b) => out.info(`received a bundle for ${b.addr}; waiting for the enroller's approval`),
             });
           } finally {

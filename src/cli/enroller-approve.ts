@@ -1,9 +1,10 @@
 import type { Command } from 'commander';
 import { toHex } from '../crypto/bytes.js';
+import { formatAttributes, parseAttributeArgs } from '../protocol/codec/attributes.js';
 import { cardFromText } from '../protocol/codec/index.js';
 import { approveCard } from '../roles/enroller/approve.js';
 import { cachedBundleEka, EnrollerHome } from '../roles/enroller/home.js';
-import { action, isoTime, leaf, printQr, readTextArg } from './command.js';
+import { action, isoTime, leaf, printQr, readTextArg, warnTrusted } from './command.js';
 import { nowSeconds, parseDuration, parseEka, parsePetName, passphraseSource } from './options.js';
 
 export function register(enroller: Command): void {
@@ -13,22 +14,26 @@ export function register(enroller: Command): void {
     .option('--ttl <duration>', 'how long the approval stays pending', '1h')
     .option('--eka <v1|v2>', 'without --bundle and a card naming none: bind the next fresh bundle of this Enrollment Key Agreement', 'v2')
     .option('--qr', 'print the bundle to hand over as a QR code')
+    .option('--attr <key=value>', 'an attribute for the enrollee, within this enroller\'s scope (repeatable; docs/policies.md)', (v: string, acc: string[] = []) => [...acc, v])
     .action(
       action(async ({ out, home, opts }, cardArg: string) => {
         const card = cardFromText(await readTextArg(cardArg, 'enrollee card'));
         const ttl = parseDuration(opts.ttl as string, '--ttl', 1, 30 * 86400);
         const petName = parsePetName(opts.name as string | undefined);
         const eka = parseEka(opts.eka as string);
+        const attributes = parseAttributeArgs((opts.attr as string[] | undefined) ?? []);
         const enr = EnrollerHome.open(home, { passphrase: passphraseSource(opts) });
         const r = await approveCard(enr, {
           card,
           ttl,
           eka,
           now: nowSeconds,
+          onPinned: warnTrusted(out),
           ...(petName ? { petName } : {}),
           ...(opts.bundle ? { bundleId: opts.bundle as string } : {}),
+          ...(Object.keys(attributes).length > 0 ? { attributes } : {}),
         });
-        out.info(`approved enrollee ${toHex(r.enrolleeId)}${r.petName ? ` (${r.petName})` : ''} until ${isoTime(r.expiresAt)}`);
+        out.info(`approved enrollee ${toHex(r.enrolleeId)}${r.petName ? ` (${r.petName})` : ''}${Object.keys(attributes).length > 0 ? ` with ${formatAttributes(attributes)}` : ''} until ${isoTime(r.expiresAt)}`);
         if (card.bundleId) out.info('the enrollee already holds this bundle: it can now run `ockam-enroll enrollee join`');
         else out.info('hand this bundle to the enrollee: ockam-enroll enrollee join --bundle <text>');
         if (opts.qr && !out.json) {
@@ -36,7 +41,7 @@ export function register(enroller: Command): void {
           return;
         }
         out.result(
-          { enrollee: toHex(r.enrolleeId), name: r.petName ?? null, bundle: r.bundle.id, eka: `v${cachedBundleEka(r.bundle)}`, expires_at: isoTime(r.expiresAt), bundle_text: r.bundle.text },
+          { enrollee: toHex(r.enrolleeId), name: r.petName ?? null, attributes, bundle: r.bundle.id, eka: `v${cachedBundleEka(r.bundle)}`, expires_at: isoTime(r.expiresAt), bundle_text: r.bundle.text },
           r.bundle.text,
         );
       }),

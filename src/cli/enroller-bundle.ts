@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { toHex } from '../crypto/bytes.js';
 import { fetchBundles } from '../roles/enroller/bundles.js';
 import { cachedBundleEka, EnrollerHome } from '../roles/enroller/home.js';
-import { action, groupExamples, isoTime, leaf, printQr } from './command.js';
+import { action, groupExamples, isoTime, leaf, printQr, warnTrusted } from './command.js';
 import { nowSeconds, parseCount, parseEka, parseKeyHex, passphraseSource } from './options.js';
 
 export function register(enroller: Command): void {
@@ -31,8 +31,8 @@ export function register(enroller: Command): void {
           ...(serviceKey ? { serviceKey } : {}),
           now: nowSeconds,
           progress: (n) => count > 1000 && out.info(`fetched ${n}/${count}`),
+          onPinned: warnTrusted(out),
         });
-        if (r.pinnedNow) out.warn(`trusted the service key ${toHex(r.serviceKey)} for ${r.address} on first use, and pinned it; compare it with the key \`service init\` printed`);
         out.result(
           { service: r.address, service_key: toHex(r.serviceKey), eka: `v${eka}`, fetched: r.fetched.length, bundles: r.fetched.map((b) => b.id) },
           `fetched ${r.fetched.length} EKA v${eka} bundle${r.fetched.length === 1 ? '' : 's'} from ${r.address}`,

@@ -1,12 +1,11 @@
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
-import { toHex } from '../crypto/bytes.js';
 import { EnrollError } from '../errors.js';
 import { writeFileAtomic } from '../keystore/files.js';
 import { EnrollerHome } from '../roles/enroller/home.js';
 import { defaultService, requestToken } from '../roles/enroller/tokens.js';
 import { IDENTITY_NAME_RULE, isIdentityName } from '../x509/identity.js';
-import { action, groupExamples, isoTime, leaf, printQr } from './command.js';
+import { action, groupExamples, isoTime, leaf, printQr, warnTrusted } from './command.js';
 import { parseDuration, parseKeyHex, passphraseSource } from './options.js';
 
 export function register(enroller: Command): void {
@@ -45,8 +44,7 @@ export function register(enroller: Command): void {
         const outFile = opts.out === undefined ? undefined : resolve(opts.out as string);
         const enr = EnrollerHome.open(home, { passphrase: passphraseSource(opts) });
         const service = (opts.service as string | undefined) ?? defaultService(enr);
-        const t = await requestToken(enr, { service, name, ttl, ...(serviceKey ? { serviceKey } : {}) });
-        if (t.pinnedNow) out.warn(`trusted the service key ${toHex(t.serviceKey)} for ${t.address} on first use, and pinned it; compare it with the key \`service init\` printed`);
+        const t = await requestToken(enr, { service, name, ttl, ...(serviceKey ? { serviceKey } : {}), onPinned: warnTrusted(out) });
         out.info(`created identity ${t.identityId} (${t.name}); its token enrolls one device at ${t.issuer} until ${isoTime(t.expiresAt)}`);
         const summary = { identity: t.identityId, name: t.name, expires_at: isoTime(t.expiresAt), service: t.address, issuer: t.issuer };
         if (outFile !== undefined) {

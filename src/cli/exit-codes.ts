@@ -15,6 +15,8 @@ export const EXIT = {
   UNREACHABLE: 4,
   /** The peer could not be authenticated: pinned key mismatch, bad bundle signature, channel tampering. */
   AUTH: 5,
+  /** The service is temporarily unavailable (its store cannot be reached): retry later. sysexits.h EX_TEMPFAIL. */
+  UNAVAILABLE: 75,
 } as const;
 
 const BY_CODE: Partial<Record<ErrorCode, number>> = {
@@ -55,9 +57,15 @@ const BY_CODE: Partial<Record<ErrorCode, number>> = {
   ERR_TOKEN_SIGNATURE: EXIT.AUTH,
   ERR_CA_MISMATCH: EXIT.AUTH,
   ERR_ANNOUNCEMENT_INVALID: EXIT.AUTH,
+  ERR_SAS_NOT_CONFIRMED: EXIT.AUTH,
+  ERR_ENROLLEE_UNEXPECTED: EXIT.AUTH,
   // A forged credential or one from another service; an expired one is FAILURE (1).
   ERR_CREDENTIAL_SIGNATURE: EXIT.AUTH,
   ERR_CREDENTIAL_ISSUER: EXIT.AUTH,
+  ERR_UNAVAILABLE: EXIT.UNAVAILABLE,
+  ERR_POLICY: EXIT.USAGE,
+  ERR_POLICY_DENIED: EXIT.REJECTED,
+  ERR_ATTRIBUTE_SCOPE: EXIT.REJECTED,
 };
 
 export function exitCodeFor(code: ErrorCode): number {

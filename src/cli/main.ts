@@ -41,7 +41,7 @@ const GROUPS: Record<'service' | 'enroller' | 'enrollee' | 'credential', { descr
     examples: [
       'ockam-enroll enroller init  # prints the key the service allows',
       'ockam-enroll enroller bundle fetch --service tcp://enroll.example.com:4100 --count 5 --service-key <service-key>',
-      'ockam-enroll enroller onboard --listen 0.0.0.0:4200 --name "Robot Axiom"  # the device joins with --enroller tcp://<this host>:4200',
+      'ockam-enroll enroller onboard --listen 10.0.0.5:4200 --name "Robot Axiom"  # asks "does the enrollee show …? [y/N]"; the device joins with --enroller tcp://10.0.0.5:4200',
       'ockam-enroll enroller approve @card.txt > bundle.txt  # or offline: approve a card, hand over the bundle',
       'ockam-enroll enroller bundle list  # which bundle went to which device',
     ],

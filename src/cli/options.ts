@@ -26,9 +26,9 @@ export const DEFAULT_HOME = join(homedir(), '.ockam-enroll');
 export async function resolveHome(flag: string | undefined): Promise<string> {
   if (flag) return resolve(flag);
   if (process.env.OCKAM_ENROLL_HOME) return resolve(process.env.OCKAM_ENROLL_HOME);
-  const { userSettings } = await import('./settings.js');
-  const configured = userSettings().get('home');
-  return typeof configured === 'string' && configured ? resolve(configured) : DEFAULT_HOME;
+  const { configuredHome } = await import('./settings.js');
+  const configured = configuredHome();
+  return configured ? resolve(configured) : DEFAULT_HOME;
 }
 
 export function passphraseSource(o: CommonOptions): PassphraseSource {

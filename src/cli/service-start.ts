@@ -3,16 +3,31 @@ import { EnrollError } from '../errors.js';
 import { ServiceHome } from '../roles/service/home.js';
 import { DEFAULT_FAIL_RATE_PER_IP, DEFAULT_MAX_FRAME_LEN, DEFAULT_RATE_PER_ENROLLER, DEFAULT_RATE_PER_IP, MIN_MAX_FRAME_LEN, parseRate } from '../roles/service/limits.js';
 import type { RunningHttpsServer } from '../roles/service/https.js';
+import { HTTPS_ADDRESS_CHECKS, INIT_FORCE_DESTROYS, type HttpsAddressCheck } from '../roles/service/https-announce.js';
 import { makeDecisionLog, type DecisionLog } from '../roles/service/log.js';
+import { ServiceMetrics } from '../ops/metrics.js';
+import { startMetricsListener, type MetricsListener } from '../ops/listener.js';
 import type { PgDatabase } from '../store/pg/database.js';
 import { DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT_MS, startServiceServer } from '../roles/service/server.js';
 import { parseListenAddress } from '../transport/address.js';
 import { action, leaf } from './command.js';
+import { defaultWorkers, EnrollPool, MAX_WORKERS } from '../pool/pool.js';
 import { parseCount, parseDuration, passphraseSource, storeOption } from './options.js';
 import { auditedLog, auditStorePath, registerAuditSink, AuditSink } from '../audit/index.js';
 import { CREDENTIAL_MAX_TTL } from '../protocol/credential.js';
 import { CredentialSigner, credentialTtl } from '../roles/service/credentials.js';
 import { commandHook, DEFAULT_HOOK_TIMEOUT_MS, hookEnvironment, MAX_HOOK_TIMEOUT_S, setEnrollLifecycle, type EnrollLifecycle } from '../roles/service/hooks.js';
+
+/** Where `--workers` defaults from when set (tests and benchmarks run whole suites at one size). */
+export const WORKERS_ENV = 'OCKAM_ENROLL_WORKERS';
+
+/** --workers, else OCKAM_ENROLL_WORKERS, else one per available core. */
+function workersOption(flag: string | undefined): number {
+  if (flag !== undefined) return parseCount(flag, '--workers', 0, MAX_WORKERS);
+  const env = process.env[WORKERS_ENV];
+  if (env !== undefined && env !== '') return parseCount(env, WORKERS_ENV, 0, MAX_WORKERS);
+  return defaultWorkers();
+}
 
 /** --on-enroll, --on-enroll-timeout and --credential-ttl, checked before anything starts. */
 function lifecycleOptions(opts: Record<string, unknown>): EnrollLifecycle {
@@ -53,12 +68,19 @@ export function register(service: Command): void {
     .option('--rate-per-enroller <rate>', `requests per enroller key, as N/s, N/m or N/h, or off (default ${DEFAULT_RATE_PER_ENROLLER})`)
     .option('--fail-rate-per-ip <rate>', `enrollment messages that fail to decrypt, per source IP (IPv6: per /64), as N/s, N/m or N/h, or off (default ${DEFAULT_FAIL_RATE_PER_IP})`)
     .option('--https-listen <HOST:PORT>', 'where to serve token enrollment over HTTPS (default: the httpsListen setting from init); tokens name this port unless init chose --https-address')
+    .option('--https-address-check <mode>', 'when the --https-address set at init is a loopback address that does not reach this service yet: refuse (exit 2), warn and check again until it does, or off (default: refuse on SQLite, warn on PostgreSQL, whose replicas and balancer start in any order)')
+    .option('--metrics-listen <HOST:PORT>', 'serve /healthz, /readyz and /metrics (Prometheus) over plain HTTP on this address of its own (default: off; docs/operations.md)')
     .option('--on-enroll <command>', 'run COMMAND (through the shell) before each enrollment is committed, with the request as JSON on stdin: exit 0 allows, anything else refuses')
     .option('--on-enroll-timeout <duration>', `refuse (and kill the hook) after this long, 1s..${MAX_HOOK_TIMEOUT_S}s (default ${DEFAULT_HOOK_TIMEOUT_MS / 1000}s)`)
+    .option('--workers <n>', `threads that decrypt and check enrollment messages, sign credentials and seal answers, 0..${MAX_WORKERS} (0: on the main thread; default: one per available core, or ${WORKERS_ENV})`)
     .option('--credential-ttl <duration>', 'how long the credential issued with each acceptance stays valid (default: the credentialTtl setting, 365d)')
     .action(
       action(async ({ out, home, opts }) => {
         const httpsListenFlag = opts.httpsListen === undefined ? undefined : parseListenAddress(opts.httpsListen as string);
+        const addressCheck = opts.httpsAddressCheck as HttpsAddressCheck | undefined;
+        if (addressCheck !== undefined && !HTTPS_ADDRESS_CHECKS.includes(addressCheck)) {
+          throw new EnrollError('ERR_USAGE', `--https-address-check must be one of ${HTTPS_ADDRESS_CHECKS.join(', ')}, not ${JSON.stringify(String(addressCheck).slice(0, 40))}`);
+        }
         // Flags first: a typo must not cost a passphrase prompt.
         const limits = {
           ...(opts.maxFrame ? { maxFrameLen: parseCount(opts.maxFrame as string, '--max-frame', MIN_MAX_FRAME_LEN, 65535) } : {}),
@@ -68,6 +90,8 @@ export function register(service: Command): void {
           ...(opts.maxConnections ? { maxConnections: parseCount(opts.maxConnections as string, '--max-connections', 1, 1_000_000) } : {}),
           ...(opts.readTimeout ? { readTimeoutMs: 1000 * parseDuration(opts.readTimeout as string, '--read-timeout', 1, 3600) } : {}),
         };
+        const metricsAt = opts.metricsListen === undefined ? undefined : parseListenAddress(opts.metricsListen as string);
+        const workers = workersOption(opts.workers as string | undefined);
         // Lifecycle (README "Lifecycle: audit, hooks, credentials"): the hook, the credentials' lifetime.
         const lifecycle = lifecycleOptions(opts);
         // Signals are caught from the start: a SIGTERM while the listeners start up (a
@@ -95,7 +119,9 @@ export function register(service: Command): void {
             throw err;
           }
           // Every decision is also appended to the audit log, by a thread of its own (src/audit).
-          const plainLog = svc.pg ? storeHealthLog(makeDecisionLog({ json: out.json }), svc.pg) : makeDecisionLog({ json: out.json });
+          // Every decision line is also counted (src/ops/metrics.ts), whether or not it is scraped.
+          const metrics = new ServiceMetrics();
+          const plainLog = metrics.tap(svc.pg ? storeHealthLog(makeDecisionLog({ json: out.json }), svc.pg) : makeDecisionLog({ json: out.json }));
           const onAuditError = (reason: string) => plainLog('error', { reason: `audit: ${reason}` });
           // PostgreSQL: appends are network round trips, batched on this thread (audit/pg-sink.ts).
           const sink = svc.pg
@@ -105,12 +131,16 @@ export function register(service: Command): void {
           registerAuditSink(svc, sink);
           // Credentials are signed on a thread of their own, off the one that runs accept().
           const signer = CredentialSigner.start(svc, (reason) => plainLog('error', { reason: `credentials: ${reason}` }));
-          setEnrollLifecycle(svc, { ...lifecycle, signer });
+          // The per-message work of enrollments on a pool of threads, one per core (src/pool).
+          const pool = workers === 0 ? undefined : EnrollPool.start(svc, { workers, onError: (reason) => plainLog('error', { reason: `pool: ${reason}` }) });
+          await pool?.ready();
+          setEnrollLifecycle(svc, { ...lifecycle, signer, ...(pool ? { pool } : {}) });
           const closeAudit = async () => {
             log.stop();
             log.flush();
             await sink.close();
             await signer.close();
+            await pool?.close();
           };
           let server;
           try {
@@ -118,6 +148,7 @@ export function register(service: Command): void {
               host: listen.host,
               port: listen.port,
               log,
+              metrics,
               ...limits,
             });
           } catch (err) {
@@ -135,7 +166,7 @@ export function register(service: Command): void {
             const at = httpsListenFlag ?? parseListenAddress(svc.settings.httpsListen);
             try {
               const { startHttpsServer } = await import('../roles/service/https.js');
-              https = await startHttpsServer(svc, pki, { host: at.host, port: at.port, log });
+              https = await startHttpsServer(svc, pki, { host: at.host, port: at.port, log, ...(addressCheck ? { addressCheck } : {}) });
               if (https.announced.warning) out.warn(https.announced.warning);
             } catch (err) {
               // Only the operator's own choice of HTTPS address is worth failing for; the default
@@ -149,13 +180,50 @@ export function register(service: Command): void {
               out.warn(`token enrollment is off: ${err.message}; choose a port with --https-listen, or set one with \`service init --https-address\``);
             }
           } else {
-            out.warn('this service has no CA, so token enrollment is off; `service init --force` makes one (and a new service identity)');
+            out.warn(`this service has no CA, so token enrollment is off; \`service init --force\` makes one, but ${INIT_FORCE_DESTROYS}`);
+          }
+          // The operator's listener for the balancer and Prometheus (src/ops/listener.ts).
+          let stopping = false;
+          let metricsListener: MetricsListener | undefined;
+          if (metricsAt) {
+            const running = server;
+            const pg = svc.pg;
+            metrics.setSources({
+              enrollees: () => svc.store.counts(),
+              connections: () => running.connections,
+              ...(pg ? { pgPool: () => ({ total: pg.pool.totalCount, idle: pg.pool.idleCount, waiting: pg.pool.waitingCount }) } : {}),
+            });
+            try {
+              metricsListener = await startMetricsListener({
+                host: metricsAt.host,
+                port: metricsAt.port,
+                metrics,
+                readiness: {
+                  // A real read of the store, on the path every enrollment takes (check 4's SPK).
+                  query: async () => {
+                    if (!(await svc.store.currentSignedPrekey())) throw new EnrollError('ERR_STORE', 'the store holds no signed prekey');
+                  },
+                  keysLoaded: () => svc.ikA !== undefined,
+                  notReady: () => (stopping ? 'the service is stopping' : undefined),
+                },
+              });
+            } catch (err) {
+              await https?.close();
+              await server.close();
+              await closeAudit();
+              await svc.close();
+              throw err;
+            }
+            const a = metricsListener.address();
+            log('metrics-listening', { address: `${a.host}:${a.port}` });
           }
           await new Promise<void>((resolve) => {
             wake = resolve;
             if (stopSignal !== undefined) resolve();
           });
+          stopping = true;
           log('stopped', { signal: stopSignal });
+          await metricsListener?.close();
           await https?.close();
           await server.close();
           await closeAudit();

@@ -22,12 +22,16 @@ import type {
   ServiceStore,
   SignedPrekeyRecord,
 } from './types.js';
+import { checkAttributes, type Attributes } from '../protocol/codec/attributes.js';
+import { checkScopes, type EnrollerScopes } from '../policy/scopes.js';
 
 /**
- * 2: EKA v2 (`kem_prekeys`, `bundles.eka`). A version 1 store is migrated on its first
- * writable open (MIGRATE_1_TO_2), in one transaction.
+ * 2: EKA v2 (`kem_prekeys`, `bundles.eka`).
+ * 3: attributes and scopes (`enrollees.attributes`, `enrollers.scopes`, docs/policies.md).
+ * A store of a lower version is migrated on its first writable open by running the steps of
+ * MIGRATIONS in order, each in a transaction of its own.
  */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 /** PQSPK_A of each SPK made since EKA v2 (docs/protocol.md §3.3). */
 const KEM_PREKEYS = `
@@ -45,6 +49,19 @@ ${KEM_PREKEYS}
 UPDATE meta SET value = '2' WHERE key = 'schema_version';
 `;
 
+/**
+ * Schema 2 → 3: an enrollee's attributes and an enroller's scopes, each as canonical JSON
+ * (keys sorted; NULL for none), checked again on every read (toEnrollee, toEnroller).
+ */
+const MIGRATE_2_TO_3 = `
+ALTER TABLE enrollees ADD COLUMN attributes TEXT;
+ALTER TABLE enrollers ADD COLUMN scopes TEXT;
+UPDATE meta SET value = '3' WHERE key = 'schema_version';
+`;
+
+/** The migration from version `from` to `from + 1` (or further), by `from`. */
+const MIGRATIONS: Record<number, string> = { 1: MIGRATE_1_TO_2, 2: MIGRATE_2_TO_3 };
+
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (
   key   TEXT PRIMARY KEY,
@@ -54,7 +71,8 @@ CREATE TABLE IF NOT EXISTS enrollers (
   public_key BLOB PRIMARY KEY CHECK (length(public_key) = 32),
   name       TEXT,
   added_at   INTEGER NOT NULL,
-  revoked_at INTEGER
+  revoked_at INTEGER,
+  scopes     TEXT
 );
 CREATE TABLE IF NOT EXISTS signed_prekeys (
   id             INTEGER PRIMARY KEY,
@@ -91,7 +109,8 @@ CREATE TABLE IF NOT EXISTS enrollees (
   expires_at      INTEGER,
   enrolled_at     INTEGER,
   revoked_at      INTEGER,
-  failed_attempts INTEGER NOT NULL DEFAULT 0
+  failed_attempts INTEGER NOT NULL DEFAULT 0,
+  attributes      TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS enrollees_state ON enrollees(state);
 -- One identity key, one enrollee: an IK_B names exactly one device.
@@ -114,12 +133,36 @@ function buf(b: Uint8Array): Buffer {
   return Buffer.from(b.buffer, b.byteOffset, b.length);
 }
 
+/** A stored JSON column, parsed and checked (a row edited by hand is refused, not trusted). */
+function json<T>(v: unknown, check: (x: unknown) => T, what: string): T | undefined {
+  if (v == null) return undefined;
+  try {
+    return check(JSON.parse(String(v)));
+  } catch (cause) {
+    throw new EnrollError('ERR_STORE', `the store holds malformed ${what}: ${(cause as Error).message}`, { cause });
+  }
+}
+
+/** Attributes as stored: canonical JSON, NULL for none. */
+export function attributesColumn(a: Attributes | undefined): string | null {
+  if (a === undefined || Object.keys(a).length === 0) return null;
+  return JSON.stringify(checkAttributes(a));
+}
+
+/** Scopes as stored: canonical JSON, NULL for none. */
+export function scopesColumn(s: EnrollerScopes | undefined): string | null {
+  if (s === undefined || Object.keys(s).length === 0) return null;
+  return JSON.stringify(checkScopes(s));
+}
+
 export function toEnroller(r: Row): EnrollerRecord {
+  const scopes = json(r.scopes, (x) => checkScopes(x, 'ERR_STORE'), 'enroller scopes');
   return {
     publicKey: bytes(r.public_key),
     name: (r.name as string | null) ?? null,
     addedAt: Number(r.added_at),
     revokedAt: r.revoked_at == null ? null : Number(r.revoked_at),
+    ...(scopes ? { scopes } : {}),
   };
 }
 
@@ -175,8 +218,11 @@ export function toEnrollee(r: Row): EnrolleeRecord {
     enrolledAt: n(r.enrolled_at),
     revokedAt: n(r.revoked_at),
     failedAttempts: Number(r.failed_attempts ?? 0),
+    attributes: json(r.attributes, (x) => checkAttributes(x, 'ERR_STORE'), 'enrollee attributes') ?? EMPTY_ATTRIBUTES,
   };
 }
+
+const EMPTY_ATTRIBUTES: Attributes = Object.freeze({});
 
 /** An enrollee (e), its bundle (b_…) and that bundle's SPK (s_…): the row check 3 reads. */
 export const PENDING_COLUMNS = `e.*, b.id AS b_id, b.spk_id AS b_spk_id, b.opk_public AS b_opk_public,
@@ -292,19 +338,22 @@ export class SqliteStore implements ServiceStore {
       // another version is refused as it is, never half-migrated by CREATE TABLE IF NOT EXISTS.
       const hasMeta = db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'`).get() !== undefined;
       const v = hasMeta ? (db.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).get() as Row | undefined) : undefined;
-      const migrate = v !== undefined && Number(v.value) === 1 && !opts.readonly;
+      const older = v !== undefined && Number.isInteger(Number(v.value)) && Number(v.value) >= 1 && Number(v.value) < SCHEMA_VERSION;
+      const migrate = older && !opts.readonly;
       if (v !== undefined && Number(v.value) !== SCHEMA_VERSION && !migrate) {
         throw new EnrollError('ERR_STORE', `store ${path} has schema version ${String(v.value)}, this ockam-enroll understands ${SCHEMA_VERSION}`, {
-          hint: Number(v.value) === 1 ? 'run `ockam-enroll service start` (or any service command that writes) once: it upgrades the store' : undefined,
+          hint: older ? 'run `ockam-enroll service start` (or any service command that writes) once: it upgrades the store' : undefined,
         });
       }
       if (migrate) {
-        db.transaction(() => {
-          // Read again under the write lock: another process opening the same store may have
-          // migrated it between the read above and this transaction (ALTER TABLE twice fails).
-          const now = db!.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).get() as Row | undefined;
-          if (Number(now?.value) === 1) db!.exec(MIGRATE_1_TO_2);
-        }).immediate();
+        for (let from = Number(v.value); from < SCHEMA_VERSION; from++) {
+          db.transaction(() => {
+            // Read again under the write lock: another process opening the same store may have
+            // migrated it between the read above and this transaction (ALTER TABLE twice fails).
+            const now = db!.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).get() as Row | undefined;
+            if (Number(now?.value) === from) db!.exec(MIGRATIONS[from]!);
+          }).immediate();
+        }
       }
       if (!opts.readonly) {
         db.exec(SCHEMA);
@@ -334,10 +383,11 @@ export class SqliteStore implements ServiceStore {
     const db = this.#db;
     return {
       allowEnroller: db.prepare(
-        `INSERT INTO enrollers (public_key, name, added_at, revoked_at) VALUES (?, ?, ?, NULL)
-         ON CONFLICT(public_key) DO UPDATE SET name = excluded.name, revoked_at = NULL, added_at = excluded.added_at
+        `INSERT INTO enrollers (public_key, name, added_at, revoked_at, scopes) VALUES (?, ?, ?, NULL, ?)
+         ON CONFLICT(public_key) DO UPDATE SET name = excluded.name, revoked_at = NULL, added_at = excluded.added_at, scopes = excluded.scopes
          RETURNING *`,
       ),
+      setAttributes: db.prepare(`UPDATE enrollees SET attributes = ? WHERE id = ? AND state != 'revoked' RETURNING *`),
       listEnrollers: db.prepare(`SELECT * FROM enrollers ORDER BY added_at, public_key`),
       getEnroller: db.prepare(`SELECT * FROM enrollers WHERE public_key = ?`),
       revokeEnroller: db.prepare(`UPDATE enrollers SET revoked_at = ? WHERE public_key = ? AND revoked_at IS NULL`),
@@ -366,8 +416,8 @@ export class SqliteStore implements ServiceStore {
         `UPDATE bundles SET state = 'approved' WHERE id = ? AND state = 'issued' AND enroller = ? AND expires_at > ?`,
       ),
       insertPending: db.prepare(
-        `INSERT INTO enrollees (id, method, state, eik_b, pet_name, enroller, bundle_id, approved_at, expires_at)
-         VALUES (?, 'x3dh', 'pending', ?, ?, ?, ?, ?, ?) RETURNING *`,
+        `INSERT INTO enrollees (id, method, state, eik_b, pet_name, enroller, bundle_id, approved_at, expires_at, attributes)
+         VALUES (?, 'x3dh', 'pending', ?, ?, ?, ?, ?, ?, ?) RETURNING *`,
       ),
       isEk: db.prepare(`SELECT 1 FROM accepted_ek WHERE ek_b = ?`).pluck(),
       // Checks 2 and 3 in one statement, so one read transaction: in WAL mode each read
@@ -404,8 +454,20 @@ export class SqliteStore implements ServiceStore {
     };
   }
 
-  async allowEnroller(publicKey: Uint8Array, name: string | null, now: number): Promise<EnrollerRecord> {
-    return toEnroller(this.#stmt.allowEnroller.get(buf(publicKey), name, now) as Row);
+  async allowEnroller(publicKey: Uint8Array, name: string | null, now: number, scopes?: EnrollerScopes): Promise<EnrollerRecord> {
+    return toEnroller(this.#stmt.allowEnroller.get(buf(publicKey), name, now, scopesColumn(scopes)) as Row);
+  }
+
+  async setAttributes(id: Uint8Array, set: Attributes, unset: readonly string[]): Promise<{ before: EnrolleeRecord; after: EnrolleeRecord } | undefined> {
+    const s = this.#stmt;
+    return this.#db.transaction(() => {
+      const row = s.getEnrollee.get(buf(id)) as Row | undefined;
+      if (!row) return undefined;
+      const before = toEnrollee(row);
+      const after = s.setAttributes.get(attributesColumn(mergeAttributes(before, set, unset)), buf(id)) as Row | undefined;
+      if (!after) throw new EnrollError('ERR_ENROLLEE_REVOKED', 'this enrollee is revoked: its attributes can no longer change');
+      return { before, after: toEnrollee(after) };
+    }).immediate();
   }
 
   async listEnrollers(): Promise<EnrollerRecord[]> {
@@ -526,6 +588,7 @@ export class SqliteStore implements ServiceStore {
         buf(input.bundleId),
         input.now,
         input.expiresAt,
+        attributesColumn(input.attributes),
       ) as Row;
       return toEnrollee(row);
     }).immediate();
@@ -670,4 +733,19 @@ export class SqliteStore implements ServiceStore {
   async close(): Promise<void> {
     if (this.#db.open) this.#db.close();
   }
+}
+
+/**
+ * `before`'s attributes with `set` applied and `unset` removed, checked (at most
+ * ATTR_MAX_COUNT in all). Unsetting a key the enrollee does not have is refused: a typo must
+ * not pass for a change.
+ */
+export function mergeAttributes(before: EnrolleeRecord, set: Attributes, unset: readonly string[]): Attributes {
+  const next: Record<string, string> = { ...(before.attributes ?? {}) };
+  for (const k of unset) {
+    if (!Object.hasOwn(next, k)) throw new EnrollError('ERR_USAGE', `the enrollee has no attribute "${k.slice(0, 40)}"`);
+    delete next[k];
+  }
+  Object.assign(next, checkAttributes(set, 'ERR_USAGE'));
+  return checkAttributes(next, 'ERR_USAGE');
 }

@@ -13,6 +13,8 @@
  */
 
 import type { EnrollError } from '../errors.js';
+import type { Attributes } from '../protocol/codec/attributes.js';
+import type { EnrollerScopes } from '../policy/scopes.js';
 
 export type EnrolleeState = 'pending' | 'enrolled' | 'revoked';
 export type EnrollmentMethod = 'x3dh' | 'token';
@@ -23,6 +25,8 @@ export interface EnrollerRecord {
   name: string | null;
   addedAt: number;
   revokedAt: number | null;
+  /** What it may assign (schema 3, docs/policies.md "Scopes"); absent or {} assigns nothing. */
+  scopes?: EnrollerScopes;
 }
 
 /**
@@ -86,6 +90,8 @@ export interface EnrolleeRecord {
   enrolledAt: number | null;
   revokedAt: number | null;
   failedAttempts: number;
+  /** Its attributes (schema 3, docs/policies.md); absent or {} for none. */
+  attributes?: Attributes;
 }
 
 export interface ApproveInput {
@@ -96,6 +102,8 @@ export interface ApproveInput {
   enroller: Uint8Array;
   now: number;
   expiresAt: number;
+  /** Attributes to record with the approval (checked against the enroller's scope by the caller). */
+  attributes?: Attributes;
 }
 
 /** What the service needs to run checks 3–5 for one enrollee, fetched in one query. */
@@ -123,7 +131,8 @@ export interface CommitEnrollmentInput {
 
 export interface ServiceStore {
   // enrollers
-  allowEnroller(publicKey: Uint8Array, name: string | null, now: number): Promise<EnrollerRecord>;
+  /** Allows (or re-allows) an enroller; its scopes are replaced by `scopes` (none when absent). */
+  allowEnroller(publicKey: Uint8Array, name: string | null, now: number, scopes?: EnrollerScopes): Promise<EnrollerRecord>;
   listEnrollers(): Promise<EnrollerRecord[]>;
   getEnroller(publicKey: Uint8Array): Promise<EnrollerRecord | undefined>;
   /** Returns false if no such (unrevoked) enroller. Also revokes its unused bundles and drops its pending approvals. */
@@ -166,6 +175,11 @@ export interface ServiceStore {
   findEnrollee(idOrPrefix: string): Promise<EnrolleeRecord | undefined>;
   getEnrolleeByIdentityKey(ikB: Uint8Array): Promise<EnrolleeRecord | undefined>;
   revokeEnrollee(id: Uint8Array, now: number): Promise<boolean>;
+  /**
+   * Sets `set` and removes `unset` (each must be present) on a pending or enrolled enrollee,
+   * in one transaction; undefined if no such enrollee, ERR_ENROLLEE_REVOKED if revoked.
+   */
+  setAttributes(id: Uint8Array, set: Attributes, unset: readonly string[]): Promise<{ before: EnrolleeRecord; after: EnrolleeRecord } | undefined>;
 
   counts(): Promise<Record<EnrolleeState, number>>;
   close(): Promise<void>;

@@ -150,9 +150,9 @@ describe('enrollee join --enroller (TCP) and --stdio', () => {
     const p = await freePort();
     let onboard: Background | undefined;
     try {
-      onboard = spawnCli(['enroller', 'onboard', '--listen', `127.0.0.1:${p}`], { home: w.enrollerHome });
+      onboard = spawnCli(['enroller', 'onboard', '--listen', `127.0.0.1:${p}`, '--expect-enrollee', good.id], { home: w.enrollerHome });
       await onboard.waitForLine('waiting for the enrollee');
-      const joined = await run(['enrollee', 'join', '--enroller', `tcp://127.0.0.1:${p}`, '--service-key', w.serviceKey], { home: good.home });
+      const joined = await run(['enrollee', 'join', '--enroller', `tcp://127.0.0.1:${p}`, '--yes', '--service-key', w.serviceKey], { home: good.home });
       const ob = await onboard.done();
       assert.equal(joined.code, 0, show(joined));
       assert.equal(ob.code, 0, show(ob));
@@ -163,9 +163,9 @@ describe('enrollee join --enroller (TCP) and --stdio', () => {
     const e = await w.newEnrollee('Net Skeptic');
     const p2 = await freePort();
     try {
-      onboard = spawnCli(['enroller', 'onboard', '--listen', `127.0.0.1:${p2}`], { home: w.enrollerHome });
+      onboard = spawnCli(['enroller', 'onboard', '--listen', `127.0.0.1:${p2}`, '--expect-enrollee', e.id], { home: w.enrollerHome });
       await onboard.waitForLine('waiting for the enrollee');
-      const joined = await run(['enrollee', 'join', '--enroller', `tcp://127.0.0.1:${p2}`, '--service-key', foreign.key], { home: e.home });
+      const joined = await run(['enrollee', 'join', '--enroller', `tcp://127.0.0.1:${p2}`, '--yes', '--service-key', foreign.key], { home: e.home });
       const ob = await onboard.done();
       assertFailure(joined, EXIT.AUTH, `the bundle is for the service key ${w.serviceKey}, not the expected ${foreign.key} (--service-key)`, 'another service');
       assertFailure(ob, EXIT.AUTH, `the enrollee expects the service key ${foreign.key}; the offered bundle is for ${w.serviceKey}`, 'enroller bundle fetch');
@@ -180,7 +180,7 @@ describe('enrollee join --enroller (TCP) and --stdio', () => {
 
   test('--stdio under `enroller onboard --exec`: the same refusal, and the right key enrolls', async () => {
     const e = await w.newEnrollee('Pipe Skeptic');
-    const r = await run(['enroller', 'onboard', '--exec', shellCommand(['enrollee', 'join', '--stdio', '--home', e.home, '--service-key', foreign.key])], { home: w.enrollerHome });
+    const r = await run(['enroller', 'onboard', '--expect-enrollee', e.id, '--exec', shellCommand(['enrollee', 'join', '--stdio', '--yes', '--home', e.home, '--service-key', foreign.key])], { home: w.enrollerHome });
     // Both processes' errors reach this stderr (the child's passes through).
     assert.equal(r.code, EXIT.AUTH, show(r));
     assert.equal(r.stdout, '');
@@ -188,7 +188,7 @@ describe('enrollee join --enroller (TCP) and --stdio', () => {
     assert.match(r.stderr, new RegExp(`^ockam-enroll: error: the peer refused: the enrollee expects the service key ${foreign.key}`, 'm'), show(r));
     keptNothing(e.home);
 
-    const ok_ = await run(['enroller', 'onboard', '--exec', shellCommand(['enrollee', 'join', '--stdio', '--home', e.home, '--service-key', w.serviceKey]), '--json'], { home: w.enrollerHome });
+    const ok_ = await run(['enroller', 'onboard', '--expect-enrollee', e.id, '--exec', shellCommand(['enrollee', 'join', '--stdio', '--yes', '--home', e.home, '--service-key', w.serviceKey]), '--json'], { home: w.enrollerHome });
     assert.equal(ok_.code, 0, show(ok_));
     assert.equal(parseJsonOut<{ enrolled: boolean }>(ok_).enrolled, true);
   });

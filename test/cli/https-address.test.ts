@@ -9,7 +9,7 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
+import { connect as connectTcp, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { decodeTokenUnverified } from '../../src/protocol/token/claims.js';
 import { assertFailure, errorLine, freePort, ok, okJson, removeTempHomes, run, show, spawnService, tempHome, type ServiceHandle } from '../helpers/cli.js';
@@ -141,6 +141,71 @@ describe('an HTTPS address chosen at init that cannot reach the listener', () =>
     } finally {
       await new Promise<void>((resolve) => squatter.close(() => resolve()));
     }
+  });
+
+  it('--https-address-check warn: starts with a warning behind an address not served yet, and logs https-address-served once it is', { timeout: 120_000 }, async () => {
+    const root = tempHome('https-check-warn');
+    const svcHome = join(root, 'service');
+    const tcpPort = await freePort();
+    const [chosen, listen] = [await freePort(), await freePort()];
+    await ok(['service', 'init', '--address', `tcp://127.0.0.1:${tcpPort}`, '--https-address', `https://127.0.0.1:${chosen}`], { home: svcHome });
+    const service = await spawnService(['service', 'start', '--listen', `127.0.0.1:${tcpPort}`, '--https-listen', `127.0.0.1:${listen}`, '--https-address-check', 'warn'], tcpPort, {
+      home: svcHome,
+      ready: [' https-listening '],
+    });
+    // The balancer comes up after the service: a TCP forwarder from the chosen port to the listener.
+    let balancer: Server | undefined;
+    try {
+      const warning = await service.waitForLine(/^ockam-enroll: warning: /);
+      assert.equal(
+        warning,
+        `ockam-enroll: warning: tokens send devices to https://127.0.0.1:${chosen} (the --https-address set at init), but this service listens for HTTPS on 127.0.0.1:${listen} and nothing listens there yet: token enrollment through it works once it forwards here (the balancer, or another replica); checking again every 2 s`,
+      );
+      assert.ok(!service.lines.some((l) => l.includes(' https-address-served ')), 'not served before the balancer exists');
+      balancer = createServer((client) => {
+        const upstream = connectTcp(listen, '127.0.0.1');
+        client.pipe(upstream).pipe(client);
+        client.on('error', () => upstream.destroy());
+        upstream.on('error', () => client.destroy());
+      });
+      await new Promise<void>((resolve) => balancer!.listen(chosen, '127.0.0.1', resolve));
+      const served = await service.waitForLine(' https-address-served ');
+      assert.equal(field(served, 'https_address'), `https://127.0.0.1:${chosen}`, served);
+    } finally {
+      await service.stop();
+      await new Promise<void>((resolve) => (balancer ? balancer.close(() => resolve()) : resolve()));
+    }
+  });
+
+  it('--https-address-check off: starts without checking; a mode that is not one of the three is a usage error', async () => {
+    const root = tempHome('https-check-off');
+    const svcHome = join(root, 'service');
+    const tcpPort = await freePort();
+    const [chosen, listen] = [await freePort(), await freePort()];
+    await ok(['service', 'init', '--address', `tcp://127.0.0.1:${tcpPort}`, '--https-address', `https://127.0.0.1:${chosen}`], { home: svcHome });
+    const bad = await run(['service', 'start', '--listen', `127.0.0.1:${tcpPort}`, '--https-address-check', 'maybe'], { home: svcHome });
+    assertFailure(bad, EXIT_USAGE, '--https-address-check must be one of refuse, warn, off, not "maybe"');
+    const service = await spawnService(['service', 'start', '--listen', `127.0.0.1:${tcpPort}`, '--https-listen', `127.0.0.1:${listen}`, '--https-address-check', 'off'], tcpPort, {
+      home: svcHome,
+      ready: [' https-listening '],
+    });
+    try {
+      const line = service.lines.find((l) => l.includes(' https-listening '))!;
+      assert.equal(field(line, 'https_address'), `https://127.0.0.1:${chosen}`, line);
+      assert.ok(!service.lines.some((l) => l.startsWith('ockam-enroll: warning:')), service.lines.join('\n'));
+    } finally {
+      await service.stop();
+    }
+  });
+
+  it('the refusal\'s hint never names `service init --force` without saying what it destroys', async () => {
+    const root = tempHome('https-refuse-hint');
+    const svcHome = join(root, 'service');
+    const tcpPort = await freePort();
+    const [chosen, listen] = [await freePort(), await freePort()];
+    await ok(['service', 'init', '--address', `tcp://127.0.0.1:${tcpPort}`, '--https-address', `https://127.0.0.1:${chosen}`], { home: svcHome });
+    const r = await run(['service', 'start', '--listen', `127.0.0.1:${tcpPort}`, '--https-listen', `127.0.0.1:${listen}`], { home: svcHome });
+    assertFailure(r, EXIT_USAGE, /nothing listens there/, /--https-address-check warn.*service init --force --https-address.*destroys the service identity.*every device enrolled with this service must enroll again/);
   });
 
   it('on loopback where another process of the same service serves it: accepted (a second replica, a local proxy)', async () => {

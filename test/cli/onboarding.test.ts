@@ -89,9 +89,9 @@ describe(`EKA ${eka}`, () => {
       let onboard: Background | undefined;
       try {
         // The enroller's pet name overrides the card's ("device-7").
-        onboard = spawnCli(['enroller', 'onboard', '--eka', eka, '--listen', `127.0.0.1:${p2}`, '--name', 'Robot Axiom', '--json'], { home: w.enrollerHome });
+        onboard = spawnCli(['enroller', 'onboard', '--eka', eka, '--listen', `127.0.0.1:${p2}`, '--expect-enrollee', e.id, '--name', 'Robot Axiom', '--json'], { home: w.enrollerHome });
         await onboard.waitForLine('waiting for the enrollee');
-        const joined = await run(['enrollee', 'join', '--eka', eka, '--enroller', `tcp://127.0.0.1:${p2}`, '--json'], { home: e.home });
+        const joined = await run(['enrollee', 'join', '--eka', eka, '--enroller', `tcp://127.0.0.1:${p2}`, '--yes', '--json'], { home: e.home });
         const ob = await onboard.done();
         assert.equal(joined.code, 0, show(joined));
         assert.equal(ob.code, 0, show(ob));
@@ -165,9 +165,9 @@ describe(`EKA ${eka}`, () => {
       const p2 = await freePort();
       let onboard: Background | undefined;
       try {
-        onboard = spawnCli(['enroller', 'onboard', '--eka', eka, '--listen', `127.0.0.1:${p2}`], { home: w.enrollerHome });
+        onboard = spawnCli(['enroller', 'onboard', '--eka', eka, '--listen', `127.0.0.1:${p2}`, '--expect-enrollee', e.id], { home: w.enrollerHome });
         await onboard.waitForLine('waiting for the enrollee');
-        const joined = await ok(['enrollee', 'join', '--eka', eka, '--enroller', `tcp://127.0.0.1:${p2}`], { home: e.home });
+        const joined = await ok(['enrollee', 'join', '--eka', eka, '--enroller', `tcp://127.0.0.1:${p2}`, '--yes'], { home: e.home });
         const ob = await onboard.done();
         assert.equal(ob.code, 0, show(ob));
         assert.equal(joined.stdout, `enrolled as ${e.id} (Robot Beta) with the service at ${w.address}\n`);
@@ -186,7 +186,7 @@ describe(`EKA ${eka}`, () => {
     test('onboards a device through a child process\'s stdin/stdout', async () => {
       const e = await w.newEnrollee('Pipe Bot');
       const t0 = Date.now();
-      const r = await run(['enroller', 'onboard', '--eka', eka, '--exec', shellCommand(['enrollee', 'join', '--eka', eka, '--stdio', '--home', e.home]), '--json'], { home: w.enrollerHome });
+      const r = await run(['enroller', 'onboard', '--eka', eka, '--expect-enrollee', e.id, '--exec', shellCommand(['enrollee', 'join', '--eka', eka, '--stdio', '--yes', '--home', e.home]), '--json'], { home: w.enrollerHome });
       const elapsed = Date.now() - t0;
       assert.equal(r.code, 0, show(r));
       const o = parseJsonOut<Record<string, unknown>>(r);
@@ -214,8 +214,8 @@ describe(`EKA ${eka}`, () => {
     test('enroller onboard --stdio and enrollee join --stdio, joined by a pair of pipes', async () => {
       const e = await w.newEnrollee('Serial Bot');
       const [ob, jn] = await runCrossPiped(
-        { args: ['enroller', 'onboard', '--eka', eka, '--stdio', '--json'], home: w.enrollerHome },
-        { args: ['enrollee', 'join', '--eka', eka, '--stdio', '--json'], home: e.home },
+        { args: ['enroller', 'onboard', '--eka', eka, '--stdio', '--expect-enrollee', e.id, '--json'], home: w.enrollerHome },
+        { args: ['enrollee', 'join', '--eka', eka, '--stdio', '--yes', '--json'], home: e.home },
       );
       assert.equal(ob.code, 0, `onboard: ${show(ob)}`);
       assert.equal(jn.code, 0, `join: ${show(jn)}`);
@@ -228,15 +228,15 @@ describe(`EKA ${eka}`, () => {
       '--stdio peers report their own result on stderr (stdout is the channel)',
       async () => {
         const e = await w.newEnrollee('Quiet Bot');
-        const r = await run(['enroller', 'onboard', '--eka', eka, '--exec', shellCommand(['enrollee', 'join', '--eka', eka, '--stdio', '--home', e.home])], { home: w.enrollerHome });
+        const r = await run(['enroller', 'onboard', '--eka', eka, '--expect-enrollee', e.id, '--exec', shellCommand(['enrollee', 'join', '--eka', eka, '--stdio', '--yes', '--home', e.home])], { home: w.enrollerHome });
         assert.equal(r.code, 0, show(r));
         // The child's stderr is passed through to the enroller's stderr.
         assert.ok(r.stderr.includes(`enrolled as ${e.id}`), `the enrollee's result line is missing: ${show(r)}`);
         // Likewise `enroller onboard --stdio` must put its result on stderr, not into the channel.
         const e2 = await w.newEnrollee('Quiet Bot 2');
         const [ob] = await runCrossPiped(
-          { args: ['enroller', 'onboard', '--eka', eka, '--stdio'], home: w.enrollerHome },
-          { args: ['enrollee', 'join', '--eka', eka, '--stdio'], home: e2.home },
+          { args: ['enroller', 'onboard', '--eka', eka, '--stdio', '--expect-enrollee', e2.id], home: w.enrollerHome },
+          { args: ['enrollee', 'join', '--eka', eka, '--stdio', '--yes'], home: e2.home },
         );
         assert.equal(ob.code, 0, show(ob));
         assert.ok(ob.stderr.includes(`onboarded Quiet Bot 2 (enrollee ${e2.id})`), `the enroller's result line is missing from stderr: ${show(ob)}`);

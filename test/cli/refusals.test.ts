@@ -198,8 +198,35 @@ describe('refusals at the service', () => {
     const r = await run(['enroller', 'bundle', 'fetch', '--service', `tcp://127.0.0.1:${closed}`], { home: w.enrollerHome });
     assertFailure(r, EXIT.UNREACHABLE, `cannot reach tcp://127.0.0.1:${closed}`, 'service start');
     const e = await w.newEnrollee();
-    const j = await run(['enrollee', 'join', '--enroller', `tcp://127.0.0.1:${closed}`], { home: e.home });
+    const j = await run(['enrollee', 'join', '--enroller', `tcp://127.0.0.1:${closed}`, '--yes'], { home: e.home });
     assertFailure(j, EXIT.UNREACHABLE, `cannot reach tcp://127.0.0.1:${closed}`);
+  });
+
+  test('a first contact that is refused pins nothing; the first one that succeeds pins and warns (issue #22)', async () => {
+    const home = tempHome('tofu-refused');
+    const key = (await okJson<{ enroller_key: string }>(['enroller', 'init'], { home })).enroller_key;
+    const pins = join(home, 'enroller', 'known_services.json');
+    const pinned = (): Record<string, { key: string }> => {
+      try {
+        return JSON.parse(readFileSync(pins, 'utf8')) as Record<string, { key: string }>;
+      } catch {
+        return {};
+      }
+    };
+    // Not allowed yet: the fetch and the token request are refused, and nothing is pinned.
+    const refused = await run(['enroller', 'bundle', 'fetch', '--service', w.address], { home });
+    assertFailure(refused, EXIT.REJECTED, 'not allowed');
+    assert.ok(!refused.stderr.includes('trusted the service key'), show(refused));
+    const token = await run(['enroller', 'token', 'create', '--name', 'refused-device', '--service', w.address], { home });
+    assert.notEqual(token.code, 0, show(token));
+    assert.equal(pinned()[w.address], undefined, 'a refused first contact pinned the key');
+
+    await ok(['service', 'enroller', 'allow', key], { home: w.serviceHome });
+    const first = await ok(['enroller', 'bundle', 'fetch', '--service', w.address], { home });
+    assert.ok(first.stderr.includes(`warning: trusted the service key ${w.serviceKey} for ${w.address} on first use`), `the warning is shown the first time the pin is made: ${show(first)}`);
+    assert.equal(pinned()[w.address]?.key, w.serviceKey);
+    const second = await ok(['enroller', 'bundle', 'fetch', '--service', w.address], { home });
+    assert.ok(!second.stderr.includes('trusted the service key'), `only once: ${show(second)}`);
   });
 
   // Last: it replaces the service's identity and store.

@@ -8,7 +8,6 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeTokenUnverified } from '../../src/protocol/token/claims.js';
@@ -20,6 +19,7 @@ import { generateKeyPair } from '../../src/x509/keys.js';
 import { encodeBase64Body } from '../../src/x509/pkcs7.js';
 import { WAIT_TIMEOUT_MS } from '../helpers/cli.js';
 import { patience, slowdown } from '../helpers/pace.js';
+import { freePort } from '../helpers/ports.js';
 import { BIN } from '../helpers/paths.js';
 
 interface Run {
@@ -58,17 +58,6 @@ function refused(r: Run, exit: number, message: RegExp): void {
 function tool(cmd: string, args: string[]): Run {
   const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: Math.ceil(15_000 * SLOW) });
   return { code: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

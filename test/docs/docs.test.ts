@@ -57,7 +57,8 @@ describe('documented sessions, run', { concurrency: 2 }, () => {
           for (const t of (b.mark!.attrs.fresh ?? '').split(',').filter((x) => x !== '')) s.fresh(t);
           for (const t of (b.mark!.attrs.back ?? '').split(',').filter((x) => x !== '')) s.back(t);
           if (b.mark!.attrs.setup) await s.setup(where(b, REPO_ROOT), es[0]?.terminal ?? '$', b.mark!.attrs.setup);
-          for (const [i, e] of es.entries()) await s.run(at, e, es.slice(i + 1), background);
+          const typed = Object.fromEntries((b.mark!.attrs.typed ?? '').split('|').filter((x) => x.includes('=')).map((x) => [x.slice(0, x.indexOf('=')), x.slice(x.indexOf('=') + 1)]));
+          for (const [i, e] of es.entries()) await s.run(at, e, es.slice(i + 1), background, typed);
         }
       } catch (e) {
         failed = true;

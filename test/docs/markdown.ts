@@ -4,7 +4,7 @@
  * The convention (README.md, "Development"): the line before a fence (blank lines between
  * are allowed) may be an HTML comment, invisible on GitHub,
  *
- *   <!-- doc: run [session=NAME] [background="CMD|CMD"] [fresh=TERMINAL,…] [excerpt] [setup="SH"] [command="CMD"] -->
+ *   <!-- doc: run [session=NAME] [background="CMD|CMD"] [typed="CMD=ANSWER|…"] [fresh=TERMINAL,…] [excerpt] [setup="SH"] [command="CMD"] -->
  *   <!-- doc: output session=NAME terminal=NAME -->
  *   <!-- doc: skip REASON -->
  *

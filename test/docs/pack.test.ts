@@ -48,6 +48,17 @@ test('npm pack: the tarball, installed without devDependencies, runs --version a
   for (const must of ['package.json', 'README.md', 'bin/ockam-enroll.js', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/cli/main.js', 'dist/src/cli/demo.js']) {
     assert.ok(files.includes(must), `the tarball holds ${must}`);
   }
+  // Issue #22 finding 8: the licence and notice ship, the examples the README links ship,
+  // and each source map carries its sources (the .ts files are not shipped).
+  for (const must of ['LICENSE', 'NOTICE', 'examples/qr-flow.sh', 'examples/three-terminals/README.md']) {
+    assert.ok(files.includes(must), `the tarball holds ${must}`);
+  }
+  const maps = files.filter((f) => f.endsWith('.js.map'));
+  assert.ok(maps.length > 0, 'the tarball holds source maps');
+  for (const m of maps) {
+    const map = JSON.parse(readFileSync(join(REPO_ROOT, m), 'utf8')) as { sources: string[]; sourcesContent?: (string | null)[] };
+    assert.ok(map.sourcesContent?.length === map.sources.length && map.sourcesContent.every((c) => typeof c === 'string' && c.length > 0), `${m} carries its sources inline`);
+  }
   const stray = files.filter((f) => f.startsWith('dist/test/') || f.startsWith('dist/bench/') || f.startsWith('test/') || f.startsWith('src/') || f.includes('node_modules/'));
   assert.deepEqual(stray, [], 'the tarball holds no tests, benchmarks, sources or dependencies');
 
@@ -78,7 +89,7 @@ test('npm pack: the tarball, installed without devDependencies, runs --version a
 
   // 4. Run it as a user would, from the project directory (npm offline: a missing bin must
   // fail here, not be fetched from the registry).
-  const env = { ...childEnv({ npm_config_offline: 'true', npm_config_update_notifier: 'false' }), HOME: join(work, 'home') };
+  const env = { ...childEnv({ npm_config_offline: 'true', npm_config_update_notifier: 'false' }), HOME: join(work, 'home'), XDG_CONFIG_HOME: join(work, 'home', '.config') };
   mkdirSync(env.HOME, { recursive: true });
   const version = await execa('npx', ['ockam-enroll', '--version'], { cwd: app, env, extendEnv: false, reject: false, timeout: TIMEOUT_MS });
   assert.equal(version.exitCode, 0, `npx ockam-enroll --version: ${version.stderr}`);
@@ -89,6 +100,8 @@ test('npm pack: the tarball, installed without devDependencies, runs --version a
   const j = JSON.parse(demo.stdout) as { ok: boolean; enrollees: { state: string; name: string }[] };
   assert.equal(j.ok, true);
   assert.deepEqual(j.enrollees.map((e) => [e.state, e.name]), [['enrolled', 'Robot Axiom']]);
+  // The demo works in temporary homes: it leaves nothing in the user's (no empty ~/.config/ockam-enroll).
+  assert.ok(!existsSync(join(env.XDG_CONFIG_HOME, 'ockam-enroll')), `the demo left ${join(env.XDG_CONFIG_HOME, 'ockam-enroll')} behind`);
 
   // The library entry point resolves from the installed package too.
   const lib = await execa(process.execPath, ['--input-type=module', '-e', "const m = await import('ockam-enroll'); console.log(typeof m.initiate, typeof m.accept, import.meta.resolve('ockam-enroll'))"], { cwd: app, env, extendEnv: false, reject: false, timeout: TIMEOUT_MS });

@@ -23,6 +23,8 @@
  *   checked where the documentation shows it: an `output terminal=T` block, or a line
  *   `T$` with no command (`device$   # …and the waiting join finishes:`). Excerpts of a
  *   running process's output may leave lines out.
+ * - `typed="CMD=ANSWER|CMD=ANSWER"`: a command that contains CMD gets ANSWER (lines separated
+ *   by commas) on its stdin, as a person would type it at its questions (`[y/N]`).
  * - A command that fails must show its error (`ockam-enroll: error: …`) or be followed by
  *   `echo $?` in its terminal, which prints its real exit status.
  *
@@ -342,8 +344,10 @@ export class Session {
     return l;
   }
 
-  private start(terminal: string, cmd: string): Proc {
-    const child = spawn('/bin/sh', ['-c', cmd], { cwd: join(this.dir, 'work'), env: this.env(terminal), stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  private start(terminal: string, cmd: string, typed?: string): Proc {
+    const child = spawn('/bin/sh', ['-c', cmd], { cwd: join(this.dir, 'work'), env: this.env(terminal), stdio: [typed === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], detached: true });
+    // What the person types at the command's questions (`typed="CMD=ANSWER"`), one line each.
+    if (typed !== undefined) child.stdin!.end(`${typed.split(',').join('\n')}\n`);
     const p: Proc = {
       cmd,
       child,
@@ -413,7 +417,7 @@ export class Session {
   }
 
   /** Runs one entry; `next` is the rest of the block's entries (to see an `echo $?` coming). */
-  async run(where: string, e: Entry, rest: Entry[], background: string[]): Promise<void> {
+  async run(where: string, e: Entry, rest: Entry[], background: string[], typed: Record<string, string> = {}): Promise<void> {
     const expectError = e.output.some((l) => /\berror: /.test(l)) || rest.some((r) => r.terminal === e.terminal && r.cmd === 'echo $?');
     if (e.kind === 'more') {
       const p = this.procs.get(e.terminal)?.filter((q) => q.background).at(-1);
@@ -437,7 +441,7 @@ export class Session {
       return;
     }
     const cmd = await this.substitute(e.cmd);
-    const p = this.start(e.terminal, cmd);
+    const p = this.start(e.terminal, cmd, Object.entries(typed).find(([c]) => e.cmd.includes(c))?.[1]);
     // A running process's output is shown as an excerpt: a service may warn first (say, that
     // the default HTTPS port is taken by another service on this machine).
     const bg = background.some((b) => e.cmd.includes(b));

@@ -10,11 +10,11 @@
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { patience } from './pace.js';
+import { freePort as reservedPort } from './ports.js';
 import { BIN } from './paths.js';
 
 export const NODE = process.execPath;
@@ -37,6 +37,8 @@ export interface RunOptions {
   input?: string;
   /** Extra environment variables for the child. */
   env?: Record<string, string>;
+  /** spawnCli only: keep the child's stdin open as a pipe (write answers with child.stdin). */
+  stdinPipe?: boolean;
   /** The bound on an idle machine (default RUN_TIMEOUT_MS); scaled by patience(). */
   timeoutMs?: number;
 }
@@ -147,17 +149,8 @@ export function removeTempHomes(): void {
   for (const d of homes.splice(0)) rmSync(d, { recursive: true, force: true });
 }
 
-/** A TCP port on 127.0.0.1 that was free a moment ago. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+/** A free TCP port on 127.0.0.1, outside the ephemeral range and reserved for this process (ports.ts). */
+export const freePort = reservedPort;
 
 /** Quotes a word for sh. */
 export function shellQuote(s: string): string {
@@ -210,7 +203,7 @@ export function spawnCli(args: readonly string[], opts: RunOptions = {}): Backgr
     extendEnv: false,
     env: childEnv(opts.env),
     stripFinalNewline: false,
-    ...(opts.input !== undefined ? { input: opts.input } : { stdin: 'ignore' as const }),
+    ...(opts.input !== undefined ? { input: opts.input } : { stdin: opts.stdinPipe ? ('pipe' as const) : ('ignore' as const) }),
   });
   const lines: string[] = [];
   let partial = '';

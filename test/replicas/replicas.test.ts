@@ -31,6 +31,7 @@ import { x509 } from '../../src/x509/provider.js';
 import { freePort, removeTempHomes, run, show, spawnCli, tempHome, eventually } from '../helpers/cli.js';
 import { alarmingLines, approveCliEnrollee, approveEnrollees, enrollChunks, messageFor, nowSeconds, openAcceptance, rawExchange, startLiveService, type LabEnrollee, type LiveService } from '../helpers/lab.js';
 import { freshDatabase, pgQuery } from '../helpers/pg.js';
+import { patience } from '../helpers/pace.js';
 
 const N = 2000;
 /** Enrollment messages in flight at once, over both replicas. */
@@ -95,6 +96,9 @@ before(async () => {
   // The store setting was saved by init: the replicas need no --store (the second one is given it anyway).
   replicas.push(await startLiveService(home, ports[0]!, [...FLAGS, '--https-listen', `127.0.0.1:${httpsPorts[0]}`]));
   replicas.push(await startLiveService(home, ports[1]!, [...FLAGS, '--https-listen', `127.0.0.1:${httpsPorts[1]}`, '--store', url]));
+  // startLiveService returns at the TCP listener's line; the HTTPS listener (and its address
+  // check) comes after it: the tests begin once both replicas serve both.
+  for (const r of replicas) await r.waitForLine(' https-listening ');
 });
 
 after(async () => {
@@ -187,9 +191,10 @@ describe('replicas: two `service start` on one PostgreSQL store', () => {
   });
 
   it('the audit log is one chain holding both replicas\' acceptances, and `service audit verify` accepts it', { timeout: 120_000 }, async () => {
-    // The audit sinks flush every 50 ms; wait until every acceptance is in.
+    // The audit sinks flush every 50 ms; wait until every acceptance is in (10 s on an idle
+    // machine, scaled to its pace: a fixed count of tries ran out while the CPUs were busy).
     let accepted = 0;
-    for (let tries = 0; tries < 100; tries++) {
+    for (const end = Date.now() + (await patience(10_000)); Date.now() < end; ) {
       const [r] = await pgQuery(url, `SELECT count(*) AS n FROM audit WHERE event = 'accepted'`);
       accepted = Number(r!.n);
       if (accepted >= N) break;

@@ -33,6 +33,7 @@ import { ServiceHome } from '../../src/roles/service/home.js';
 import type { Decision, DecisionFields, DecisionLog } from '../../src/roles/service/log.js';
 import { parseRate, TokenBuckets } from '../../src/roles/service/limits.js';
 import { REPO_ROOT } from '../helpers/paths.js';
+import { testPool } from '../helpers/pool.js';
 
 const ADDRESS = 'tcp://127.0.0.1:4100';
 const NOW = 1_750_000_000;
@@ -40,6 +41,8 @@ const NOW = 1_750_000_000;
 let root: string;
 let svc: ServiceHome;
 let enroller: Uint8Array;
+/** With OCKAM_ENROLL_TEST_WORKERS (test/pool), every enrollment here runs on a pool of workers. */
+let pool: Awaited<ReturnType<typeof testPool>>;
 let pqspkA: Uint8Array;
 
 before(async () => {
@@ -47,12 +50,14 @@ before(async () => {
   svc = await ServiceHome.init(join(root, 'home'), { address: ADDRESS, now: NOW - 1000 });
   enroller = generateX25519().publicKey;
   await svc.store.allowEnroller(enroller, 'test-enroller', NOW - 1000);
+  pool = await testPool(svc);
   const spk = await svc.store.currentSignedPrekey();
   assert.ok(spk?.kem, 'service init made a KEM prekey with the SPK');
   pqspkA = spk.kem.publicKey;
   assert.equal(toHex((await svc.store.getKemPrekey(spk.kem.hash))!.publicKey), toHex(pqspkA));
 });
 after(async () => {
+  await pool?.close();
   await svc?.close();
   rmSync(root, { recursive: true, force: true });
 });
@@ -302,7 +307,7 @@ describe('store schema 1 → 2 migration', () => {
   it('a version 1 store is migrated on open: its bundles are EKA v1, its SPKs have no KEM prekey', async () => {
     const Database = (await import('better-sqlite3')).default;
     const { SqliteStore, SCHEMA_VERSION } = await import('../../src/store/sqlite.js');
-    assert.equal(SCHEMA_VERSION, 2);
+    assert.equal(SCHEMA_VERSION, 3);
     const path = join(root, 'v1.db');
     const fresh = SqliteStore.open(path);
     await fresh.addSignedPrekey({ publicKey: new Uint8Array(32).fill(1), privateSealed: new Uint8Array(60), signature: new Uint8Array(64), createdAt: NOW });
@@ -314,7 +319,8 @@ describe('store schema 1 → 2 migration', () => {
     await fresh.close();
     // Make it a schema 1 store, as ockam-enroll before EKA v2 left it.
     const db = new Database(path);
-    db.exec(`DROP TABLE kem_prekeys; ALTER TABLE bundles DROP COLUMN eka; UPDATE meta SET value = '1' WHERE key = 'schema_version'`);
+    // (and without schema 3's columns, which a version 1 store never had)
+    db.exec(`DROP TABLE kem_prekeys; ALTER TABLE bundles DROP COLUMN eka; ALTER TABLE enrollees DROP COLUMN attributes; ALTER TABLE enrollers DROP COLUMN scopes; UPDATE meta SET value = '1' WHERE key = 'schema_version'`);
     db.close();
     // A read-only open cannot migrate: refused, with a hint.
     assert.throws(() => SqliteStore.open(path, { readonly: true }), (e) => isEnrollError(e, 'ERR_STORE') && /schema version 1/.test(e.message) && /upgrades the store/.test(e.hint ?? ''));
@@ -331,7 +337,7 @@ describe('store schema 1 → 2 migration', () => {
       await migrated.close();
     }
     const again = new Database(path, { readonly: true });
-    assert.equal(again.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).pluck().get(), '2');
+    assert.equal(again.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).pluck().get(), String(SCHEMA_VERSION));
     again.close();
   });
 
@@ -341,7 +347,8 @@ describe('store schema 1 → 2 migration', () => {
     const path = join(root, 'v1-race.db');
     (await SqliteStore.open(path).close());
     const db = new Database(path);
-    db.exec(`DROP TABLE kem_prekeys; ALTER TABLE bundles DROP COLUMN eka; UPDATE meta SET value = '1' WHERE key = 'schema_version'`);
+    // (and without schema 3's columns, which a version 1 store never had)
+    db.exec(`DROP TABLE kem_prekeys; ALTER TABLE bundles DROP COLUMN eka; ALTER TABLE enrollees DROP COLUMN attributes; ALTER TABLE enrollers DROP COLUMN scopes; UPDATE meta SET value = '1' WHERE key = 'schema_version'`);
     db.close();
     const storeJs = pathToFileURL(join(REPO_ROOT, 'dist', 'src', 'store', 'sqlite.js')).href;
     // Process A: another ockam-enroll migrating the store, its transaction still open.
@@ -381,7 +388,8 @@ describe('store schema 1 → 2 migration', () => {
     await Promise.all([bDone, new Promise((r) => (a.exitCode !== null ? r(null) : a.once('exit', r)))]);
     assert.match(out, /opened/, out);
     const check = new Database(path, { readonly: true });
-    assert.equal(check.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).pluck().get(), '2');
+    // B found A's step 1 → 2 done under the lock, and ran the later steps itself.
+    assert.equal(check.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).pluck().get(), String((await import('../../src/store/sqlite.js')).SCHEMA_VERSION));
     assert.ok(check.prepare(`SELECT 1 FROM sqlite_master WHERE name = 'kem_prekeys'`).get(), 'B completed the schema');
     check.close();
   });

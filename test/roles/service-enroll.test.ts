@@ -28,6 +28,7 @@ import type { Decision, DecisionFields, DecisionLog } from '../../src/roles/serv
 import { parseRate, TokenBuckets } from '../../src/roles/service/limits.js';
 import type { BundleRecord } from '../../src/store/types.js';
 import { badPopMessage } from '../helpers/lab.js';
+import { testPool } from '../helpers/pool.js';
 
 const ADDRESS = 'tcp://127.0.0.1:4100';
 const NOW = 1_750_000_000;
@@ -35,14 +36,18 @@ const NOW = 1_750_000_000;
 let root: string;
 let svc: ServiceHome;
 let enroller: Uint8Array;
+/** With OCKAM_ENROLL_TEST_WORKERS (test/pool), every enrollment here runs on a pool of workers. */
+let pool: Awaited<ReturnType<typeof testPool>>;
 
 before(async () => {
   root = mkdtempSync(join(tmpdir(), 'ockam-svc-enroll-'));
   svc = await ServiceHome.init(join(root, 'home'), { address: ADDRESS, now: NOW - 1000 });
   enroller = generateX25519().publicKey;
   await svc.store.allowEnroller(enroller, 'test-enroller', NOW - 1000);
+  pool = await testPool(svc);
 });
 after(async () => {
+  await pool?.close();
   await svc?.close();
   rmSync(root, { recursive: true, force: true });
 });

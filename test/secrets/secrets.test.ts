@@ -129,11 +129,11 @@ describe('secrets: a full run of every command', () => {
     await cli(['enrollee', 'join', '--bundle', unused], { home: D, env: DEBUG, expect: 3 });
 
     // -- enrollee B: encrypted keys, onboarded through `enroller onboard` over Noise XX
-    await json(['enrollee', 'init', '--name', 'Device B'], { home: B, env: B_ENV });
+    const deviceB = await json<{ enrollee_id: string }>(['enrollee', 'init', '--name', 'Device B'], { home: B, env: B_ENV });
     const onboardPort = await freePort();
-    const onboard = spawnCli(withPass(['enroller', 'onboard', '--listen', `127.0.0.1:${onboardPort}`, '--name', 'Device B', '--json']), { home: E });
+    const onboard = spawnCli(withPass(['enroller', 'onboard', '--listen', `127.0.0.1:${onboardPort}`, '--expect-enrollee', deviceB.enrollee_id, '--name', 'Device B', '--json']), { home: E });
     await onboard.waitForLine('waiting for the enrollee');
-    await json(['enrollee', 'join', '--enroller', `tcp://127.0.0.1:${onboardPort}`], { home: B, env: B_ENV });
+    await json(['enrollee', 'join', '--enroller', `tcp://127.0.0.1:${onboardPort}`, '--yes'], { home: B, env: B_ENV });
     const ob = await onboard.done();
     record.push({ what: 'enroller onboard', text: `${ob.stdout}\n${ob.stderr}` });
     assert.equal(ob.code, 0, show(ob));

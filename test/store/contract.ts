@@ -60,7 +60,7 @@ export interface SeededStore {
   /** Inserts one issued bundle served to `enroller` and returns its id. */
   issue(enroller?: Uint8Array, expiresAt?: number): Promise<Uint8Array>;
   /** Approves `e` with `bundleId` for `enroller` (default alice) at `now`, pending for TTL seconds. */
-  approve(e: Enrollee, bundleId: Uint8Array, opts?: { enroller?: Uint8Array; now?: number; ttl?: number; petName?: string | null }): ReturnType<ServiceStore['approve']>;
+  approve(e: Enrollee, bundleId: Uint8Array, opts?: { enroller?: Uint8Array; now?: number; ttl?: number; petName?: string | null; attributes?: Record<string, string> }): ReturnType<ServiceStore['approve']>;
   commit(e: Enrollee, bundleId: Uint8Array, opts?: { ekB?: Uint8Array; ikB?: Uint8Array; now?: number }): ReturnType<ServiceStore['commitEnrollment']>;
 }
 
@@ -97,6 +97,7 @@ export async function seedStore(store: ServiceStore): Promise<SeededStore> {
         enroller: opts.enroller ?? alice,
         now,
         expiresAt: now + (opts.ttl ?? TTL),
+        ...(opts.attributes ? { attributes: opts.attributes } : {}),
       });
     },
     commit(e, bundleId, opts = {}) {
@@ -761,6 +762,95 @@ export function storeContract(name: string, backend: ContractBackend): void {
           if (isEnrollError(r)) continue;
           assert.equal((await fx.store.checkMessage!(inputs[i]!.ekB, inputs[i]!.enrolleeId, NOW + 2)).status, 'replay');
         }
+      } finally {
+        await fx.store.close();
+      }
+    });
+  });
+
+  describe(`${name}: attributes and scopes (schema 3)`, () => {
+    it('an approval records its attributes; the pending lookup, the commit and every read return them', async () => {
+      const fx = await fixture();
+      try {
+        const e = newEnrollee();
+        const b = await fx.issue();
+        const approved = await fx.approve(e, b, { attributes: { site: 'berlin', role: 'sensor' } });
+        assert.deepEqual(approved.attributes, { role: 'sensor', site: 'berlin' });
+        const pending = await fx.store.lookupPending(e.id, NOW + 1);
+        assert.equal(pending.status, 'ok');
+        assert.deepEqual(pending.status === 'ok' && pending.pending.enrollee.attributes, { role: 'sensor', site: 'berlin' });
+        const enrolled = await fx.commit(e, b);
+        assert.deepEqual(enrolled.attributes, { role: 'sensor', site: 'berlin' });
+        if (fx.store.commitEnrollments) {
+          const e2 = newEnrollee();
+          const b2 = await fx.issue();
+          await fx.approve(e2, b2, { attributes: { role: 'camera' } });
+          const [r] = await fx.store.commitEnrollments([{ enrolleeId: e2.id, bundleId: b2, ekB: rand(32), ikB: rand(32), now: NOW + 1 }]);
+          assert.ok(!isEnrollError(r));
+          assert.deepEqual((r as { attributes?: unknown }).attributes, { role: 'camera' });
+        }
+        assert.deepEqual((await fx.store.findEnrollee(toHex(e.id)))?.attributes, { role: 'sensor', site: 'berlin' });
+        assert.deepEqual((await fx.store.listEnrollees('enrolled')).find((r) => toHex(r.id) === toHex(e.id))?.attributes, { role: 'sensor', site: 'berlin' });
+        // Without attributes: an empty set, not undefined.
+        const plain = newEnrollee();
+        assert.deepEqual((await fx.approve(plain, await fx.issue())).attributes, {});
+      } finally {
+        await fx.store.close();
+      }
+    });
+
+    it('setAttributes sets and unsets in one step, refuses a missing key, the 17th attribute and a revoked enrollee, and changes nothing then', async () => {
+      const fx = await fixture();
+      try {
+        const e = newEnrollee();
+        const b = await fx.issue();
+        await fx.approve(e, b, { attributes: { role: 'sensor' } });
+        await fx.commit(e, b);
+        const r = await fx.store.setAttributes(e.id, { site: 'paris', role: 'camera' }, []);
+        assert.deepEqual(r?.before.attributes, { role: 'sensor' });
+        assert.deepEqual(r?.after.attributes, { role: 'camera', site: 'paris' });
+        const u = await fx.store.setAttributes(e.id, {}, ['role']);
+        assert.deepEqual(u?.after.attributes, { site: 'paris' });
+        await rejectsCode(fx.store.setAttributes(e.id, {}, ['floor']), 'ERR_USAGE', 'unset a missing key');
+        const many: Record<string, string> = {};
+        for (let i = 0; i < 16; i++) many[`k${i}`] = 'v';
+        await rejectsCode(fx.store.setAttributes(e.id, many, []), 'ERR_USAGE', '17 attributes');
+        assert.deepEqual((await fx.store.findEnrollee(toHex(e.id)))?.attributes, { site: 'paris' });
+        assert.equal(await fx.store.setAttributes(rand(32), { role: 'x' }, []), undefined);
+        assert.equal(await fx.store.revokeEnrollee(e.id, NOW + 5), true);
+        await rejectsCode(fx.store.setAttributes(e.id, { role: 'x' }, []), 'ERR_ENROLLEE_REVOKED', 'revoked');
+        assert.deepEqual((await fx.store.findEnrollee(toHex(e.id)))?.attributes, { site: 'paris' });
+      } finally {
+        await fx.store.close();
+      }
+    });
+
+    it('a change through one store instance is seen by another at its next read', async () => {
+      const fx = await fixture();
+      const other = await fx.second();
+      try {
+        const e = newEnrollee();
+        const b = await fx.issue();
+        await fx.approve(e, b);
+        await fx.commit(e, b);
+        await fx.store.setAttributes(e.id, { role: 'operator' }, []);
+        assert.deepEqual((await other.getEnrolleeByIdentityKey((await fx.store.findEnrollee(toHex(e.id)))!.ikB!))?.attributes, { role: 'operator' });
+      } finally {
+        await other.close();
+        await fx.store.close();
+      }
+    });
+
+    it('allowEnroller records scopes; allowing again without them leaves none', async () => {
+      const fx = await fixture();
+      try {
+        const key = rand(32);
+        const rec = await fx.store.allowEnroller(key, 'line3', NOW, { role: ['camera', 'sensor'], site: '*' });
+        assert.deepEqual(rec.scopes, { role: ['camera', 'sensor'], site: '*' });
+        assert.deepEqual((await fx.store.getEnroller(key))?.scopes, { role: ['camera', 'sensor'], site: '*' });
+        assert.deepEqual((await fx.store.listEnrollers()).find((r) => toHex(r.publicKey) === toHex(key))?.scopes, { role: ['camera', 'sensor'], site: '*' });
+        const again = await fx.store.allowEnroller(key, 'line3', NOW + 1);
+        assert.equal(again.scopes, undefined);
       } finally {
         await fx.store.close();
       }

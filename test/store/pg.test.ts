@@ -11,7 +11,7 @@ import { verifyChain } from '../../src/audit/chain.js';
 import { isEnrollError } from '../../src/errors.js';
 import { parseStoreLocation, maskSecret } from '../../src/store/location.js';
 import { PgAuditStore } from '../../src/store/pg/audit.js';
-import { PgDatabase } from '../../src/store/pg/database.js';
+import { PG_SCHEMA_VERSION, PgDatabase } from '../../src/store/pg/database.js';
 import { PgLifecycleStore } from '../../src/store/pg/lifecycle.js';
 import { PgTokenBuckets } from '../../src/store/pg/limits.js';
 import { PgStore } from '../../src/store/pg/store.js';
@@ -30,7 +30,7 @@ describe('PgDatabase: schema and sessions', () => {
     const dbs = await Promise.all(Array.from({ length: 4 }, () => PgDatabase.open(loc(url), { poolSize: 2 })));
     try {
       const rows = await pgQuery(url, `SELECT value FROM meta WHERE key = 'schema_version'`);
-      assert.deepEqual(rows, [{ value: '1' }]);
+      assert.deepEqual(rows, [{ value: String(PG_SCHEMA_VERSION) }]);
       // Every session commits synchronously, whatever the database default.
       await pgQuery(url, `ALTER DATABASE ${new URL(url).pathname.slice(1)} SET synchronous_commit = off`);
       const db = await PgDatabase.open(loc(url), { poolSize: 1 });
@@ -39,6 +39,24 @@ describe('PgDatabase: schema and sessions', () => {
       } finally {
         await db.close();
       }
+    } finally {
+      await Promise.all(dbs.map((d) => d.close()));
+    }
+  });
+
+  it('a schema 1 database migrates to 3 under the advisory lock: attributes and scopes columns, the commit function returning attributes', async () => {
+    const url = await freshDatabase();
+    await (await PgDatabase.open(loc(url), { poolSize: 1 })).close();
+    await pgQuery(url, `ALTER TABLE enrollees DROP COLUMN attributes`);
+    await pgQuery(url, `ALTER TABLE enrollers DROP COLUMN scopes`);
+    await pgQuery(url, `UPDATE meta SET value = '1' WHERE key = 'schema_version'`);
+    const dbs = await Promise.all(Array.from({ length: 3 }, () => PgDatabase.open(loc(url), { poolSize: 1 })));
+    try {
+      assert.deepEqual(await pgQuery(url, `SELECT value FROM meta WHERE key = 'schema_version'`), [{ value: String(PG_SCHEMA_VERSION) }]);
+      const cols = await pgQuery(url, `SELECT table_name, column_name FROM information_schema.columns WHERE column_name IN ('attributes', 'scopes') ORDER BY 1`);
+      assert.deepEqual(cols, [{ table_name: 'enrollees', column_name: 'attributes' }, { table_name: 'enrollers', column_name: 'scopes' }]);
+      const fn = await pgQuery(url, `SELECT prosrc FROM pg_proc WHERE proname = 'ockam_commit_enrollments'`);
+      assert.match(String(fn[0]!.prosrc), /'attributes', e_row\.attributes/);
     } finally {
       await Promise.all(dbs.map((d) => d.close()));
     }

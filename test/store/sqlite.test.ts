@@ -47,6 +47,15 @@ function throwsCode(fn: () => unknown, code: ErrorCode): void {
 }
 
 /** A raw read-only connection to the file, as another process would have. */
+function writable<T>(path: string, fn: (db: Database.Database) => T): T {
+  const db = new Database(path, { fileMustExist: true });
+  try {
+    return fn(db);
+  } finally {
+    db.close();
+  }
+}
+
 function raw<T>(path: string, fn: (db: Database.Database) => T): T {
   const db = new Database(path, { readonly: true, fileMustExist: true });
   try {
@@ -296,6 +305,42 @@ describe('SqliteStore: reopening and the schema version', () => {
       const t = db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'accepted_ek'`).get();
       assert.equal(t, undefined, 'the refused store was not migrated behind its back');
     });
+  });
+
+  it('a schema 2 store migrates to 3 on its first writable open: rows kept, no attributes, no scopes; read-only opens refuse it', async () => {
+    const fx = await fixture();
+    const e = newEnrollee();
+    const b = await fx.issue();
+    await fx.approve(e, b, { petName: 'pump-7' });
+    const enrolled = await fx.commit(e, b);
+    await fx.store.close();
+    // Make it a schema 2 store, as ockam-enroll before attributes left it.
+    writable(fx.path, (db) => db.exec(`ALTER TABLE enrollees DROP COLUMN attributes; ALTER TABLE enrollers DROP COLUMN scopes; UPDATE meta SET value = '2' WHERE key = 'schema_version'`));
+    assert.throws(() => SqliteStore.open(fx.path, { readonly: true }), (e: unknown) => isEnrollError(e, 'ERR_STORE') && /schema version 2/.test(e.message) && /upgrades the store/.test(e.hint ?? ''));
+    const again = SqliteStore.open(fx.path);
+    try {
+      assert.deepEqual(await again.findEnrollee(toHex(e.id)), { ...enrolled, attributes: {} });
+      assert.equal((await again.getEnroller(fx.alice))?.scopes, undefined);
+      const r = await again.setAttributes(e.id, { role: 'sensor' }, []);
+      assert.deepEqual(r?.after.attributes, { role: 'sensor' });
+    } finally {
+      await again.close();
+    }
+    raw(fx.path, (db) => assert.equal(db.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).pluck().get(), '3'));
+  });
+
+  it('a hand-edited attributes column is refused on read (ERR_STORE), not trusted', async () => {
+    const fx = await fixture();
+    const e = newEnrollee();
+    await fx.approve(e, await fx.issue());
+    await fx.store.close();
+    writable(fx.path, (db) => db.prepare(`UPDATE enrollees SET attributes = ? WHERE id = ?`).run('{"Role":"x"}', Buffer.from(e.id)));
+    const again = SqliteStore.open(fx.path);
+    try {
+      await assert.rejects(again.findEnrollee(toHex(e.id)), (err: unknown) => isEnrollError(err, 'ERR_STORE'));
+    } finally {
+      await again.close();
+    }
   });
 
   it('a file that is not a database, or a missing file opened read-only, is ERR_STORE', () => {

@@ -4,11 +4,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { createServer, connect, isIPv6 } from 'node:net';
+import { connect, isIPv6 } from 'node:net';
 import { isEnrollError, type ErrorCode } from '../../src/errors.js';
 import { connectTcp, listenTcp, type TcpServer } from '../../src/transport/tcp.js';
 import type { FramedConnection } from '../../src/transport/connection.js';
 import { patience } from '../helpers/pace.js';
+import { freePort as reservedPort } from '../helpers/ports.js';
 
 function code(c: ErrorCode) {
   return (e: unknown): boolean => {
@@ -17,15 +18,8 @@ function code(c: ErrorCode) {
   };
 }
 
-/** A port nobody listens on: bind port 0, note it, close. */
-async function freePort(): Promise<number> {
-  const s = createServer();
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const { port } = s.address() as { port: number };
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
+/** A port nobody listens on, reserved so that no other test process starts listening there (ports.ts). */
+const freePort = reservedPort;
 
 /** Waits for cond; fails after ms (the bound on an idle machine, scaled by patience()). */
 async function until(cond: () => boolean, what: string, ms = 3000): Promise<void> {

@@ -59,6 +59,19 @@ function truncateUtf8(s: string, max: number): string {
   return out;
 }
 
+/**
+ * What every client says when the service answers UNAVAILABLE (an ERROR with ERR_UNAVAILABLE,
+ * the enrollment status UNAVAILABLE, HTTP 503): its store is unreachable, nothing was
+ * recorded, and the same request may simply be sent again. The words are the client's own,
+ * not the peer's, so every path says the same.
+ */
+export const UNAVAILABLE_MESSAGE = 'the service is temporarily unavailable; retry';
+export function unavailableError(): EnrollError {
+  return new EnrollError('ERR_UNAVAILABLE', UNAVAILABLE_MESSAGE, {
+    hint: 'nothing was recorded: the service cannot reach its database right now; run the same command again in a moment',
+  });
+}
+
 /** Turns a peer's ERROR message into an EnrollError with the peer's code (unknown codes become ERR_REJECTED). */
 export function decodeError(msg: Uint8Array): EnrollError {
   const r = reader(msg, 'error message');
@@ -66,6 +79,7 @@ export function decodeError(msg: Uint8Array): EnrollError {
   const message = r.utf8(r.u16be('msg_len'), 'message');
   const hint = r.utf8(r.u16be('hint_len'), 'hint');
   r.end();
+  if (code === 'ERR_UNAVAILABLE') return unavailableError();
   const c: ErrorCode = isErrorCode(code) ? code : 'ERR_REJECTED';
   return new EnrollError(c, `the peer refused: ${message}`, hint ? { hint } : {});
 }

@@ -15,12 +15,13 @@
  *                  one frame, the 1184-byte PQSPK_A of that hash or the 1-byte status UNKNOWN
  *                  (EKA v2: a v2 bundle carries only the hash, §4.5 and §7.2).
  */
+import { encodeAttributes, readAttributes, type Attributes } from '../codec/attributes.js';
 import { EnrollError } from '../../errors.js';
 import { utf8 } from '../../crypto/bytes.js';
 import { ByteReader } from '../codec/reader.js';
 import { ByteWriter } from '../codec/writer.js';
 import { isIdentityName } from '../../x509/identity.js';
-import { messageType, reader, writer } from './common.js';
+import { messageType, reader, unavailableError, writer } from './common.js';
 
 export const KIND_ENROLL = 0x01;
 export const KIND_ENROLLER = 0x02;
@@ -117,15 +118,22 @@ export interface ApproveRequest {
   /** Seconds the approval stays pending. */
   ttl: number;
   card: Uint8Array;
+  /**
+   * The attributes the enroller asks for (docs/protocol.md §6.2): an attribute list after
+   * the card, absent when there are none (so an APPROVE without attributes is the same bytes
+   * as before them). The service checks them against the enroller's scope.
+   */
+  attributes?: Attributes;
 }
 
 export function encodeApprove(req: ApproveRequest): Uint8Array {
-  return writer(MSG_APPROVE)
+  const w = writer(MSG_APPROVE)
     .bytes(req.bundleId, 16, 'bundle_id')
     .u64be(req.ttl, 'ttl')
     .u16be(req.card.length, 'card_len')
-    .bytes(req.card, undefined, 'card')
-    .finish();
+    .bytes(req.card, undefined, 'card');
+  if (req.attributes !== undefined && Object.keys(req.attributes).length > 0) w.bytes(encodeAttributes(req.attributes), undefined, 'attributes');
+  return w.finish();
 }
 
 export function decodeApprove(msg: Uint8Array): ApproveRequest {
@@ -134,11 +142,14 @@ export function decodeApprove(msg: Uint8Array): ApproveRequest {
   const bundleId = r.bytes(16, 'bundle_id');
   const ttl = r.u64be('ttl');
   const card = r.bytes(r.u16be('card_len'), 'card');
+  const attributes = r.remaining > 0 ? readAttributes(r) : undefined;
   r.end();
   if (ttl < 1 || ttl > MAX_APPROVAL_TTL) {
     throw new EnrollError('ERR_FRAME_MALFORMED', `approve: ttl must be 1..${MAX_APPROVAL_TTL} seconds, got ${ttl}`);
   }
-  return { bundleId, ttl, card };
+  // An explicit empty list is not a second encoding of "none".
+  if (attributes !== undefined && Object.keys(attributes).length === 0) r.fail('an empty attribute list must be left out');
+  return { bundleId, ttl, card, ...(attributes ? { attributes } : {}) };
 }
 
 export interface Approved {
@@ -192,10 +203,10 @@ const STATUS_ERRORS: Record<number, [EnrollError['code'], string, string?]> = {
   [ENROLL_STATUS.USED]: ['ERR_BUNDLE_USED', 'this bundle or enrollee was already used for an enrollment', 'ask the enroller for a new bundle and approval'],
   [ENROLL_STATUS.RATE_LIMITED]: ['ERR_RATE_LIMITED', 'the service is rate-limiting this peer', 'wait and try again'],
   [ENROLL_STATUS.LOCKED]: ['ERR_ENROLLEE_LOCKED', 'this enrollee is locked out after too many failed attempts', 'ask the enroller to approve it again'],
-  [ENROLL_STATUS.UNAVAILABLE]: ['ERR_REJECTED', 'the service could not process the enrollment right now', 'try again later'],
 };
 
 export function enrollStatusError(status: number): EnrollError {
+  if (status === ENROLL_STATUS.UNAVAILABLE) return unavailableError();
   const e = STATUS_ERRORS[status];
   if (!e) return new EnrollError('ERR_REJECTED', `the service rejected the enrollment (status ${status})`);
   return new EnrollError(e[0], e[1], e[2] ? { hint: e[2] } : {});

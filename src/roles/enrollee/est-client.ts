@@ -18,6 +18,7 @@ import { isIP } from 'node:net';
 import type { KeyObject } from 'node:crypto';
 import { equalBytes } from '../../crypto/bytes.js';
 import { EnrollError, type ErrorCode } from '../../errors.js';
+import { unavailableError } from '../../protocol/messages/common.js';
 
 export interface HttpsTarget {
   host: string;
@@ -216,6 +217,8 @@ export function httpsRequest(target: HttpsTarget, opts: HttpsRequestOptions): Pr
  * a service may send, else ERR_HTTP with the status.
  */
 export function serviceError(res: HttpsResponse, what: string): EnrollError {
+  // 503: the service cannot reach its store (RFC 9110 §15.6.4), in the client's own words.
+  if (res.status === 503) return unavailableError();
   if (res.mediaType === 'application/json' && res.body.length <= 8192) {
     try {
       const j = JSON.parse(res.body.toString('utf8')) as Record<string, unknown>;

@@ -230,6 +230,12 @@ export async function joinViaEnroller(
     now: () => number;
     eka?: 1 | 2;
     onSas?: (sas: string) => void;
+    /**
+     * The device's side of the SAS comparison (docs/protocol.md §6.4): asked while the
+     * enroller asks its own; the card is sent only after a yes. `signal` aborts the question
+     * when the enroller refuses or goes away first. Absent for `--yes`.
+     */
+    confirm?: (sas: string, signal: AbortSignal) => Promise<boolean>;
     onBundle?: (b: Bundle) => void;
     stepTimeoutMs?: number;
     expectServiceKey?: ExpectedServiceKey;
@@ -241,7 +247,26 @@ export async function joinViaEnroller(
   try {
     const sas = shortAuthString(channel.handshakeHash);
     opts.onSas?.(sas);
-    const offered = decodeBundle(decodeOffer(await channel.receive(step)));
+    // Both people compare at once: the offer arrives only after the enroller's yes, and a
+    // refusal from the enroller (an ERROR in its place) ends the device's question too.
+    const asked = new AbortController();
+    let offerMsg: Uint8Array;
+    try {
+      const confirmed = opts.confirm?.(sas, asked.signal).then(async (yes) => {
+        if (yes) return;
+        const refused = new EnrollError('ERR_SAS_NOT_CONFIRMED', 'the enrollee\'s user did not confirm the short authentication string', {
+          hint: 'compare the strings on both screens; if they differ, someone is in the middle',
+        });
+        await channel.send(encodeError(refused)).catch(() => undefined);
+        throw new EnrollError('ERR_SAS_NOT_CONFIRMED', `the short authentication string ${sas} was not confirmed; nothing was sent to the enroller`, {
+          hint: 'join only an enroller that shows the same string',
+        });
+      });
+      [offerMsg] = await Promise.all([channel.receive(step).then((m) => decodeOffer(m)), confirmed]);
+    } finally {
+      asked.abort();
+    }
+    const offered = decodeBundle(offerMsg);
     try {
       checkBundleServiceKey(offered, opts.expectServiceKey);
     } catch (err) {

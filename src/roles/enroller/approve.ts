@@ -4,6 +4,7 @@
  */
 import { equalBytes, fromHex, toHex } from '../../crypto/bytes.js';
 import { EnrollError } from '../../errors.js';
+import type { Attributes } from '../../protocol/codec/attributes.js';
 import { encodeCard, type EnrolleeCard } from '../../protocol/codec/card.js';
 import { enrolleeId as enrolleeIdOf } from '../../protocol/enrollment/index.js';
 import { decodeApproved, encodeApprove } from '../../protocol/messages/service.js';
@@ -17,7 +18,11 @@ export interface ApproveOptions {
   eka?: 1 | 2;
   ttl: number;
   petName?: string;
+  /** Attributes to ask for (checked against this enroller's scope by the service). */
+  attributes?: Attributes;
   now: () => number;
+  /** Told when the service's key is trusted on first use and pinned (service-client.ts). */
+  onPinned?: (address: string, key: Uint8Array) => void;
 }
 
 export interface ApproveResult {
@@ -25,6 +30,7 @@ export interface ApproveResult {
   expiresAt: number;
   bundle: CachedBundle;
   petName: string | undefined;
+  attributes: Attributes;
 }
 
 export function chooseBundle(enroller: EnrollerHome, card: EnrolleeCard, bundleId: string | undefined, now: number, eka?: 1 | 2): CachedBundle {
@@ -54,9 +60,14 @@ export async function approveCard(enroller: EnrollerHome, opts: ApproveOptions):
     bundleId: fromHex(bundle.id),
     ...(petName ? { petName } : {}),
   };
-  const svc = await connectService({ address: bundle.service, keyPair: await enroller.keyPair(), known: enroller.known });
+  const svc = await connectService({
+    address: bundle.service,
+    keyPair: await enroller.keyPair(),
+    known: enroller.known,
+    ...(opts.onPinned ? { onPinned: opts.onPinned } : {}),
+  });
   try {
-    await svc.channel.send(encodeApprove({ bundleId: fromHex(bundle.id), ttl: opts.ttl, card: encodeCard(card) }));
+    await svc.channel.send(encodeApprove({ bundleId: fromHex(bundle.id), ttl: opts.ttl, card: encodeCard(card), ...(opts.attributes ? { attributes: opts.attributes } : {}) }));
     let approved;
     try {
       approved = decodeApproved(await svc.channel.receive(30_000));
@@ -68,6 +79,7 @@ export async function approveCard(enroller: EnrollerHome, opts: ApproveOptions):
     }
     const expectId = enrolleeIdOf(card.eikB);
     if (!equalBytes(approved.enrolleeId, expectId)) throw new EnrollError('ERR_PROTOCOL', 'the service approved a different enrollee id');
+    svc.commitPin();
     enroller.updateBundle(bundle.id, {
       state: 'approved',
       enrollee: toHex(approved.enrolleeId),
@@ -75,7 +87,7 @@ export async function approveCard(enroller: EnrollerHome, opts: ApproveOptions):
       approved_at: opts.now(),
       approval_expires_at: approved.expiresAt,
     });
-    return { enrolleeId: approved.enrolleeId, expiresAt: approved.expiresAt, bundle, petName };
+    return { enrolleeId: approved.enrolleeId, expiresAt: approved.expiresAt, bundle, petName, attributes: opts.attributes ?? {} };
   } finally {
     await svc.channel.close();
   }

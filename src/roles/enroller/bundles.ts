@@ -17,7 +17,7 @@ export interface FetchResult {
 
 export async function fetchBundles(
   enroller: EnrollerHome,
-  opts: { service: string; count: number; eka?: 1 | 2; serviceKey?: Uint8Array; now: () => number; progress?: (n: number) => void },
+  opts: { service: string; count: number; eka?: 1 | 2; serviceKey?: Uint8Array; now: () => number; progress?: (n: number) => void; onPinned?: (address: string, key: Uint8Array) => void },
 ): Promise<FetchResult> {
   const eka = opts.eka ?? 2;
   const svc = await connectService({
@@ -25,6 +25,7 @@ export async function fetchBundles(
     keyPair: await enroller.keyPair(),
     known: enroller.known,
     ...(opts.serviceKey ? { serviceKey: opts.serviceKey } : {}),
+    ...(opts.onPinned ? { onPinned: opts.onPinned } : {}),
   });
   const fetched: CachedBundle[] = [];
   try {
@@ -55,7 +56,9 @@ export async function fetchBundles(
           state: 'fresh',
         });
       }
-      // Saved per batch: bundles the service recorded are never lost to a later failure.
+      // The first batch that verifies is the successful exchange that pins the key; then
+      // saved per batch: bundles the service recorded are never lost to a later failure.
+      svc.commitPin();
       enroller.saveBundles([...enroller.bundles(), ...batch]);
       fetched.push(...batch);
       remaining -= n;

@@ -2,7 +2,8 @@
  * The enroller's channel to the service: TCP, the KIND_ENROLLER frame, then Noise XX with
  * the enroller's static key. The service's static key is checked before the enroller sends
  * its third handshake message: against `--service-key` when given, else against the key
- * pinned for this address, else it is trusted on first use and pinned (ssh known_hosts).
+ * pinned for this address, else it is trusted on first use and pinned (ssh known_hosts),
+ * but only once an exchange has succeeded (commitPin).
  */
 import { equalBytes, toHex } from '../../crypto/bytes.js';
 import type { KeyPair } from '../../crypto/x25519.js';
@@ -17,8 +18,14 @@ export interface ServiceConnection {
   channel: SecureChannel;
   address: string;
   serviceKey: Uint8Array;
-  /** True when this connection pinned the key for the first time (TOFU). */
-  pinnedNow: boolean;
+  /** True once this connection has pinned the key for the first time (TOFU): see commitPin. */
+  readonly pinnedNow: boolean;
+  /**
+   * Pins the service's key (first use, or the --service-key given), once an exchange over the
+   * channel has succeeded (issue #22: a first contact that is refused, e.g. "not allowed",
+   * pins nothing). Idempotent; calls `onPinned` the one time a key is pinned on first use.
+   */
+  commitPin(): void;
 }
 
 export async function connectService(opts: {
@@ -27,6 +34,8 @@ export async function connectService(opts: {
   known: KnownServices;
   serviceKey?: Uint8Array;
   timeoutMs?: number;
+  /** Told when a key is trusted on first use and pinned: the caller shows the warning. */
+  onPinned?: (address: string, key: Uint8Array) => void;
 }): Promise<ServiceConnection> {
   const address = formatAddress(parseAddress(opts.address));
   const conn = await connectTcp(address, opts.timeoutMs ? { connectTimeoutMs: opts.timeoutMs } : {});
@@ -55,10 +64,27 @@ export async function connectService(opts: {
       },
     });
     const serviceKey = channel.remoteStaticKey;
-    // An explicit --service-key replaces an older pin; first use pins.
-    if (opts.serviceKey) opts.known.pin(address, serviceKey, { replace: true });
-    else if (tofu) opts.known.pin(address, serviceKey);
-    return { channel, address, serviceKey, pinnedNow: tofu };
+    let committed = false;
+    let pinnedNow = false;
+    return {
+      channel,
+      address,
+      serviceKey,
+      get pinnedNow() {
+        return pinnedNow;
+      },
+      commitPin() {
+        if (committed) return;
+        committed = true;
+        // An explicit --service-key replaces an older pin; first use pins.
+        if (opts.serviceKey) opts.known.pin(address, serviceKey, { replace: true });
+        else if (tofu) {
+          opts.known.pin(address, serviceKey);
+          pinnedNow = true;
+          opts.onPinned?.(address, serviceKey);
+        }
+      },
+    };
   } catch (err) {
     conn.destroy();
     throw err;

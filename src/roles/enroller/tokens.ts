@@ -15,6 +15,8 @@ export interface TokenRequest {
   name: string;
   ttl: number;
   serviceKey?: Uint8Array;
+  /** Told when the service's key is trusted on first use and pinned (service-client.ts). */
+  onPinned?: (address: string, key: Uint8Array) => void;
 }
 
 export interface TokenResult {
@@ -51,6 +53,7 @@ export async function requestToken(enr: EnrollerHome, req: TokenRequest): Promis
     keyPair: await enr.keyPair(),
     known: enr.known,
     ...(req.serviceKey ? { serviceKey: req.serviceKey } : {}),
+    ...(req.onPinned ? { onPinned: req.onPinned } : {}),
   });
   try {
     await svc.channel.send(encodeTokenCreate({ ttl: req.ttl, name: req.name }));
@@ -60,6 +63,7 @@ export async function requestToken(enr: EnrollerHome, req: TokenRequest): Promis
     if (claims.sub !== toHex(t.identityId) || claims.name !== req.name || claims.exp !== t.expiresAt) {
       throw new EnrollError('ERR_PROTOCOL', 'the service answered with a token for another identity');
     }
+    svc.commitPin();
     return {
       jwt: t.jwt,
       identityId: claims.sub,

@@ -4,11 +4,9 @@
  * caller sends it. Precise reasons go to the decision log; the peer gets only an
  * ENROLL_STATUS, with crypto failures collapsed into the opaque REJECTED.
  */
-import type { KeyObject } from 'node:crypto';
-import { concat, equalBytes, toHex } from '../../crypto/bytes.js';
+import { concat, toHex } from '../../crypto/bytes.js';
 import { importX25519Private } from '../../crypto/x25519.js';
-import { EnrollError, isEnrollError } from '../../errors.js';
-import { mlKem768Decapsulator, mlKem768Keygen, type MlKemDecapsulator } from '../../crypto/mlkem.js';
+import { EnrollError, isEnrollError, type ErrorCode } from '../../errors.js';
 import {
   accept,
   acceptV2,
@@ -26,83 +24,20 @@ import {
   encodeEnrollResponse,
   type EnrollStatus,
 } from '../../protocol/messages/service.js';
-import type { Sealer } from '../../store/sealing.js';
-import type { SignedPrekeyRecord } from '../../store/types.js';
+import type { OpenResult } from '../../pool/job.js';
+import { kemSecretKey, spkKey } from '../../pool/keys.js';
+import type { EnrollPool } from '../../pool/pool.js';
+import type { BundleRecord, EnrolleeRecord, SignedPrekeyRecord } from '../../store/types.js';
 import { commitQueueFor } from './commits.js';
-import { issueCredential } from './credentials.js';
+import { credentialTtl, issueCredential } from './credentials.js';
 import type { ServiceHome } from './home.js';
-import { beforeCommit } from './hooks.js';
+import { beforeCommit, enrollLifecycleFor } from './hooks.js';
 import { DEFAULT_FAIL_RATE_PER_IP, parseRate, peerIpKey, TokenBuckets } from './limits.js';
 import type { DecisionFields, DecisionLog } from './log.js';
 
 export interface EnrollOutcome {
   status: EnrollStatus;
   response: Uint8Array;
-}
-
-/**
- * SPK_A private keys, unsealed and imported once per SPK rather than once per message (an
- * AES-GCM open and a ~40 µs X25519 private-key import each time). Keyed by the sealer, so
- * by service home, then by SPK id; the public key is compared on every use. SPKs are few
- * (one per rotation), so the map stays small; it is bounded anyway.
- */
-const spkKeys = new WeakMap<Sealer, Map<number, { publicKey: Uint8Array; key: KeyObject }>>();
-const MAX_CACHED_SPKS = 64;
-
-function spkKey(sealer: Sealer, spk: SignedPrekeyRecord): KeyObject {
-  let bySealer = spkKeys.get(sealer);
-  if (bySealer === undefined) {
-    bySealer = new Map();
-    spkKeys.set(sealer, bySealer);
-  }
-  const hit = bySealer.get(spk.id);
-  if (hit !== undefined && equalBytes(hit.publicKey, spk.publicKey)) return hit.key;
-  const raw = sealer.open(spk.privateSealed, 'spk', spk.publicKey);
-  try {
-    const key = importX25519Private(raw, 'SPK_A');
-    if (bySealer.size >= MAX_CACHED_SPKS) bySealer.clear();
-    bySealer.set(spk.id, { publicKey: Uint8Array.from(spk.publicKey), key });
-    return key;
-  } finally {
-    raw.fill(0);
-  }
-}
-
-/**
- * PQSPK_A decapsulation keys, expanded from their sealed seeds once per SPK (an unseal and
- * an ML-KEM-768 KeyGen, about 0.7 ms) rather than once per message, and prepared for
- * decapsulation (mlKem768Decapsulator: the public matrix expanded once); like spkKeys.
- */
-const kemKeys = new WeakMap<Sealer, Map<number, { hash: Uint8Array; secretKey: Uint8Array; decapsulator: MlKemDecapsulator }>>();
-
-function kemSecretKey(sealer: Sealer, spk: SignedPrekeyRecord): { hash: Uint8Array; secretKey: Uint8Array; decapsulator: MlKemDecapsulator } {
-  const kem = spk.kem;
-  if (!kem) throw new EnrollError('ERR_STORE', `signed prekey ${spk.id} has no KEM prekey`);
-  if (kem.seedSealed.length === 0) {
-    // Erased by a rotation once its bundles had expired (rotation.ts): unreachable for a live bundle.
-    throw new EnrollError('ERR_STORE', `the KEM prekey of signed prekey ${spk.id} was erased after its bundles expired`);
-  }
-  let bySealer = kemKeys.get(sealer);
-  if (bySealer === undefined) {
-    bySealer = new Map();
-    kemKeys.set(sealer, bySealer);
-  }
-  const hit = bySealer.get(spk.id);
-  if (hit !== undefined && equalBytes(hit.hash, kem.hash)) return hit;
-  const seed = sealer.open(kem.seedSealed, 'kem', kem.hash);
-  try {
-    const pair = mlKem768Keygen(seed);
-    if (!equalBytes(pair.publicKey, kem.publicKey)) throw new EnrollError('ERR_STORE', `the KEM prekey of signed prekey ${spk.id} does not match its seed`);
-    const entry = { hash: Uint8Array.from(kem.hash), secretKey: pair.secretKey, decapsulator: mlKem768Decapsulator(pair.secretKey) };
-    if (bySealer.size >= MAX_CACHED_SPKS) {
-      for (const e of bySealer.values()) e.secretKey.fill(0);
-      bySealer.clear();
-    }
-    bySealer.set(spk.id, entry);
-    return entry;
-  } finally {
-    seed.fill(0);
-  }
 }
 
 /** The refusals of commitEnrollment(s) that mean another request won (store/sqlite.ts #commitOne). */
@@ -218,6 +153,8 @@ export async function handleEnrollment(
   if (bundleEka !== eka) {
     return reject(ENROLL_STATUS.REJECTED, `ERR_EKA_VERSION: an EKA v${eka} message for a v${bundleEka} bundle`, { ...who, eka });
   }
+  const pool = enrollLifecycleFor(svc)?.pool;
+  if (pool !== undefined) return enrollOnPool(svc, pool, { message, eka, ekB, enrolleeId, id, found: found.pending, who, now, log, peer, opts });
   // The lockout counts only failures past decryption (check 5), with those still being
   // recorded: only a holder of EIK_B's private key and of the bundle can make a message that
   // decrypts, so whoever has merely seen the card cannot consume this enrollee's attempts.
@@ -323,4 +260,182 @@ export async function handleEnrollment(
   );
   log('accepted', { ...who, peer, eka, ik_b: toHex(result.ikB), credential_expires_at: new Date(cred.expiresAt * 1000).toISOString() });
   return { status: ENROLL_STATUS.ACCEPTED, response: encodeEnrollResponse(ENROLL_STATUS.ACCEPTED, sealed) };
+}
+
+/**
+ * Messages being opened on the pool, per enrollee id and per source: the pool's answer
+ * comes back asynchronously, so the lockout (check 5's failures) and the per-source bucket
+ * (check 4's) cannot be checked and charged in one synchronous step as in this thread.
+ * Instead no message is sent to the pool unless, should every message of its enrollee (and
+ * of its source) then in flight fail, the lockout would still not be reached (and its
+ * source's bucket still hold a token for each). A message that would go past waits for those
+ * in flight and starts over from checks 2 and 3, so the answers are those of some order of
+ * the messages one at a time, as without the pool.
+ */
+class InFlight {
+  readonly #n = new Map<string, number>();
+  readonly #waiters = new Map<string, (() => void)[]>();
+
+  count(key: string): number {
+    return this.#n.get(key) ?? 0;
+  }
+
+  enter(key: string): void {
+    this.#n.set(key, this.count(key) + 1);
+  }
+
+  leave(key: string): void {
+    const n = this.count(key) - 1;
+    if (n > 0) this.#n.set(key, n);
+    else this.#n.delete(key);
+    const w = this.#waiters.get(key);
+    if (w === undefined) return;
+    this.#waiters.delete(key);
+    for (const wake of w) wake();
+  }
+
+  /** Resolves when one of `key`'s messages in flight leaves. */
+  settled(key: string): Promise<void> {
+    return new Promise((resolve) => {
+      const w = this.#waiters.get(key);
+      if (w === undefined) this.#waiters.set(key, [resolve]);
+      else w.push(resolve);
+    });
+  }
+}
+
+const opening = new WeakMap<ServiceHome, { ids: InFlight; sources: InFlight }>();
+
+function openingFor(svc: ServiceHome): { ids: InFlight; sources: InFlight } {
+  let o = opening.get(svc);
+  if (o === undefined) {
+    o = { ids: new InFlight(), sources: new InFlight() };
+    opening.set(svc, o);
+  }
+  return o;
+}
+
+interface PoolEnrollment {
+  message: Uint8Array;
+  eka: 1 | 2;
+  ekB: Uint8Array;
+  enrolleeId: Uint8Array;
+  id: string;
+  found: { enrollee: EnrolleeRecord; bundle: BundleRecord; spk: SignedPrekeyRecord };
+  who: Record<string, unknown>;
+  now: number;
+  log: DecisionLog;
+  peer: string | undefined;
+  opts: HandleEnrollmentOptions;
+}
+
+/** A job's failure that is no verdict on the message (a dead worker, a sealed key): the server answers UNAVAILABLE. */
+function jobFailure(r: { code: string; message: string }): EnrollError {
+  return new EnrollError(r.code as ErrorCode, r.message);
+}
+
+/**
+ * handleEnrollment after checks 1–3 and the version check, with checks 4 and 5, the
+ * credential and the sealed acceptance on the pool (src/pool); the lockout, the hook, the
+ * commit and the answer's order stay here.
+ */
+async function enrollOnPool(svc: ServiceHome, pool: EnrollPool, e: PoolEnrollment): Promise<EnrollOutcome> {
+  const { enrollee, bundle, spk } = e.found;
+  const { id, who, log, peer, opts, now } = e;
+  const reject = (status: EnrollStatus, reason: string, fields: Record<string, unknown> = {}): EnrollOutcome => {
+    log('rejected', { reason, peer, ...fields });
+    return { status, response: encodeEnrollResponse(status) };
+  };
+  const again = () => handleEnrollment(svc, e.message, now, log, peer, opts);
+  const flights = attemptsInFlight(svc);
+  const op = openingFor(svc);
+  const busy = flights.get(id) ?? 0;
+  const max = svc.settings.maxFailedAttempts;
+  if (enrollee.failedAttempts + busy >= max) {
+    return reject(ENROLL_STATUS.LOCKED, `ERR_ENROLLEE_LOCKED: ${enrollee.failedAttempts} failed attempts, ${busy} in flight`, who);
+  }
+  if (enrollee.failedAttempts + busy + op.ids.count(id) >= max) {
+    await op.ids.settled(id);
+    return again();
+  }
+  const failures = failuresFor(svc, opts.failuresPerSource);
+  const source = peerIpKey(peer);
+  const sourceWait = failures?.available(source) ?? 0;
+  if (sourceWait > 0) {
+    const fields = { peer, ...who, reason: `ERR_RATE_LIMITED: over ${failures!.spec.text} failed decryptions from this address`, retry_ms: sourceWait };
+    if (opts.onSourceLimited) opts.onSourceLimited(fields);
+    else log('limited', { limit: 'fail-rate-per-ip', ...fields });
+    return { status: ENROLL_STATUS.RATE_LIMITED, response: encodeEnrollResponse(ENROLL_STATUS.RATE_LIMITED) };
+  }
+  if (failures !== null && failures.tokens(source) < op.sources.count(source) + 1) {
+    await op.sources.settled(source);
+    return again();
+  }
+
+  const job = {
+    eka: e.eka,
+    message: e.message,
+    eikB: enrollee.eikB!,
+    bundleId: bundle.id,
+    opkSealed: bundle.opkPrivateSealed!,
+    bundleAddr: bundle.addr,
+    enrolleeId: e.enrolleeId,
+    issuedAt: now,
+    expiresAt: now + credentialTtl(svc),
+    petName: enrollee.petName ?? '',
+    addr: svc.settings.address,
+  };
+  op.ids.enter(id);
+  op.sources.enter(source);
+  let r: OpenResult;
+  try {
+    r = await pool.open(job, spk);
+  } finally {
+    op.ids.leave(id);
+    op.sources.leave(source);
+  }
+  // From here to the charge, synchronous: the reservations above just left.
+  if (!r.ok) {
+    if (r.code === 'ERR_ENROLLMENT_DECRYPT') {
+      failures?.take(source);
+      return reject(ENROLL_STATUS.REJECTED, `${r.code}: ${r.message}`, { ...who, counted: 'source' });
+    }
+    if (r.code === 'ERR_POP_INVALID') {
+      flights.set(id, (flights.get(id) ?? 0) + 1);
+      const release = () => {
+        const n = (flights.get(id) ?? 1) - 1;
+        if (n > 0) flights.set(id, n);
+        else flights.delete(id);
+      };
+      const attempts = await svc.store.recordFailure(e.enrolleeId).finally(release);
+      return reject(ENROLL_STATUS.REJECTED, `${r.code}: ${r.message}`, { ...who, failed_attempts: attempts });
+    }
+    throw jobFailure(r);
+  }
+
+  const denied = await beforeCommit(svc, { enrollee, bundle, ikB: r.ikB, peer, now });
+  if (denied !== undefined) return reject(ENROLL_STATUS.REJECTED, denied.reason, { ...who, ...denied.fields });
+  if (opts.canAnswer !== undefined && !opts.canAnswer()) {
+    return reject(ENROLL_STATUS.UNAVAILABLE, 'ERR_CONNECTION_CLOSED: the peer closed before its enrollment was committed; nothing recorded', who);
+  }
+  let enrolled;
+  try {
+    enrolled = await commitQueueFor(svc.store).commit({ enrolleeId: e.enrolleeId, bundleId: bundle.id, ekB: e.ekB, ikB: r.ikB, now });
+  } catch (err) {
+    const status = err instanceof EnrollError ? LOST_RACE_STATUS[err.code] : undefined;
+    if (status === undefined) throw err;
+    return reject(status, `${(err as EnrollError).code}: ${(err as EnrollError).message} (lost a race)`, who);
+  }
+  // The acceptance carries the committed pet name and the address now in force; if either
+  // moved since the job was sent, the job runs again with them (the first answer is dropped
+  // unsent). Committed by now, so a worker lost meanwhile is retried once on its replacement.
+  let response = r.response;
+  if ((enrolled.petName ?? '') !== job.petName || svc.settings.address !== job.addr) {
+    const redo = { ...job, petName: enrolled.petName ?? '', addr: svc.settings.address };
+    const r2 = await pool.open(redo, spk).catch((err: unknown) => (isEnrollError(err, 'ERR_INTERNAL') ? pool.open(redo, spk) : Promise.reject(err)));
+    if (!r2.ok) throw jobFailure(r2);
+    response = r2.response;
+  }
+  log('accepted', { ...who, peer, eka: e.eka, ik_b: toHex(r.ikB), credential_expires_at: new Date(job.expiresAt * 1000).toISOString() });
+  return { status: ENROLL_STATUS.ACCEPTED, response };
 }

@@ -2,6 +2,7 @@
  * The service's side of an enroller's Noise channel: only enrollers on the allow list are
  * served; they fetch bundles and approve enrollees' cards.
  */
+import { checkScope } from '../../policy/scopes.js';
 import { toHex } from '../../crypto/bytes.js';
 import { generateX25519 } from '../../crypto/x25519.js';
 import { systemRandom, type RandomSource } from '../../crypto/random.js';
@@ -72,7 +73,8 @@ export async function serveEnroller(
       else if (msg[0] === MSG_TOKEN_CREATE) await (await import('./tokens.js')).serveTokenCreate(svc, channel, current, msg, log, opts.now());
       else throw new EnrollError('ERR_PROTOCOL', `unexpected request type ${msg[0]}`);
     } catch (err) {
-      if (!(err instanceof EnrollError)) throw err;
+      // A store fault is the service's, not a refusal: answered ERR_UNAVAILABLE (server.ts).
+      if (!(err instanceof EnrollError) || err.code === 'ERR_STORE') throw err;
       log(msg[0] === MSG_TOKEN_CREATE ? 'token-refused' : 'approve-refused', { enroller: toHex(key), enroller_name: current.name, reason: `${err.code}: ${err.message}` });
       await channel.send(encodeError(err));
       if (err.code === 'ERR_PROTOCOL' || err.code === 'ERR_FRAME_MALFORMED') {
@@ -173,6 +175,10 @@ async function serveApprove(
   }
   const id = enrolleeIdOf(card.eikB);
   const expiresAt = now + req.ttl;
+  // The scope is checked here, on the record the store holds, before anything is written:
+  // the request comes from the enroller being limited (docs/threat-model.md).
+  const attributes = req.attributes ?? {};
+  checkScope(enroller.scopes, attributes, enroller.name ?? toHex(enroller.publicKey).slice(0, 16));
   const rec = await svc.store.approve({
     enrolleeId: id,
     eikB: card.eikB,
@@ -181,10 +187,12 @@ async function serveApprove(
     enroller: enroller.publicKey,
     now,
     expiresAt,
+    attributes,
   });
   log('approved', {
     enrollee: toHex(id),
     name: rec.petName,
+    ...(Object.keys(attributes).length > 0 ? { attributes } : {}),
     enroller: toHex(enroller.publicKey),
     enroller_name: enroller.name,
     expires_at: new Date(expiresAt * 1000).toISOString(),

@@ -39,6 +39,7 @@ import { DEFAULT_CLIENT_CERT_DAYS, MAX_CLIENT_CERT_DAYS } from '../../x509/const
 // pki.ts loads the X.509 library: imported on first use only, so commands that never touch
 // the CA (list, allow, revoke) start fast.
 import type { ServicePki } from './pki.js';
+import { INIT_FORCE_DESTROYS } from './https-announce.js';
 
 export const IK_A_FILE = 'ik_a.key';
 export const STORE_FILE = 'store.db';
@@ -354,7 +355,7 @@ export class ServiceHome {
     const pki = await this.pki();
     if (!pki) {
       throw new EnrollError('ERR_KEY_MISSING', `the service in ${this.keystore.dir} has no CA for token enrollment`, {
-        hint: 'it was initialised before token enrollment existed: run `ockam-enroll service init --force --https-address https://HOST:PORT`',
+        hint: `it was initialised before token enrollment existed: \`ockam-enroll service init --force --https-address https://HOST:PORT\` makes a CA, but ${INIT_FORCE_DESTROYS}`,
       });
     }
     return pki;
@@ -377,7 +378,7 @@ function defaultListen(address: string): string {
   return `0.0.0.0:${port}`;
 }
 
-function deriveStoreKey(ikAPrivate: Uint8Array): Uint8Array {
+export function deriveStoreKey(ikAPrivate: Uint8Array): Uint8Array {
   return hkdfSha256(ikAPrivate, new Uint8Array(32), utf8('ockam-enroll/v1/store-key'), 32);
 }
 

@@ -27,6 +27,7 @@
  * (setEnrollLifecycle: the hook, the credential lifetime and signing thread), read by
  * enroll.ts through beforeCommit() and by credentials.ts.
  */
+import type { EnrollPool } from '../../pool/pool.js';
 import { toHex } from '../../crypto/bytes.js';
 import type { BundleRecord, EnrolleeRecord } from '../../store/types.js';
 import type { CredentialSigner } from './credentials.js';
@@ -61,6 +62,8 @@ export interface EnrollLifecycle {
   credentialTtl?: number;
   /** Signs credentials on a thread of its own (else they are signed in the calling thread). */
   signer?: CredentialSigner;
+  /** Runs the per-message work of enrollments on worker threads (src/pool); else it runs in the calling thread. */
+  pool?: EnrollPool;
 }
 
 const lifecycles = new WeakMap<object, EnrollLifecycle>();

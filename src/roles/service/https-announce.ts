@@ -24,6 +24,27 @@ import { SERVER_CERT_LOOPBACK_HOSTS } from '../../x509/ca.js';
 import type { ServiceHome } from './home.js';
 import type { ServicePki } from './pki.js';
 
+/**
+ * What `service init --force` destroys, said beside every hint that names it: the command
+ * makes a new IK_A, CA and HTTPS key (and an empty store), so every bundle, token, enrolled
+ * device and credential of the old identity stops working.
+ */
+export const INIT_FORCE_DESTROYS = 'this destroys the service identity: it makes a new IK_A, CA and store, so every device enrolled with this service must enroll again';
+
+/**
+ * `--https-address-check` (README "Running several replicas"): what `service start` does when
+ * the address chosen at init is a loopback one that does not reach this service yet.
+ * - refuse: the start fails (exit 2), the default on a SQLite store, where one process serves;
+ * - warn: a warning, and the address is checked again in the background until it serves
+ *   (`https-address-served` in the log), the default on a PostgreSQL store, whose replicas
+ *   and balancer start in any order;
+ * - off: not checked (a balancer that only forwards once health checks pass).
+ */
+export type HttpsAddressCheck = 'refuse' | 'warn' | 'off';
+export const HTTPS_ADDRESS_CHECKS: readonly HttpsAddressCheck[] = ['refuse', 'warn', 'off'];
+/** How often `warn` checks the address again until it serves. */
+export const HTTPS_RECHECK_MS = 2000;
+
 /** How long the loopback check waits for a TLS handshake. */
 export const HTTPS_PROBE_TIMEOUT_MS = 5000;
 
@@ -34,6 +55,8 @@ export interface SettledHttpsAddress {
   followed: boolean;
   /** For the operator's stderr: the address may not reach the listener. */
   warning?: string;
+  /** --https-address-check warn found the address not serving yet: check it again until it does. */
+  recheck?: boolean;
 }
 
 export type ProbeResult = 'ours' | 'other' | 'refused' | 'silent';
@@ -77,7 +100,7 @@ export async function settleHttpsAddress(
   svc: ServiceHome,
   pki: ServicePki,
   bound: BoundAddress,
-  opts: { probeTimeoutMs?: number } = {},
+  opts: { probeTimeoutMs?: number; check?: HttpsAddressCheck } = {},
 ): Promise<SettledHttpsAddress> {
   const announced = svc.settings.httpsAddress;
   const a = parseHttpsAddress(announced);
@@ -99,13 +122,24 @@ export async function settleHttpsAddress(
         : { url: reach.url, followed: true };
     case 'cannot-follow':
       throw new EnrollError('ERR_ADDRESS', `token enrollment cannot name the HTTPS listener on ${listening}: the service's HTTPS certificate is for ${a.host} (and the loopback names)`, {
-        hint: `listen on ${a.host} or on all interfaces (--https-listen ${hostPort(a.host, bound.port)}), or give the service an HTTPS address on that host with \`service init --force --https-address https://HOST:PORT\` (a new service identity)`,
+        hint: `listen on ${a.host} or on all interfaces (--https-listen ${hostPort(a.host, bound.port)}); \`service init --force --https-address https://HOST:PORT\` would also do, but ${INIT_FORCE_DESTROYS}`,
       });
     case 'probe': {
+      const check = opts.check ?? (svc.pg ? 'warn' : 'refuse');
+      if (check === 'off') return { url: announced, followed: false };
       const seen = await probeHttps(a.host, a.port, pki.httpsDer, opts.probeTimeoutMs);
       if (seen === 'ours') return { url: announced, followed: false };
+      if (check === 'warn') {
+        // Replicas and their balancer start in any order: the address may be served in a moment.
+        return {
+          url: announced,
+          followed: false,
+          recheck: true,
+          warning: `tokens send devices to ${announced} (the --https-address set at init), but this service listens for HTTPS on ${listening} and ${PROBE_WORDS[seen]} yet: token enrollment through it works once it forwards here (the balancer, or another replica); checking again every ${HTTPS_RECHECK_MS / 1000} s`,
+        };
+      }
       throw new EnrollError('ERR_ADDRESS', `tokens would send devices to ${announced} (the --https-address set at init), but this service listens for HTTPS on ${listening} and ${PROBE_WORDS[seen]}`, {
-        hint: `listen where tokens point (--https-listen ${hostPort(a.host, a.port)}), or set the address tokens carry with \`service init --force --https-address\` (a new service identity)`,
+        hint: `listen where tokens point (--https-listen ${hostPort(a.host, a.port)}), or, if a balancer or another replica will serve it, start with --https-address-check warn; \`service init --force --https-address\` would change the address, but ${INIT_FORCE_DESTROYS}`,
       });
     }
     case 'elsewhere':
@@ -115,4 +149,27 @@ export async function settleHttpsAddress(
         warning: `tokens send devices to ${announced} (the --https-address set at init), but this service listens for HTTPS on ${listening}: devices reach it only if that address forwards here (a load balancer or port forward)`,
       };
   }
+}
+
+/**
+ * --https-address-check warn: probes the announced address every HTTPS_RECHECK_MS until this
+ * service's certificate answers there, then calls `served` once. Returns the stop function.
+ */
+export function recheckHttpsAddress(svc: ServiceHome, pki: ServicePki, served: () => void): () => void {
+  const a = parseHttpsAddress(svc.settings.httpsAddress);
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  const tick = async () => {
+    if (stopped) return;
+    if ((await probeHttps(a.host, a.port, pki.httpsDer)) === 'ours') {
+      if (!stopped) served();
+      return;
+    }
+    if (!stopped) timer = setTimeout(() => void tick(), HTTPS_RECHECK_MS).unref();
+  };
+  timer = setTimeout(() => void tick(), HTTPS_RECHECK_MS).unref();
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
 }

@@ -22,6 +22,7 @@ import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { EnrollError, isErrorCode } from '../../errors.js';
+import { UNAVAILABLE_MESSAGE } from '../../protocol/messages/common.js';
 import {
   CRL_PATH,
   CT_CRL,
@@ -38,7 +39,7 @@ import { MAX_CSR_DER } from '../../x509/csr.js';
 import { decodeBase64Body, encodeBase64Body, encodeCertsOnly } from '../../x509/pkcs7.js';
 import type { ServiceHome } from './home.js';
 import type { DecisionLog } from './log.js';
-import { settleHttpsAddress, type SettledHttpsAddress } from './https-announce.js';
+import { recheckHttpsAddress, settleHttpsAddress, type HttpsAddressCheck, type SettledHttpsAddress } from './https-announce.js';
 import type { ServicePki } from './pki.js';
 import { authenticateClient, enrollWithToken, renewWithCertificate } from './tokens.js';
 
@@ -53,6 +54,8 @@ export interface HttpsServerOptions {
   maxConnections?: number;
   /** Per-request timeout (headers and body), against slow clients. */
   requestTimeoutMs?: number;
+  /** --https-address-check (https-announce.ts); default refuse on SQLite, warn on PostgreSQL. */
+  addressCheck?: HttpsAddressCheck;
   now?: () => number;
 }
 
@@ -89,10 +92,19 @@ function jsonReply(status: number, value: Record<string, unknown>, headers?: Rec
 }
 
 function errorReply(err: EnrollError, status = STATUS[err.code] ?? 500): Reply {
+  if (err.code === 'ERR_STORE') return unavailableReply();
   const headers: Record<string, string> = {};
   // RFC 6750 §3: a refused bearer token is announced in WWW-Authenticate.
   if (status === 401 && err.code.startsWith('ERR_TOKEN_')) headers['WWW-Authenticate'] = 'Bearer error="invalid_token"';
   return jsonReply(status, { error: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) }, headers);
+}
+
+/**
+ * The store failed (unreachable, restarting): nothing was redeemed or issued and the client
+ * may retry (RFC 9110 §15.6.4); the store's own message (its host) stays in the log.
+ */
+function unavailableReply(): Reply {
+  return jsonReply(503, { error: 'ERR_UNAVAILABLE', message: UNAVAILABLE_MESSAGE }, { 'Retry-After': '1' });
 }
 
 function httpError(status: number, message: string, hint?: string): Reply {
@@ -342,16 +354,27 @@ export async function startHttpsServer(svc: ServiceHome, pki: ServicePki, opts: 
   // device could certainly not reach this listener through it (https-announce.ts).
   let announced: SettledHttpsAddress;
   try {
-    announced = await settleHttpsAddress(svc, pki, address());
+    announced = await settleHttpsAddress(svc, pki, address(), opts.addressCheck ? { check: opts.addressCheck } : {});
   } catch (err) {
     await close();
     throw err;
   }
+  const stopRecheck = announced.recheck
+    ? recheckHttpsAddress(svc, pki, () => log('https-address-served', { https_address: svc.settings.httpsAddress }))
+    : () => undefined;
   log('https-listening', {
     address: `${address().host}:${address().port}`,
     https_address: svc.settings.httpsAddress,
     ...(announced.followed ? { https_address_from: 'listen' } : {}),
     ca_fp: pki.caFingerprint,
   });
-  return { server, address, announced, close };
+  return {
+    server,
+    address,
+    announced,
+    close: () => {
+      stopRecheck();
+      return close();
+    },
+  };
 }

@@ -295,7 +295,8 @@ export async function serveLifecycleRequest(
     lc?.close('session', r.oldIkB, new EnrollError('ERR_ENROLLEE_UNKNOWN', 'this identity key was replaced by a rotation'), channel);
     return true;
   } catch (err) {
-    if (!(err instanceof EnrollError)) throw err;
+    // A store fault is answered ERR_UNAVAILABLE by server.ts, not relayed in the store's words.
+    if (!(err instanceof EnrollError) || err.code === 'ERR_STORE') throw err;
     log(msg[0] === MSG_ROTATE ? 'rotate-refused' : 'rejected', { enrollee: toHex(rec.id), name: rec.petName, reason: `${err.code}: ${err.message}` });
     await channel.send(encodeError(err));
     return err.code === 'ERR_FRAME_MALFORMED' || err.code === 'ERR_PROTOCOL';

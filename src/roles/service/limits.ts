@@ -174,6 +174,18 @@ export class TokenBuckets {
     return Math.max(1, Math.ceil(((1 - b.tokens) / this.spec.perSecond) * 1000));
   }
 
+  /**
+   * Whole tokens in `key`'s bucket now (a full burst for a key not tracked); takes nothing.
+   * For a cost known only after work that runs elsewhere (the pool): a caller starts no more
+   * such work for `key` than there are tokens to charge if all of it fails.
+   */
+  tokens(key: string): number {
+    const b = this.#buckets.get(key);
+    if (b === undefined) return Math.floor(this.spec.burst + TOKEN_EPSILON);
+    this.#refill(b, this.#clock());
+    return Math.floor(b.tokens + TOKEN_EPSILON);
+  }
+
   #refill(b: Bucket, now: number): void {
     const elapsed = Math.max(0, now - b.at) / 1000;
     b.tokens = Math.min(this.spec.burst, b.tokens + elapsed * this.spec.perSecond);

@@ -25,6 +25,10 @@ export type Decision =
   | 'renew-refused'
   | 'whoami-refused'
   | 'https-listening'
+  // --https-address-check warn: the address tokens carry now reaches this service (https-announce.ts)
+  | 'https-address-served'
+  // --metrics-listen: /healthz, /readyz, /metrics (src/ops/listener.ts)
+  | 'metrics-listening'
   // the lifecycle: revoke, rotate, move (src/roles/service/lifecycle.ts)
   | 'channel-closed'
   | 'rotated'

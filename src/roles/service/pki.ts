@@ -25,6 +25,7 @@ import {
 } from '../../x509/ca.js';
 import { generateKeyPair, importPrivateKey, jwsAlgorithm, subtleExportPkcs8, type CryptoKey, type LoadedKeyPair } from '../../x509/keys.js';
 import { x509 } from '../../x509/provider.js';
+import { INIT_FORCE_DESTROYS } from './https-announce.js';
 
 export const CA_CERT_FILE = 'ca.cert.pem';
 export const CA_KEY_FILE = 'ca.key.sealed';
@@ -94,7 +95,7 @@ export async function createServicePki(
 
 function readCertFile(keystore: Keystore, name: string): Uint8Array {
   const bytes = keystore.readBytes(name);
-  if (!bytes) throw new EnrollError('ERR_KEY_MISSING', `${keystore.path(name)} is missing`, { hint: 'run `ockam-enroll service init --force` to make a new CA' });
+  if (!bytes) throw new EnrollError('ERR_KEY_MISSING', `${keystore.path(name)} is missing`, { hint: `restore it from a backup of the home; \`ockam-enroll service init --force\` makes a new CA, but ${INIT_FORCE_DESTROYS}` });
   const text = Buffer.from(bytes).toString('utf8');
   const m = /-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]+)-----END CERTIFICATE-----/.exec(text);
   if (!m) throw new EnrollError('ERR_KEYSTORE_CORRUPT', `${keystore.path(name)} is not a PEM certificate`);

@@ -4,7 +4,7 @@
  * connection is logged and closes that connection only.
  */
 import { toHex } from '../../crypto/bytes.js';
-import { EnrollError } from '../../errors.js';
+import { EnrollError, isEnrollError } from '../../errors.js';
 import {
   decodeKindFrame,
   encodeEnrollResponse,
@@ -18,7 +18,8 @@ import {
   PROLOGUE_ENROLLEE_SERVICE,
   PROLOGUE_ENROLLER_SERVICE,
 } from '../../protocol/messages/service.js';
-import { acceptChannel } from '../../transport/channel.js';
+import { encodeError, UNAVAILABLE_MESSAGE } from '../../protocol/messages/common.js';
+import { acceptChannel, type SecureChannel } from '../../transport/channel.js';
 import type { FramedConnection } from '../../transport/connection.js';
 import { listenTcp, type TcpServer } from '../../transport/tcp.js';
 import { closeCommitQueue, commitQueueFor } from './commits.js';
@@ -41,6 +42,10 @@ import {
 import type { DecisionLog } from './log.js';
 import { serveSession } from './session.js';
 import { startLifecycle, stopLifecycle } from './lifecycle.js';
+import type { ServiceMetrics } from '../../ops/metrics.js';
+import { enrollResult } from '../../ops/metrics.js';
+import { ENROLLMENT_MESSAGE_V2_LEN } from '../../protocol/enrollment/constants.js';
+import { enrollLifecycleFor } from './hooks.js';
 
 export interface ServiceServerOptions {
   host: string;
@@ -58,6 +63,8 @@ export interface ServiceServerOptions {
   ratePerEnroller?: RateSpec | null;
   /** Enrollment messages that fail to decrypt, per peer IP (IPv6: per /64); null turns it off. Default DEFAULT_FAIL_RATE_PER_IP. */
   failRatePerIp?: RateSpec | null;
+  /** Counts each enrollment message's answer and its time (src/ops/metrics.ts). */
+  metrics?: ServiceMetrics;
   now?: () => number;
 }
 
@@ -111,6 +118,7 @@ export async function startServiceServer(svc: ServiceHome, opts: ServiceServerOp
         return;
       }
       let response: Uint8Array;
+      const t0 = performance.now();
       try {
         response = (
           await handleEnrollment(svc, message, now(), log, peer, {
@@ -127,6 +135,7 @@ export async function startServiceServer(svc: ServiceHome, opts: ServiceServerOp
         response = encodeEnrollResponse(ENROLL_STATUS.UNAVAILABLE);
       }
       await conn.writeFrame(response);
+      opts.metrics?.enrollment('eka', message.length === ENROLLMENT_MESSAGE_V2_LEN ? 2 : 1, enrollResult(response.length === 1 ? response[0]! : ENROLL_STATUS.ACCEPTED), (performance.now() - t0) / 1000);
       // Over --fail-rate-per-ip, as over --rate-per-ip: the connection ends.
       if (response.length === 1 && response[0] === ENROLL_STATUS.RATE_LIMITED) return;
       message = stream ? await conn.readFrameOrEnd(readTimeoutMs) : undefined;
@@ -151,13 +160,39 @@ export async function startServiceServer(svc: ServiceHome, opts: ServiceServerOp
       await conn.writeFrame(encodeEnrollResponse(ENROLL_STATUS.MALFORMED));
       return;
     }
-    const kem = await svc.store.getKemPrekey(request);
+    let kem;
+    try {
+      kem = await svc.store.getKemPrekey(request);
+    } catch (err) {
+      // The store is unreachable: UNAVAILABLE (retry), as for an enrollment message, never a
+      // closed connection the enrollee cannot tell from a dead service.
+      if (!isEnrollError(err, 'ERR_STORE')) throw err;
+      log('error', { peer, reason: `${err.code}: ${err.message}` });
+      await conn.writeFrame(encodeEnrollResponse(ENROLL_STATUS.UNAVAILABLE));
+      return;
+    }
     if (kem === undefined) {
       log('rejected', { peer, reason: `ERR_KEM_PREKEY: no KEM prekey has the hash ${toHex(request)}` });
       await conn.writeFrame(encodeEnrollResponse(ENROLL_STATUS.UNKNOWN));
       return;
     }
     await conn.writeFrame(kem.publicKey);
+  }
+
+  /**
+   * A store fault on a Noise channel (enroller requests, enrollee sessions): the peer is
+   * answered ERR_UNAVAILABLE (nothing was recorded; retry), never the store's own words (they
+   * name its host); the precise reason goes to the log, as for an enrollment message.
+   */
+  async function unavailableOnStoreFault(channel: SecureChannel, peer: string | undefined, serve: () => Promise<void>): Promise<void> {
+    try {
+      await serve();
+    } catch (err) {
+      if (!isEnrollError(err, 'ERR_STORE')) throw err;
+      log('error', { peer, reason: `${err.code}: ${err.message}` });
+      await channel.send(encodeError(new EnrollError('ERR_UNAVAILABLE', UNAVAILABLE_MESSAGE))).catch(() => undefined);
+      await channel.close().catch(() => undefined);
+    }
   }
 
   async function onConnection(conn: FramedConnection): Promise<void> {
@@ -191,7 +226,7 @@ export async function startServiceServer(svc: ServiceHome, opts: ServiceServerOp
           )
         : channel;
       // Tracked by key, so that a revocation closes it at once (lifecycle.ts).
-      await lifecycle.track('enroller', channel, () => serveEnroller(svc, limited, log, { now, ...(peer ? { peer } : {}) }));
+      await lifecycle.track('enroller', channel, () => unavailableOnStoreFault(channel, peer, () => serveEnroller(svc, limited, log, { now, ...(peer ? { peer } : {}) })));
       return;
     }
     if (kind === KIND_SESSION) {
@@ -200,7 +235,7 @@ export async function startServiceServer(svc: ServiceHome, opts: ServiceServerOp
         prologue: PROLOGUE_ENROLLEE_SERVICE,
         handshakeTimeoutMs: readTimeoutMs,
       });
-      await lifecycle.track('session', channel, () => serveSession(svc, channel, log, now));
+      await lifecycle.track('session', channel, () => unavailableOnStoreFault(channel, peer, () => serveSession(svc, channel, log, now)));
     }
   }
 
@@ -244,6 +279,7 @@ export async function startServiceServer(svc: ServiceHome, opts: ServiceServerOp
     rate_per_enroller: rateText(ratePerEnroller),
     fail_rate_per_ip: rateText(failRatePerIp),
     max_failed_attempts: svc.settings.maxFailedAttempts,
+    workers: enrollLifecycleFor(svc)?.pool?.size ?? 0,
     store: svc.location.masked,
   });
   return {

@@ -39,6 +39,7 @@ import type { SecureChannel } from '../../transport/channel.js';
 import type { ServiceHome } from './home.js';
 import type { DecisionLog } from './log.js';
 import type { ServicePki } from './pki.js';
+import { INIT_FORCE_DESTROYS } from './https-announce.js';
 
 export interface CreatedToken {
   identityId: Uint8Array;
@@ -55,7 +56,7 @@ export async function createToken(
   const pki = await svc.pki();
   if (!pki) {
     throw new EnrollError('ERR_REJECTED', 'this service has no CA for token enrollment', {
-      hint: 'on the service, run `ockam-enroll service init --force --https-address https://HOST:PORT` (this replaces its identity)',
+      hint: `on the service, \`ockam-enroll service init --force --https-address https://HOST:PORT\` makes one, but ${INIT_FORCE_DESTROYS}`,
     });
   }
   const random = opts.random ?? systemRandom;

@@ -23,13 +23,47 @@ import { SCHEMA as AUDIT_SCHEMA } from './audit.js';
 import { SCHEMA as LIMITS_SCHEMA } from './limits.js';
 
 /** The schema version this code writes (meta.schema_version), as sqlite.ts SCHEMA_VERSION. */
-export const PG_SCHEMA_VERSION = 1;
+export const PG_SCHEMA_VERSION = 3;
+/**
+ * The migration from schema version `from` (to the next one this code knows), by `from`, run
+ * in order under the advisory lock. 1 → 3 (attributes and scopes, docs/policies.md; there
+ * was no PostgreSQL version 2): the columns, then the commit function again, which now
+ * returns the enrolled row's attributes.
+ */
+const PG_MIGRATIONS: Record<number, { to: number; ddl: () => string[] }> = {
+  1: {
+    to: 3,
+    ddl: () => [
+      `ALTER TABLE enrollees ADD COLUMN IF NOT EXISTS attributes text`,
+      `ALTER TABLE enrollers ADD COLUMN IF NOT EXISTS scopes text`,
+      COMMIT_FUNCTION,
+    ],
+  },
+};
 /** pg_advisory_xact_lock key serialising migrations of replicas starting together ("ockamenr"). */
 const MIGRATE_LOCK = 0x6f636b616d656e72n;
 /** Connections per process: the commit path holds one, reads and the audit use the rest. */
 const DEFAULT_POOL_SIZE = 12;
 /** How long a query waits for a connection (or a connection attempt takes) before ERR_STORE. */
 const CONNECT_TIMEOUT_MS = 5_000;
+/**
+ * Deadlines against a database that stops answering without closing the connection (a
+ * blackhole: a partitioned network, a frozen server, a proxy that stops forwarding), which
+ * TCP alone would notice only after minutes. An enrollee waits 15 s for its answer
+ * (README "Exit codes", DEFAULT_READ_TIMEOUT_MS), so every store step is bounded well below:
+ * - statement_timeout, set per session: the server cancels a statement running longer;
+ * - QUERY_TIMEOUT_MS, client-side: a statement whose answer does not arrive fails, and its
+ *   connection is destroyed rather than reused (pg-pool releases it with the error);
+ * - TX_DEADLINE_MS: a transaction (a commit batch among them) that has not committed by
+ *   then has its connection destroyed: its statements fail at once, the batch's enrollees
+ *   are answered UNAVAILABLE, and the next batch starts on a fresh connection;
+ * - TCP keepalive (KEEPALIVE_IDLE_MS): an idle pooled connection to a host that went away
+ *   is found dead before a request picks it.
+ */
+export const STATEMENT_TIMEOUT_MS = 5_000;
+export const QUERY_TIMEOUT_MS = 6_000;
+export const TX_DEADLINE_MS = 10_000;
+const KEEPALIVE_IDLE_MS = 5_000;
 
 export type Queryable = pg.Pool | pg.PoolClient;
 export type Row = Record<string, unknown>;
@@ -53,7 +87,7 @@ export function isConnectionError(err: unknown): boolean {
     if (code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03') return true;
   }
   const msg = (err as Error | null)?.message ?? '';
-  return /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|not queryable/i.test(msg);
+  return /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|not queryable|Query read timeout|transaction deadline/i.test(msg);
 }
 
 export type HealthEvent = { state: 'down'; reason: string } | { state: 'up' };
@@ -82,6 +116,10 @@ export class PgDatabase {
       application_name: 'ockam-enroll',
       // Per session, whatever the database's default: a COMMIT returns once its WAL is flushed.
       options: '-c synchronous_commit=on',
+      statement_timeout: STATEMENT_TIMEOUT_MS,
+      query_timeout: QUERY_TIMEOUT_MS,
+      keepAlive: true,
+      keepAliveInitialDelayMillis: KEEPALIVE_IDLE_MS,
     });
     const db = new PgDatabase(location, pool);
     // An idle connection that the server drops (a restart) must not crash the process: the
@@ -101,7 +139,14 @@ export class PgDatabase {
       await c.query('SELECT pg_advisory_xact_lock($1)', [MIGRATE_LOCK.toString()]);
       const hasMeta = (await c.query(`SELECT to_regclass('meta') IS NOT NULL AS ok`)).rows[0]!.ok === true;
       const v = hasMeta ? (await c.query(`SELECT value FROM meta WHERE key = 'schema_version'`)).rows[0] : undefined;
-      if (v !== undefined && Number(v.value) !== PG_SCHEMA_VERSION) {
+      let version = v === undefined ? undefined : Number(v.value);
+      while (version !== undefined && version !== PG_SCHEMA_VERSION && PG_MIGRATIONS[version] !== undefined) {
+        const step = PG_MIGRATIONS[version]!;
+        for (const ddl of step.ddl()) await c.query(ddl);
+        await c.query(`UPDATE meta SET value = $1 WHERE key = 'schema_version'`, [String(step.to)]);
+        version = step.to;
+      }
+      if (v !== undefined && version !== PG_SCHEMA_VERSION) {
         throw new EnrollError('ERR_STORE', `the store ${this.location.masked} has schema version ${String(v.value)}, this ockam-enroll understands ${PG_SCHEMA_VERSION}`);
       }
       if (v === undefined) {
@@ -197,6 +242,14 @@ export class PgDatabase {
       this.#failed(err);
     };
     client.on('error', onError);
+    // TX_DEADLINE_MS: the connection is destroyed under a transaction that has not committed
+    // in time, so that its pending statement fails now rather than when TCP gives up.
+    let expired = false;
+    const deadline = setTimeout(() => {
+      expired = true;
+      broken = true;
+      destroyConnection(client);
+    }, TX_DEADLINE_MS);
     try {
       await client.query('BEGIN');
       const out = await fn(client);
@@ -204,6 +257,7 @@ export class PgDatabase {
       this.#succeeded(startedAt);
       return out;
     } catch (err) {
+      if (expired && !(err instanceof EnrollError)) err = new Error(`transaction deadline of ${TX_DEADLINE_MS / 1000} s passed (${(err as Error)?.message ?? String(err)})`);
       if (isConnectionError(err)) {
         broken = true;
         this.#failed(err);
@@ -214,7 +268,9 @@ export class PgDatabase {
       }
       throw this.wrap(err, what);
     } finally {
+      clearTimeout(deadline);
       client.off('error', onError);
+      if (broken) destroyConnection(client);
       client.release(broken);
     }
   }
@@ -225,6 +281,15 @@ export class PgDatabase {
     this.#listeners.clear();
     await this.pool.end().catch(() => undefined);
   }
+}
+
+/**
+ * Ends a client's socket at once. pg's own end() sends Terminate and waits for the server,
+ * which a blackholed connection never answers; the pending query fails with "Connection
+ * terminated" (a connection error) as soon as the socket is gone.
+ */
+function destroyConnection(client: pg.PoolClient): void {
+  (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
 }
 
 /** The SQLSTATE of an error from PgDatabase.tx (kept as pgCode on the EnrollError). */

@@ -1,0 +1,162 @@
+/**
+ * The service's Prometheus metrics (docs/operations.md "Metrics"), through prom-client, on a
+ * registry of the service's own (never the global one: a library user's process may have
+ * its own). Every label value comes from a closed set (an enrollment status, an error code
+ * of src/errors.ts, an EKA version, a method), so the number of series is bounded whatever
+ * peers send: never an enrollee id, a key, an address or a name as a label.
+ *
+ * Callers record through the small API below (`enrollment`, `rejection`, `bundlesIssued`,
+ * `storeQuery`); gauges that describe state (enrollees by state, open connections, the
+ * PostgreSQL pool) are read when scraped, through `gauge sources` set by `service start`.
+ * New capabilities add their own methods here (e.g. streams and bytes by outlet, with the
+ * outlet's configured name as the bounded label).
+ */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { isErrorCode } from '../errors.js';
+import { ENROLL_STATUS } from '../protocol/messages/service.js';
+import type { DecisionLog } from '../roles/service/log.js';
+
+/** `result` label of an enrollment: `accepted`, or the refusal's status in lower case. */
+const STATUS_NAMES: ReadonlyMap<number, string> = new Map(Object.entries(ENROLL_STATUS).map(([k, v]) => [v, k.toLowerCase()]));
+
+export function enrollResult(status: number): string {
+  return STATUS_NAMES.get(status) ?? 'other';
+}
+
+/** A bounded `code` label: an error code of src/errors.ts, else `other`. */
+export function codeLabel(reason: unknown): string {
+  const code = typeof reason === 'string' ? reason.split(':', 1)[0]!.trim() : '';
+  return isErrorCode(code) ? code : 'other';
+}
+
+export interface GaugeSources {
+  /** Enrollees by state (store.counts()). */
+  enrollees?: () => Promise<Record<string, number>>;
+  /** Open connections on the enrollment listener. */
+  connections?: () => number;
+  /** The PostgreSQL pool: connections open, idle, and queries waiting for one. */
+  pgPool?: () => { total: number; idle: number; waiting: number };
+}
+
+export class ServiceMetrics {
+  readonly registry = new Registry();
+  readonly #enrollments: Counter<'method' | 'eka' | 'result'>;
+  readonly #rejections: Counter<'code'>;
+  readonly #enrollSeconds: Histogram<'method'>;
+  readonly #bundles: Counter;
+  readonly #storeSeconds: Histogram;
+  #sources: GaugeSources = {};
+
+  constructor() {
+    const registers = [this.registry];
+    this.#enrollments = new Counter({
+      name: 'ockam_enroll_enrollments_total',
+      help: 'Enrollment requests answered, by method (eka: a bundle; token: HTTPS), EKA version (1, 2; none for token) and result (accepted or the refusal).',
+      labelNames: ['method', 'eka', 'result'],
+      registers,
+    });
+    this.#rejections = new Counter({
+      name: 'ockam_enroll_rejections_total',
+      help: 'Requests refused, by the precise error code the service logged (the peer sees an opaque one).',
+      labelNames: ['code'],
+      registers,
+    });
+    this.#enrollSeconds = new Histogram({
+      name: 'ockam_enroll_enroll_seconds',
+      help: 'Time from an enrollment message read to its answer written (commit included), by method.',
+      labelNames: ['method'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+    this.#bundles = new Counter({ name: 'ockam_enroll_bundles_issued_total', help: 'Bundles issued to enrollers.', registers });
+    this.#storeSeconds = new Histogram({
+      name: 'ockam_enroll_store_query_seconds',
+      help: 'Latency of the readiness query to the store (the one /readyz runs).',
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2],
+      registers,
+    });
+    const sources = () => this.#sources;
+    new Gauge({
+      name: 'ockam_enroll_enrollees',
+      help: 'Enrollees in the store, by state (pending: approved, not yet enrolled).',
+      labelNames: ['state'],
+      registers,
+      async collect() {
+        const f = sources().enrollees;
+        if (!f) return;
+        try {
+          for (const [state, n] of Object.entries(await f())) this.set({ state }, n);
+        } catch {
+          // The store is down: the series keep their last values; /readyz says why.
+        }
+      },
+    });
+    new Gauge({
+      name: 'ockam_enroll_open_connections',
+      help: 'Connections open on the enrollment listener (enrollment messages, enroller channels, enrollee sessions).',
+      registers,
+      collect() {
+        const f = sources().connections;
+        if (f) this.set(f());
+      },
+    });
+    new Gauge({
+      name: 'ockam_enroll_pg_pool_connections',
+      help: 'The PostgreSQL pool: connections open (total), idle, and queries waiting for a connection (waiting).',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const f = sources().pgPool;
+        if (!f) return;
+        const p = f();
+        this.set({ state: 'total' }, p.total);
+        this.set({ state: 'idle' }, p.idle);
+        this.set({ state: 'waiting' }, p.waiting);
+      },
+    });
+  }
+
+  setSources(sources: GaugeSources): void {
+    this.#sources = sources;
+  }
+
+  /** One enrollment message answered (EKA) or one token redeemed (token). */
+  enrollment(method: 'eka' | 'token', eka: 1 | 2 | undefined, result: string, seconds?: number): void {
+    this.#enrollments.inc({ method, eka: eka === undefined ? 'none' : String(eka), result });
+    if (seconds !== undefined) this.#enrollSeconds.observe({ method }, seconds);
+  }
+
+  rejection(code: string): void {
+    this.#rejections.inc({ code });
+  }
+
+  bundlesIssued(n: number): void {
+    this.#bundles.inc(n);
+  }
+
+  storeQuery(seconds: number): void {
+    this.#storeSeconds.observe(seconds);
+  }
+
+  /**
+   * The decision log, counted: refusals by code, bundles issued, token enrollments. What the
+   * log already says once is counted from it, so no request path needs a second hook.
+   */
+  tap(log: DecisionLog): DecisionLog {
+    return (decision, fields) => {
+      if (decision === 'rejected' || decision.endsWith('-refused')) this.rejection(codeLabel(fields.reason));
+      if (decision === 'bundles' && typeof fields.count === 'number') this.bundlesIssued(fields.count);
+      if (decision === 'cert-issued') this.enrollment('token', undefined, 'accepted');
+      if (decision === 'cert-refused') this.enrollment('token', undefined, codeLabel(fields.reason));
+      log(decision, fields);
+    };
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}

@@ -1,0 +1,204 @@
+/**
+ * The enrollment pool (issue 23 item 1): node:worker_threads that run the per-message work
+ * of enrollments (job.ts: decapsulation, DHs, AEAD, POP, the credential signature, the
+ * sealed acceptance), so that one `service start` uses every core. The main thread keeps
+ * what needs one place: the sockets and the order of answers on a stream (server.ts reads
+ * the next message only after answering), checks 1–3 and the lockout and per-source
+ * reservations (enroll.ts), and the durable commit (commits.ts), which always precedes the
+ * acceptance.
+ *
+ * Keys: IK_A and the store key reach each worker once, in workerData. An SPK reaches every
+ * worker (sealed, as the store holds it) the first time a message needs it, at start or
+ * after `service prekey rotate`, posted on the worker's port before that message's job: a
+ * port delivers in order, so no job can arrive before its SPK.
+ *
+ * A worker that dies (a crash, or terminate()): its jobs in flight fail with ERR_INTERNAL,
+ * which the server answers UNAVAILABLE; nothing was committed for them, since commits
+ * happen only after a job's result. The worker is replaced at once. A slot whose worker
+ * dies three times before it is even ready stops being replaced; with no worker left, jobs
+ * run in this thread (the pool's own copy of the job code), and the failure is reported.
+ */
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { toHex } from '../crypto/bytes.js';
+import { xeddsaSigner } from '../crypto/xeddsa.js';
+import { EnrollError } from '../errors.js';
+import { deriveStoreKey, type ServiceHome } from '../roles/service/home.js';
+import type { SignedPrekeyRecord } from '../store/types.js';
+import { runOpenJob, type JobKeys, type OpenJob, type OpenResult } from './job.js';
+import type { PoolReply, PoolRequest } from './worker.js';
+
+export const MAX_WORKERS = 64;
+/** Jobs per message to a worker: enough to amortise postMessage, small enough to spread a burst. */
+const MAX_BATCH = 16;
+const MAX_EARLY_DEATHS = 3;
+
+/** The default pool size: the cores this process may use. */
+export function defaultWorkers(): number {
+  return Math.max(1, Math.min(MAX_WORKERS, availableParallelism()));
+}
+
+interface Slot {
+  index: number;
+  worker: Worker | undefined;
+  ready: boolean;
+  earlyDeaths: number;
+  /** SPKs this worker was sent, as `id:publicKey`. */
+  spks: Set<string>;
+  pending: Map<number, { resolve(r: OpenResult): void; reject(err: unknown): void }>;
+  batch: OpenJob[];
+}
+
+export class EnrollPool {
+  readonly #slots: Slot[] = [];
+  readonly #ikAPrivate: Uint8Array;
+  readonly #onError: (reason: string) => void;
+  readonly #local: JobKeys;
+  #next = 1;
+  #closed = false;
+  /** Workers started in all (replacements included), and jobs run on workers, for tests and the log. */
+  started = 0;
+  jobs = 0;
+
+  private constructor(svc: ServiceHome, onError: (reason: string) => void) {
+    this.#ikAPrivate = svc.ikA.privateKey;
+    this.#onError = onError;
+    this.#local = { ikAPublic: svc.ikA.publicKey, ikAPrivate: svc.ikAPrivate, sign: xeddsaSigner(svc.ikA.privateKey), sealer: svc.sealer, spks: new Map() };
+  }
+
+  /** Starts `workers` threads (default: one per available core). */
+  static start(svc: ServiceHome, opts: { workers?: number; onError: (reason: string) => void }): EnrollPool {
+    const n = opts.workers ?? defaultWorkers();
+    if (!Number.isSafeInteger(n) || n < 1 || n > MAX_WORKERS) throw new EnrollError('ERR_INVALID_ARG', `"workers" must be 1..${MAX_WORKERS}`);
+    const pool = new EnrollPool(svc, opts.onError);
+    for (let i = 0; i < n; i++) {
+      const slot: Slot = { index: i, worker: undefined, ready: false, earlyDeaths: 0, spks: new Set(), pending: new Map(), batch: [] };
+      pool.#slots.push(slot);
+      pool.#spawn(slot);
+    }
+    return pool;
+  }
+
+  get size(): number {
+    return this.#slots.length;
+  }
+
+  /** Resolves once every live worker has prepared its keys (the service logs `listening` after it). */
+  async ready(timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.#slots.some((s) => s.worker !== undefined && !s.ready) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  /** The worker threads' ids (for tests, and /proc accounting in the benchmark). */
+  threadIds(): number[] {
+    return this.#slots.flatMap((s) => (s.worker !== undefined ? [s.worker.threadId] : []));
+  }
+
+  /** @internal Kills one worker as a crash would (tests): its jobs in flight fail, and it is replaced. */
+  async terminateThread(threadId: number): Promise<void> {
+    const slot = this.#slots.find((s) => s.worker?.threadId === threadId);
+    if (slot?.worker === undefined) throw new EnrollError('ERR_INVALID_ARG', `no pool worker has thread id ${threadId}`);
+    await slot.worker.terminate();
+  }
+
+  #spawn(slot: Slot): void {
+    slot.ready = false;
+    slot.spks = new Set();
+    const ikAPrivate = Uint8Array.from(this.#ikAPrivate);
+    const storeKey = deriveStoreKey(ikAPrivate);
+    let w: Worker;
+    try {
+      // workerData is cloned here, synchronously: our copies are wiped right after.
+      w = new Worker(new URL('./worker.js', import.meta.url), { workerData: { ikAPrivate, storeKey } });
+    } catch (err) {
+      this.#onError(`cannot start pool worker ${slot.index}: ${(err as Error).message}`);
+      slot.worker = undefined;
+      return;
+    } finally {
+      ikAPrivate.fill(0);
+      storeKey.fill(0);
+    }
+    this.started++;
+    w.unref();
+    slot.worker = w;
+    w.on('message', (m: PoolReply) => {
+      if (m.type === 'ready') {
+        slot.ready = true;
+        slot.earlyDeaths = 0;
+        return;
+      }
+      for (const r of m.results) {
+        const p = slot.pending.get(r.id);
+        if (p === undefined) continue;
+        slot.pending.delete(r.id);
+        p.resolve(r);
+      }
+    });
+    w.on('error', (err) => this.#lost(slot, w, `pool worker ${slot.index} failed: ${err.message}`));
+    w.on('exit', (code) => this.#lost(slot, w, `pool worker ${slot.index} exited (${code})`));
+  }
+
+  #lost(slot: Slot, w: Worker, reason: string): void {
+    if (slot.worker !== w) return;
+    slot.worker = undefined;
+    const early = !slot.ready;
+    const lost = [...slot.pending.values()];
+    slot.pending.clear();
+    slot.batch = [];
+    for (const p of lost) p.reject(new EnrollError('ERR_INTERNAL', `${reason} with this message in flight; nothing was recorded`));
+    if (this.#closed) return;
+    if (early) slot.earlyDeaths++;
+    if (slot.earlyDeaths >= MAX_EARLY_DEATHS) {
+      this.#onError(`${reason}; ${lost.length} enrollments answered UNAVAILABLE; it died ${slot.earlyDeaths} times before it was ready and is not replaced`);
+      return;
+    }
+    this.#onError(`${reason}; ${lost.length} enrollments answered UNAVAILABLE; replaced`);
+    this.#spawn(slot);
+  }
+
+  /**
+   * Runs one job on the least busy worker. `spk` is the approval's SPK record as the store
+   * returned it; a worker that has not seen it (nor any other worker) is sent it first.
+   */
+  open(job: Omit<OpenJob, 'id' | 'spkId' | 'spkPublicKey'>, spk: SignedPrekeyRecord): Promise<OpenResult> {
+    const full: OpenJob = { ...job, id: this.#next++, spkId: spk.id, spkPublicKey: spk.publicKey };
+    const live = this.#slots.filter((s) => s.worker !== undefined);
+    if (live.length === 0 || this.#closed) {
+      this.#local.spks.set(spk.id, spk);
+      return Promise.resolve(runOpenJob(this.#local, full));
+    }
+    const key = `${spk.id}:${toHex(spk.publicKey)}`;
+    // A new SPK (a rotation) goes to every worker now, before any job that needs it.
+    for (const s of live) {
+      if (!s.spks.has(key)) {
+        s.spks.add(key);
+        s.worker!.postMessage({ type: 'spk', spk } satisfies PoolRequest);
+      }
+    }
+    let slot = live[0]!;
+    for (const s of live) if (s.pending.size < slot.pending.size) slot = s;
+    const chosen = slot;
+    this.jobs++;
+    return new Promise<OpenResult>((resolve, reject) => {
+      chosen.pending.set(full.id, { resolve, reject });
+      chosen.batch.push(full);
+      if (chosen.batch.length >= MAX_BATCH) this.#post(chosen);
+      else if (chosen.batch.length === 1) setImmediate(() => this.#post(chosen));
+    });
+  }
+
+  #post(slot: Slot): void {
+    const jobs = slot.batch;
+    slot.batch = [];
+    if (jobs.length === 0 || slot.worker === undefined) return;
+    slot.worker.postMessage({ type: 'jobs', jobs } satisfies PoolRequest);
+  }
+
+  /** Stops every worker. Jobs still in flight fail (the server closed its listener first). */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.all(this.#slots.map((s) => s.worker?.terminate()));
+  }
+}
