@@ -11,30 +11,17 @@ import { withService } from './service-home.js';
 import { action, groupExamples, isoTime, leaf } from './command.js';
 import { nowSeconds } from './options.js';
 import type { OutletRecord } from '../store/types.js';
-
-const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+import { formatHostPort, OUTLET_NAME_HINT, OUTLET_NAME_RE, parseHostPort } from '../portal/target.js';
 
 function parseOutletName(name: string): string {
-  if (typeof name !== 'string' || !NAME_RE.test(name)) {
-    throw new EnrollError('ERR_USAGE', `outlet name ${JSON.stringify(String(name).slice(0, 80))} is invalid`, {
-      hint: 'use 1..64 letters, digits, ".", "_" or "-", starting with a letter or digit',
-    });
+  if (typeof name !== 'string' || !OUTLET_NAME_RE.test(name)) {
+    throw new EnrollError('ERR_USAGE', `outlet name ${JSON.stringify(String(name).slice(0, 80))} is invalid`, { hint: OUTLET_NAME_HINT });
   }
   return name;
 }
 
-/** HOST:PORT, [IPv6]:PORT; host 1..253 characters, port 1..65535. */
-export function parseHostPort(v: string, flag: string): { host: string; port: number } {
-  const m = typeof v === 'string' && v.length <= 260 ? /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]{1,253})):(\d{1,5})$/.exec(v) : null;
-  const port = m ? Number(m[3]) : 0;
-  if (!m || port < 1 || port > 65535) {
-    throw new EnrollError('ERR_USAGE', `${flag} ${JSON.stringify(String(v).slice(0, 80))} is not HOST:PORT`, { hint: `e.g. ${flag} 127.0.0.1:8080 (port 1..65535)` });
-  }
-  return { host: (m[1] ?? m[2])!, port };
-}
-
 function outletView(r: OutletRecord) {
-  return { name: r.name, to: `${r.host.includes(':') ? `[${r.host}]` : r.host}:${r.port}`, allow: r.allow, admits: describeAllow(r.allow), added_at: isoTime(r.createdAt) };
+  return { name: r.name, to: formatHostPort(r.host, r.port), allow: r.allow, admits: describeAllow(r.allow), added_at: isoTime(r.createdAt) };
 }
 
 export function register(service: Command): void {
