@@ -34,6 +34,7 @@ const GROUPS: Record<'service' | 'enroller' | 'enrollee' | 'credential', { descr
       () => import('./service-prekey.js'),
       () => import('./service-address.js'),
       () => import('./service-audit.js'),
+      () => import('./service-outlet.js'),
     ],
   },
   enroller: {

@@ -6,7 +6,8 @@ import { toHex } from '../../crypto/bytes.js';
 import { EnrollError, isEnrollError } from '../../errors.js';
 import { encodeError, messageType } from '../../protocol/messages/common.js';
 import { encodeStatus, MSG_STATUS_REQUEST } from '../../protocol/messages/service.js';
-import { LIFECYCLE_REQUESTS } from '../../protocol/messages/session.js';
+import { decodePortal, LIFECYCLE_REQUESTS, MSG_PORTAL } from '../../protocol/messages/session.js';
+import { servePortalSession } from '../../portal/service-outlets.js';
 import type { SecureChannel } from '../../transport/channel.js';
 import type { ServiceHome } from './home.js';
 import { serveLifecycleRequest } from './lifecycle.js';
@@ -35,11 +36,17 @@ export async function serveSession(svc: ServiceHome, channel: SecureChannel, log
     }
     let type: number;
     try {
-      type = messageType(msg, [MSG_STATUS_REQUEST, ...LIFECYCLE_REQUESTS], 'session');
+      type = messageType(msg, [MSG_STATUS_REQUEST, MSG_PORTAL, ...LIFECYCLE_REQUESTS], 'session');
+      if (type === MSG_PORTAL) decodePortal(msg);
     } catch (err) {
       if (!(err instanceof EnrollError)) throw err;
       await channel.send(encodeError(err));
       await channel.close();
+      return;
+    }
+    // PORTAL (docs/protocol.md §11.8): the channel becomes a portal link until it closes.
+    if (type === MSG_PORTAL) {
+      await servePortalSession(svc, channel, rec, log);
       return;
     }
     // ADDRESS_REQUEST and ROTATE (docs/protocol.md §7.9); true means the channel ends.
