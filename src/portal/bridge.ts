@@ -118,7 +118,13 @@ export function openStream(link: PortalLink, target: string, socket: Socket, cou
 export type OutletDecision =
   | { host: string; port: number }
   | { refuse: OpenStatus; reason: string }
-  | { connect: () => Promise<Duplex> };
+  | { connect: () => Promise<Duplex> }
+  /**
+   * Hands the stream over (a device outlet's relay, src/portal/relay.ts): `relay` attaches its
+   * own handler, answers the opener and records the stream itself. `early` are the bytes after
+   * the OPEN so far (`owed` ones still hold credit), `finEarly` whether the opener already sent FIN.
+   */
+  | { relay: (early: { data: Buffer; owed: boolean }[], finEarly: boolean) => void };
 
 /** Thrown by an OutletDecision's `connect`: the stream is answered with this status and reason. */
 export class StreamRefusal extends Error {
@@ -194,6 +200,10 @@ export function serveStream(
     }
     if ('refuse' in d) {
       refuse(target, d.refuse, d.reason);
+      return;
+    }
+    if ('relay' in d) {
+      if (link.mux.has(id)) d.relay(early.splice(0), finEarly);
       return;
     }
     const start = (socket: Duplex) => {

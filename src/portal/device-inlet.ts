@@ -13,6 +13,7 @@ import { decodePeer, E2E_HEADER_LEN, E2eDeframer, E2eHandshake, E2eTransport, op
 import { OpenRefused, type StreamCounts } from './bridge.js';
 import { bridgeE2e } from './e2e-bridge.js';
 import type { PortalLink } from './link.js';
+import { parseTarget, SERVICE_OWNER } from './target.js';
 
 /** What a device needs to speak end to end: its identity, its credential, the service key that issued both. */
 export interface DeviceIdentity {
@@ -25,12 +26,6 @@ export interface DeviceIdentity {
   now?: () => number;
 }
 
-/** A DEVICE/NAME target: the device part and the outlet's name. */
-export function splitDeviceTarget(target: string): { device: string; name: string } | undefined {
-  const i = target.indexOf('/');
-  if (i <= 0 || i === target.length - 1) return undefined;
-  return { device: target.slice(0, i), name: target.slice(i + 1) };
-}
 
 export interface DeviceStream {
   id: number;
@@ -53,8 +48,8 @@ export function openDeviceStream(
   counts: StreamCounts,
   onDone: (how: 'closed' | 'reset', why?: string) => void,
 ): Promise<DeviceStream> {
-  const parts = splitDeviceTarget(target);
-  if (parts === undefined) return Promise.reject(new EnrollError('ERR_USAGE', `${JSON.stringify(target)} is not DEVICE/NAME`));
+  const parts = parseTarget(target);
+  if (parts === undefined || parts.owner === SERVICE_OWNER) return Promise.reject(new EnrollError('ERR_USAGE', `${JSON.stringify(target)} is not DEVICE/NAME`));
   socket.pause();
   const hs = new E2eHandshake({ initiator: true, staticKeyPair: me.ikB, credential: me.credential, outletName: parts.name });
   return new Promise((resolve, reject) => {

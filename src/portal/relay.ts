@@ -20,8 +20,8 @@ import { encodePeer, encodeRelayOpen, type PeerInfo } from '../protocol/portal/e
 import { decodeAnswer, encodeAnswer, OpenStatus } from '../protocol/portal/open.js';
 import type { EnrolleeRecord } from '../store/types.js';
 import type { StreamCounts } from './bridge.js';
-import { splitDeviceTarget } from './device-inlet.js';
 import type { PortalLink, StreamHandler } from './link.js';
+import type { PortalTarget } from './target.js';
 
 /** A device-outlet session live on this replica. */
 export interface LiveDevice extends PeerInfo {
@@ -88,10 +88,8 @@ export type Refusal = { status: OpenStatus; reason: string };
  * (§11.6 statuses): unknown device, device offline (enrolled, but no outlet session here),
  * revoked, or no such outlet on it.
  */
-export async function resolveDeviceTarget(registry: DeviceOutletRegistry, dir: RelayDirectory, target: string): Promise<LiveDevice | Refusal> {
-  const parts = splitDeviceTarget(target);
-  if (parts === undefined) return { status: OpenStatus.UNKNOWN_OUTLET, reason: `${JSON.stringify(target)} is neither service/NAME nor DEVICE/NAME` };
-  const { device, name } = parts;
+export async function resolveDeviceTarget(registry: DeviceOutletRegistry, dir: RelayDirectory, target: PortalTarget): Promise<LiveDevice | Refusal> {
+  const { owner: device, name } = target;
   const live = registry.lookup(device);
   if (live === 'ambiguous') return { status: OpenStatus.UNKNOWN_DEVICE, reason: `more than one device matches ${JSON.stringify(device)}: give more of its id` };
   if (live !== undefined) {
@@ -129,32 +127,33 @@ export interface RelayRecord {
 }
 
 export interface RelayOptions {
-  registry: DeviceOutletRegistry;
-  directory: RelayDirectory;
   /** The inlet's link and stream, whose OPEN named `target`. */
   link: PortalLink;
   id: number;
   target: string;
+  /** The device outlet `target` resolved to (resolveDeviceTarget), and the outlet's name. */
+  device: LiveDevice;
+  outletName: string;
   /** The opening device, as the service's session authenticated it. */
   opener: PeerInfo;
-  /** Bytes the opener sent after its OPEN (already taken off the stream). */
-  leftover?: Buffer;
-  /** True when `leftover`'s bytes still hold credit that the relay must return. */
-  leftoverOwed?: boolean;
+  /** Bytes the opener sent after its OPEN so far; `owed` ones still hold credit the relay returns. */
+  early: { data: Buffer; owed: boolean }[];
+  /** The opener already sent FIN. */
+  finEarly: boolean;
   onRecord: (r: RelayRecord) => void;
   /** Sees every byte relayed, in each direction (tests check that it is ciphertext). */
   tap?: (direction: 'to-outlet' | 'to-inlet', bytes: Buffer) => void;
 }
 
 /**
- * Relays the inlet's stream `id` (its OPEN already read) to the device outlet it names.
- * Attaches to the stream at once, so no byte is missed while the target is resolved.
+ * Relays the inlet's stream `id` (its OPEN already read) to the device outlet it names:
+ * RELAY_OPEN on a new stream of the device's link, then the two streams spliced, with the
+ * device's ANSWER passed back (and PEER after an OK).
  */
 export function relayDeviceStream(o: RelayOptions): void {
   const { link: xl, id: xId } = o;
-  const early: { data: Buffer; owed: boolean }[] = [];
-  if (o.leftover !== undefined && o.leftover.length > 0) early.push({ data: o.leftover, owed: o.leftoverOwed === true });
-  let finEarly = false;
+  const early = o.early;
+  let finEarly = o.finEarly;
   let over = false;
   let y: { link: PortalLink; id: number; device: LiveDevice } | undefined;
   const counts: StreamCounts = { bytesIn: 0, bytesOut: 0 };
@@ -293,17 +292,11 @@ export function relayDeviceStream(o: RelayOptions): void {
       return;
     }
     y = { link: dev.link, id: yId, device: dev };
-    dev.link.write(yId, encodeRelayOpen({ name: splitDeviceTarget(o.target)!.name, enrolleeId: o.opener.enrolleeId, ik: o.opener.ik }));
+    dev.link.write(yId, encodeRelayOpen({ name: o.outletName, enrolleeId: o.opener.enrolleeId, ik: o.opener.ik }));
     for (const e of early) toY(e.data, e.owed);
     early.length = 0;
     if (finEarly) dev.link.close(yId);
   };
 
-  resolveDeviceTarget(o.registry, o.directory, o.target).then(
-    (r) => {
-      if ('status' in r) refuseX(r.status, r.reason);
-      else start(r);
-    },
-    () => refuseX(OpenStatus.INTERNAL, 'the relay could not look the device up'),
-  );
+  start(o.device);
 }

@@ -99,7 +99,14 @@ export async function resolveServiceOutlet(svc: ServiceHome, name: string, enrol
  * roles/service/session.ts, has checked it is enrolled and decoded PORTAL). Returns when the
  * link ends.
  */
-export async function servePortalSession(svc: ServiceHome, channel: SecureChannel, rec: EnrolleeRecord, log: DecisionLog): Promise<void> {
+export async function servePortalSession(
+  svc: ServiceHome,
+  channel: SecureChannel,
+  rec: EnrolleeRecord,
+  log: DecisionLog,
+  /** Called with the link once it runs (a device outlet's session registers it with the relay, src/portal/device-relay.ts). */
+  onLink?: (link: PortalLink) => void,
+): Promise<void> {
   const ikB = channel.remoteStaticKey;
   const who = { enrollee: toHex(rec.id), name: rec.petName };
   const peer = channel.connection.remoteAddress;
@@ -116,6 +123,7 @@ export async function servePortalSession(svc: ServiceHome, channel: SecureChanne
     link.end(err);
   });
   log('portal-opened', { ...who, peer });
+  onLink?.(link);
   let streams = 0;
   const decide = async (id: number, target: string): Promise<OutletDecision> => {
     const t = parseTarget(target);

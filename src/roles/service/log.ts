@@ -44,7 +44,9 @@ export type Decision =
   | 'portal-closed'
   | 'stream-opened'
   | 'stream-refused'
-  | 'stream-closed';
+  | 'stream-closed'
+  // a device's DEVICE_OUTLETS session registered its outlets with this replica's relay (src/portal/device-relay.ts)
+  | 'device-outlets';
 
 export interface DecisionFields {
   enrollee?: string;
