@@ -22,6 +22,8 @@ export interface DeviceIdentity {
   credential: Uint8Array;
   /** IK_A, pinned at enrollment. */
   issuer: Uint8Array;
+  /** This device's enrollee id (its credential's). */
+  credentialId: Uint8Array;
   /** Unix seconds (for the peer credential's validity); default: the clock. */
   now?: () => number;
 }

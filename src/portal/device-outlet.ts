@@ -7,6 +7,13 @@
  * credential, and only then connects its target.
  */
 import { connect } from 'node:net';
+import { decodePortalReady } from '../protocol/messages/session.js';
+import { encodeDeviceOutlets } from '../protocol/portal/device-outlets.js';
+import { REPLY_TIMEOUT_MS } from '../roles/enrollee/lifecycle.js';
+import type { SecureChannel } from '../transport/channel.js';
+import { MAX_FRAME_LEN } from '../transport/frame.js';
+import { PortalLink as Link } from './link.js';
+import { PORTAL_PING_MS } from './service-outlets.js';
 import { toHex } from '../crypto/bytes.js';
 import { EnrollError } from '../errors.js';
 import { CREDENTIAL_V2_VERSION } from '../protocol/credential-v2.js';
@@ -183,4 +190,87 @@ export function serveRelayedStream(
     writable: () => undefined,
   });
   link.accept(id);
+}
+
+// ---------------------------------------------------------------- the device's session
+
+/** Backoff between reconnects: doubling from the first to the last, reset after a session that came up. */
+export const RECONNECT_FIRST_MS = 500;
+export const RECONNECT_MAX_MS = 30_000;
+
+export interface RunDeviceOutletOptions {
+  /** Opens an admitted session and returns it with this device's identity (roles/enrollee). */
+  connect: () => Promise<{ channel: SecureChannel; me: DeviceIdentity }>;
+  outlets: ReadonlyMap<string, DeviceOutletSpec>;
+  onReady: (info: { enrolleeId: string; outlets: string[]; reconnects: number }) => void;
+  onInfo: (line: string) => void;
+  onRecord: (r: DeviceOutletRecord) => void;
+  /** Aborted on SIGINT/SIGTERM: the link ends and the promise resolves. */
+  signal: AbortSignal;
+  /** Test and bench hook: the link as soon as it runs. */
+  onLink?: (link: PortalLink) => void;
+}
+
+/**
+ * Keeps this device's outlets registered: a session (KIND_SESSION), DEVICE_OUTLETS, then a
+ * portal link on which the service opens the relayed streams; when the link ends, reconnects
+ * with backoff. A refusal that will not change by retrying (revoked, unknown key, a bad
+ * outlet list) ends it with that error.
+ */
+export async function runDeviceOutlet(o: RunDeviceOutletOptions): Promise<void> {
+  let delay = RECONNECT_FIRST_MS;
+  let reconnects = 0;
+  const names = [...o.outlets.keys()];
+  while (!o.signal.aborted) {
+    let link: PortalLink | undefined;
+    try {
+      const { channel, me } = await o.connect();
+      try {
+        await channel.send(encodeDeviceOutlets(names));
+        decodePortalReady(await channel.receive(REPLY_TIMEOUT_MS));
+      } catch (err) {
+        channel.connection.destroy();
+        throw err;
+      }
+      channel.connection.raiseMaxFrameLen(MAX_FRAME_LEN);
+      link = new Link(channel, { role: 'client' }, 0);
+      const l = link;
+      link.onOpen((id) => serveRelayedStream(l, id, o.outlets, me, o.onRecord));
+      o.onLink?.(link);
+      const ping = setInterval(() => l.ping(), PORTAL_PING_MS);
+      const stop = () => l.end();
+      o.signal.addEventListener('abort', stop, { once: true });
+      o.onReady({ enrolleeId: toHex(me.credentialId), outlets: names, reconnects });
+      delay = RECONNECT_FIRST_MS;
+      const err = await link.done;
+      clearInterval(ping);
+      o.signal.removeEventListener('abort', stop);
+      if (o.signal.aborted) return;
+      if (err !== undefined && (err.code === 'ERR_ENROLLEE_REVOKED' || err.code === 'ERR_ENROLLEE_UNKNOWN')) throw err;
+      o.onInfo(`the session to the service ended${err ? ` (${err.message})` : ''}; reconnecting`);
+    } catch (err) {
+      if (!(err instanceof EnrollError)) throw err;
+      if (PERMANENT.has(err.code)) throw err;
+      o.onInfo(`cannot reach the service (${err.message}); retrying in ${(delay / 1000).toFixed(1)} s`);
+    }
+    reconnects++;
+    await sleep(delay, o.signal);
+    delay = Math.min(RECONNECT_MAX_MS, delay * 2);
+  }
+}
+
+/** Refusals that retrying does not change. */
+const PERMANENT = new Set(['ERR_ENROLLEE_REVOKED', 'ERR_ENROLLEE_UNKNOWN', 'ERR_SERVICE_KEY_MISMATCH', 'ERR_FRAME_MALFORMED', 'ERR_KEY_MISSING', 'ERR_PASSPHRASE', 'ERR_KEYSTORE_CORRUPT', 'ERR_INVALID_ARG']);
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
 }
