@@ -69,6 +69,7 @@ const GROUPS: Record<'service' | 'enroller' | 'enrollee' | 'credential', { descr
       () => import('./enrollee-status.js'),
       () => import('./enrollee-renew.js'),
       () => import('./enrollee-rotate.js'),
+      () => import('./enrollee-inlet.js'),
     ],
   },
   credential: {
