@@ -70,6 +70,7 @@ const GROUPS: Record<'service' | 'enroller' | 'enrollee' | 'credential', { descr
       () => import('./enrollee-renew.js'),
       () => import('./enrollee-rotate.js'),
       () => import('./enrollee-inlet.js'),
+      () => import('./enrollee-outlet.js'),
     ],
   },
   credential: {

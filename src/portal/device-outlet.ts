@@ -13,7 +13,8 @@ import { REPLY_TIMEOUT_MS } from '../roles/enrollee/lifecycle.js';
 import type { SecureChannel } from '../transport/channel.js';
 import { MAX_FRAME_LEN } from '../transport/frame.js';
 import { PortalLink as Link } from './link.js';
-import { PORTAL_PING_MS } from './service-outlets.js';
+/** As service-outlets.ts's PORTAL_PING_MS (not imported: the device need not load the service's code). */
+const PORTAL_PING_MS = 30_000;
 import { toHex } from '../crypto/bytes.js';
 import { EnrollError } from '../errors.js';
 import { CREDENTIAL_V2_VERSION } from '../protocol/credential-v2.js';

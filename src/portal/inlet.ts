@@ -23,7 +23,9 @@ import type { EnrolleeHome } from '../roles/enrollee/home.js';
 import { openStream, type StreamCounts } from './bridge.js';
 import { PortalLink } from './link.js';
 import { PORTAL_IDLE_MS, PORTAL_PING_MS } from './service-outlets.js';
-import { formatHostPort } from './target.js';
+import { formatHostPort, SERVICE_OWNER } from './target.js';
+import { openDeviceStream } from './device-inlet.js';
+import { deviceIdentityFor } from './device-identity.js';
 
 export const RECONNECT_MIN_MS = 250;
 export const RECONNECT_MAX_MS = 10_000;
@@ -85,7 +87,11 @@ export async function runInlet(opts: InletOptions, signal: AbortSignal): Promise
   const openOn = (l: PortalLink, socket: Socket) => {
     const peer = formatHostPort(socket.remoteAddress ?? '?', socket.remotePort ?? 0);
     const counts: StreamCounts = { bytesIn: 0, bytesOut: 0 };
-    openStream(l, opts.target, socket, counts, () => socket.destroy()).catch((e: unknown) => {
+    // DEVICE/NAME: end-to-end Noise with the outlet device inside the stream (device-inlet.ts, portals-b's hook).
+    const opening = opts.target.startsWith(`${SERVICE_OWNER}/`)
+      ? openStream(l, opts.target, socket, counts, () => socket.destroy())
+      : deviceIdentityFor(l, opts.enrollee).then((me) => openDeviceStream(l, opts.target, socket, me, counts, () => socket.destroy()));
+    opening.catch((e: unknown) => {
       opts.onInfo(`connection from ${peer} refused: ${e instanceof Error ? e.message : String(e)}`);
       socket.destroy();
     });
