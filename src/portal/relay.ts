@@ -42,31 +42,38 @@ const HEX_RE = /^[0-9a-f]+$/;
 export const MIN_ID_PREFIX = 8;
 
 export class DeviceOutletRegistry {
-  readonly #byId = new Map<string, LiveDevice>();
+  /** Live sessions by device id (hex); a device may run several `enrollee outlet` processes. */
+  readonly #byId = new Map<string, LiveDevice[]>();
 
-  /**
-   * Registers a device's live link. A newer session of the same device replaces the older
-   * one (the older link is left to end on its own); the returned function unregisters this
-   * entry only, so a late cleanup of an old session never removes a newer one.
-   */
+  /** Registers a device's live link; the returned function unregisters exactly this entry. */
   register(d: LiveDevice): () => void {
     const key = toHex(d.enrolleeId);
-    this.#byId.set(key, d);
+    const list = this.#byId.get(key) ?? [];
+    list.push(d);
+    this.#byId.set(key, list);
     return () => {
-      if (this.#byId.get(key) === d) this.#byId.delete(key);
+      const l = this.#byId.get(key);
+      if (l === undefined) return;
+      const i = l.indexOf(d);
+      if (i >= 0) l.splice(i, 1);
+      if (l.length === 0) this.#byId.delete(key);
     };
   }
 
+  /** Devices with at least one live session. */
   get size(): number {
     return this.#byId.size;
   }
 
   list(): LiveDevice[] {
-    return [...this.#byId.values()];
+    return [...this.#byId.values()].flat();
   }
 
-  /** By full id, unique id prefix (≥ 8 hex digits) or pet name, among live devices. */
-  lookup(device: string): LiveDevice | 'ambiguous' | undefined {
+  /**
+   * The live sessions of the device named by full id, unique id prefix (≥ 8 hex digits) or
+   * pet name; 'ambiguous' when that names more than one device.
+   */
+  lookup(device: string): LiveDevice[] | 'ambiguous' | undefined {
     const d = device.toLowerCase();
     if (HEX_RE.test(d) && d.length >= MIN_ID_PREFIX) {
       const exact = this.#byId.get(d);
@@ -75,7 +82,7 @@ export class DeviceOutletRegistry {
       if (hits.length === 1) return hits[0]![1];
       if (hits.length > 1) return 'ambiguous';
     }
-    const named = [...this.#byId.values()].filter((v) => v.petName === device);
+    const named = [...this.#byId.values()].filter((v) => v[0]!.petName === device);
     if (named.length === 1) return named[0];
     return named.length > 1 ? 'ambiguous' : undefined;
   }
@@ -93,14 +100,16 @@ export async function resolveDeviceTarget(registry: DeviceOutletRegistry, dir: R
   const live = registry.lookup(device);
   if (live === 'ambiguous') return { status: OpenStatus.UNKNOWN_DEVICE, reason: `more than one device matches ${JSON.stringify(device)}: give more of its id` };
   if (live !== undefined) {
+    // The newest session that serves NAME (a device may run several outlet processes).
+    const serving = live.filter((l) => l.names.has(name) && !l.link.ended).at(-1);
+    if (serving === undefined) return { status: OpenStatus.UNKNOWN_OUTLET, reason: `device ${JSON.stringify(device)} has no outlet named ${JSON.stringify(name)}` };
     // The device's own record, on every open: a revoked device stops serving at once.
-    const rec = await dir.getEnrolleeByIdentityKey(live.ik);
+    const rec = await dir.getEnrolleeByIdentityKey(serving.ik);
     if (rec === undefined || rec.state !== 'enrolled') {
-      live.link.end(new EnrollError('ERR_ENROLLEE_REVOKED', 'this device is no longer enrolled'));
+      for (const l of live) l.link.end(new EnrollError('ERR_ENROLLEE_REVOKED', 'this device is no longer enrolled'));
       return { status: OpenStatus.REVOKED, reason: `device ${JSON.stringify(device)} has been revoked` };
     }
-    if (!live.names.has(name)) return { status: OpenStatus.UNKNOWN_OUTLET, reason: `device ${JSON.stringify(device)} has no outlet named ${JSON.stringify(name)}` };
-    return live;
+    return serving;
   }
   let rec: EnrolleeRecord | undefined;
   const d = device.toLowerCase();
