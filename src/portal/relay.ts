@@ -245,20 +245,21 @@ export function relayDeviceStream(o: RelayOptions): void {
         try {
           a = decodeAnswer(yPre);
         } catch {
-          y!.link.reset(y!.id);
           refuseX(OpenStatus.INTERNAL, 'the device answered with a malformed frame');
+          y!.link.reset(y!.id);
           return;
         }
         if (a === undefined) {
           if (yPre.length > 257) {
-            y!.link.reset(y!.id);
             refuseX(OpenStatus.INTERNAL, 'the device did not answer');
+            y!.link.reset(y!.id);
           }
           return;
         }
         if (a.status !== OpenStatus.OK) {
-          y!.link.reset(y!.id);
+          // Refused first: resetting Y's stream reports a local reset, which must not speak for the device.
           refuseX(a.status, a.reason);
+          y!.link.reset(y!.id);
           return;
         }
         answered = true;
