@@ -63,7 +63,14 @@ export function register(service: Command): void {
           out.result({ outlets: rows }, () =>
             rows.length === 0
               ? 'no outlets'
-              : [...rows.map((r) => `${r.name.padEnd(20)} ${r.to.padEnd(28)} admits: ${r.admits}`), 'an outlet without --allow admits every enrolled identity (not revoked)'].join('\n'),
+              : [
+                  ...rows.map((r, _i, all) => {
+                    const nw = Math.max(...all.map((x) => x.name.length));
+                    const tw = Math.max(...all.map((x) => x.to.length));
+                    return `${r.name.padEnd(nw)}  ${r.to.padEnd(tw)}  admits: ${r.admits}`;
+                  }),
+                  'an outlet without --allow admits every enrolled identity (not revoked)',
+                ].join('\n'),
           );
         });
       }),

@@ -59,7 +59,7 @@ export function bridge(link: PortalLink, id: number, socket: Duplex, leftover: B
   socket.resume();
 }
 
-/** A stream the far end refused, with the reason it gave (docs/protocol.md §11.7). */
+/** A stream the far end refused, with the reason it gave (docs/protocol.md §11.6). */
 export class OpenRefused extends EnrollError {}
 
 /**

@@ -80,6 +80,23 @@ function allowFor(expr: string | null): AllowPredicate | undefined {
   return p;
 }
 
+/** Live portal links per running service, so a stop can end them at once (endPortalLinks). */
+const liveLinks = new WeakMap<ServiceHome, Set<PortalLink>>();
+
+/**
+ * Ends every portal link of `svc` (GO_AWAY, streams reset). `service start` calls it when it
+ * stops: a portal stream can last for hours (an ssh session), so a drain does not wait for
+ * them; the inlets reconnect, to another replica or to the restarted service.
+ */
+export function endPortalLinks(svc: ServiceHome): number {
+  const set = liveLinks.get(svc);
+  if (set === undefined) return 0;
+  const n = set.size;
+  for (const l of set) l.end();
+  set.clear();
+  return n;
+}
+
 const refuse = (status: OpenStatus, reason: string): OutletDecision => ({ refuse: status, reason });
 
 /** Resolves `service/NAME` for `enrollee`: unknown outlet, not allowed, or where to connect. */
@@ -122,6 +139,10 @@ export async function servePortalSession(
     revoked = err;
     link.end(err);
   });
+  let set = liveLinks.get(svc);
+  if (set === undefined) liveLinks.set(svc, (set = new Set()));
+  set.add(link);
+  void link.done.then(() => set.delete(link));
   log('portal-opened', { ...who, peer });
   onLink?.(link);
   let streams = 0;

@@ -1,6 +1,6 @@
 /**
  * Portal targets and outlet names (docs/portals.md "Targets"): what an inlet's `--to` and a
- * stream's OPEN (docs/protocol.md §11.7) name.
+ * stream's OPEN (docs/protocol.md §11.6) name.
  *
  *   service/NAME   the service outlet NAME (`service outlet add NAME`)
  *   DEVICE/NAME    the device outlet NAME of DEVICE: an enrollee id, a unique id prefix or a

@@ -1,5 +1,5 @@
 /**
- * The portal open exchange (docs/protocol.md §11.7): the first bytes of every stream, before
+ * The portal open exchange (docs/protocol.md §11.6): the first bytes of every stream, before
  * the TCP bytes. The mux stays plain yamux; naming the target rides inside the stream, as
  * libp2p's multistream-select does over yamux.
  *
