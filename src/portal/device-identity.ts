@@ -1,5 +1,5 @@
 /**
- * A device's end-to-end identity for device-to-device streams (docs/protocol.md §11.9): its
+ * A device's end-to-end identity for device-to-device streams (docs/protocol.md §11.10): its
  * IK_B pair, its credential (credential.txt, signed by the service) and the pinned IK_A.
  * Loaded once per portal link, so a credential renewed by `enrollee status` is used from the
  * next reconnect on.

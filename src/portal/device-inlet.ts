@@ -1,5 +1,5 @@
 /**
- * The inlet side of a device-to-device stream (docs/protocol.md §11.9): `enrollee inlet --to
+ * The inlet side of a device-to-device stream (docs/protocol.md §11.10): `enrollee inlet --to
  * DEVICE/NAME`. One TCP connection becomes one stream over the inlet's portal link to the
  * service, which relays it to the outlet device; the two devices run their own Noise XX
  * inside it (src/protocol/portal/e2e.ts), so the service relays ciphertext only.

@@ -1,5 +1,5 @@
 /**
- * The outlet side of a device-to-device stream (docs/protocol.md §11.9): `enrollee outlet`.
+ * The outlet side of a device-to-device stream (docs/protocol.md §11.10): `enrollee outlet`.
  * The service opens a stream on this device's portal link for each inlet that asks for one of
  * its outlets, and says who asks (RELAY_OPEN). This device answers, runs Noise XX with the
  * asking device inside the stream, checks the key against the service's directory entry and

@@ -1,6 +1,6 @@
 /**
  * A TCP socket bridged to a relayed stream through its end-to-end Noise transport
- * (docs/protocol.md §11.9.3), with the same backpressure as bridge.ts: the socket pauses while
+ * (docs/protocol.md §11.10.3), with the same backpressure as bridge.ts: the socket pauses while
  * the stream's send queue is full, and a received E2E message returns its credit only once
  * the socket has taken its plaintext. The stream's own FIN is not trusted: only the
  * authenticated empty message ends the peer's direction; a FIN without it is a truncation,

@@ -1,5 +1,5 @@
 /**
- * The service's relay for device outlets (docs/protocol.md §11.9, docs/portals.md "Device
+ * The service's relay for device outlets (docs/protocol.md §11.10, docs/portals.md "Device
  * outlets"). A device that runs `enrollee outlet` keeps a portal link to the service and
  * registers its outlet names (DEVICE_OUTLETS); an inlet that asks for DEVICE/NAME gets a
  * stream that this relay splices to a stream it opens on the device's link. The relay only
@@ -10,7 +10,7 @@
  * inlet whose session landed on another replica is told "device offline" (cross-replica
  * forwarding, issue #19 item 6, is not built; docs/portals.md says so).
  *
- * Memory per relayed stream (§11.9.4): per direction, at most one stream window of the
+ * Memory per relayed stream (§11.10.4): per direction, at most one stream window of the
  * sending side (its credit is returned only once the bytes were queued on the other link
  * within its send-buffer limit) plus that send buffer: 256 KiB + 256 KiB at the defaults.
  */

@@ -1,5 +1,5 @@
 /**
- * The device-to-device relay over real sockets (docs/protocol.md §11.9): the service relays
+ * The device-to-device relay over real sockets (docs/protocol.md §11.10): the service relays
  * ciphertext only, and each device checks the other against the service's directory and the
  * other's credential. Real loopback TCP, real Noise channels, a real SQLite store, credentials
  * signed by the service's IK_A (test/portal/e2e-harness.ts).

@@ -1,5 +1,5 @@
 /**
- * DEVICE_OUTLETS (docs/protocol.md §11.9.1): the session message with which an enrolled device
+ * DEVICE_OUTLETS (docs/protocol.md §11.10.1): the session message with which an enrolled device
  * switches its session (KIND_SESSION, Noise XX IK_B ↔ IK_A) into a portal link, as PORTAL
  * does (§11.8), and registers the names of the outlets it serves. The service answers
  * PORTAL_READY (or ERROR); from then on the channel carries mux frames, and the service opens

@@ -1,5 +1,5 @@
 /**
- * Device-to-device portal streams (docs/protocol.md §11.9): the frames a relayed stream
+ * Device-to-device portal streams (docs/protocol.md §11.10): the frames a relayed stream
  * carries, and the end-to-end Noise XX between the two devices that makes the service a
  * relay of ciphertext only. Pure: bytes in, bytes out, keys and time passed in.
  *
@@ -190,7 +190,7 @@ export interface E2eTrust {
 }
 
 /**
- * Checks the peer of an E2E handshake (§11.9.2), cheap checks first:
+ * Checks the peer of an E2E handshake (§11.10.2), cheap checks first:
  * 1. the static key the handshake authenticated is the IK the directory named → else ERR_PROTOCOL;
  * 2. the payload is a credential (length, structure) → else ERR_CREDENTIAL_MALFORMED;
  * 3. it is for that key and that enrollee id → else ERR_CREDENTIAL_MALFORMED;
@@ -304,7 +304,7 @@ export class E2eHandshake {
 // ---------------------------------------------------------------- transport
 
 /**
- * The E2E transport messages of one stream (§11.9.3): data in pieces of at most
+ * The E2E transport messages of one stream (§11.10.3): data in pieces of at most
  * E2E_MAX_PLAINTEXT, an empty message for FIN, and the outlet's ANSWER as its first message.
  */
 export class E2eTransport {

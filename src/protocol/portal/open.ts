@@ -21,7 +21,7 @@ export const OpenStatus = {
   REVOKED: 4,
   DEVICE_OFFLINE: 5,
   INTERNAL: 6,
-  /** DEVICE/NAME names no enrolled device (§11.9). */
+  /** DEVICE/NAME names no enrolled device (§11.10). */
   UNKNOWN_DEVICE: 7,
 } as const;
 export type OpenStatus = (typeof OpenStatus)[keyof typeof OpenStatus];

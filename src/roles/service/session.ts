@@ -48,7 +48,7 @@ export async function serveSession(svc: ServiceHome, channel: SecureChannel, log
       await channel.close();
       return;
     }
-    // DEVICE_OUTLETS (docs/protocol.md §11.9.1): a portal link whose device serves outlets.
+    // DEVICE_OUTLETS (docs/protocol.md §11.10.1): a portal link whose device serves outlets.
     if (outletNames !== undefined) {
       await serveDeviceOutletSession(svc, channel, rec, outletNames, log);
       return;
