@@ -39,6 +39,7 @@ import { cli, cpuSeconds, freePort, pgServerCpuSeconds, startService, statusKb, 
 import { measureStartup } from './startup.js';
 import { printTable } from './table.js';
 import { runTokenBench } from './token.js';
+import { runPortalBench } from './portal.js';
 
 // ---- options
 
@@ -77,6 +78,8 @@ const OPTS = {
   keep: flag('keep'),
   profile: flag('profile'),
   /** The token row (issue 23 item 5): certificates at C=1, 16, 64, after a warm-up; `--token` runs it alone. */
+  /** Issue 19: the portal part; `--portal` runs it alone. MB per throughput run (BENCH_PORTAL_MB scales it down), round trips, idle streams. */
+  portal: { mb: value('portal-mb', Number(process.env.BENCH_PORTAL_MB ?? 1024)), rtt: value('portal-rtt', 5000), idle: value('portal-idle', 1000) },
   token: { warm: value('token-warm', 300), c1: value('token-c1', 300), c16: value('token-c16', 1500), c64: value('token-c64', 1500) },
 };
 
@@ -314,6 +317,25 @@ if (flag('token')) {
     const token = await runTokenBench(root, OPTS.token, say, (s) => svcs.push(s));
     const out = { revision: gitRevision(), date: new Date().toISOString(), node: process.version, cpus: cpus().length, cpu_model: cpus()[0]?.model, loadavg_start: loadavg()[0], token,
       targets: { token_cpu_us: { value: token.token_cpu_us, target: '<= 1500', met: token.token_cpu_us <= 1500 } } };
+    process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+  } catch (err) {
+    process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`);
+    process.exitCode = 1;
+  } finally {
+    for (const s of svcs) await s.stop();
+    if (!OPTS.keep) rmSync(root, { recursive: true, force: true });
+  }
+  process.exit();
+}
+
+// ---- the portal part alone (`npm run bench -- --portal`)
+
+if (flag('portal')) {
+  const root = mkdtempSync(join(tmpdir(), 'ockam-bench-portal-'));
+  const svcs: RunningService[] = [];
+  try {
+    const portal = await runPortalBench(root, OPTS.portal, say, (s) => svcs.push(s));
+    const out = { revision: gitRevision(), date: new Date().toISOString(), node: process.version, cpus: cpus().length, cpu_model: cpus()[0]?.model, loadavg_start: loadavg()[0], portal, targets: portal.targets, loadavg_end: loadavg()[0] };
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
   } catch (err) {
     process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`);
@@ -637,6 +659,11 @@ try {
   const token = await runTokenBench(root, OPTS.token, say, (s) => running.add(s));
   out.token = token;
 
+  // 8c. Portals (issue 19): direct TCP, ssh -L, the service-outlet and the device-to-device portal.
+  say('portals: direct TCP vs ssh -L vs the two portals');
+  const portal = await runPortalBench(root, OPTS.portal, say, (s) => running.add(s));
+  out.portal = portal;
+
   // 9. Targets.
   const c256 = throughput.c256!;
   const st = out.startup as { version_x: number };
@@ -669,6 +696,7 @@ try {
     ? { value: pgOut.replica_scaling, target: '>= 1.3', met: pgOut.replica_scaling >= 1.3 }
     : { value: null, target: '>= 1.3 (run with --pg-n > 0)', met: null };
   targets.token_cpu_us = { value: token.token_cpu_us, target: '<= 1500 (µs of service CPU per certificate, C=16)', met: token.token_cpu_us <= 1500 };
+  Object.assign(targets, portal.targets as typeof targets);
   out.targets = targets;
   out.bench_wall_s = r2((performance.now() - t00) / 1000);
   out.loadavg_end = loadavg()[0];

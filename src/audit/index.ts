@@ -29,7 +29,8 @@
  * `token-created`, `cert-issued`, `rotated`, …) plus the CLI's own (`enrollee-revoked`,
  * `enroller-revoked`, `enroller-allowed`) and `refusals-suppressed` (below).
  *
- * What is not audited: `limited` and `error` (operational, about no party); and refusals
+ * What is not audited: `limited` and `error` (operational, about no party); portal links and
+ * streams (`portal-*`, `stream-*`: decision log only, issue #19 item 7); and refusals
  * (`rejected`, `*-refused`), which anyone on the network can cause, are capped at
  * REFUSAL_BURST entries and then REFUSALS_PER_SECOND; the ones over the cap are counted and
  * recorded as one `refusals-suppressed` entry (count and kinds) when the cap allows again,
@@ -96,7 +97,19 @@ export async function audit(target: AuditTarget, event: string, fields: Record<s
 }
 
 /** Decisions that are never audited: operational, about no party. */
-export const NOT_AUDITED: ReadonlySet<string> = new Set(['limited', 'error', 'store-unreachable', 'store-reachable']);
+export const NOT_AUDITED: ReadonlySet<string> = new Set([
+  'limited',
+  'error',
+  'store-unreachable',
+  'store-reachable',
+  // Portal traffic goes to the decision log only (issue #19 item 7): one entry per TCP
+  // connection would let any enrolled device grow the audit chain at its connection rate.
+  'portal-opened',
+  'portal-closed',
+  'stream-opened',
+  'stream-refused',
+  'stream-closed',
+]);
 /** Refusals audited back to back before the cap applies. */
 export const REFUSAL_BURST = 60;
 /** Refusals audited per second once the burst is spent. */

@@ -40,6 +40,7 @@ const GROUPS: Record<'service' | 'enroller' | 'enrollee' | 'credential', { descr
       () => import('./service-status.js'),
       () => import('./service-backup.js'),
       () => import('./service-restore.js'),
+      () => import('./service-outlet.js'),
     ],
   },
   enroller: {
@@ -74,6 +75,8 @@ const GROUPS: Record<'service' | 'enroller' | 'enrollee' | 'credential', { descr
       () => import('./enrollee-status.js'),
       () => import('./enrollee-renew.js'),
       () => import('./enrollee-rotate.js'),
+      () => import('./enrollee-inlet.js'),
+      () => import('./enrollee-outlet.js'),
     ],
   },
   credential: {

@@ -5,6 +5,7 @@
  * slow TCP reader holds at most one stream window in memory (docs/protocol.md §11.4).
  */
 import { connect, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { EnrollError } from '../errors.js';
 import { decodeAnswer, decodeOpen, encodeAnswer, encodeOpen, OPEN_STATUS_NAMES, OpenStatus } from '../protocol/portal/open.js';
 import type { PortalLink, StreamHandler } from './link.js';
@@ -15,7 +16,7 @@ export interface StreamCounts {
 }
 
 /** Copies bytes both ways between stream `id` and `socket` until both directions are closed. */
-export function bridge(link: PortalLink, id: number, socket: Socket, leftover: Buffer | undefined, counts: StreamCounts, onDone: (how: 'closed' | 'reset') => void): void {
+export function bridge(link: PortalLink, id: number, socket: Duplex, leftover: Buffer | undefined, counts: StreamCounts, onDone: (how: 'closed' | 'reset') => void): void {
   let done = false;
   const finish = (how: 'closed' | 'reset') => {
     if (done) return;
@@ -58,7 +59,7 @@ export function bridge(link: PortalLink, id: number, socket: Socket, leftover: B
   socket.resume();
 }
 
-/** A stream the far end refused, with the reason it gave (docs/protocol.md §11.7). */
+/** A stream the far end refused, with the reason it gave (docs/protocol.md §11.6). */
 export class OpenRefused extends EnrollError {}
 
 /**
@@ -108,7 +109,33 @@ export function openStream(link: PortalLink, target: string, socket: Socket, cou
   });
 }
 
-export type OutletDecision = { host: string; port: number } | { refuse: OpenStatus; reason: string };
+/**
+ * What a target means for the peer that opened the stream: a TCP address to connect to, a
+ * refusal, or (for targets that are not a TCP address here, such as a device outlet reached
+ * through a relay) a function that yields the byte stream to bridge to. `connect` may reject
+ * with a StreamRefusal to answer with its status and reason.
+ */
+export type OutletDecision =
+  | { host: string; port: number }
+  | { refuse: OpenStatus; reason: string }
+  | { connect: () => Promise<Duplex> }
+  /**
+   * Hands the stream over (a device outlet's relay, src/portal/relay.ts): `relay` attaches its
+   * own handler, answers the opener and records the stream itself. `early` are the bytes after
+   * the OPEN so far (`owed` ones still hold credit), `finEarly` whether the opener already sent FIN.
+   */
+  | { relay: (early: { data: Buffer; owed: boolean }[], finEarly: boolean) => void };
+
+/** Thrown by an OutletDecision's `connect`: the stream is answered with this status and reason. */
+export class StreamRefusal extends Error {
+  readonly status: OpenStatus;
+  readonly reason: string;
+  constructor(status: OpenStatus, reason: string) {
+    super(`${OPEN_STATUS_NAMES[status] ?? 'refused'}: ${reason}`);
+    this.status = status;
+    this.reason = reason;
+  }
+}
 
 /**
  * Outlet side: accepts stream `id`, reads its OPEN, asks `decide` what the target means for
@@ -175,19 +202,16 @@ export function serveStream(
       refuse(target, d.refuse, d.reason);
       return;
     }
-    const socket = connect({ host: d.host, port: d.port, allowHalfOpen: true });
-    socket.pause();
-    const counts: StreamCounts = { bytesIn: 0, bytesOut: 0 };
-    socket.once('error', (e: NodeJS.ErrnoException) => {
-      if (socket.connecting || !connected) refuse(target, OpenStatus.TARGET_UNREACHABLE, `${d.host}:${d.port}: ${e.code ?? e.message}`);
-    });
-    let connected = false;
-    socket.once('connect', () => {
-      connected = true;
+    if ('relay' in d) {
+      if (link.mux.has(id)) d.relay(early.splice(0), finEarly);
+      return;
+    }
+    const start = (socket: Duplex) => {
       if (!link.mux.has(id)) {
         socket.destroy();
         return;
       }
+      const counts: StreamCounts = { bytesIn: 0, bytesOut: 0 };
       link.write(id, encodeAnswer(OpenStatus.OK));
       onRecord({ target, status: OpenStatus.OK, reason: '' });
       // Bytes the opener sent before the answer were consumed into `early`; they go first.
@@ -198,6 +222,29 @@ export function serveStream(
       early.length = 0;
       bridge(link, id, socket, undefined, counts, (how) => onRecord({ target, status: OpenStatus.OK, reason: 'closed', counts, how }));
       if (finEarly) socket.end();
+    };
+    if ('connect' in d) {
+      let socket: Duplex;
+      try {
+        socket = await d.connect();
+      } catch (e) {
+        if (e instanceof StreamRefusal) refuse(target, e.status, e.reason);
+        else refuse(target, OpenStatus.TARGET_UNREACHABLE, (e as Error)?.message ?? String(e));
+        return;
+      }
+      socket.pause();
+      start(socket);
+      return;
+    }
+    const socket = connect({ host: d.host, port: d.port, allowHalfOpen: true });
+    socket.pause();
+    let connected = false;
+    socket.once('error', (e: NodeJS.ErrnoException) => {
+      if (!connected) refuse(target, OpenStatus.TARGET_UNREACHABLE, `${d.host}:${d.port}: ${e.code ?? e.message}`);
+    });
+    socket.once('connect', () => {
+      connected = true;
+      start(socket);
     });
   };
   link.attach(id, pending);

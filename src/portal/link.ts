@@ -30,8 +30,15 @@ export class PortalLink {
   readonly done: Promise<EnrollError | undefined>;
   #resolveDone!: (e: EnrollError | undefined) => void;
 
-  constructor(channel: LinkChannel, options: MuxOptions) {
+  readonly #idleTimeoutMs: number;
+
+  /**
+   * `idleTimeoutMs` (0: none) ends the link with ERR_TIMEOUT when nothing at all arrives for
+   * that long: a peer that vanished without a FIN. The other side keeps it alive with `ping`.
+   */
+  constructor(channel: LinkChannel, options: MuxOptions, idleTimeoutMs = 0) {
     this.#channel = channel;
+    this.#idleTimeoutMs = idleTimeoutMs;
     this.mux = new Mux(options);
     this.done = new Promise((r) => (this.#resolveDone = r));
     this.flush();
@@ -45,6 +52,13 @@ export class PortalLink {
 
   get ended(): boolean {
     return this.#ended;
+  }
+
+  /** A PING (yamux spec): keeps an idle link's far end from timing it out. */
+  ping(): void {
+    if (this.#ended || this.mux.closed) return;
+    this.mux.ping();
+    this.flush();
   }
 
   open(handler: StreamHandler): number {
@@ -181,7 +195,7 @@ export class PortalLink {
   async #readLoop(): Promise<void> {
     try {
       while (!this.#ended) {
-        const msg = await this.#channel.receive(0);
+        const msg = await this.#channel.receive(this.#idleTimeoutMs);
         this.mux.receive(msg);
         this.flush();
       }

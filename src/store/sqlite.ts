@@ -18,6 +18,7 @@ import type {
   EnrolleeState,
   EnrollerRecord,
   KemPrekeyRecord,
+  OutletRecord,
   PendingResult,
   ServiceStore,
   SignedPrekeyRecord,
@@ -28,10 +29,11 @@ import { checkScopes, type EnrollerScopes } from '../policy/scopes.js';
 /**
  * 2: EKA v2 (`kem_prekeys`, `bundles.eka`).
  * 3: attributes and scopes (`enrollees.attributes`, `enrollers.scopes`, docs/policies.md).
+ * 4: service outlets (`outlets`, docs/portals.md).
  * A store of a lower version is migrated on its first writable open by running the steps of
  * MIGRATIONS in order, each in a transaction of its own.
  */
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 /** PQSPK_A of each SPK made since EKA v2 (docs/protocol.md §3.3). */
 const KEM_PREKEYS = `
@@ -59,8 +61,24 @@ ALTER TABLE enrollers ADD COLUMN scopes TEXT;
 UPDATE meta SET value = '3' WHERE key = 'schema_version';
 `;
 
+/** Service outlets (docs/portals.md), read by the running service at every stream open. */
+const OUTLETS = `
+CREATE TABLE IF NOT EXISTS outlets (
+  name       TEXT PRIMARY KEY CHECK (length(name) BETWEEN 1 AND 64),
+  host       TEXT NOT NULL CHECK (length(host) BETWEEN 1 AND 253),
+  port       INTEGER NOT NULL CHECK (port BETWEEN 1 AND 65535),
+  allow      TEXT CHECK (allow IS NULL OR length(allow) <= 4096),
+  created_at INTEGER NOT NULL
+) WITHOUT ROWID;`;
+
+/** Schema 3 → 4: the service outlets table. */
+const MIGRATE_3_TO_4 = `
+${OUTLETS}
+UPDATE meta SET value = '4' WHERE key = 'schema_version';
+`;
+
 /** The migration from version `from` to `from + 1` (or further), by `from`. */
-const MIGRATIONS: Record<number, string> = { 1: MIGRATE_1_TO_2, 2: MIGRATE_2_TO_3 };
+const MIGRATIONS: Record<number, string> = { 1: MIGRATE_1_TO_2, 2: MIGRATE_2_TO_3, 3: MIGRATE_3_TO_4 };
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (
@@ -119,6 +137,7 @@ CREATE TABLE IF NOT EXISTS accepted_ek (
   ek_b        BLOB PRIMARY KEY,
   accepted_at INTEGER NOT NULL
 ) WITHOUT ROWID;
+${OUTLETS}
 `;
 
 type Row = Record<string, unknown>;
@@ -470,6 +489,28 @@ export class SqliteStore implements ServiceStore {
     }).immediate();
   }
 
+  async putOutlet(rec: OutletRecord): Promise<void> {
+    this.#db
+      .prepare(
+        `INSERT INTO outlets (name, host, port, allow, created_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT(name) DO UPDATE SET host = excluded.host, port = excluded.port, allow = excluded.allow, created_at = excluded.created_at`,
+      )
+      .run(rec.name, rec.host, rec.port, rec.allow, rec.createdAt);
+  }
+
+  async getOutlet(name: string): Promise<OutletRecord | undefined> {
+    const r = this.#db.prepare(`SELECT * FROM outlets WHERE name = ?`).get(name) as Row | undefined;
+    return r && toOutlet(r);
+  }
+
+  async listOutlets(): Promise<OutletRecord[]> {
+    return (this.#db.prepare(`SELECT * FROM outlets ORDER BY name`).all() as Row[]).map(toOutlet);
+  }
+
+  async removeOutlet(name: string): Promise<boolean> {
+    return this.#db.prepare(`DELETE FROM outlets WHERE name = ?`).run(name).changes > 0;
+  }
+
   async listEnrollers(): Promise<EnrollerRecord[]> {
     return (this.#stmt.listEnrollers.all() as Row[]).map(toEnroller);
   }
@@ -748,4 +789,8 @@ export function mergeAttributes(before: EnrolleeRecord, set: Attributes, unset: 
   }
   Object.assign(next, checkAttributes(set, 'ERR_USAGE'));
   return checkAttributes(next, 'ERR_USAGE');
+}
+
+export function toOutlet(r: Row): OutletRecord {
+  return { name: String(r.name), host: String(r.host), port: Number(r.port), allow: r.allow == null ? null : String(r.allow), createdAt: Number(r.created_at) };
 }

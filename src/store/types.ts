@@ -129,7 +129,24 @@ export interface CommitEnrollmentInput {
   now: number;
 }
 
+/** A service outlet (docs/portals.md): streams to `service/NAME` are connected to host:port. */
+export interface OutletRecord {
+  name: string;
+  host: string;
+  port: number;
+  /** The outlet's `--allow` (src/portal/allow.ts); null admits every enrolled identity. */
+  allow: string | null;
+  createdAt: number;
+}
+
 export interface ServiceStore {
+  // service outlets (schema step 4, docs/portals.md); read at every stream open
+  /** Adds or replaces outlet `name`. */
+  putOutlet(rec: OutletRecord): Promise<void>;
+  getOutlet(name: string): Promise<OutletRecord | undefined>;
+  listOutlets(): Promise<OutletRecord[]>;
+  /** Returns false if there was no such outlet. */
+  removeOutlet(name: string): Promise<boolean>;
   // enrollers
   /** Allows (or re-allows) an enroller; its scopes are replaced by `scopes` (none when absent). */
   allowEnroller(publicKey: Uint8Array, name: string | null, now: number, scopes?: EnrollerScopes): Promise<EnrollerRecord>;

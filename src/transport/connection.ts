@@ -105,7 +105,7 @@ export class FramedConnection {
   readonly remoteAddress: string | undefined;
   /** Resolves once the underlying stream(s) have closed or the connection was destroyed. Never rejects. */
   readonly closed: Promise<void>;
-  readonly maxFrameLen: number;
+  #maxFrameLen: number;
 
   readonly #readable: AnyReadable;
   readonly #writable: AnyWritable;
@@ -136,7 +136,7 @@ export class FramedConnection {
     remoteAddress: string | undefined,
   ) {
     checkConnectionOptions(opts);
-    this.maxFrameLen = checkMaxFrameLen(opts.maxFrameLen ?? MAX_FRAME_LEN);
+    this.#maxFrameLen = checkMaxFrameLen(opts.maxFrameLen ?? MAX_FRAME_LEN);
     this.#readTimeoutMs = checkTimeoutMs(opts.readTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS, 'readTimeoutMs');
     this.#decoder = new FrameDecoder(this.maxFrameLen);
     this.#readable = readable;
@@ -175,6 +175,22 @@ export class FramedConnection {
       finished(readable, { writable: false }, one);
       finished(writable, { readable: false }, one);
     }
+  }
+
+  /** The largest frame read or written, header excluded. */
+  get maxFrameLen(): number {
+    return this.#maxFrameLen;
+  }
+
+  /**
+   * Raises the frame limit, for a connection whose peer has authenticated and switched to a
+   * protocol with bigger messages (a portal link, docs/protocol.md §11.8). Never lowers it.
+   */
+  raiseMaxFrameLen(n: number): void {
+    const v = checkMaxFrameLen(n);
+    if (v <= this.#maxFrameLen) return;
+    this.#maxFrameLen = v;
+    this.#decoder.maxFrameLen = v;
   }
 
   /** Frames a connected TCP socket. */

@@ -49,7 +49,7 @@ export function encodeFrame(payload: Uint8Array, maxFrameLen: number = MAX_FRAME
  * stream is out of sync and must be dropped.
  */
 export class FrameDecoder {
-  readonly maxFrameLen: number;
+  maxFrameLen: number;
   /** First header byte when a chunk ended between the two header bytes. */
   #headerByte = -1;
   /** Body being filled, allocated once its (checked) length is known. */

@@ -6,30 +6,35 @@ import { compileAllow, describeAllow, MAX_ALLOW_LEN } from '../../src/portal/all
 const ID1 = 'a'.repeat(64);
 const ID2 = '0123456789abcdef'.repeat(4);
 const outlet = { name: 'web', owner: 'service' };
+const subject = (id: string, name = '', attributes: Record<string, string> = {}) => ({ id, name, enroller: '', method: 'x3dh', attributes });
 
 test('no --allow admits every enrolled identity, and outlet list says so', () => {
-  assert.equal(compileAllow(undefined)({ id: ID1 }, outlet), true);
-  assert.equal(compileAllow('  ')({ id: ID2, name: 'x' }, outlet), true);
+  assert.equal(compileAllow(undefined)(subject(ID1), outlet), true);
+  assert.equal(compileAllow('  ')(subject(ID2, 'x'), outlet), true);
   assert.equal(describeAllow(undefined), 'every enrolled identity');
-  assert.equal(describeAllow('sensor-1'), 'sensor-1');
+  assert.equal(describeAllow(null), 'every enrolled identity');
+  assert.equal(describeAllow('subject.name == "sensor-1"'), 'subject.name == "sensor-1"');
 });
 
-test('the interim list admits the listed ids (any case) and pet names, and nobody else', () => {
-  const allow = compileAllow(`${ID1.toUpperCase()}, sensor-1 ,kitchen cam`);
-  assert.equal(allow({ id: ID1 }, outlet), true);
-  assert.equal(allow({ id: ID2, name: 'sensor-1' }, outlet), true);
-  assert.equal(allow({ id: ID2, name: 'kitchen cam' }, outlet), true);
-  assert.equal(allow({ id: ID2, name: 'sensor-2' }, outlet), false);
-  assert.equal(allow({ id: ID2 }, outlet), false);
-  // A pet name equal to someone else's id prefix is not an id match.
-  assert.equal(compileAllow(ID1.slice(0, 8))({ id: ID1 }, outlet), false);
+test('--allow is a CEL outlet policy over the subject (id, name, attributes) and the outlet name', () => {
+  const byName = compileAllow(`subject.name in ["sensor-1", "kitchen cam"] || subject.id == "${ID1}"`);
+  assert.equal(byName(subject(ID1), outlet), true);
+  assert.equal(byName(subject(ID2, 'sensor-1'), outlet), true);
+  assert.equal(byName(subject(ID2, 'kitchen cam'), outlet), true);
+  assert.equal(byName(subject(ID2, 'sensor-2'), outlet), false);
+  assert.equal(byName(subject(ID2), outlet), false);
+  const byRole = compileAllow('subject.attributes.role == "operator" && outlet.name.startsWith("ssh")');
+  assert.equal(byRole(subject(ID2, '', { role: 'operator' }), { name: 'ssh-1', owner: 'service' }), true);
+  assert.equal(byRole(subject(ID2, '', { role: 'operator' }), outlet), false);
+  // Fails closed: a subject without the attribute is denied, not an error.
+  assert.equal(byRole(subject(ID2), { name: 'ssh-1', owner: 'service' }), false);
 });
 
-test('bad --allow: empty entries, control characters, too long: ERR_USAGE naming the entry', () => {
-  const usage = (e: unknown) => isEnrollError(e, 'ERR_USAGE');
-  assert.throws(() => compileAllow('a,,b'), usage);
-  assert.throws(() => compileAllow('ok,bad\u202ename'), (e: unknown) => usage(e) && /bad/.test((e as Error).message));
-  assert.throws(() => compileAllow('x'.repeat(65)), usage);
-  assert.throws(() => compileAllow('a,'.repeat(MAX_ALLOW_LEN)), usage);
+test('bad --allow: syntax, unknown variable, not a bool, too long: ERR_POLICY before anything is stored', () => {
+  const policy = (e: unknown) => isEnrollError(e, 'ERR_POLICY');
+  assert.throws(() => compileAllow('pump-7,robot-axiom'), policy);
+  assert.throws(() => compileAllow('subject.atributes.role == "x"'), policy);
+  assert.throws(() => compileAllow('subject.name'), policy);
+  assert.throws(() => compileAllow(`subject.name == "${'x'.repeat(MAX_ALLOW_LEN)}"`), policy);
   assert.throws(() => compileAllow(5 as unknown as string), (e: unknown) => isEnrollError(e, 'ERR_INVALID_ARG'));
 });

@@ -856,4 +856,31 @@ export function storeContract(name: string, backend: ContractBackend): void {
       }
     });
   });
+
+  describe(`${name}: service outlets (schema 4)`, () => {
+    it('put adds and replaces, get and list read them back, remove deletes once', async () => {
+      const fx = await fixture();
+      try {
+        assert.deepEqual(await fx.store.listOutlets(), []);
+        assert.equal(await fx.store.getOutlet('web'), undefined);
+        await fx.store.putOutlet({ name: 'web', host: '127.0.0.1', port: 8080, allow: null, createdAt: NOW });
+        await fx.store.putOutlet({ name: 'db', host: 'localhost', port: 5432, allow: 'pump-7', createdAt: NOW + 1 });
+        assert.deepEqual(await fx.store.getOutlet('web'), { name: 'web', host: '127.0.0.1', port: 8080, allow: null, createdAt: NOW });
+        await fx.store.putOutlet({ name: 'web', host: '::1', port: 8081, allow: 'a,b', createdAt: NOW + 2 });
+        assert.deepEqual(
+          (await fx.store.listOutlets()).map((o) => [o.name, o.host, o.port, o.allow]),
+          [
+            ['db', 'localhost', 5432, 'pump-7'],
+            ['web', '::1', 8081, 'a,b'],
+          ],
+        );
+        assert.equal(await fx.store.removeOutlet('web'), true);
+        assert.equal(await fx.store.removeOutlet('web'), false);
+        assert.deepEqual((await fx.store.listOutlets()).map((o) => o.name), ['db']);
+        await assert.rejects(fx.store.putOutlet({ name: 'bad', host: 'h', port: 0, allow: null, createdAt: NOW }));
+      } finally {
+        await fx.store.close();
+      }
+    });
+  });
 }

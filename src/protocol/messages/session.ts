@@ -9,6 +9,11 @@
  *                                              [‖ cred_len u16 ‖ credential (§4.4) for IK_B']
  *   0x36 CREDENTIAL_REQUEST enrollee → service empty
  *   0x37 CREDENTIAL       service → enrollee   cred_len u16 ‖ credential (§4.4) for the channel's IK_B
+ *   0x38 PORTAL           enrollee → service   version u8 (1)
+ *   0x39 PORTAL_READY     service → enrollee   version u8 (1)
+ *
+ * After PORTAL_READY the channel carries portal mux frames only (§11.8), in both directions,
+ * until it closes: no further session message is sent or accepted on it.
  *
  * Every body has a fixed layout or explicit lengths, checked before slicing; trailing bytes
  * and u64 values above 2^53 − 1 are ERR_FRAME_MALFORMED (§7.3).
@@ -26,6 +31,10 @@ export const MSG_ROTATE = 0x34;
 export const MSG_ROTATED = 0x35;
 export const MSG_CREDENTIAL_REQUEST = 0x36;
 export const MSG_CREDENTIAL = 0x37;
+export const MSG_PORTAL = 0x38;
+export const MSG_PORTAL_READY = 0x39;
+/** The portal link version PORTAL asks for and PORTAL_READY confirms (§11.8). */
+export const PORTAL_VERSION = 1;
 
 /** The session requests added by §7.9 (STATUS_REQUEST is service.ts's). */
 export const LIFECYCLE_REQUESTS: readonly number[] = [MSG_ADDRESS_REQUEST, MSG_ROTATE, MSG_CREDENTIAL_REQUEST];
@@ -180,4 +189,32 @@ export function decodeCredentialMsg(msg: Uint8Array): Uint8Array {
   const credential = readCredential(r);
   r.end();
   return credential;
+}
+
+// ---- PORTAL / PORTAL_READY (§11.8)
+
+export function encodePortal(): Uint8Array {
+  return Uint8Array.of(MSG_PORTAL, PORTAL_VERSION);
+}
+
+function portalVersion(msg: Uint8Array, type: number, what: string): void {
+  messageType(msg, [type], what);
+  const r = reader(msg, what);
+  const v = r.u8('version');
+  if (v !== PORTAL_VERSION) r.fail(`portal version ${v} is not ${PORTAL_VERSION}`);
+  r.end();
+}
+
+/** PORTAL: exactly the version byte (1); anything else is ERR_FRAME_MALFORMED. */
+export function decodePortal(msg: Uint8Array): void {
+  portalVersion(msg, MSG_PORTAL, 'portal');
+}
+
+export function encodePortalReady(): Uint8Array {
+  return Uint8Array.of(MSG_PORTAL_READY, PORTAL_VERSION);
+}
+
+/** PORTAL_READY, or the service's ERROR (thrown by messageType as its EnrollError). */
+export function decodePortalReady(msg: Uint8Array): void {
+  portalVersion(msg, MSG_PORTAL_READY, 'portal ready');
 }

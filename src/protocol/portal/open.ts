@@ -1,5 +1,5 @@
 /**
- * The portal open exchange (docs/protocol.md §11.7): the first bytes of every stream, before
+ * The portal open exchange (docs/protocol.md §11.6): the first bytes of every stream, before
  * the TCP bytes. The mux stays plain yamux; naming the target rides inside the stream, as
  * libp2p's multistream-select does over yamux.
  *
@@ -21,6 +21,8 @@ export const OpenStatus = {
   REVOKED: 4,
   DEVICE_OFFLINE: 5,
   INTERNAL: 6,
+  /** DEVICE/NAME names no enrolled device (§11.10). */
+  UNKNOWN_DEVICE: 7,
 } as const;
 export type OpenStatus = (typeof OpenStatus)[keyof typeof OpenStatus];
 
@@ -32,6 +34,7 @@ export const OPEN_STATUS_NAMES: Record<number, string> = {
   4: 'revoked',
   5: 'device offline',
   6: 'internal error',
+  7: 'unknown device',
 };
 
 function utf8Field(s: string, name: string, min: number): Buffer {

@@ -57,6 +57,12 @@ interface Tracked {
   channel: SecureChannel;
   /** Set once the lifecycle closed this channel: its handler's failures are then expected. */
   closedBy: EnrollError | undefined;
+  /**
+   * How to close it instead of an ERROR message: a channel switched to a portal link
+   * (docs/protocol.md §11.8) carries mux frames only, so its link ends it (GO_AWAY, every
+   * stream reset) rather than a session message the peer's mux could not read.
+   */
+  closer?: (err: EnrollError) => void;
 }
 
 export class ServiceLifecycle {
@@ -128,6 +134,13 @@ export class ServiceLifecycle {
     }
   }
 
+  /** Makes `close` end `channel` with `closer` (a portal link) rather than an ERROR message. */
+  setCloser(kind: TrackedKind, channel: SecureChannel, closer: (err: EnrollError) => void): void {
+    for (const entry of this.#channels.get(slot(kind, channel.remoteStaticKey)) ?? []) {
+      if (entry.channel === channel) entry.closer = closer;
+    }
+  }
+
   /**
    * Closes every tracked channel of `kind` from `key` (but `except`): sends `err` as ERROR,
    * ends our side, and destroys the socket after CLOSE_LINGER_MS. Returns how many.
@@ -141,6 +154,11 @@ export class ServiceLifecycle {
       entry.closedBy = err;
       n++;
       const conn = entry.channel.connection;
+      if (entry.closer !== undefined) {
+        entry.closer(err);
+        setTimeout(() => conn.destroy(), CLOSE_LINGER_MS).unref();
+        continue;
+      }
       // send() encrypts and hands the frame to the socket synchronously, so this ERROR takes
       // the next nonce even while the handler is itself sending: the peer can always read it.
       void entry.channel
@@ -258,6 +276,11 @@ export async function startLifecycle(svc: ServiceHome, log: DecisionLog, opts: {
 /** The open channels of the service running on `svc`, by kind (zero when none runs). */
 export function liveChannels(svc: ServiceHome): Record<TrackedKind, number> {
   return running.get(svc)?.live() ?? { enroller: 0, session: 0 };
+}
+
+/** The running service's lifecycle, if `service start` runs for `svc` (portal links register their closer with it). */
+export function lifecycleOf(svc: ServiceHome): ServiceLifecycle | undefined {
+  return running.get(svc);
 }
 
 export function stopLifecycle(svc: ServiceHome): void {

@@ -37,7 +37,16 @@ export type Decision =
   | 'address-changed'
   // a PostgreSQL store became unreachable, or reachable again (store/pg/database.ts): one line each
   | 'store-unreachable'
-  | 'store-reachable';
+  | 'store-reachable'
+  // portals (docs/portals.md): a session switched to a portal link and its end; each stream's
+  // open, refusal (with the reason the inlet is told) and close (byte counts, never payloads)
+  | 'portal-opened'
+  | 'portal-closed'
+  | 'stream-opened'
+  | 'stream-refused'
+  | 'stream-closed'
+  // a device's DEVICE_OUTLETS session registered its outlets with this replica's relay (src/portal/device-relay.ts)
+  | 'device-outlets';
 
 export interface DecisionFields {
   enrollee?: string;

@@ -41,6 +41,7 @@ import {
 } from './limits.js';
 import type { DecisionLog } from './log.js';
 import { serveSession } from './session.js';
+import { endPortalLinks } from '../../portal/service-outlets.js';
 import { startLifecycle, stopLifecycle } from './lifecycle.js';
 import type { ServiceMetrics } from '../../ops/metrics.js';
 import { enrollResult } from '../../ops/metrics.js';
@@ -289,6 +290,7 @@ export async function startServiceServer(svc: ServiceHome, opts: ServiceServerOp
     },
     // Then the enrollments still being committed finish, and the commit thread stops.
     close: async () => {
+      endPortalLinks(svc);
       await server.close();
       stopLifecycle(svc);
       await closeCommitQueue(svc.store);
@@ -296,6 +298,7 @@ export async function startServiceServer(svc: ServiceHome, opts: ServiceServerOp
     // SIGTERM (README "Graceful shutdown"): answers in flight are written, their commits
     // durable, before the commit thread stops.
     drain: async (timeoutMs: number) => {
+      endPortalLinks(svc);
       await server.drain(timeoutMs);
       stopLifecycle(svc);
       await closeCommitQueue(svc.store);

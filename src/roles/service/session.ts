@@ -8,6 +8,10 @@ import { encodeError, messageType } from '../../protocol/messages/common.js';
 import { decodeStatusRequest, encodeStatus, MSG_STATUS_REQUEST } from '../../protocol/messages/service.js';
 import { subjectDigestFor } from './credentials.js';
 import { LIFECYCLE_REQUESTS } from '../../protocol/messages/session.js';
+import { decodePortal, MSG_PORTAL } from '../../protocol/messages/session.js';
+import { servePortalSession } from '../../portal/service-outlets.js';
+import { decodeDeviceOutlets, MSG_DEVICE_OUTLETS } from '../../protocol/portal/device-outlets.js';
+import { serveDeviceOutletSession } from '../../portal/device-relay.js';
 import type { SecureChannel } from '../../transport/channel.js';
 import type { ServiceHome } from './home.js';
 import { serveLifecycleRequest } from './lifecycle.js';
@@ -35,12 +39,25 @@ export async function serveSession(svc: ServiceHome, channel: SecureChannel, log
       throw err;
     }
     let type: number;
+    let outletNames: string[] | undefined;
     try {
-      type = messageType(msg, [MSG_STATUS_REQUEST, ...LIFECYCLE_REQUESTS], 'session');
+      type = messageType(msg, [MSG_STATUS_REQUEST, MSG_PORTAL, MSG_DEVICE_OUTLETS, ...LIFECYCLE_REQUESTS], 'session');
+      if (type === MSG_PORTAL) decodePortal(msg);
+      if (type === MSG_DEVICE_OUTLETS) outletNames = decodeDeviceOutlets(msg);
     } catch (err) {
       if (!(err instanceof EnrollError)) throw err;
       await channel.send(encodeError(err));
       await channel.close();
+      return;
+    }
+    // DEVICE_OUTLETS (docs/protocol.md §11.10.1): a portal link whose device serves outlets.
+    if (outletNames !== undefined) {
+      await serveDeviceOutletSession(svc, channel, rec, outletNames, log);
+      return;
+    }
+    // PORTAL (docs/protocol.md §11.8): the channel becomes a portal link until it closes.
+    if (type === MSG_PORTAL) {
+      await servePortalSession(svc, channel, rec, log);
       return;
     }
     // ADDRESS_REQUEST and ROTATE (docs/protocol.md §7.9); true means the channel ends.

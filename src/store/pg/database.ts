@@ -23,7 +23,7 @@ import { SCHEMA as AUDIT_SCHEMA } from './audit.js';
 import { SCHEMA as LIMITS_SCHEMA } from './limits.js';
 
 /** The schema version this code writes (meta.schema_version), as sqlite.ts SCHEMA_VERSION. */
-export const PG_SCHEMA_VERSION = 3;
+export const PG_SCHEMA_VERSION = 4;
 /**
  * The migration from schema version `from` (to the next one this code knows), by `from`, run
  * in order under the advisory lock. 1 → 3 (attributes and scopes, docs/policies.md; there
@@ -37,6 +37,19 @@ const PG_MIGRATIONS: Record<number, { to: number; ddl: () => string[] }> = {
       `ALTER TABLE enrollees ADD COLUMN IF NOT EXISTS attributes text`,
       `ALTER TABLE enrollers ADD COLUMN IF NOT EXISTS scopes text`,
       COMMIT_FUNCTION,
+    ],
+  },
+  // 3 → 4: service outlets (docs/portals.md), read by every replica at each stream open.
+  3: {
+    to: 4,
+    ddl: () => [
+      `CREATE TABLE IF NOT EXISTS outlets (
+        name       text PRIMARY KEY CHECK (length(name) BETWEEN 1 AND 64),
+        host       text NOT NULL CHECK (length(host) BETWEEN 1 AND 253),
+        port       integer NOT NULL CHECK (port BETWEEN 1 AND 65535),
+        allow      text CHECK (allow IS NULL OR length(allow) <= 4096),
+        created_at bigint NOT NULL
+      )`,
     ],
   },
 };

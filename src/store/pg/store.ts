@@ -12,7 +12,7 @@
  * flush and one round trip per batch; each input gets its own outcome, as in sqlite.ts.
  */
 import { EnrollError } from '../../errors.js';
-import { attributesColumn, mergeAttributes, pendingFromRow, PENDING_COLUMNS, PENDING_JOINS, scopesColumn, SPK_SELECT, toBundle, toEnrollee, toEnroller, toKem, toSpk } from '../sqlite.js';
+import { attributesColumn, mergeAttributes, pendingFromRow, PENDING_COLUMNS, PENDING_JOINS, scopesColumn, SPK_SELECT, toBundle, toEnrollee, toEnroller, toKem, toOutlet, toSpk } from '../sqlite.js';
 import type { Attributes } from '../../protocol/codec/attributes.js';
 import type { EnrollerScopes } from '../../policy/scopes.js';
 import type {
@@ -23,6 +23,7 @@ import type {
   EnrolleeState,
   EnrollerRecord,
   KemPrekeyRecord,
+  OutletRecord,
   PendingResult,
   ServiceStore,
   SignedPrekeyRecord,
@@ -90,6 +91,13 @@ CREATE UNIQUE INDEX IF NOT EXISTS enrollees_ik_b ON enrollees(ik_b);
 CREATE TABLE IF NOT EXISTS accepted_ek (
   ek_b        bytea PRIMARY KEY,
   accepted_at bigint NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outlets (
+  name       text PRIMARY KEY CHECK (length(name) BETWEEN 1 AND 64),
+  host       text NOT NULL CHECK (length(host) BETWEEN 1 AND 253),
+  port       integer NOT NULL CHECK (port BETWEEN 1 AND 65535),
+  allow      text CHECK (allow IS NULL OR length(allow) <= 4096),
+  created_at bigint NOT NULL
 );
 `;
 
@@ -205,6 +213,27 @@ export class PgStore implements ServiceStore {
       const after = (await c.query(`UPDATE enrollees SET attributes = $1 WHERE id = $2 RETURNING *`, [next, buf(id)])).rows[0]!;
       return { before, after: toEnrollee(after) };
     });
+  }
+
+  async putOutlet(rec: OutletRecord): Promise<void> {
+    await this.db.query(
+      `INSERT INTO outlets (name, host, port, allow, created_at) VALUES ($1, $2, $3, $4, $5)
+       ON CONFLICT (name) DO UPDATE SET host = excluded.host, port = excluded.port, allow = excluded.allow, created_at = excluded.created_at`,
+      [rec.name, rec.host, rec.port, rec.allow, rec.createdAt],
+    );
+  }
+
+  async getOutlet(name: string): Promise<OutletRecord | undefined> {
+    const r = (await this.db.query(`SELECT * FROM outlets WHERE name = $1`, [name])).rows[0];
+    return r && toOutlet(r);
+  }
+
+  async listOutlets(): Promise<OutletRecord[]> {
+    return (await this.db.query(`SELECT * FROM outlets ORDER BY name`)).rows.map(toOutlet);
+  }
+
+  async removeOutlet(name: string): Promise<boolean> {
+    return ((await this.db.query(`DELETE FROM outlets WHERE name = $1`, [name])).rowCount ?? 0) > 0;
   }
 
   async listEnrollers(): Promise<EnrollerRecord[]> {

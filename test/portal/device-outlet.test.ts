@@ -1,0 +1,187 @@
+/**
+ * Device outlets end to end (issue #19 item 3): the built CLI (`service start`, `enrollee
+ * outlet` on device Y, `enrollee inlet --to DEVICE/NAME` on device X), real loopback TCP, real
+ * SQLite, a real HTTP server (node:http) behind Y's outlet, fetched with curl through X's
+ * inlet; the service relays, the two devices run Noise end to end.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join as joinPath } from 'node:path';
+import { createServer, type Server } from 'node:http';
+import { execa } from 'execa';
+import { ok, setupWorld, sleep, spawnCli, type Background, type Enrollee, type World } from '../helpers/cli.js';
+import { approve, join } from '../helpers/lifecycle.js';
+import { freePort } from '../helpers/ports.js';
+import { patience } from '../helpers/pace.js';
+
+const BIG = 50 * 1024 * 1024;
+
+function block(i: number): Buffer {
+  const out = Buffer.allocUnsafe(64 * 1024);
+  for (let off = 0; off < out.length; off += 32) createHash('sha256').update(`device:${i}:${off}`).digest().copy(out, off);
+  return out;
+}
+const BLOCKS = Array.from({ length: 16 }, (_, i) => block(i));
+const bigBytes = () => Buffer.concat(Array.from({ length: BIG / BLOCKS[0]!.length }, (_, n) => BLOCKS[n % BLOCKS.length]!));
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+let w: World;
+let axiom: Enrollee; // device X: runs the inlets
+let pump: Enrollee; // device Y: runs the outlets, behind "NAT" (it only dials out)
+let idle: Enrollee; // enrolled, runs no outlet
+let http: Server;
+let httpPort: number;
+const procs: Background[] = [];
+
+async function enroll(e: Enrollee): Promise<void> {
+  const r = await join(e, await approve(w, e));
+  assert.equal(r.code, 0, r.stderr);
+}
+
+async function waitFor(bg: Background, what: RegExp, label: string): Promise<void> {
+  const end = Date.now() + (await patience(20_000));
+  while (!what.test(`${bg.stdout()}\n${bg.lines.join('\n')}`)) {
+    if (!bg.running()) throw new Error(`${label} exited:\n${bg.lines.join('\n')}`);
+    if (Date.now() > end) throw new Error(`${label}: no ${what} in:\n${bg.lines.join('\n')}`);
+    await sleep(25);
+  }
+}
+
+async function outlet(e: Enrollee, name: string, to: string, extra: string[] = []): Promise<Background> {
+  const bg = spawnCli(['enrollee', 'outlet', '--name', name, '--to', to, '--json', ...extra], { home: e.home });
+  procs.push(bg);
+  await waitFor(bg, /"event":"ready"/, 'outlet');
+  return bg;
+}
+
+async function inlet(e: Enrollee, target: string): Promise<{ bg: Background; port: number }> {
+  const port = await freePort();
+  const bg = spawnCli(['enrollee', 'inlet', '--from', `127.0.0.1:${port}`, '--to', target, '--json'], { home: e.home });
+  procs.push(bg);
+  await waitFor(bg, /"event":"ready"/, 'inlet');
+  return { bg, port };
+}
+
+function curl(args: readonly string[]) {
+  return execa('curl', ['-sS', '--max-time', '60', ...args], { reject: false, encoding: 'buffer', stripFinalNewline: false });
+}
+
+before(async () => {
+  http = createServer((req, res) => {
+    if (req.url === '/hello') res.end(`hello from behind the device, ${req.headers['x-who'] ?? 'anyone'}\n`);
+    else if (req.url === '/big') {
+      res.writeHead(200, { 'content-length': String(BIG) });
+      let n = 0;
+      const more = () => {
+        while (n < BIG / BLOCKS[0]!.length) {
+          const okay = res.write(BLOCKS[n % BLOCKS.length]!);
+          n++;
+          if (!okay) return void res.once('drain', more);
+        }
+        res.end();
+      };
+      more();
+    } else if (req.url === '/sha') {
+      const h = createHash('sha256');
+      let len = 0;
+      req.on('data', (c: Buffer) => {
+        h.update(c);
+        len += c.length;
+      });
+      req.on('end', () => res.end(`${len} ${h.digest('hex')}`));
+    } else res.writeHead(404).end();
+  });
+  httpPort = await freePort();
+  await new Promise<void>((r) => http.listen(httpPort, '127.0.0.1', r));
+  w = await setupWorld({ bundles: 4 });
+  axiom = w.enrollee;
+  pump = await w.newEnrollee('pump-7');
+  idle = await w.newEnrollee('idle-3');
+  await enroll(axiom);
+  await enroll(pump);
+  await enroll(idle);
+  await outlet(pump, 'web', `127.0.0.1:${httpPort}`);
+  // Admits only a device called "operator-1": Robot Axiom is enrolled but not admitted.
+  await outlet(pump, 'private', `127.0.0.1:${httpPort}`, ['--allow', 'subject.name == "operator-1"']);
+});
+
+after(async () => {
+  for (const bg of procs) if (bg.running()) bg.kill('SIGKILL');
+  await Promise.all(procs.map((bg) => bg.done().catch(() => undefined)));
+  await w?.dispose();
+  http?.close();
+});
+
+describe('enrollee outlet and enrollee inlet --to DEVICE/NAME', () => {
+  test('curl reaches an HTTP server behind device Y from device X, by pet name and by id prefix', async () => {
+    const byName = await inlet(axiom, 'pump-7/web');
+    const r = await curl(['-H', 'x-who: axiom', `http://127.0.0.1:${byName.port}/hello`]);
+    assert.equal(r.exitCode, 0, Buffer.from(r.stderr).toString());
+    assert.equal(Buffer.from(r.stdout).toString(), 'hello from behind the device, axiom\n');
+    const byId = await inlet(axiom, `${pump.id.slice(0, 12)}/web`);
+    const r2 = await curl([`http://127.0.0.1:${byId.port}/hello`]);
+    assert.equal(Buffer.from(r2.stdout).toString(), 'hello from behind the device, anyone\n');
+    // The service logged the relayed streams without their payloads.
+    await sleep(200);
+    const log = w.service.lines.join('\n');
+    assert.match(log, /stream-opened.*relayed|relayed.*stream-opened/);
+    assert.ok(!log.includes('hello from behind the device'), 'no payload in the service log');
+  });
+
+  test('50 MB each way through the device portal, SHA-256 compared at both ends', async () => {
+    const { port } = await inlet(axiom, 'pump-7/web');
+    const down = await curl([`http://127.0.0.1:${port}/big`]);
+    assert.equal(down.exitCode, 0, Buffer.from(down.stderr).toString());
+    const body = Buffer.from(down.stdout);
+    assert.equal(body.length, BIG);
+    assert.equal(sha(body), sha(bigBytes()));
+    const up = bigBytes();
+    const file = joinPath(w.root, 'up.bin');
+    writeFileSync(file, up);
+    const r = await curl(['--data-binary', `@${file}`, '-H', 'content-type: application/octet-stream', `http://127.0.0.1:${port}/sha`]);
+    assert.equal(r.exitCode, 0, Buffer.from(r.stderr).toString());
+    assert.equal(Buffer.from(r.stdout).toString(), `${BIG} ${sha(up)}`);
+  });
+
+  test('refusals carry clear reasons to the inlet: unknown device, device offline, no such outlet, --allow denies', async () => {
+    const cases: [string, RegExp][] = [
+      ['no-such-device/web', /no-such-device\/web: unknown device: no enrolled device is called or has the id "no-such-device"/],
+      ['idle-3/web', /idle-3\/web: device offline: device "idle-3" has no outlet session open/],
+      ['pump-7/nope', /pump-7\/nope: unknown outlet: device "pump-7" has no outlet named "nope"/],
+      ['pump-7/private', /pump-7\/private: not allowed \(said the device\): this device's --allow for "private" does not admit Robot Axiom/],
+    ];
+    for (const [target, reason] of cases) {
+      const { bg, port } = await inlet(axiom, target);
+      const r = await curl([`http://127.0.0.1:${port}/hello`]);
+      assert.notEqual(r.exitCode, 0, `${target}: curl got an answer`);
+      await waitFor(bg, reason, `inlet ${target}`);
+      // The inlet keeps serving: the next connection gets the same clear refusal.
+      await curl([`http://127.0.0.1:${port}/hello`]);
+      assert.ok(bg.running(), `${target}: the inlet still runs`);
+    }
+    const log = w.service.lines.join('\n');
+    assert.match(log, /stream-refused.*unknown device/);
+    assert.match(log, /stream-refused.*device offline/);
+    assert.match(log, /stream-refused.*no outlet named/);
+    // The --allow verdict is the device's, inside the end-to-end channel; the outlet reports it.
+    const privateOutlet = procs[1]!;
+    await waitFor(privateOutlet, /refused: not allowed/, 'outlet private');
+  });
+
+  test('bad input: a bad --name, --to, --allow: exit 2 with a hint, before any connection', async () => {
+    const bad = [
+      [['--name', 'a/b', '--to', '127.0.0.1:1'], /--name "a\/b"/],
+      [['--name', 'x', '--to', '127.0.0.1'], /--to "127\.0\.0\.1" is not HOST:PORT/],
+      [['--name', 'x', '--to', '127.0.0.1:1', '--allow', 'subject.nope =='], /policy/],
+    ] as const;
+    for (const [args, msg] of bad) {
+      const r = await execa(process.execPath, ['bin/ockam-enroll.js', 'enrollee', 'outlet', ...args, '--home', pump.home], { reject: false });
+      assert.equal(r.exitCode, 2, r.stderr);
+      assert.match(r.stderr, msg);
+      assert.match(r.stderr, /hint: /);
+    }
+    void ok;
+  });
+});
