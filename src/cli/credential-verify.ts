@@ -28,7 +28,6 @@ import { fromHex, toHex } from '../crypto/bytes.js';
 import { EnrollError } from '../errors.js';
 import { credentialFromText, verifyCredential } from '../protocol/credential.js';
 import { findRevoked } from '../protocol/revocations.js';
-import { loadRevocationList } from '../revocation/load.js';
 import { formatAttributes } from '../protocol/codec/attributes.js';
 import { compilePolicy } from '../policy/cel.js';
 import { credentialView } from '../roles/enrollee/credential.js';
@@ -71,9 +70,10 @@ export function register(credential: Command): void {
         const now = nowSeconds();
         const c = verifyCredential(credentialFromText(text), { now, issuer });
         const v = credentialView(c, text.trim(), now);
-        // After the credential verified (its checks are cheaper than a fetch); the list is
+        // After the credential verified (its checks are cheaper than a fetch; the HTTP client is
+        // loaded only then, so a plain verify starts no faster or slower than before); the list is
         // checked against the same service key, so one service cannot revoke another's devices.
-        const loaded = opts.revocations === undefined ? undefined : await loadRevocationList(String(opts.revocations), { issuer, now });
+        const loaded = opts.revocations === undefined ? undefined : await (await import('../revocation/load.js')).loadRevocationList(String(opts.revocations), { issuer, now });
         if (loaded !== undefined) {
           const hit = findRevoked(loaded.list, c.enrolleeId);
           if (hit !== undefined) {

@@ -81,6 +81,7 @@ export function register(service: Command): void {
     .option('--https-rate-per-ip <rate>', 'HTTPS requests per source IP (IPv6: per /64), as N/s, N/m or N/h, or off; one over it gets 429 (default 100/s)')
     .option('--https-max-connections-per-ip <n>', 'open HTTPS connections per source IP (IPv6: per /64); the next is closed on arrival (default 32)')
     .option('--https-handshake-timeout <duration>', 'cut an HTTPS connection whose TLS handshake has not finished after this long, 1s..60s (default 5s)')
+    .option('--revocations-validity <duration>', 'how long the revocation list served at /revocations stays fresh for verifiers, 1s..30d (default 1h; docs/protocol.md §4.7)')
     .option('--https-address-check <mode>', 'when the --https-address set at init is a loopback address that does not reach this service yet: refuse (exit 2), warn and check again until it does, or off (default: refuse on SQLite, warn on PostgreSQL, whose replicas and balancer start in any order)')
     .option('--metrics-listen <HOST:PORT>', 'serve /healthz, /readyz and /metrics (Prometheus) over plain HTTP on this address of its own (default: off; docs/operations.md)')
     .option('--drain-timeout <duration>', `on SIGTERM or SIGINT, how long requests in flight get to finish before the rest are cut, 0s..300s (default: ${DEFAULT_DRAIN_S}s); a second signal exits at once`)
@@ -109,6 +110,7 @@ export function register(service: Command): void {
         const httpsLimits = {
           ...(opts.httpsRatePerIp ? { ratePerIp: parseRate(opts.httpsRatePerIp as string, '--https-rate-per-ip') } : {}),
           ...(opts.httpsMaxConnectionsPerIp ? { maxConnectionsPerIp: parseCount(opts.httpsMaxConnectionsPerIp as string, '--https-max-connections-per-ip', 1, 1_000_000) } : {}),
+          ...(opts.revocationsValidity ? { revocationsValidity: parseDuration(opts.revocationsValidity as string, '--revocations-validity', 1, 30 * 86400) } : {}),
           ...(opts.httpsHandshakeTimeout ? { handshakeTimeoutMs: 1000 * parseDuration(opts.httpsHandshakeTimeout as string, '--https-handshake-timeout', 1, 60) } : {}),
         };
         const logLevel = (opts.logLevel as LogLevel | undefined) ?? 'info';

@@ -100,8 +100,9 @@ describe('signed revocation list', () => {
       r = await verify(gone.credential, '--revocations', url);
     }
     assertFailure(r, EXIT.REJECTED, REVOKED);
-    const j = await okJson<{ revocations: { source: string; entries: number } }>(['credential', 'verify', kept.credential, '--service-key', w.serviceKey, '--revocations', url], verifier());
+    const j = await okJson<{ revocations: { source: string; entries: number; issued_at: string; next_update: string } }>(['credential', 'verify', kept.credential, '--service-key', w.serviceKey, '--revocations', url], verifier());
     assert.deepEqual([j.revocations.source, j.revocations.entries], [url, 1]);
+    assert.equal(Date.parse(j.revocations.next_update) - Date.parse(j.revocations.issued_at), 3600e3, 'the served list is fresh for 1 h by default');
     // Nothing listens there: exit 4, the URL named.
     const nowhere = `https://127.0.0.1:${await freePort()}/revocations`;
     assertFailure(await verify(kept.credential, '--revocations', nowhere), EXIT.UNREACHABLE, /^ockam-enroll: error: cannot fetch the revocation list from https:\/\/127\.0\.0\.1:\d+\/revocations: ECONNREFUSED/, 'check the URL');

@@ -3,7 +3,7 @@
  * a per-address connection cap (--https-max-connections-per-ip: the next raw connection is
  * closed on arrival, before TLS), a short TLS handshake timeout (--https-handshake-timeout:
  * an idle raw socket is cut), and a per-address request rate (--https-rate-per-ip: 429 with
- * Retry-After). Each flood comes from one loopback address while a client on another
+ * Retry-After; and --revocations-validity, the freshness of the list it serves). Each flood comes from one loopback address while a client on another
  * (127.0.0.2) is still served, and each refusal is a `limited` line in the decision log.
  */
 import { after, before, describe, it } from 'node:test';
@@ -13,6 +13,7 @@ import { request } from 'node:https';
 import { join } from 'node:path';
 import { eventually, initService, removeTempHomes, startService, tempHome, type ServiceHandle } from '../helpers/cli.js';
 import { patience } from '../helpers/pace.js';
+import { decodeRevocationList } from '../../src/protocol/revocations.js';
 
 interface Answer {
   status: number;
@@ -72,6 +73,7 @@ before(async () => {
     '--https-max-connections-per-ip', String(CAP),
     '--https-handshake-timeout', `${HANDSHAKE_S}s`,
     '--https-rate-per-ip', '5/m',
+    '--revocations-validity', '90s',
   ]);
 });
 after(async () => {
@@ -115,6 +117,11 @@ describe('HTTPS listener limits (issue #18 findings 5, 6)', () => {
     const statuses = answers.map((a) => a.status);
     assert.deepEqual(statuses.slice(0, 5), [200, 200, 200, 200, 200], String(statuses));
     assert.deepEqual(statuses.slice(5), [429, 429], String(statuses));
+    // The served list (docs/protocol.md §4.7) is fresh for --revocations-validity, with Expires at its next_update.
+    const list = decodeRevocationList(new Uint8Array(answers[0]!.body));
+    assert.equal(list.nextUpdate - list.issuedAt, 90);
+    assert.equal(answers[0]!.headers['content-type'], 'application/vnd.ockam-enroll.revocations');
+    assert.equal(answers[0]!.headers.expires, new Date(list.nextUpdate * 1000).toUTCString());
     const refused = answers[5]!;
     assert.match(String(refused.headers['retry-after']), /^\d+$/);
     assert.ok(Number(refused.headers['retry-after']) >= 1);
