@@ -15,6 +15,8 @@ import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import { toHex } from '../../src/crypto/bytes.js';
+import { generateX25519 } from '../../src/crypto/x25519.js';
 import { freePort, okJson, removeTempHomes, run, show, sleep, spawnCli } from '../helpers/cli.js';
 import { enrollChunks, messageFor, openAcceptance, rawExchange, serviceWithEnrollees, startLiveService, type LabEnrollee } from '../helpers/lab.js';
 
@@ -115,8 +117,10 @@ describe('service restore refuses what is not this service\'s intact store', () 
     const { service, home, root } = await serviceWithEnrollees([], 2, 'restore-refusals');
     const file = join(root, 'b.db');
     try {
+      // A decision the CLI audits before it returns (the running service's own entries are
+      // appended by its audit thread, maybe after the backup), so that the copy has an entry to tamper with.
+      await okJson(['service', 'enroller', 'allow', toHex(generateX25519().publicKey), '--name', 'audited'], { home });
       await okJson(['service', 'backup', '--out', file], { home });
-      // A live decision in the audit log, so that the copy has an entry to tamper with.
     } finally {
       await service.stop();
     }

@@ -43,9 +43,10 @@ describe('PostgreSQL: pg_dump, pg_restore into a fresh database', () => {
       assert.equal(refused.code, 2, show(refused));
       assert.match(refused.stderr, /the store is PostgreSQL .*: back it up with pg_dump/);
       assert.match(refused.stderr, /hint: pg_dump --format=custom/);
+      // A head kept before the dump (the service's audit thread may append after it): the dump holds it.
+      head = (await okJson<{ head: { seq: number; hash: string } }>(['service', 'audit', 'verify'], { home: w.serviceHome, env })).head;
       // While the service runs: pg_dump reads one snapshot.
       execFileSync(join(await bindir(), 'pg_dump'), ['--format=custom', '--no-owner', `--file=${dump}`, url], { stdio: ['ignore', 'ignore', 'pipe'] });
-      head = (await okJson<{ head: { seq: number; hash: string } }>(['service', 'audit', 'verify'], { home: w.serviceHome, env })).head;
     } finally {
       await w.service.stop();
     }

@@ -74,6 +74,7 @@ describe('the HTTPS listener drains on SIGTERM', () => {
       const line = await w.service.waitForLine(' https-listening ');
       const port = Number(/address=[^ ]*:(\d+)/.exec(line)![1]);
       const body = Buffer.from('A'.repeat(400));
+      let sent = false;
       const answered = new Promise<number>((resolve, reject) => {
         const req = request(
           {
@@ -90,6 +91,8 @@ describe('the HTTPS listener drains on SIGTERM', () => {
           },
         );
         req.on('error', reject);
+        // SIGTERM once TLS is up and the headers and the first part of the body are sent.
+        req.on('socket', (sock) => sock.once('secureConnect', () => void sleep(300).then(() => (sent = true))));
         req.write(body.subarray(0, 100));
         // The rest only once the service is draining.
         void w.service
@@ -97,7 +100,7 @@ describe('the HTTPS listener drains on SIGTERM', () => {
           .then(() => sleep(300))
           .then(() => req.end(body.subarray(100)));
       });
-      await sleep(500); // the request's headers are in: it is in flight
+      await until('the request to be in flight', () => sent, 20_000);
       w.service.kill('SIGTERM');
       const status = await answered;
       assert.ok(status >= 400 && status < 500, `answered with a refusal of the bogus request, not cut (${status})`);
