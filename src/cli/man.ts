@@ -91,11 +91,8 @@ export function manPage(program: Command, version: string): string {
 export function register(program: Command, version: string): void {
   program
     .command('man')
-    .description('print the manual page (roff), generated from the command tree; e.g. ockam-enroll man | man -l -')
-    .addHelpText(
-      'after',
-      '\nExamples:\n  ockam-enroll man | man -l -                       # read it now\n  ockam-enroll man > ~/.local/share/man/man1/ockam-enroll.1   # then: man ockam-enroll\n',
-    )
+    .description('print the manual page (roff), generated from the command tree')
+    .addHelpText('after', '\nExample:\n  ockam-enroll man | man -l -      # read it; an installed package has it as `man ockam-enroll`\n')
     .action((_opts: unknown, cmd: Command) => {
       process.stdout.write(manPage(rootOf(cmd), version));
     });

@@ -50,7 +50,7 @@ test('npm pack: the tarball, installed without devDependencies, runs --version a
   }
   // Issue #22 finding 8: the licence and notice ship, the examples the README links ship,
   // and each source map carries its sources (the .ts files are not shipped).
-  for (const must of ['LICENSE', 'NOTICE', 'examples/qr-flow.sh', 'examples/three-terminals/README.md']) {
+  for (const must of ['LICENSE', 'NOTICE', 'examples/qr-flow.sh', 'examples/three-terminals/README.md', 'docs/ockam-enroll.1']) {
     assert.ok(files.includes(must), `the tarball holds ${must}`);
   }
   const maps = files.filter((f) => f.endsWith('.js.map'));
