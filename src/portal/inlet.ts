@@ -173,7 +173,10 @@ export async function runInlet(opts: InletOptions, signal: AbortSignal): Promise
       const ended = await Promise.race([l.done.then((e) => ({ e })), stopped.then(() => undefined)]);
       clearInterval(pinger);
       link = undefined;
-      if (ended === undefined) break;
+      if (ended === undefined) {
+        l.end();
+        break;
+      }
       down = ended.e ? ended.e.message : 'the service ended the portal session';
       opts.onInfo(`the portal session with the service ended (${down}); reconnecting`);
     }

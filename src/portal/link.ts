@@ -108,7 +108,13 @@ export class PortalLink {
     if (!this.mux.closed) this.mux.goAway();
     this.flush();
     this.#finish(error);
-    this.#channel.close().catch(() => this.#channel.connection.destroy());
+    // Once our GO_AWAY is flushed nothing more is read (the mux ignores it), so the
+    // connection goes at once: a pending receive (and its idle timer) must not keep the
+    // process or the socket alive until the peer closes its side.
+    this.#channel
+      .close()
+      .catch(() => undefined)
+      .finally(() => this.#channel.connection.destroy());
   }
 
   #finish(error: EnrollError | undefined): void {
