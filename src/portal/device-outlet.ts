@@ -129,6 +129,7 @@ export function serveRelayedStream(
         return true;
       }
       const est = r.established!;
+      hs = undefined; // done: its keys and transcript need not live as long as the stream
       transport = new E2eTransport(est.transport);
       peerId = toHex(est.peer.enrolleeId);
       peerName = est.peer.petName || undefined;

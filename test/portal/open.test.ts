@@ -20,7 +20,10 @@ test('partial input waits; bad input is ERR_FRAME_MALFORMED; bad arguments ERR_I
   assert.throws(() => decodeOpen(Buffer.from('02', 'hex')), malformed);
   assert.throws(() => decodeOpen(Buffer.from('0100', 'hex')), malformed);
   assert.throws(() => decodeOpen(Buffer.from('0102c328', 'hex')), malformed);
-  assert.throws(() => decodeAnswer(Buffer.from('07', 'hex')), malformed);
+  // Status 7 is UNKNOWN_DEVICE (§11.10); the first unknown status is 8.
+  assert.deepEqual(decodeAnswer(Buffer.from('0700', 'hex')), { status: OpenStatus.UNKNOWN_DEVICE, reason: '', used: 2 });
+  assert.throws(() => decodeAnswer(Buffer.from('08', 'hex')), malformed);
+  assert.throws(() => decodeAnswer(Buffer.from('ff', 'hex')), malformed);
   assert.throws(() => encodeOpen(''), (e: unknown) => isEnrollError(e, 'ERR_INVALID_ARG'));
   assert.throws(() => encodeOpen('x'.repeat(256)), (e: unknown) => isEnrollError(e, 'ERR_INVALID_ARG'));
   assert.equal(encodeAnswer(OpenStatus.INTERNAL, 'r'.repeat(1000)).length, 2 + 200, 'long reasons are cut, not refused');

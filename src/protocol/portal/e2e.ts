@@ -76,7 +76,8 @@ export function decodeRelayOpen(buf: Uint8Array): (RelayOpen & { used: number })
     throw new EnrollError('ERR_FRAME_MALFORMED', 'portal relay open: the outlet name is not UTF-8');
   }
   const o = 2 + len;
-  return { name, enrolleeId: buf.slice(o, o + ENROLLEE_ID_LEN), ik: buf.slice(o + ENROLLEE_ID_LEN, used), used };
+  // Copies, not views: a view would keep the whole received message alive for the stream's life.
+  return { name, enrolleeId: Uint8Array.prototype.slice.call(buf, o, o + ENROLLEE_ID_LEN), ik: Uint8Array.prototype.slice.call(buf, o + ENROLLEE_ID_LEN, used), used };
 }
 
 /** PEER, after an OK ANSWER on a relayed stream: the outlet device as the directory knows it. */
@@ -86,7 +87,7 @@ export function encodePeer(p: PeerInfo): Buffer {
 
 export function decodePeer(buf: Uint8Array): (PeerInfo & { used: number }) | undefined {
   if (buf.length < PEER_LEN) return undefined;
-  return { enrolleeId: buf.slice(0, ENROLLEE_ID_LEN), ik: buf.slice(ENROLLEE_ID_LEN, PEER_LEN), used: PEER_LEN };
+  return { enrolleeId: Uint8Array.prototype.slice.call(buf, 0, ENROLLEE_ID_LEN), ik: Uint8Array.prototype.slice.call(buf, ENROLLEE_ID_LEN, PEER_LEN), used: PEER_LEN };
 }
 
 // ---------------------------------------------------------------- E2E framing
