@@ -7,6 +7,7 @@
  *   BENCH_SCALE=1 npm run bench        # … and the scale run (or: -- --scale)
  *   node dist/bench/run.js --n 24000 --scale-records 1000000 --keep --profile
  *   node dist/bench/run.js --pg-n 8000                # PostgreSQL rows of 8000 enrollments each (--pg-n 0: none)
+ *   node dist/bench/run.js --policy                   # the policy row alone (issue #20: CEL evaluation per stream open)
  *
  * The service runs as a real `service start` in its own process, on a store on disk with
  * synchronous=FULL; the load generator and this script share the machine with it.
@@ -40,6 +41,7 @@ import { measureStartup } from './startup.js';
 import { printTable } from './table.js';
 import { runTokenBench } from './token.js';
 import { runPortalBench } from './portal.js';
+import { runPolicyBench } from './policy.js';
 
 // ---- options
 
@@ -344,6 +346,16 @@ if (flag('portal')) {
     for (const s of svcs) await s.stop();
     if (!OPTS.keep) rmSync(root, { recursive: true, force: true });
   }
+  process.exit();
+}
+
+// ---- the policy row alone (`npm run bench -- --policy`)
+
+if (flag('policy')) {
+  const policy = runPolicyBench();
+  const out = { revision: gitRevision(), date: new Date().toISOString(), node: process.version, cpus: cpus().length, cpu_model: cpus()[0]?.model, loadavg_start: loadavg()[0], policy,
+    targets: { policy_eval_us: { value: policy.eval_us_median, target: '<= 20', met: policy.eval_us_median <= 20 } } };
+  process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
   process.exit();
 }
 
@@ -663,6 +675,10 @@ try {
   say('portals: direct TCP vs ssh -L vs the two portals');
   const portal = await runPortalBench(root, OPTS.portal, say, (s) => running.add(s));
   out.portal = portal;
+  // 8d. Policy evaluation per stream open (issue #20): in this process, no service involved.
+  say('policy: a compiled CEL expression of three comparisons, per evaluation');
+  const policy = runPolicyBench();
+  out.policy = policy;
 
   // 9. Targets.
   const c256 = throughput.c256!;
@@ -695,6 +711,7 @@ try {
   targets.replica_scaling = pgOut
     ? { value: pgOut.replica_scaling, target: '>= 1.3', met: pgOut.replica_scaling >= 1.3 }
     : { value: null, target: '>= 1.3 (run with --pg-n > 0)', met: null };
+  targets.policy_eval_us = { value: policy.eval_us_median, target: '<= 20 (µs per evaluation of a compiled three-comparison policy, subject from a record)', met: policy.eval_us_median <= 20 };
   targets.token_cpu_us = { value: token.token_cpu_us, target: '<= 1500 (µs of service CPU per certificate, C=16)', met: token.token_cpu_us <= 1500 };
   Object.assign(targets, portal.targets as typeof targets);
   out.targets = targets;

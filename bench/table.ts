@@ -63,6 +63,12 @@ export function printTable(out: Any): void {
     for (const p of Object.values(tk.phases as Any) as Any[]) w(`  C=${p.concurrency}: ${p.per_s} certificates/s, ${p.service_cpu_us_per_cert} µs service CPU per certificate, p50 ${p.latency_ms.p50} ms, p99 ${p.latency_ms.p99} ms, generator ${p.loadgen_cores} cores`);
     w(`  token_cpu_us ${tk.token_cpu_us}; openssl verified ${tk.openssl_verified} samples; step-ca as recorded in issue 23: C=16 ${tk.stepca_recorded.c16_per_s}/s, ${tk.stepca_recorded.cpu_s_per_1000} CPU-s per 1,000`);
   }
+  const pol = out.policy as Any;
+  if (pol) {
+    w('');
+    w(`Policy (CEL, compiled once; subject from a store record per evaluation): ${pol.eval_us_median} µs per evaluation (median of batches, slowest batch ${pol.eval_us_max_batch} µs), compile ${pol.compile_us} µs`);
+    w(`  ${pol.expression}`);
+  }
   const st = out.startup as Any;
   w(`CLI start-up (median of ${st.runs}): node -e 0 ${st.node_e0_ms} ms; --version ${st.version_ms} ms (${st.version_x}×); enrollee card ${st.card_ms} ms (${st.card_x}×)`);
   w('');

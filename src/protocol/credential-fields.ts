@@ -57,7 +57,7 @@ export function checkCommonFields(c: CommonCredentialFields, fail: (m: string) =
 export const SUBJECT_DIGEST_CONTEXT: Uint8Array = utf8('ockam-enroll/v1/credential-subject');
 
 /**
- * The subject digest of a credential (docs/protocol.md §7.9.3): SHA-256 over
+ * The subject digest of a credential (docs/protocol.md §7.9.4): SHA-256 over
  * `"ockam-enroll/v1/credential-subject" ‖ pet_len u8 ‖ pet name ‖ attributes (§4.6.1)`, what
  * a credential says about its enrollee beyond its id and key. A v1 credential says no
  * attributes (the empty list). The service sends the digest of the credential it would issue

@@ -4,9 +4,14 @@
  * is issued (`enroller token create --attr`, `service enrollee set-attr` before a renewal),
  * signed by the CA like the rest of the certificate, for TLS peers and `openssl x509 -text`.
  *
- *   extnID    2.25.271089900758673786662150923913189887276
- *             (ATTRIBUTES_EXT_OID: a UUID OID, ITU-T X.667 §8 / RFC 4122 §1: an arc anyone
- *             may take without registration, unique by the UUID cbf20408-23e3-43c0-93c7-13966ea38d2c)
+ *   extnID    1.3.6.1.4.1.32473.20.1 (ATTRIBUTES_EXT_OID). Why not a UUID OID (2.25.<UUID>,
+ *             X.667), the arc anyone may take without registering: its 128-bit arc is past
+ *             what RFC 5280 §4.1.2.4 asks implementations to support (2^28), and Go's
+ *             crypto/x509, pyca/cryptography ≥ 38, Botan and asn1js refuse or mangle it, so a
+ *             client certificate carrying one would not parse in many TLS servers. 32473 is
+ *             IANA's enterprise number for documentation (RFC 5612): a stand-in that collides
+ *             with no one's assignment until the project registers its own PEN (IANA assigns
+ *             one free on request); then this constant changes, in one place.
  *   critical  FALSE (a relying party that does not know it may ignore it; the identity is in
  *             the CN and the URI SAN)
  *   extnValue OCTET STRING containing the DER of
@@ -19,31 +24,17 @@
  *   of an identity without attributes has no such extension.
  *
  * `openssl x509 -text` prints an extension it does not know by its OID and the bytes of its
- * value, where the keys and values stand readable (`0..0...role..sensor`).
+ * value, where the keys and values stand readable (`0 0...role..sensor0...site..berlin`).
  *
  * Pure: attributes in, DER out, and back.
  */
 import { EnrollError, type ErrorCode } from '../errors.js';
 import { checkAttributes, type Attributes } from '../protocol/codec/attributes.js';
-import { children, DerError, expect, readDer, rawOf, tlv, TAG_OCTET_STRING, TAG_OID, TAG_SEQUENCE, TAG_UTF8 } from './der.js';
+import { children, DerError, expect, oid, readDer, rawOf, tlv, TAG_OCTET_STRING, TAG_SEQUENCE, TAG_UTF8 } from './der.js';
 
-export const ATTRIBUTES_EXT_UUID = 'cbf20408-23e3-43c0-93c7-13966ea38d2c';
-/** 2.25.<the UUID as one integer> (X.667 §8). */
-export const ATTRIBUTES_EXT_OID = `2.25.${BigInt(`0x${ATTRIBUTES_EXT_UUID.replace(/-/g, '')}`).toString()}`;
-
-/** The OID's DER: the second arc is 128 bits, so it is encoded here with BigInt (der.ts oid() works in doubles). */
-export const ATTRIBUTES_EXT_OID_DER: Uint8Array = (() => {
-  const out: number[] = [];
-  const push = (v: bigint): void => {
-    const tmp = [Number(v & 0x7fn)];
-    for (v >>= 7n; v > 0n; v >>= 7n) tmp.unshift(Number(v & 0x7fn) | 0x80);
-    out.push(...tmp);
-  };
-  const [a, b, c] = ATTRIBUTES_EXT_OID.split('.').map(BigInt) as [bigint, bigint, bigint];
-  push(a * 40n + b);
-  push(c);
-  return tlv(TAG_OID, Uint8Array.from(out));
-})();
+export const ATTRIBUTES_EXT_OID = '1.3.6.1.4.1.32473.20.1';
+/** The OID's DER. */
+export const ATTRIBUTES_EXT_OID_DER: Uint8Array = oid(ATTRIBUTES_EXT_OID);
 
 /** The Extension (DER) for `attributes`, or undefined when there are none (no extension). */
 export function attributesExtension(attributes: Attributes | undefined): Uint8Array | undefined {
@@ -91,8 +82,7 @@ export function readAttributesExtension(der: Uint8Array, code: ErrorCode = 'ERR_
 
 /**
  * The attributes a certificate (DER) carries: those of its attributes extension, {} when it
- * has none. Read from the certificate's own bytes: @peculiar/x509 re-encodes an extension it
- * parsed, and loses the 128-bit arc of its OID.
+ * has none. Read from the certificate's own bytes, with the strict DER reader (der.ts).
  */
 export function certificateAttributes(certDer: Uint8Array, code: ErrorCode = 'ERR_DECODE'): Attributes {
   let found: Uint8Array | undefined;

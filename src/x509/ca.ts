@@ -17,10 +17,7 @@
  * §7.1 ask for at least 64).
  */
 import { isIP } from 'node:net';
-import { createHash, KeyObject, sign as nodeSign, X509Certificate as NodeX509Certificate } from 'node:crypto';
-import { AsnConvert } from '@peculiar/asn1-schema';
-import { Certificate, Extension } from '@peculiar/asn1-x509';
-import { expect, oidText, readDer, TAG_SEQUENCE } from './der.js';
+import { createHash, X509Certificate as NodeX509Certificate } from 'node:crypto';
 import { systemRandom, type RandomSource } from '../crypto/random.js';
 import { toHex } from '../crypto/bytes.js';
 import { EnrollError, type ErrorCode } from '../errors.js';
@@ -188,33 +185,10 @@ export async function issueClientCertificate(opts: IssueClientOptions): Promise<
       new x509.SubjectAlternativeNameExtension([{ type: 'url', value: identityUri(opts.idHex) }]),
       await x509.SubjectKeyIdentifierExtension.create(opts.publicKey),
       await x509.AuthorityKeyIdentifierExtension.create(opts.ca.publicKey),
+      ...(opts.extraExtension !== undefined ? [new x509.Extension(opts.extraExtension)] : []),
     ],
   });
-  const der = opts.extraExtension === undefined ? new Uint8Array(cert.rawData) : withExtraExtension(new Uint8Array(cert.rawData), opts.extraExtension, opts.caKey);
-  return { der, serial: serialHex(cert), notBefore: seconds(v.notBefore), notAfter: seconds(v.notAfter) };
-}
-
-/**
- * `der` with one more extension, last, signed again by `caKey`. Not through the generator:
- * it reads each extension's OID back as text, and asn1js writes an arc over 56 bits as hex
- * that it cannot encode again (the attributes extension's OID is a 128-bit UUID arc,
- * attributes-ext.ts), so the extension is added to the parsed tbsCertificate with its OID
- * as the decimal text der.ts reads, which asn1js encodes exactly.
- */
-function withExtraExtension(der: Uint8Array, extension: Uint8Array, caKey: CryptoKey): Uint8Array {
-  let ext: Extension;
-  try {
-    const parts = expect(extension, readDer(extension), TAG_SEQUENCE, 'Extension');
-    ext = AsnConvert.parse(extension, Extension);
-    ext.extnID = oidText(extension, parts[0]!);
-  } catch (cause) {
-    throw new EnrollError('ERR_INVALID_ARG', '"extraExtension" is not a DER Extension', { cause });
-  }
-  const asn = AsnConvert.parse(der, Certificate);
-  asn.tbsCertificate.extensions!.push(ext);
-  const tbs = new Uint8Array(AsnConvert.serialize(asn.tbsCertificate));
-  asn.signatureValue = new Uint8Array(nodeSign('sha256', tbs, { key: KeyObject.from(caKey as never), dsaEncoding: 'der' })).buffer;
-  return new Uint8Array(AsnConvert.serialize(asn));
+  return { der: new Uint8Array(cert.rawData), serial: serialHex(cert), notBefore: seconds(v.notBefore), notAfter: seconds(v.notAfter) };
 }
 
 /** Whether `ca` is a CA certificate: basicConstraints cA=TRUE and, if present, keyCertSign. */
@@ -238,8 +212,8 @@ export async function whyNotIssuedBy(cert: X509Certificate, ca: X509Certificate,
     return `the certificate's issuer (${cert.issuer}) is not the CA (${ca.subject})`;
   }
   // The signature over the certificate's own tbsCertificate bytes, by node:crypto (OpenSSL,
-  // as TLS checks it): @peculiar/x509's verify() encodes the parsed tbsCertificate again, and
-  // asn1js cannot encode an OID arc over 56 bits (the attributes extension's, attributes-ext.ts).
+  // as TLS checks it): @peculiar/x509's verify() encodes the parsed tbsCertificate again,
+  // which is only the same bytes when every part of it round-trips through asn1js.
   let ok = false;
   try {
     ok = new NodeX509Certificate(Buffer.from(cert.rawData)).verify(new NodeX509Certificate(Buffer.from(ca.rawData)).publicKey);

@@ -105,8 +105,7 @@ function checkExtraExtension(der: Uint8Array): void {
     const e = expect(der, readDer(der), TAG_SEQUENCE, 'Extension');
     if (e.length < 2 || e.length > 3 || e[e.length - 1]!.tag !== TAG_OCTET_STRING || (e.length === 3 && e[1]!.tag !== 0x01)) throw new DerError('Extension');
     if (e[0]!.tag !== TAG_OID || e[0]!.end === e[0]!.body) throw new DerError('extnID');
-    // Compared as DER bytes, not as text: an extension's OID may have arcs beyond what
-    // oidText reads (the attributes extension's is a 128-bit UUID arc, attributes-ext.ts).
+    // Compared as DER bytes: one encoding per OID in DER, so no text form is needed.
     type = rawOf(der, e[0]!);
   } catch (cause) {
     throw new EnrollError('ERR_INVALID_ARG', '"extraExtension" is not a DER Extension', { cause });

@@ -142,7 +142,7 @@ export function rawOf(buf: Uint8Array, t: Tlv): Uint8Array {
   return buf.subarray(t.start, t.end);
 }
 
-/** The largest arc read: 128 bits, for UUID OIDs (2.25.<UUID>, X.667 §8; x509/attributes-ext.ts). */
+/** The largest arc read: 128 bits, for UUID OIDs (2.25.<UUID>, X.667 §8) a peer may send. */
 const MAX_OID_ARC = 1n << 128n;
 
 /**

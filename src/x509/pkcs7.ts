@@ -91,9 +91,9 @@ export function decodeCertsOnly(der: Uint8Array, code: ErrorCode = 'ERR_DECODE',
   Array.from(items, (c) => {
     if (!c.certificate) throw new EnrollError(code, `${what} holds something other than an X.509 certificate`);
   });
-  // Each certificate's own bytes, as the CA signed them, not the parsed value encoded again:
-  // asn1js cannot encode an OID arc over 56 bits (the attributes extension's is a 128-bit
-  // UUID arc, attributes-ext.ts), and a signature covers the bytes, not the value.
+  // Each certificate's own bytes, as the CA signed them, not the parsed value encoded again: a
+  // signature covers the bytes, and asn1js does not re-encode every valid value the same
+  // (an OID arc over 56 bits, for one).
   let raw: Uint8Array[];
   try {
     const [, wrapped] = children(der, readTlv(der, 0));

@@ -29,6 +29,7 @@ const REQ: EnrollHookRequest = {
   identity_key: 'ef'.repeat(32),
   method: 'x3dh',
   bundle: '01'.repeat(16),
+  attributes: { role: 'sensor' },
   peer: '127.0.0.1:40000',
   time: '2026-11-21T15:31:37.000Z',
 };

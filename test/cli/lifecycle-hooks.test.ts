@@ -70,13 +70,14 @@ describe('service start --on-enroll', () => {
 
     // The hook got the request as JSON: public keys, ids and names only.
     const req = JSON.parse(readFileSync(pathJoin(dir, 'request.json'), 'utf8')) as Record<string, unknown>;
-    assert.deepEqual(Object.keys(req).sort(), ['bundle', 'enrollee', 'enroller', 'enroller_name', 'event', 'identity_key', 'method', 'name', 'peer', 'time']);
+    assert.deepEqual(Object.keys(req).sort(), ['attributes', 'bundle', 'enrollee', 'enroller', 'enroller_name', 'event', 'identity_key', 'method', 'name', 'peer', 'time']);
     assert.equal(req.event, 'enroll');
     assert.equal(req.enrollee, e.id);
     assert.equal(req.name, 'Robot Hook');
     assert.equal(req.enroller, w.enrollerKey);
     assert.equal(req.enroller_name, 'test terminal');
     assert.equal(req.method, 'x3dh');
+    assert.deepEqual(req.attributes, {});
     assert.match(String(req.identity_key), /^[0-9a-f]{64}$/);
     assert.match(String(req.bundle), /^[0-9a-f]{32}$/);
     assert.match(String(req.peer), /^127\.0\.0\.1:\d+$/);
@@ -92,7 +93,9 @@ describe('service start --on-enroll', () => {
     assert.equal(pending.state, 'pending');
     assert.equal(pending.failed_attempts, 0);
 
-    // The hook allows now: the same enrollee, same bundle, same approval, enrolls.
+    // The hook allows now: the same enrollee, same bundle, same approval, enrolls. It sees the
+    // attributes the store holds at that moment: a set-attr on the pending enrollee included.
+    await okJson(['service', 'enrollee', 'set-attr', e.id, 'role=sensor'], { home: w.serviceHome });
     writeFileSync(pathJoin(dir, 'allow'), '');
     const joined = await join(e, bundle, true);
     assert.equal(joined.code, EXIT.OK, show(joined));
@@ -101,6 +104,7 @@ describe('service start --on-enroll', () => {
     // A retry uses the kept pending IK_B: the hook saw the identity that was enrolled, both times.
     assert.equal(req2.identity_key, j.identity_key);
     assert.equal(req.identity_key, j.identity_key);
+    assert.deepEqual(req2.attributes, { role: 'sensor' });
     await logged('accepted', `enrollee=${e.id}`);
     const enrolled = await okJson<{ state: string; identity_key: string }>(['service', 'enrollee', 'show', e.id], { home: w.serviceHome });
     assert.equal(enrolled.state, 'enrolled');

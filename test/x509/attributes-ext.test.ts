@@ -26,8 +26,9 @@ import { isCode, makeCa, NOW } from './helpers.js';
 const pem = (der: Uint8Array, label: string) => `-----BEGIN ${label}-----\n${Buffer.from(der).toString('base64').match(/.{1,64}/g)!.join('\n')}\n-----END ${label}-----\n`;
 
 describe('attributes extension: encoding', () => {
-  it('has the UUID OID, X.667: 2.25 and the UUID as one integer', () => {
-    assert.equal(ATTRIBUTES_EXT_OID, `2.25.${BigInt('0xcbf2040823e343c093c713966ea38d2c')}`);
+  it('has its documented OID, every arc under 2^28 (RFC 5280 §4.1.2.4)', () => {
+    assert.equal(ATTRIBUTES_EXT_OID, '1.3.6.1.4.1.32473.20.1');
+    assert.ok(ATTRIBUTES_EXT_OID.split('.').every((a) => Number(a) < 2 ** 28));
     // The DER of the OID, checked against openssl's own encoder.
     const dir = mkdtempSync(join(tmpdir(), 'attrs-oid-'));
     let out: Buffer;

@@ -313,7 +313,7 @@ export const MSG_STATUS = 0x31;
 /**
  * STATUS_REQUEST: `0x30 [‖ flags u8]`. Flag bit 0 (STATUS_WANT_SUBJECT_DIGEST) asks the
  * service to end its STATUS with the subject digest of the credential it would issue now
- * (§7.9.3): how a device learns, at its next `enrollee status`, that a `set-attr` made its
+ * (§7.9.4): how a device learns, at its next `enrollee status`, that a `set-attr` made its
  * credential stale. A service from before the flag ignores the byte and answers the short
  * STATUS; an enrollee from before it sends no flag and gets the short STATUS: either way the
  * exchange is what it was.

@@ -93,7 +93,7 @@ export async function openSessionAt(svc: ServiceRecord, ikB: KeyPair, ikA: Uint8
   }
 }
 
-/** STATUS, with the subject digest of the credential the service would issue now (§7.9.3; a service before it leaves it out). */
+/** STATUS, with the subject digest of the credential the service would issue now (§7.9.4; a service before it leaves it out). */
 export async function requestStatus(channel: SecureChannel, timeoutMs = REPLY_TIMEOUT_MS): Promise<StatusReport> {
   await channel.send(encodeStatusRequest({ wantSubjectDigest: true }));
   return decodeStatus(await channel.receive(timeoutMs));
@@ -290,7 +290,7 @@ export async function checkStatus(enrollee: EnrolleeHome, onInfo?: (line: string
  * revoked device is refused the session, so it gets no new one. A failed renewal is said in an
  * info line; the status itself stands.
  *
- * Also when `subjectDigest` (from STATUS, §7.9.3) differs from the kept credential's: the
+ * Also when `subjectDigest` (from STATUS, §7.9.4) differs from the kept credential's: the
  * service would now say something else about this device — its attributes changed
  * (`service enrollee set-attr`/`unset-attr`) — so the kept credential is reissued at once.
  */

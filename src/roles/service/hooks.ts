@@ -8,7 +8,11 @@
  *
  *   {"event":"enroll","enrollee":"<id hex>","name":"Robot Axiom"|null,"enroller":"<key hex>"|null,
  *    "enroller_name":…|null,"identity_key":"<IK_B hex>","method":"x3dh","bundle":"<bundle id hex>",
- *    "peer":"127.0.0.1:51256"|null,"time":"2026-11-21T15:31:37.000Z"}
+ *    "attributes":{"role":"sensor"},"peer":"127.0.0.1:51256"|null,"time":"2026-11-21T15:31:37.000Z"}
+ *
+ * `attributes` are the enrollee's as the store holds them at this moment (those its
+ * approval asked for, and any `set-attr` since; `{}` for none): what its credential will
+ * carry, so a hook can decide on them (docs/policies.md).
  *
  * Exit status 0 allows the enrollment. Anything else refuses it: the enrollee gets the opaque
  * REJECTED (§7.5), and the log and the audit get `ERR_HOOK_REJECTED: <the hook's first stderr
@@ -31,6 +35,7 @@ import type { EnrollPool } from '../../pool/pool.js';
 import { EnrollError } from '../../errors.js';
 import { toHex } from '../../crypto/bytes.js';
 import type { BundleRecord, EnrolleeRecord } from '../../store/types.js';
+import type { Attributes } from '../../protocol/codec/attributes.js';
 import type { CredentialSigner } from './credentials.js';
 import type { ServiceHome } from './home.js';
 
@@ -43,6 +48,8 @@ export interface EnrollHookRequest {
   identity_key: string;
   method: 'x3dh';
   bundle: string;
+  /** The enrollee's attributes ({} for none). */
+  attributes: Attributes;
   peer: string | null;
   time: string;
 }
@@ -99,6 +106,7 @@ export async function beforeCommit(
     identity_key: toHex(e.ikB),
     method: 'x3dh',
     bundle: toHex(e.bundle.id),
+    attributes: e.enrollee.attributes ?? {},
     peer: e.peer ?? null,
     time: new Date(e.now * 1000).toISOString(),
   });

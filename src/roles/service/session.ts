@@ -74,7 +74,7 @@ export async function serveSession(svc: ServiceHome, channel: SecureChannel, log
       await channel.close();
       return;
     }
-    // The digest of the credential the record calls for now (§7.9.3): from the record read
+    // The digest of the credential the record calls for now (§7.9.4): from the record read
     // for this request, so a set-attr is seen at the next STATUS.
     await channel.send(
       encodeStatus({
