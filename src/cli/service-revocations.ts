@@ -22,7 +22,7 @@ export function register(service: Command): void {
     'ockam-enroll service revocations --out revocations.bin --validity 6h',
   )
     .option('--out <FILE>', 'where to write the list (binary, docs/protocol.md §4.7); - for stdout')
-    .option('--validity <duration>', `how long verifiers accept this list (its next_update), 1s..30d (default ${DEFAULT_REVOCATIONS_VALIDITY / 3600}h)`)
+    .option('--validity <duration>', `how long verifiers accept this list (its next_update), 1s..30d (default: ${DEFAULT_REVOCATIONS_VALIDITY / 3600}h)`)
     .action(
       action(async ({ out, home, opts }) => {
         // Flags first: a typo must not cost a passphrase prompt.
