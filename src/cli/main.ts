@@ -9,13 +9,15 @@ import { groupExamples } from './command.js';
 import { failureObject, PROG } from './output.js';
 type Registrar = { register(parent: Command): void };
 type Loader = () => Promise<Registrar>;
+/** A leaf's (or subgroup's) name in its group, and the file that registers it. */
+type Entry = readonly [name: string, load: Loader];
 
 /**
  * Each group's command files, loaded only when that group is invoked (or for top-level
  * help): start-up cost is dominated by module loading, and a device running
  * `enrollee card` should not pay for the service's HTTPS stack.
  */
-const GROUPS: Record<'service' | 'enroller' | 'enrollee' | 'credential', { description: string; examples: string[]; commands: Loader[] }> = {
+const GROUPS: Record<'service' | 'enroller' | 'enrollee' | 'credential', { description: string; examples: string[]; commands: Entry[] }> = {
   service: {
     description: 'the enrollment service: bundles, approvals, enrollments',
     examples: [
@@ -29,18 +31,18 @@ const GROUPS: Record<'service' | 'enroller' | 'enrollee' | 'credential', { descr
       'ockam-enroll service backup --to store-backup.db  # while it runs',
     ],
     commands: [
-      () => import('./service-init.js'),
-      () => import('./service-start.js'),
-      () => import('./service-enroller.js'),
-      () => import('./service-enrollee.js'),
-      () => import('./service-revocations.js'),
-      () => import('./service-prekey.js'),
-      () => import('./service-address.js'),
-      () => import('./service-audit.js'),
-      () => import('./service-status.js'),
-      () => import('./service-backup.js'),
-      () => import('./service-restore.js'),
-      () => import('./service-outlet.js'),
+      ['init', () => import('./service-init.js')],
+      ['start', () => import('./service-start.js')],
+      ['enroller', () => import('./service-enroller.js')],
+      ['enrollee', () => import('./service-enrollee.js')],
+      ['revocations', () => import('./service-revocations.js')],
+      ['prekey', () => import('./service-prekey.js')],
+      ['address', () => import('./service-address.js')],
+      ['audit', () => import('./service-audit.js')],
+      ['status', () => import('./service-status.js')],
+      ['backup', () => import('./service-backup.js')],
+      ['restore', () => import('./service-restore.js')],
+      ['outlet', () => import('./service-outlet.js')],
     ],
   },
   enroller: {
@@ -53,11 +55,11 @@ const GROUPS: Record<'service' | 'enroller' | 'enrollee' | 'credential', { descr
       'ockam-enroll enroller bundle list  # which bundle went to which device',
     ],
     commands: [
-      () => import('./enroller-init.js'),
-      () => import('./enroller-bundle.js'),
-      () => import('./enroller-approve.js'),
-      () => import('./enroller-onboard.js'),
-      () => import('./enroller-token.js'),
+      ['init', () => import('./enroller-init.js')],
+      ['bundle', () => import('./enroller-bundle.js')],
+      ['approve', () => import('./enroller-approve.js')],
+      ['onboard', () => import('./enroller-onboard.js')],
+      ['token', () => import('./enroller-token.js')],
     ],
   },
   enrollee: {
@@ -69,14 +71,14 @@ const GROUPS: Record<'service' | 'enroller' | 'enrollee' | 'credential', { descr
       'ockam-enroll enrollee rotate  # a new identity key, proved with the old one',
     ],
     commands: [
-      () => import('./enrollee-init.js'),
-      () => import('./enrollee-card.js'),
-      () => import('./enrollee-join.js'),
-      () => import('./enrollee-status.js'),
-      () => import('./enrollee-renew.js'),
-      () => import('./enrollee-rotate.js'),
-      () => import('./enrollee-inlet.js'),
-      () => import('./enrollee-outlet.js'),
+      ['init', () => import('./enrollee-init.js')],
+      ['card', () => import('./enrollee-card.js')],
+      ['join', () => import('./enrollee-join.js')],
+      ['status', () => import('./enrollee-status.js')],
+      ['renew', () => import('./enrollee-renew.js')],
+      ['rotate', () => import('./enrollee-rotate.js')],
+      ['inlet', () => import('./enrollee-inlet.js')],
+      ['outlet', () => import('./enrollee-outlet.js')],
     ],
   },
   credential: {
@@ -85,7 +87,7 @@ const GROUPS: Record<'service' | 'enroller' | 'enrollee' | 'credential', { descr
       'ockam-enroll credential verify @credential.txt --service-key <service-key>  # a credential copied from the device',
       'ockam-enroll credential verify @credential.txt  # on an enrolled device: checked against its own service key',
     ],
-    commands: [() => import('./credential-verify.js')],
+    commands: [['verify', () => import('./credential-verify.js')]],
   },
 };
 
@@ -119,9 +121,10 @@ function addStoreOption(cmd: Command): void {
   cmd.commands.forEach(addStoreOption);
 }
 
-/** The first word that is not an option: the group the user asked for, if any. */
-function invokedGroup(argv: readonly string[]): string | undefined {
-  return argv.slice(2).find((a) => !a.startsWith('-'));
+/** The first two words that are not options: the group and the command the user asked for, if any. */
+function invokedWords(argv: readonly string[]): [string | undefined, string | undefined] {
+  const words = argv.slice(2).filter((a) => !a.startsWith('-'));
+  return [words[0], words[1]];
 }
 
 export function version(): string {
@@ -145,13 +148,19 @@ ${TOP_EXAMPLE_HEADING}
 ${TOP_EXAMPLE.map((l) => `  ${l}`).join('\n')}`,
     );
 
-  // Register only the invoked group's commands; all of them when no known group is named
-  // (top-level help, a typo that needs the full list).
-  const wanted = invokedGroup(argv);
+  // Register only the invoked command (or the invoked group's commands when no known command
+  // of it is named: its help, a typo that needs the list); everything when no known group is
+  // named (top-level help, a typo). Each command file loads what it needs, and a spawn of
+  // `service enrollee list` should not load the server, the pool and the HTTPS stack.
+  const [wanted, wantedLeaf] = invokedWords(argv);
   const all = wanted === undefined || !(wanted in GROUPS || wanted === 'demo');
   for (const [name, group] of Object.entries(GROUPS)) {
     const cmd = program.command(name).description(group.description).addHelpText('after', groupExamples(group.examples));
-    if (all || wanted === name) for (const mod of await Promise.all(group.commands.map((load) => load()))) mod.register(cmd);
+    if (all || wanted === name) {
+      const one = all ? undefined : group.commands.find(([leaf]) => leaf === wantedLeaf);
+      const chosen = one ? [one] : group.commands;
+      for (const mod of await Promise.all(chosen.map(([, load]) => load()))) mod.register(cmd);
+    }
     if (name === 'service') addStoreOption(cmd);
   }
   if (all || wanted === 'demo') (await import('./demo.js')).register(program);

@@ -32,6 +32,7 @@ import {
   DEFAULT_SERVER_CERT_DAYS,
   MAX_CERT_DER,
   MAX_CLIENT_CERT_DAYS,
+  SERVER_CERT_LOOPBACK_HOSTS,
 } from './constants.js';
 
 export * from './constants.js';
@@ -114,8 +115,6 @@ export interface IssueServerOptions {
   random?: RandomSource;
 }
 
-/** Hosts every HTTPS server certificate names besides the service's own HTTPS host. */
-export const SERVER_CERT_LOOPBACK_HOSTS: readonly string[] = ['localhost', '127.0.0.1', '::1'];
 
 /** The HTTPS server certificate. Returns its DER. */
 export async function issueServerCertificate(opts: IssueServerOptions): Promise<Uint8Array> {

@@ -11,3 +11,5 @@ export const BACKDATE_SECONDS = 60;
 /** Longest certificate DER accepted from a peer or a file (ours are well under 1 KiB). */
 export const MAX_CERT_DER = 8192;
 export const CA_COMMON_NAME = 'ockam-enroll root CA';
+/** Hosts every HTTPS server certificate names besides the service's own HTTPS host. */
+export const SERVER_CERT_LOOPBACK_HOSTS: readonly string[] = ['localhost', '127.0.0.1', '::1'];

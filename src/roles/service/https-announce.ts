@@ -20,7 +20,8 @@ import { isIP } from 'node:net';
 import { EnrollError } from '../../errors.js';
 import { hostPort } from '../../transport/address.js';
 import { httpsReach, parseHttpsAddress, type BoundAddress } from '../../transport/https-address.js';
-import { SERVER_CERT_LOOPBACK_HOSTS } from '../../x509/ca.js';
+// constants.ts, not ca.ts: home.ts imports this file, and must not load the X.509 library.
+import { SERVER_CERT_LOOPBACK_HOSTS } from '../../x509/constants.js';
 import type { ServiceHome } from './home.js';
 import type { ServicePki } from './pki.js';
 
