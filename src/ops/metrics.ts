@@ -8,12 +8,13 @@
  * Callers record through the small API below (`enrollment`, `rejection`, `bundlesIssued`,
  * `storeQuery`); gauges that describe state (enrollees by state, open connections, the
  * PostgreSQL pool) are read when scraped, through `gauge sources` set by `service start`.
- * New capabilities add their own methods here (e.g. streams and bytes by outlet, with the
- * outlet's configured name as the bounded label).
+ * Portal streams and their bytes are counted from the decision log too, by service outlet
+ * (the operator's configured name: bounded).
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { isErrorCode } from '../errors.js';
 import { ENROLL_STATUS } from '../protocol/messages/service.js';
+import { OPEN_STATUS_NAMES } from '../protocol/portal/open.js';
 import type { DecisionLog } from '../roles/service/log.js';
 
 /** `result` label of an enrollment: `accepted`, or the refusal's status in lower case. */
@@ -27,6 +28,20 @@ export function enrollResult(status: number): string {
 export function codeLabel(reason: unknown): string {
   const code = typeof reason === 'string' ? reason.split(':', 1)[0]!.trim() : '';
   return isErrorCode(code) ? code : 'other';
+}
+
+/** A stream's `outlet` label: a service outlet's name (opened ones only exist), else `device`. */
+function outletLabel(fields: Record<string, unknown>): string {
+  const target = typeof fields.target === 'string' ? fields.target : '';
+  if (fields.relayed === true || !target.startsWith('service/')) return 'device';
+  return target.slice('service/'.length);
+}
+
+/** A refused stream's `result` label: its open status (src/protocol/portal/open.ts), else `other`. */
+const REFUSALS: ReadonlySet<string> = new Set(Object.values(OPEN_STATUS_NAMES).filter((n) => n !== 'ok'));
+function refusalLabel(reason: unknown): string {
+  const name = typeof reason === 'string' ? reason.split(':', 1)[0]!.trim() : '';
+  return REFUSALS.has(name) ? name.replace(/ /g, '_') : 'other';
 }
 
 export interface GaugeSources {
@@ -49,6 +64,8 @@ export class ServiceMetrics {
   readonly #enrollSeconds: Histogram<'method'>;
   readonly #bundles: Counter;
   readonly #storeSeconds: Histogram;
+  readonly #streams: Counter<'outlet' | 'result'>;
+  readonly #streamBytes: Counter<'outlet' | 'direction'>;
   #sources: GaugeSources = {};
 
   constructor() {
@@ -73,6 +90,21 @@ export class ServiceMetrics {
       registers,
     });
     this.#bundles = new Counter({ name: 'ockam_enroll_bundles_issued_total', help: 'Bundles issued to enrollers.', registers });
+    // Portals (docs/portals.md): `outlet` is a service outlet's configured name (the operator's,
+    // so bounded), `device` for every stream relayed to a device outlet (device and outlet
+    // names are the devices', so not labels), `none` for a refusal (the name is the peer's).
+    this.#streams = new Counter({
+      name: 'ockam_enroll_portal_streams_total',
+      help: 'Portal streams asked for, by service outlet (device: relayed to a device outlet; none: refused) and result (opened, or the refusal: unknown_outlet, not_allowed, …).',
+      labelNames: ['outlet', 'result'],
+      registers,
+    });
+    this.#streamBytes = new Counter({
+      name: 'ockam_enroll_portal_bytes_total',
+      help: 'Bytes carried by closed portal streams, by service outlet (device: relayed) and direction (in: inlet to target; out: back).',
+      labelNames: ['outlet', 'direction'],
+      registers,
+    });
     this.#storeSeconds = new Histogram({
       name: 'ockam_enroll_store_query_seconds',
       help: 'Latency of the readiness query to the store (the one /readyz runs).',
@@ -180,6 +212,13 @@ export class ServiceMetrics {
       if (decision === 'bundles' && typeof fields.count === 'number') this.bundlesIssued(fields.count);
       if (decision === 'cert-issued') this.enrollment('token', undefined, 'accepted');
       if (decision === 'cert-refused') this.enrollment('token', undefined, codeLabel(fields.reason));
+      if (decision === 'stream-opened') this.#streams.inc({ outlet: outletLabel(fields), result: 'opened' });
+      if (decision === 'stream-refused') this.#streams.inc({ outlet: 'none', result: refusalLabel(fields.reason) });
+      if (decision === 'stream-closed') {
+        const outlet = outletLabel(fields);
+        if (typeof fields.bytes_in === 'number') this.#streamBytes.inc({ outlet, direction: 'in' }, fields.bytes_in);
+        if (typeof fields.bytes_out === 'number') this.#streamBytes.inc({ outlet, direction: 'out' }, fields.bytes_out);
+      }
       log(decision, fields);
     };
   }

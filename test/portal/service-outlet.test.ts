@@ -211,14 +211,31 @@ describe('enrollee inlet to a service outlet', () => {
     assertFailure(await run(['enrollee', 'inlet', '--from', `127.0.0.1:${httpPort}`, '--to', 'service/web'], { home: axiom.home }), EXIT.FAILURE, /cannot listen on 127\.0\.0\.1:\d+: EADDRINUSE/, /another process holds that port/);
   });
 
-  test('SIGTERM stops the inlet with exit 0; a service restart under an open inlet: it reconnects and new streams work', async () => {
+  test('SIGTERM stops the inlet with exit 0; a service restart under an open inlet: it reconnects and new streams work; /metrics counts streams and bytes by outlet', async () => {
     const a = await inlet(axiom, 'service/web');
     await w.service.stop();
     await a.bg.waitForLine(/the portal session with the service ended|cannot reach the service/);
-    w.service = await startService(w.serviceHome, w.port, w.httpsPort);
+    const metricsPort = await freePort();
+    w.service = await startService(w.serviceHome, w.port, w.httpsPort, ['--metrics-listen', `127.0.0.1:${metricsPort}`]);
     await a.bg.waitForLine(/reconnected to the service/);
     const r = await curl([`http://127.0.0.1:${a.port}/hello`]);
     assert.equal(Buffer.from(r.stdout).toString(), 'hello from the service side, anyone\n');
+    // One refused stream, for an outlet that does not exist: counted by its reason, never by the name asked for.
+    const nope = await inlet(axiom, 'service/nope');
+    assert.notEqual((await curl([`http://127.0.0.1:${nope.port}/hello`])).exitCode, 0);
+    nope.bg.kill('SIGTERM');
+    const end = Date.now() + (await patience(5000));
+    let text = '';
+    for (;;) {
+      text = Buffer.from((await curl([`http://127.0.0.1:${metricsPort}/metrics`])).stdout).toString();
+      if (/^ockam_enroll_portal_bytes_total\{outlet="web",direction="out"\} [1-9]/m.test(text) && /result="unknown_outlet"/.test(text)) break;
+      assert.ok(Date.now() < end, text);
+      await sleep(50);
+    }
+    assert.match(text, /^ockam_enroll_portal_streams_total\{outlet="web",result="opened"\} 1$/m);
+    assert.match(text, /^ockam_enroll_portal_streams_total\{outlet="none",result="unknown_outlet"\} 1$/m);
+    assert.match(text, /^ockam_enroll_portal_bytes_total\{outlet="web",direction="in"\} [1-9]\d*$/m);
+    assert.ok(!text.includes('nope'), 'a name a peer asked for is never a label');
     a.bg.kill('SIGTERM');
     const done = await a.bg.done();
     assert.equal(done.code, 0, done.stderr);
