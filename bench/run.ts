@@ -310,69 +310,48 @@ async function pgRuns(base: string, pub: Awaited<ReturnType<typeof servicePublic
   }
 }
 
-// ---- the token row alone (`npm run bench -- --token`)
+// ---- one part alone (`npm run bench -- --token`, `--portal`, `--policy`)
+
+/** The header every JSON output carries: what ran, where, and how busy the machine was (loadavg_start: the 1-minute load average as the run started). */
+function runHeader(): Record<string, unknown> {
+  return { revision: gitRevision(), date: new Date().toISOString(), node: process.version, cpus: cpus().length, cpu_model: cpus()[0]?.model, loadavg_start: loadavg()[0] };
+}
+
+/**
+ * Runs one part in a work dir of its own, prints its JSON (the header, the part under `key`,
+ * its targets) and exits; the services it started are stopped whatever happens.
+ */
+async function runAlone<T>(key: string, part: (root: string, track: (s: RunningService) => void) => Promise<T>, targets: (r: T) => unknown): Promise<never> {
+  const root = mkdtempSync(join(tmpdir(), `ockam-bench-${key}-`));
+  const svcs: RunningService[] = [];
+  try {
+    const r = await part(root, (s) => svcs.push(s));
+    process.stdout.write(`${JSON.stringify({ ...runHeader(), [key]: r, targets: targets(r), loadavg_end: loadavg()[0] }, null, 2)}\n`);
+  } catch (err) {
+    process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`);
+    process.exitCode = 1;
+  } finally {
+    for (const s of svcs) await s.stop();
+    if (!OPTS.keep) rmSync(root, { recursive: true, force: true });
+  }
+  process.exit();
+}
 
 if (flag('token')) {
-  const root = mkdtempSync(join(tmpdir(), 'ockam-bench-token-'));
-  const svcs: RunningService[] = [];
-  try {
-    const token = await runTokenBench(root, OPTS.token, say, (s) => svcs.push(s));
-    const out = { revision: gitRevision(), date: new Date().toISOString(), node: process.version, cpus: cpus().length, cpu_model: cpus()[0]?.model, loadavg_start: loadavg()[0], token,
-      targets: { token_cpu_us: { value: token.token_cpu_us, target: '<= 1500', met: token.token_cpu_us <= 1500 } } };
-    process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
-  } catch (err) {
-    process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`);
-    process.exitCode = 1;
-  } finally {
-    for (const s of svcs) await s.stop();
-    if (!OPTS.keep) rmSync(root, { recursive: true, force: true });
-  }
-  process.exit();
+  await runAlone('token', (root, track) => runTokenBench(root, OPTS.token, say, track), (token) => ({ token_cpu_us: { value: token.token_cpu_us, target: '<= 1500', met: token.token_cpu_us <= 1500 } }));
 }
-
-// ---- the portal part alone (`npm run bench -- --portal`)
-
 if (flag('portal')) {
-  const root = mkdtempSync(join(tmpdir(), 'ockam-bench-portal-'));
-  const svcs: RunningService[] = [];
-  try {
-    const portal = await runPortalBench(root, OPTS.portal, say, (s) => svcs.push(s));
-    const out = { revision: gitRevision(), date: new Date().toISOString(), node: process.version, cpus: cpus().length, cpu_model: cpus()[0]?.model, loadavg_start: loadavg()[0], portal, targets: portal.targets, loadavg_end: loadavg()[0] };
-    process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
-  } catch (err) {
-    process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`);
-    process.exitCode = 1;
-  } finally {
-    for (const s of svcs) await s.stop();
-    if (!OPTS.keep) rmSync(root, { recursive: true, force: true });
-  }
-  process.exit();
+  await runAlone('portal', (root, track) => runPortalBench(root, OPTS.portal, say, track), (portal) => portal.targets);
 }
-
-// ---- the policy row alone (`npm run bench -- --policy`)
-
 if (flag('policy')) {
-  const policy = runPolicyBench();
-  const out = { revision: gitRevision(), date: new Date().toISOString(), node: process.version, cpus: cpus().length, cpu_model: cpus()[0]?.model, loadavg_start: loadavg()[0], policy,
-    targets: { policy_eval_us: { value: policy.eval_us_median, target: '<= 20', met: policy.eval_us_median <= 20 } } };
-  process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
-  process.exit();
+  await runAlone('policy', async () => runPolicyBench(), (policy) => ({ policy_eval_us: { value: policy.eval_us_median, target: '<= 20', met: policy.eval_us_median <= 20 } }));
 }
 
 // ---- the run
 
 const root = mkdtempSync(join(tmpdir(), 'ockam-bench-'));
 say(`work dir ${root}${OPTS.keep ? ' (kept)' : ''}`);
-const out: Record<string, unknown> = {
-  revision: gitRevision(),
-  date: new Date().toISOString(),
-  node: process.version,
-  cpus: cpus().length,
-  cpu_model: cpus()[0]?.model,
-  /** Other load on the machine when the run started (1-minute load average). */
-  loadavg_start: loadavg()[0],
-  options: OPTS,
-};
+const out: Record<string, unknown> = { ...runHeader(), options: OPTS };
 
 try {
   // 1. The crypto bound, in this thread, before anything else loads the machine.

@@ -9,22 +9,15 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join as joinPath } from 'node:path';
-import { createServer, type Server } from 'node:http';
-import { execa } from 'execa';
-import { ok, setupWorld, sleep, spawnCli, type Background, type Enrollee, type World } from '../helpers/cli.js';
+import type { Server } from 'node:http';
+import { ok, run, setupWorld, sleep, spawnCli, type Background, type Enrollee, type World } from '../helpers/cli.js';
 import { approve, join } from '../helpers/lifecycle.js';
 import { freePort } from '../helpers/ports.js';
 import { patience } from '../helpers/pace.js';
+import { BIG, curl as curlBytes, Payload, startTarget } from './target.js';
 
-const BIG = 50 * 1024 * 1024;
-
-function block(i: number): Buffer {
-  const out = Buffer.allocUnsafe(64 * 1024);
-  for (let off = 0; off < out.length; off += 32) createHash('sha256').update(`device:${i}:${off}`).digest().copy(out, off);
-  return out;
-}
-const BLOCKS = Array.from({ length: 16 }, (_, i) => block(i));
-const bigBytes = () => Buffer.concat(Array.from({ length: BIG / BLOCKS[0]!.length }, (_, n) => BLOCKS[n % BLOCKS.length]!));
+const PAYLOAD = new Payload('device:');
+const bigBytes = () => PAYLOAD.bytes();
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 let w: World;
@@ -64,37 +57,10 @@ async function inlet(e: Enrollee, target: string): Promise<{ bg: Background; por
   return { bg, port };
 }
 
-function curl(args: readonly string[]) {
-  return execa('curl', ['-sS', '--max-time', '60', ...args], { reject: false, encoding: 'buffer', stripFinalNewline: false });
-}
+const curl = (args: readonly string[]) => curlBytes(args, { maxTimeS: 60 });
 
 before(async () => {
-  http = createServer((req, res) => {
-    if (req.url === '/hello') res.end(`hello from behind the device, ${req.headers['x-who'] ?? 'anyone'}\n`);
-    else if (req.url === '/big') {
-      res.writeHead(200, { 'content-length': String(BIG) });
-      let n = 0;
-      const more = () => {
-        while (n < BIG / BLOCKS[0]!.length) {
-          const okay = res.write(BLOCKS[n % BLOCKS.length]!);
-          n++;
-          if (!okay) return void res.once('drain', more);
-        }
-        res.end();
-      };
-      more();
-    } else if (req.url === '/sha') {
-      const h = createHash('sha256');
-      let len = 0;
-      req.on('data', (c: Buffer) => {
-        h.update(c);
-        len += c.length;
-      });
-      req.on('end', () => res.end(`${len} ${h.digest('hex')}`));
-    } else res.writeHead(404).end();
-  });
-  httpPort = await freePort();
-  await new Promise<void>((r) => http.listen(httpPort, '127.0.0.1', r));
+  ({ server: http, port: httpPort } = await startTarget('hello from behind the device', PAYLOAD));
   w = await setupWorld({ bundles: 4 });
   axiom = w.enrollee;
   pump = await w.newEnrollee('pump-7');
@@ -136,7 +102,7 @@ describe('enrollee outlet and enrollee inlet --to DEVICE/NAME', () => {
     assert.equal(down.exitCode, 0, Buffer.from(down.stderr).toString());
     const body = Buffer.from(down.stdout);
     assert.equal(body.length, BIG);
-    assert.equal(sha(body), sha(bigBytes()));
+    assert.equal(sha(body), PAYLOAD.sha256);
     const up = bigBytes();
     const file = joinPath(w.root, 'up.bin');
     writeFileSync(file, up);
@@ -177,8 +143,8 @@ describe('enrollee outlet and enrollee inlet --to DEVICE/NAME', () => {
       [['--name', 'x', '--to', '127.0.0.1:1', '--allow', 'subject.nope =='], /policy/],
     ] as const;
     for (const [args, msg] of bad) {
-      const r = await execa(process.execPath, ['bin/ockam-enroll.js', 'enrollee', 'outlet', ...args, '--home', pump.home], { reject: false });
-      assert.equal(r.exitCode, 2, r.stderr);
+      const r = await run(['enrollee', 'outlet', ...args], { home: pump.home });
+      assert.equal(r.code, 2, r.stderr);
       assert.match(r.stderr, msg);
       assert.match(r.stderr, /hint: /);
     }

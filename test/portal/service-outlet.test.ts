@@ -6,27 +6,15 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
-import { execa } from 'execa';
+import type { Server } from 'node:http';
 import { assertFailure, okJson, ok, run, spawnCli, setupWorld, sleep, startService, type Background, type Enrollee, type World } from '../helpers/cli.js';
 import { approve, EXIT, join } from '../helpers/lifecycle.js';
 import { freePort } from '../helpers/ports.js';
 import { patience } from '../helpers/pace.js';
+import { BIG, curl, Payload, startTarget } from './target.js';
 
-const BIG = 50 * 1024 * 1024;
-
-/** Deterministic bytes: a block of SHA-256 chain output, repeated with a counter. */
-function block(i: number): Buffer {
-  const out = Buffer.allocUnsafe(64 * 1024);
-  for (let off = 0; off < out.length; off += 32) createHash('sha256').update(`${i}:${off}`).digest().copy(out, off);
-  return out;
-}
-const BLOCKS = Array.from({ length: 16 }, (_, i) => block(i));
-const bigSha = (() => {
-  const h = createHash('sha256');
-  for (let n = 0; n < BIG / BLOCKS[0]!.length; n++) h.update(BLOCKS[n % BLOCKS.length]!);
-  return h.digest('hex');
-})();
+const PAYLOAD = new Payload('');
+const bigSha = PAYLOAD.sha256;
 
 let w: World;
 let axiom: Enrollee;
@@ -56,45 +44,8 @@ async function inlet(e: Enrollee, target: string): Promise<{ bg: Background; por
   return { bg, port };
 }
 
-function curl(args: readonly string[], opts: { input?: Buffer } = {}) {
-  return execa('curl', ['-sS', '--max-time', '30', ...args], { reject: false, encoding: 'buffer', stripFinalNewline: false, ...(opts.input ? { input: opts.input } : {}) });
-}
-
 before(async () => {
-  http = createServer((req, res) => {
-    if (req.url === '/hello') {
-      res.end(`hello from the service side, ${req.headers['x-who'] ?? 'anyone'}\n`);
-    } else if (req.url === '/big') {
-      res.writeHead(200, { 'content-length': String(BIG) });
-      let n = 0;
-      const pump = () => {
-        while (n < BIG / BLOCKS[0]!.length) {
-          const ok = res.write(BLOCKS[n % BLOCKS.length]!);
-          n++;
-          if (!ok) return void res.once('drain', pump);
-        }
-        res.end();
-      };
-      pump();
-    } else if (req.url === '/sha') {
-      const h = createHash('sha256');
-      let len = 0;
-      req.on('data', (c: Buffer) => {
-        h.update(c);
-        len += c.length;
-      });
-      req.on('end', () => res.end(`${len} ${h.digest('hex')}`));
-    } else if (req.url === '/slow') {
-      // 16 KiB every 20 ms until the client goes away.
-      res.writeHead(200);
-      const t = setInterval(() => res.write(BLOCKS[0]!.subarray(0, 16384)), 20);
-      res.on('close', () => clearInterval(t));
-    } else {
-      res.writeHead(404).end();
-    }
-  });
-  httpPort = await freePort();
-  await new Promise<void>((r) => http.listen(httpPort, '127.0.0.1', r));
+  ({ server: http, port: httpPort } = await startTarget('hello from the service side', PAYLOAD));
   w = await setupWorld({ bundles: 3 });
   axiom = w.enrollee;
   pump = await w.newEnrollee('pump-7');
