@@ -60,15 +60,26 @@ function fishSwitch(name: string, rows: [string, string[]][], arity: 1 | 2 = 1):
 
 const HEADER = (shell: Shell) => `# ockam-enroll completion for ${shell}, generated from its command tree by \`ockam-enroll completion ${shell}\`.`;
 
-function bash(t: Tables): string {
+/**
+ * The tree as five lookup functions of the shell (a `case` for bash and zsh, a `switch` for
+ * fish) on the command path: subcommands, flags, flags that take a value, their values, and
+ * argument choices.
+ */
+function lookups(t: Tables, lookup: (name: string, rows: [string, string[]][], arity?: 1 | 2) => string, prefix: string): string {
   const values = t.values.map(([k, f, w]): [string, string[]] => [`${k}|${f}`, w]);
+  return [
+    lookup(`${prefix}_subs`, t.subs),
+    lookup(`${prefix}_opts`, t.opts),
+    lookup(`${prefix}_valued`, t.valued),
+    lookup(`${prefix}_values`, values, 2),
+    lookup(`${prefix}_args`, t.args),
+  ].join('\n');
+}
+
+function bash(t: Tables): string {
   return `${HEADER('bash')}
 # Load it with: source <(ockam-enroll completion bash)   (or save it in ~/.local/share/bash-completion/completions/ockam-enroll)
-${shCase('_ockam_enroll_subs', t.subs)}
-${shCase('_ockam_enroll_opts', t.opts)}
-${shCase('_ockam_enroll_valued', t.valued)}
-${shCase('_ockam_enroll_values', values, 2)}
-${shCase('_ockam_enroll_args', t.args)}
+${lookups(t, shCase, '_ockam_enroll')}
 _ockam_enroll() {
   local cur="\${COMP_WORDS[COMP_CWORD]}" path="" i w
   for ((i = 1; i < COMP_CWORD; i++)); do
@@ -108,15 +119,10 @@ complete -F _ockam_enroll ockam-enroll
 }
 
 function zsh(t: Tables): string {
-  const values = t.values.map(([k, f, w]): [string, string[]] => [`${k}|${f}`, w]);
   return `#compdef ockam-enroll
 ${HEADER('zsh')}
 # Load it with: source <(ockam-enroll completion zsh)   (after compinit), or save it as _ockam-enroll in a directory of $fpath
-${shCase('_ockam_enroll_subs', t.subs)}
-${shCase('_ockam_enroll_opts', t.opts)}
-${shCase('_ockam_enroll_valued', t.valued)}
-${shCase('_ockam_enroll_values', values, 2)}
-${shCase('_ockam_enroll_args', t.args)}
+${lookups(t, shCase, '_ockam_enroll')}
 _ockam_enroll() {
   local cur="\${words[CURRENT]}" path="" i w
   for ((i = 2; i < CURRENT; i++)); do
@@ -157,14 +163,9 @@ fi
 }
 
 function fish(t: Tables): string {
-  const values = t.values.map(([k, f, w]): [string, string[]] => [`${k}|${f}`, w]);
   return `${HEADER('fish')}
 # Load it with: ockam-enroll completion fish | source   (or save it as ~/.config/fish/completions/ockam-enroll.fish)
-${fishSwitch('__ockam_enroll_subs', t.subs)}
-${fishSwitch('__ockam_enroll_opts', t.opts)}
-${fishSwitch('__ockam_enroll_valued', t.valued)}
-${fishSwitch('__ockam_enroll_values', values, 2)}
-${fishSwitch('__ockam_enroll_args', t.args)}
+${lookups(t, fishSwitch, '__ockam_enroll')}
 function __ockam_enroll_complete
   set -l toks (commandline -opc)
   set -l cur (commandline -ct)
