@@ -96,6 +96,11 @@ export class EnrollPool {
     return this.#slots.flatMap((s) => (s.worker !== undefined ? [s.worker.threadId] : []));
   }
 
+  /** @internal Jobs in flight on the worker with this thread id (tests: a kill that is sure to lose some). */
+  inFlight(threadId: number): number {
+    return this.#slots.find((s) => s.worker?.threadId === threadId)?.pending.size ?? 0;
+  }
+
   /** @internal Kills one worker as a crash would (tests): its jobs in flight fail, and it is replaced. */
   async terminateThread(threadId: number): Promise<void> {
     const slot = this.#slots.find((s) => s.worker?.threadId === threadId);
