@@ -13,7 +13,8 @@ import { markRunning } from '../ops/running.js';
 import { hostname } from 'node:os';
 import type { PgDatabase } from '../store/pg/database.js';
 import { DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT_MS, startServiceServer } from '../roles/service/server.js';
-import { parseListenAddress } from '../transport/address.js';
+import { hostPort, parseListenAddress } from '../transport/address.js';
+import type { Replica } from '../replicas/replica.js';
 import { action, leaf } from './command.js';
 import { defaultWorkers, EnrollPool, MAX_WORKERS } from '../pool/pool.js';
 import { parseCount, parseDuration, passphraseSource, storeOption } from './options.js';
@@ -84,6 +85,8 @@ export function register(service: Command): void {
     .option('--revocations-validity <duration>', 'how long the revocation list served at /revocations stays fresh for verifiers, 1s..30d (default: 1h; docs/protocol.md §4.7)')
     .option('--https-address-check <mode>', 'when the --https-address set at init is a loopback address that does not reach this service yet: refuse (exit 2), warn and check again until it does, or off (default: refuse on SQLite, warn on PostgreSQL, whose replicas and balancer start in any order)')
     .option('--metrics-listen <HOST:PORT>', 'serve /healthz, /readyz and /metrics (Prometheus) over plain HTTP on this address of its own (default: off; docs/operations.md)')
+    .option('--peer-listen <HOST:PORT>', 'PostgreSQL replicas: listen here for replica links from the other replicas of this service (Noise XX, IK_A on both sides), so that their inlets reach the device outlets whose sessions are on this replica (default: off; docs/portals.md)')
+    .option('--peer-address <HOST:PORT>', 'the address the other replicas dial for --peer-listen, when it is not the listen address itself (default: the --peer-listen address)')
     .option('--drain-timeout <duration>', `on SIGTERM or SIGINT, how long requests in flight get to finish before the rest are cut, 0s..300s (default: ${DEFAULT_DRAIN_S}s); a second signal exits at once`)
     .option('--on-enroll <command>', 'run COMMAND (through the shell) before each enrollment is committed, with the request as JSON on stdin: exit 0 allows, anything else refuses')
     .option('--hook-env <NAME,…>', 'pass these environment variables to the --on-enroll hook too (it gets only PATH, HOME, LANG, LC_*, TZ otherwise); repeatable', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
@@ -117,6 +120,9 @@ export function register(service: Command): void {
         if (!LOG_LEVELS.includes(logLevel)) throw new EnrollError('ERR_USAGE', `--log-level must be one of ${LOG_LEVELS.join(', ')}, not ${JSON.stringify(String(logLevel).slice(0, 40))}`);
         const drainMs = 1000 * (opts.drainTimeout === undefined ? DEFAULT_DRAIN_S : parseDuration(opts.drainTimeout as string, '--drain-timeout', 0, 300));
         const metricsAt = opts.metricsListen === undefined ? undefined : parseListenAddress(opts.metricsListen as string);
+        const peerAt = opts.peerListen === undefined ? undefined : parseListenAddress(opts.peerListen as string);
+        const peerAddress = opts.peerAddress === undefined ? undefined : hostPort(parseListenAddress(opts.peerAddress as string).host, parseListenAddress(opts.peerAddress as string).port);
+        if (peerAddress !== undefined && peerAt === undefined) throw new EnrollError('ERR_USAGE', '--peer-address needs --peer-listen', { hint: 'give --peer-listen HOST:PORT too' });
         const workers = workersOption(opts.workers as string | undefined);
         // Lifecycle (docs/walkthrough.md "Lifecycle: audit, hooks, credentials"): the hook, the credentials' lifetime.
         const lifecycle = lifecycleOptions(opts);
@@ -199,6 +205,34 @@ export function register(service: Command): void {
               hint: 'is another service already running there? choose another --listen',
             });
           }
+          // PostgreSQL: this process is one replica; it records its heartbeat and its device
+          // outlets, and with --peer-listen serves replica links (src/replicas/replica.ts).
+          let replica: Replica | undefined;
+          if (svc.pg) {
+            const { Replica } = await import('../replicas/replica.js');
+            const { serveForwardedStream, setReplica } = await import('../portal/device-relay.js');
+            replica = new Replica(svc, log, {
+              ...(peerAt ? { listen: peerAt } : {}),
+              ...(peerAddress ? { advertise: peerAddress } : {}),
+              onStream: (link, id, from) => serveForwardedStream(svc, link, id, from, log),
+            });
+            try {
+              await replica.start();
+            } catch (err) {
+              await replica.close();
+              await server.close();
+              await closeAudit();
+              await svc.close();
+              if (err instanceof EnrollError) throw err;
+              throw new EnrollError('ERR_UNREACHABLE', `cannot listen on ${peerAt!.host}:${peerAt!.port} for replica links: ${(err as Error).message}`, { hint: 'choose another --peer-listen' });
+            }
+            setReplica(replica);
+          } else if (peerAt) {
+            await server.close();
+            await closeAudit();
+            await svc.close();
+            throw new EnrollError('ERR_USAGE', '--peer-listen is for replicas, which share a PostgreSQL store; this service\'s store is SQLite', { hint: 'drop --peer-listen: one service on SQLite relays its device outlets itself' });
+          }
           // Token enrollment's HTTPS listener, beside the TCP one (docs/token-enrollment.md).
           let https: RunningHttpsServer | undefined;
           const pki = await svc.pki();
@@ -212,6 +246,7 @@ export function register(service: Command): void {
               // Only the operator's own choice of HTTPS address is worth failing for; the default
               // one may simply be taken by another service on this host.
               if (httpsListenFlag || svc.settings.httpsRequired || !(err instanceof EnrollError) || err.code !== 'ERR_LISTEN') {
+                await replica?.close();
                 await server.close();
                 await closeAudit();
                 await svc.close();
@@ -257,6 +292,7 @@ export function register(service: Command): void {
             } catch (err) {
               await closeStock();
               await https?.close();
+              await replica?.close();
               await server.close();
               await closeAudit();
               await svc.close();
@@ -273,6 +309,8 @@ export function register(service: Command): void {
           log('stopped', { signal: stopSignal });
           await metricsListener?.close();
           await closeStock();
+          // The other replicas stop finding this one's device outlets at once (not after STALE_S).
+          await replica?.close();
           // Both listeners drain at once, within the one --drain-timeout.
           await Promise.all([https?.drain(drainMs), server.drain(drainMs)]);
           await closeAudit();

@@ -48,6 +48,13 @@ function text(s: ServiceStatus & { version: string; running: { pid: number } | n
     lines.push(`replicas         ${s.replicas.length} connected now`);
     for (const r of s.replicas) lines.push(`  ${r.name.replace(/^ockam-enroll start /, '')}  from ${r.client ?? 'a local socket'}, ${r.connections} connection${r.connections === 1 ? '' : 's'}, since ${r.since}`);
   }
+  if (s.replicas_seen) {
+    const now = s.replicas_seen.filter((r) => r.connected).length;
+    lines.push(`replicas seen    ${s.replicas_seen.length} in the last hour (heartbeats), ${now} connected now`);
+    for (const r of s.replicas_seen) {
+      lines.push(`  ${r.id}  ${r.address ?? 'no peer listener'}, ${r.connected ? `connected now (last seen ${r.last_seen})` : `seen ${r.seen_ago_s} s ago`}, started ${r.started_at}`);
+    }
+  }
   return lines.join('\n');
 }
 

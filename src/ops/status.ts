@@ -8,6 +8,7 @@
  * beside a live service, and an operator can run it without the key's passphrase. No
  * secret is read: sealed columns are never selected, the store location is shown masked.
  */
+import { STALE_S } from '../replicas/replica.js';
 import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -121,6 +122,12 @@ export interface ServiceStatus {
   last_backup: { time: string; to: string | null; head_seq: number | null } | null;
   restored: { time: string; from: string | null; backup_taken_at: string | null; backup_head_seq: number | null; note: string } | null;
   replicas: { name: string; client: string | null; connections: number; since: string }[] | null;
+  /**
+   * PostgreSQL: the replicas seen recently, from their heartbeats (schema step 5, src/replicas):
+   * id, replica-link address (null: no --peer-listen), start, last heartbeat; `connected` while
+   * the heartbeat is fresh (within STALE_S), else seen `seen_ago_s` ago. Rows go after PRUNE_S.
+   */
+  replicas_seen: { id: string; address: string | null; started_at: string; last_seen: string; seen_ago_s: number; connected: boolean }[] | null;
 }
 
 const num = (v: unknown): number => (v == null ? 0 : Number(v));
@@ -250,6 +257,14 @@ export async function readStatus(input: StatusInput): Promise<ServiceStatus> {
     ).map((r) => ({ name: String(r.name), client: (r.client as string | null) ?? null, connections: num(r.n), since: new Date(r.since as Date).toISOString() }));
   }
 
+  let replicasSeen: ServiceStatus['replicas_seen'] = null;
+  if (src.kind === 'postgres' && (await src.hasTable('replicas'))) {
+    replicasSeen = (await src.all(`SELECT id, address, started_at, last_seen FROM replicas ORDER BY last_seen DESC, id`)).map((r) => {
+      const ago = Math.max(0, now - num(r.last_seen));
+      return { id: String(r.id), address: (r.address as string | null) ?? null, started_at: iso(num(r.started_at)), last_seen: iso(num(r.last_seen)), seen_ago_s: ago, connected: ago <= STALE_S };
+    });
+  }
+
   return {
     store: { kind: src.kind, location: input.where, schema_version: meta[0] ? Number(meta[0].value) : null, schema_supported: input.schemaSupported },
     enrollees,
@@ -267,5 +282,6 @@ export async function readStatus(input: StatusInput): Promise<ServiceStatus> {
     last_backup: lastBackup,
     restored,
     replicas,
+    replicas_seen: replicasSeen,
   };
 }

@@ -6,9 +6,11 @@
  * copies bytes: the two devices run Noise XX end to end inside the stream
  * (src/protocol/portal/e2e.ts), so what passes here is ciphertext.
  *
- * The registry is in-process: it knows the device-outlet sessions of this replica only. An
- * inlet whose session landed on another replica is told "device offline" (cross-replica
- * forwarding, issue #19 item 6, is not built; docs/portals.md says so).
+ * The registry is in-process: it knows the device-outlet sessions of this replica only. A
+ * device whose session is on another replica (PostgreSQL: the store's device_outlets rows)
+ * is reached over a replica link (src/replicas/, docs/protocol.md §11.11): the LiveDevice
+ * resolveDeviceTarget returns then has that link as its `link` and `via` set, and the stream's
+ * RELAY_OPEN goes inside a FORWARD naming the device, which the other replica relays on.
  *
  * Memory per relayed stream (§11.10.4): per direction, at most one stream window of the
  * sending side (its credit is returned only once the bytes were queued on the other link
@@ -18,6 +20,7 @@ import { toHex } from '../crypto/bytes.js';
 import { EnrollError } from '../errors.js';
 import { encodePeer, encodeRelayOpen, type PeerInfo } from '../protocol/portal/e2e.js';
 import { decodeAnswer, encodeAnswer, OpenStatus } from '../protocol/portal/open.js';
+import { encodeForward } from '../protocol/portal/replica-link.js';
 import type { EnrolleeRecord } from '../store/types.js';
 import type { StreamCounts } from './bridge.js';
 import type { PortalLink, StreamHandler } from './link.js';
@@ -28,7 +31,15 @@ export interface LiveDevice extends PeerInfo {
   petName: string | null;
   names: ReadonlySet<string>;
   link: PortalLink;
+  /** Set when `link` is a replica link to the replica `via` that holds the device's session. */
+  via?: string;
 }
+
+/**
+ * Where a device that has no outlet session on this replica may be (src/replicas/): another
+ * replica reached over a replica link, a refusal that says why not, or undefined (nowhere).
+ */
+export type RemoteDevices = (rec: EnrolleeRecord, name: string) => Promise<LiveDevice | Refusal | undefined>;
 
 /** What the relay needs of the store: enrollees by id or prefix, by identity key, and all enrolled ones (pet names). */
 export interface RelayDirectory {
@@ -95,7 +106,7 @@ export type Refusal = { status: OpenStatus; reason: string };
  * (§11.6 statuses): unknown device, device offline (enrolled, but no outlet session here),
  * revoked, or no such outlet on it.
  */
-export async function resolveDeviceTarget(registry: DeviceOutletRegistry, dir: RelayDirectory, target: PortalTarget): Promise<LiveDevice | Refusal> {
+export async function resolveDeviceTarget(registry: DeviceOutletRegistry, dir: RelayDirectory, target: PortalTarget, remote?: RemoteDevices): Promise<LiveDevice | Refusal> {
   const { owner: device, name } = target;
   const live = registry.lookup(device);
   if (live === 'ambiguous') return { status: OpenStatus.UNKNOWN_DEVICE, reason: `more than one device matches ${JSON.stringify(device)}: give more of its id` };
@@ -122,6 +133,8 @@ export async function resolveDeviceTarget(registry: DeviceOutletRegistry, dir: R
   if (rec === undefined) return { status: OpenStatus.UNKNOWN_DEVICE, reason: `no enrolled device is called or has the id ${JSON.stringify(device)}` };
   if (rec.state === 'revoked') return { status: OpenStatus.REVOKED, reason: `device ${JSON.stringify(device)} has been revoked` };
   if (rec.state !== 'enrolled') return { status: OpenStatus.UNKNOWN_DEVICE, reason: `device ${JSON.stringify(device)} is not enrolled` };
+  const elsewhere = remote === undefined ? undefined : await remote(rec, name);
+  if (elsewhere !== undefined) return elsewhere;
   return { status: OpenStatus.DEVICE_OFFLINE, reason: `device ${JSON.stringify(device)} has no outlet session open${rec.petName ? ` (${rec.petName})` : ''}` };
 }
 
@@ -150,6 +163,11 @@ export interface RelayOptions {
   /** The opener already sent FIN. */
   finEarly: boolean;
   onRecord: (r: RelayRecord) => void;
+  /**
+   * false on a replica that relays a FORWARD from another replica: that replica answers its
+   * inlet with PEER itself (from the same directory), so this one sends only the ANSWER.
+   */
+  sendPeer?: boolean;
   /** Sees every byte relayed, in each direction (tests check that it is ciphertext). */
   tap?: (direction: 'to-outlet' | 'to-inlet', bytes: Buffer) => void;
 }
@@ -265,7 +283,7 @@ export function relayDeviceStream(o: RelayOptions): void {
         answered = true;
         y!.link.consumed(y!.id, a.used);
         // The device's key as the directory holds it, for the inlet's check in the handshake.
-        const head = Buffer.concat([encodeAnswer(OpenStatus.OK), encodePeer(dev)]);
+        const head = o.sendPeer === false ? encodeAnswer(OpenStatus.OK) : Buffer.concat([encodeAnswer(OpenStatus.OK), encodePeer(dev)]);
         xl.write(xId, head);
         o.onRecord({ target: o.target, status: OpenStatus.OK, reason: 'relayed', device: toHex(dev.enrolleeId) });
         const rest = yPre.subarray(a.used);
@@ -280,7 +298,10 @@ export function relayDeviceStream(o: RelayOptions): void {
         xl.close(xId);
       },
       reset(remote) {
-        if (!answered) refuseX(remote ? OpenStatus.INTERNAL : OpenStatus.DEVICE_OFFLINE, remote ? 'the device reset the stream' : 'the device\'s session ended');
+        if (!answered) {
+          const lost = dev.via === undefined ? 'the device\'s session ended' : `the link to replica ${dev.via}, which holds the device's session, ended`;
+          refuseX(remote ? OpenStatus.INTERNAL : OpenStatus.DEVICE_OFFLINE, remote ? 'the device reset the stream' : lost);
+        }
         else xl.reset(xId);
       },
       closed() {
@@ -298,11 +319,13 @@ export function relayDeviceStream(o: RelayOptions): void {
     try {
       yId = dev.link.open(yHandler);
     } catch {
-      refuseX(OpenStatus.DEVICE_OFFLINE, 'the device\'s session is closing');
+      refuseX(OpenStatus.DEVICE_OFFLINE, dev.via === undefined ? 'the device\'s session is closing' : `the link to replica ${dev.via}, which holds the device's session, is closing or full`);
       return;
     }
     y = { link: dev.link, id: yId, device: dev };
-    dev.link.write(yId, encodeRelayOpen({ name: o.outletName, enrolleeId: o.opener.enrolleeId, ik: o.opener.ik }));
+    const relayOpen = encodeRelayOpen({ name: o.outletName, enrolleeId: o.opener.enrolleeId, ik: o.opener.ik });
+    // Over a replica link, the RELAY_OPEN rides in a FORWARD naming the device (§11.11).
+    dev.link.write(yId, dev.via === undefined ? relayOpen : encodeForward(dev.enrolleeId, relayOpen));
     for (const e of early) toY(e.data, e.owed);
     early.length = 0;
     if (finEarly) dev.link.close(yId);

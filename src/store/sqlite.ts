@@ -20,6 +20,8 @@ import type {
   KemPrekeyRecord,
   OutletRecord,
   PendingResult,
+  ReplicaRecord,
+  DeviceOutletHolder,
   ServiceStore,
   SignedPrekeyRecord,
 } from './types.js';
@@ -30,10 +32,11 @@ import { checkScopes, type EnrollerScopes } from '../policy/scopes.js';
  * 2: EKA v2 (`kem_prekeys`, `bundles.eka`).
  * 3: attributes and scopes (`enrollees.attributes`, `enrollers.scopes`, docs/policies.md).
  * 4: service outlets (`outlets`, docs/portals.md).
+ * 5: replicas and the device outlets each holds (`replicas`, `device_outlets`, docs/architecture.md).
  * A store of a lower version is migrated on its first writable open by running the steps of
  * MIGRATIONS in order, each in a transaction of its own.
  */
-export const SCHEMA_VERSION = 4;
+export const SCHEMA_VERSION = 5;
 
 /** PQSPK_A of each SPK made since EKA v2 (docs/protocol.md §3.3). */
 const KEM_PREKEYS = `
@@ -77,8 +80,38 @@ ${OUTLETS}
 UPDATE meta SET value = '4' WHERE key = 'schema_version';
 `;
 
+/**
+ * Replicas and the device outlets each holds (docs/architecture.md "Device outlets across
+ * replicas"). A SQLite store has one `service start`, so one replica row; the tables are the
+ * same as PostgreSQL's so that both stores pass one contract. A device_outlets row is removed
+ * when its session ends, or with its replica (removeReplica, pruneReplicas); a row whose
+ * replica's last_seen is stale is ignored by findDeviceOutlets.
+ */
+const REPLICAS = `
+CREATE TABLE IF NOT EXISTS replicas (
+  id         TEXT PRIMARY KEY CHECK (length(id) BETWEEN 1 AND 64),
+  address    TEXT CHECK (address IS NULL OR length(address) BETWEEN 1 AND 300),
+  started_at INTEGER NOT NULL,
+  last_seen  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS device_outlets (
+  replica_id  TEXT NOT NULL,
+  session     INTEGER NOT NULL,
+  enrollee_id BLOB NOT NULL CHECK (length(enrollee_id) = 32),
+  name        TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 64),
+  since       INTEGER NOT NULL,
+  PRIMARY KEY (replica_id, session, name)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS device_outlets_enrollee ON device_outlets(enrollee_id);`;
+
+/** Schema 4 → 5: replicas and their device outlets. */
+const MIGRATE_4_TO_5 = `
+${REPLICAS}
+UPDATE meta SET value = '5' WHERE key = 'schema_version';
+`;
+
 /** The migration from version `from` to `from + 1` (or further), by `from`. */
-const MIGRATIONS: Record<number, string> = { 1: MIGRATE_1_TO_2, 2: MIGRATE_2_TO_3, 3: MIGRATE_3_TO_4 };
+const MIGRATIONS: Record<number, string> = { 1: MIGRATE_1_TO_2, 2: MIGRATE_2_TO_3, 3: MIGRATE_3_TO_4, 4: MIGRATE_4_TO_5 };
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (
@@ -138,6 +171,7 @@ CREATE TABLE IF NOT EXISTS accepted_ek (
   accepted_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 ${OUTLETS}
+${REPLICAS}
 `;
 
 type Row = Record<string, unknown>;
@@ -489,6 +523,58 @@ export class SqliteStore implements ServiceStore {
     }).immediate();
   }
 
+  async replicaHeartbeat(r: ReplicaRecord): Promise<void> {
+    this.#db
+      .prepare(
+        `INSERT INTO replicas (id, address, started_at, last_seen) VALUES (?, ?, ?, ?)
+         ON CONFLICT(id) DO UPDATE SET address = excluded.address, started_at = excluded.started_at, last_seen = excluded.last_seen`,
+      )
+      .run(r.id, r.address, r.startedAt, r.lastSeen);
+  }
+
+  async listReplicas(): Promise<ReplicaRecord[]> {
+    return (this.#db.prepare(`SELECT * FROM replicas ORDER BY last_seen DESC, id`).all() as Row[]).map(toReplica);
+  }
+
+  async removeReplica(id: string): Promise<void> {
+    this.#db.transaction(() => {
+      this.#db.prepare(`DELETE FROM device_outlets WHERE replica_id = ?`).run(id);
+      this.#db.prepare(`DELETE FROM replicas WHERE id = ?`).run(id);
+    }).immediate();
+  }
+
+  async pruneReplicas(seenBefore: number): Promise<number> {
+    return this.#db.transaction(() => {
+      this.#db.prepare(`DELETE FROM device_outlets WHERE replica_id IN (SELECT id FROM replicas WHERE last_seen < ?)`).run(seenBefore);
+      return this.#db.prepare(`DELETE FROM replicas WHERE last_seen < ?`).run(seenBefore).changes;
+    }).immediate();
+  }
+
+  async putDeviceOutlets(rec: { replicaId: string; session: number; enrolleeId: Uint8Array; names: readonly string[]; since: number }): Promise<void> {
+    this.#db.transaction(() => {
+      this.#db.prepare(`DELETE FROM device_outlets WHERE replica_id = ? AND session = ?`).run(rec.replicaId, rec.session);
+      const ins = this.#db.prepare(`INSERT INTO device_outlets (replica_id, session, enrollee_id, name, since) VALUES (?, ?, ?, ?, ?)`);
+      for (const n of rec.names) ins.run(rec.replicaId, rec.session, buf(rec.enrolleeId), n, rec.since);
+    }).immediate();
+  }
+
+  async removeDeviceOutlets(replicaId: string, session: number): Promise<void> {
+    this.#db.prepare(`DELETE FROM device_outlets WHERE replica_id = ? AND session = ?`).run(replicaId, session);
+  }
+
+  async findDeviceOutlets(enrolleeId: Uint8Array, seenSince: number): Promise<DeviceOutletHolder[]> {
+    return (
+      this.#db
+        .prepare(
+          `SELECT d.replica_id, r.address, d.session, d.name, d.since, r.last_seen
+             FROM device_outlets d JOIN replicas r ON r.id = d.replica_id
+            WHERE d.enrollee_id = ? AND r.last_seen >= ?
+            ORDER BY d.since DESC, d.session DESC, d.name`,
+        )
+        .all(buf(enrolleeId), seenSince) as Row[]
+    ).map(toDeviceOutletHolder);
+  }
+
   async putOutlet(rec: OutletRecord): Promise<void> {
     this.#db
       .prepare(
@@ -789,6 +875,21 @@ export function mergeAttributes(before: EnrolleeRecord, set: Attributes, unset: 
   }
   Object.assign(next, checkAttributes(set, 'ERR_USAGE'));
   return checkAttributes(next, 'ERR_USAGE');
+}
+
+export function toReplica(r: Row): ReplicaRecord {
+  return { id: String(r.id), address: r.address == null ? null : String(r.address), startedAt: Number(r.started_at), lastSeen: Number(r.last_seen) };
+}
+
+export function toDeviceOutletHolder(r: Row): DeviceOutletHolder {
+  return {
+    replicaId: String(r.replica_id),
+    address: r.address == null ? null : String(r.address),
+    session: Number(r.session),
+    name: String(r.name),
+    since: Number(r.since),
+    lastSeen: Number(r.last_seen),
+  };
 }
 
 export function toOutlet(r: Row): OutletRecord {

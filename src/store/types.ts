@@ -139,7 +139,51 @@ export interface OutletRecord {
   createdAt: number;
 }
 
+/**
+ * A running `service start` (schema step 5, docs/architecture.md "Device outlets across
+ * replicas"): its id (random per start), the address its replica link listens on for the
+ * other replicas (null: none, `--peer-listen` off), and its heartbeat. Times are Unix seconds.
+ */
+export interface ReplicaRecord {
+  id: string;
+  address: string | null;
+  startedAt: number;
+  lastSeen: number;
+}
+
+/** One device outlet name registered by a device's session on a replica (schema step 5). */
+export interface DeviceOutletHolder {
+  replicaId: string;
+  /** The replica's replica-link address (null: it has none). */
+  address: string | null;
+  /** The session on that replica (a device may run several `enrollee outlet` processes). */
+  session: number;
+  name: string;
+  since: number;
+  /** The replica's last heartbeat. */
+  lastSeen: number;
+}
+
 export interface ServiceStore {
+  // replicas and the device outlets they hold (schema step 5, docs/architecture.md)
+  /** Inserts or refreshes replica `r.id` (its address, started_at and last_seen). */
+  replicaHeartbeat(r: ReplicaRecord): Promise<void>;
+  /** Every replica row, the most recently seen first. */
+  listReplicas(): Promise<ReplicaRecord[]>;
+  /** Removes replica `id` and every device outlet it holds (a clean stop). */
+  removeReplica(id: string): Promise<void>;
+  /** Removes the replicas last seen before `seenBefore`, and their device outlets; returns how many replicas. */
+  pruneReplicas(seenBefore: number): Promise<number>;
+  /** Records that `session` on replica `replicaId` serves `names` for device `enrolleeId` (replacing that session's names). */
+  putDeviceOutlets(rec: { replicaId: string; session: number; enrolleeId: Uint8Array; names: readonly string[]; since: number }): Promise<void>;
+  /** Forgets what `session` on `replicaId` registered (the session ended). */
+  removeDeviceOutlets(replicaId: string, session: number): Promise<void>;
+  /**
+   * The device outlets of `enrolleeId` held by replicas whose heartbeat is at or after
+   * `seenSince` (a stale replica's rows are ignored), the newest registration first.
+   */
+  findDeviceOutlets(enrolleeId: Uint8Array, seenSince: number): Promise<DeviceOutletHolder[]>;
+
   // service outlets (schema step 4, docs/portals.md); read at every stream open
   /** Adds or replaces outlet `name`. */
   putOutlet(rec: OutletRecord): Promise<void>;

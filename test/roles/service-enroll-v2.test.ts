@@ -307,7 +307,7 @@ describe('store schema 1 → 2 migration', () => {
   it('a version 1 store is migrated on open: its bundles are EKA v1, its SPKs have no KEM prekey', async () => {
     const Database = (await import('better-sqlite3')).default;
     const { SqliteStore, SCHEMA_VERSION } = await import('../../src/store/sqlite.js');
-    assert.equal(SCHEMA_VERSION, 4);
+    assert.equal(SCHEMA_VERSION, 5);
     const path = join(root, 'v1.db');
     const fresh = SqliteStore.open(path);
     await fresh.addSignedPrekey({ publicKey: new Uint8Array(32).fill(1), privateSealed: new Uint8Array(60), signature: new Uint8Array(64), createdAt: NOW });
@@ -319,8 +319,8 @@ describe('store schema 1 → 2 migration', () => {
     await fresh.close();
     // Make it a schema 1 store, as ockam-enroll before EKA v2 left it.
     const db = new Database(path);
-    // (and without schema 3's columns and schema 4's outlets, which a version 1 store never had)
-    db.exec(`DROP TABLE kem_prekeys; DROP TABLE outlets; ALTER TABLE bundles DROP COLUMN eka; ALTER TABLE enrollees DROP COLUMN attributes; ALTER TABLE enrollers DROP COLUMN scopes; UPDATE meta SET value = '1' WHERE key = 'schema_version'`);
+    // (and without schema 3's columns, schema 4's outlets and schema 5's replicas, which a version 1 store never had)
+    db.exec(`DROP TABLE kem_prekeys; DROP TABLE outlets; DROP TABLE device_outlets; DROP TABLE replicas; ALTER TABLE bundles DROP COLUMN eka; ALTER TABLE enrollees DROP COLUMN attributes; ALTER TABLE enrollers DROP COLUMN scopes; UPDATE meta SET value = '1' WHERE key = 'schema_version'`);
     db.close();
     // A read-only open cannot migrate: refused, with a hint.
     assert.throws(() => SqliteStore.open(path, { readonly: true }), (e) => isEnrollError(e, 'ERR_STORE') && /schema version 1/.test(e.message) && /upgrades the store/.test(e.hint ?? ''));
@@ -349,8 +349,8 @@ describe('store schema 1 → 2 migration', () => {
     const path = join(root, 'v1-race.db');
     (await SqliteStore.open(path).close());
     const db = new Database(path);
-    // (and without schema 3's columns and schema 4's outlets, which a version 1 store never had)
-    db.exec(`DROP TABLE kem_prekeys; DROP TABLE outlets; ALTER TABLE bundles DROP COLUMN eka; ALTER TABLE enrollees DROP COLUMN attributes; ALTER TABLE enrollers DROP COLUMN scopes; UPDATE meta SET value = '1' WHERE key = 'schema_version'`);
+    // (and without schema 3's columns, schema 4's outlets and schema 5's replicas, which a version 1 store never had)
+    db.exec(`DROP TABLE kem_prekeys; DROP TABLE outlets; DROP TABLE device_outlets; DROP TABLE replicas; ALTER TABLE bundles DROP COLUMN eka; ALTER TABLE enrollees DROP COLUMN attributes; ALTER TABLE enrollers DROP COLUMN scopes; UPDATE meta SET value = '1' WHERE key = 'schema_version'`);
     db.close();
     const storeJs = pathToFileURL(join(REPO_ROOT, 'dist', 'src', 'store', 'sqlite.js')).href;
     // Process A: another ockam-enroll migrating the store, its transaction still open.

@@ -883,4 +883,55 @@ export function storeContract(name: string, backend: ContractBackend): void {
       }
     });
   });
+  describe(`${name}: replicas and the device outlets they hold (schema 5)`, () => {
+    const Y = new Uint8Array(32).fill(0x59);
+    const Z = new Uint8Array(32).fill(0x5a);
+    it('a heartbeat inserts then refreshes; outlets are found through fresh replicas only, newest first; a session and a replica are forgotten', async () => {
+      const fx = await fixture();
+      try {
+        assert.deepEqual(await fx.store.listReplicas(), []);
+        await fx.store.replicaHeartbeat({ id: 'r-a', address: '127.0.0.1:4200', startedAt: NOW, lastSeen: NOW });
+        await fx.store.replicaHeartbeat({ id: 'r-b', address: null, startedAt: NOW, lastSeen: NOW + 1 });
+        await fx.store.replicaHeartbeat({ id: 'r-a', address: '127.0.0.1:4201', startedAt: NOW, lastSeen: NOW + 5 });
+        assert.deepEqual(await fx.store.listReplicas(), [
+          { id: 'r-a', address: '127.0.0.1:4201', startedAt: NOW, lastSeen: NOW + 5 },
+          { id: 'r-b', address: null, startedAt: NOW, lastSeen: NOW + 1 },
+        ]);
+        await fx.store.putDeviceOutlets({ replicaId: 'r-a', session: 1, enrolleeId: Y, names: ['ssh', 'web'], since: NOW });
+        await fx.store.putDeviceOutlets({ replicaId: 'r-b', session: 7, enrolleeId: Y, names: ['web'], since: NOW + 1 });
+        await fx.store.putDeviceOutlets({ replicaId: 'r-a', session: 2, enrolleeId: Z, names: ['db'], since: NOW });
+        const found = await fx.store.findDeviceOutlets(Y, NOW);
+        assert.deepEqual(
+          found.map((h) => [h.replicaId, h.address, h.session, h.name, h.since, h.lastSeen]),
+          [
+            ['r-b', null, 7, 'web', NOW + 1, NOW + 1],
+            ['r-a', '127.0.0.1:4201', 1, 'ssh', NOW, NOW + 5],
+            ['r-a', '127.0.0.1:4201', 1, 'web', NOW, NOW + 5],
+          ],
+        );
+        // r-b's heartbeat (NOW + 1) is older than the bound: its rows are ignored, not deleted.
+        assert.deepEqual((await fx.store.findDeviceOutlets(Y, NOW + 2)).map((h) => `${h.replicaId}/${h.name}`), ['r-a/ssh', 'r-a/web']);
+        // A session registering again replaces its names.
+        await fx.store.putDeviceOutlets({ replicaId: 'r-a', session: 1, enrolleeId: Y, names: ['ssh'], since: NOW + 3 });
+        assert.deepEqual((await fx.store.findDeviceOutlets(Y, NOW + 2)).map((h) => `${h.replicaId}/${h.session}/${h.name}/${h.since}`), [`r-a/1/ssh/${NOW + 3}`]);
+        await fx.store.removeDeviceOutlets('r-a', 1);
+        assert.deepEqual(await fx.store.findDeviceOutlets(Y, NOW + 2), []);
+        assert.equal((await fx.store.findDeviceOutlets(Z, NOW)).length, 1);
+        // Removing a replica takes its outlets with it.
+        await fx.store.removeReplica('r-a');
+        assert.deepEqual(await fx.store.findDeviceOutlets(Z, 0), []);
+        assert.deepEqual((await fx.store.listReplicas()).map((r) => r.id), ['r-b']);
+        // Pruning: replicas last seen before the bound go, with their rows.
+        await fx.store.replicaHeartbeat({ id: 'r-c', address: 'h:1', startedAt: NOW, lastSeen: NOW + 100 });
+        assert.equal(await fx.store.pruneReplicas(NOW + 50), 1);
+        assert.deepEqual(await fx.store.findDeviceOutlets(Y, 0), []);
+        assert.deepEqual((await fx.store.listReplicas()).map((r) => r.id), ['r-c']);
+        // The checks of the schema hold: an id of 65 bytes, an enrollee id that is not 32 bytes.
+        await assert.rejects(fx.store.replicaHeartbeat({ id: 'x'.repeat(65), address: null, startedAt: NOW, lastSeen: NOW }));
+        await assert.rejects(fx.store.putDeviceOutlets({ replicaId: 'r-c', session: 1, enrolleeId: new Uint8Array(31), names: ['a'], since: NOW }));
+      } finally {
+        await fx.store.close();
+      }
+    });
+  });
 }

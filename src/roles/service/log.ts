@@ -46,7 +46,12 @@ export type Decision =
   | 'stream-refused'
   | 'stream-closed'
   // a device's DEVICE_OUTLETS session registered its outlets with this replica's relay (src/portal/device-relay.ts)
-  | 'device-outlets';
+  | 'device-outlets'
+  // replicas (src/replicas/replica.ts): the replica link listener, links to other replicas, a peer refused (not IK_A)
+  | 'replica-listening'
+  | 'replica-link-opened'
+  | 'replica-link-closed'
+  | 'replica-refused';
 
 export interface DecisionFields {
   enrollee?: string;

@@ -21,9 +21,10 @@ import { SCHEMA as TOKENS_SCHEMA } from './tokens.js';
 import { SCHEMA as LIFECYCLE_SCHEMA } from './lifecycle.js';
 import { SCHEMA as AUDIT_SCHEMA } from './audit.js';
 import { SCHEMA as LIMITS_SCHEMA } from './limits.js';
+import { REPLICAS_SCHEMA } from './store.js';
 
 /** The schema version this code writes (meta.schema_version), as sqlite.ts SCHEMA_VERSION. */
-export const PG_SCHEMA_VERSION = 4;
+export const PG_SCHEMA_VERSION = 5;
 /**
  * The migration from schema version `from` (to the next one this code knows), by `from`, run
  * in order under the advisory lock. 1 → 3 (attributes and scopes, docs/policies.md; there
@@ -52,6 +53,9 @@ const PG_MIGRATIONS: Record<number, { to: number; ddl: () => string[] }> = {
       )`,
     ],
   },
+  // 4 → 5: replicas (heartbeats) and the device outlets each holds (docs/architecture.md
+  // "Device outlets across replicas"), read at each DEVICE/NAME open the replica cannot serve itself.
+  4: { to: 5, ddl: () => [REPLICAS_SCHEMA] },
 };
 /** pg_advisory_xact_lock key serialising migrations of replicas starting together ("ockamenr"). */
 const MIGRATE_LOCK = 0x6f636b616d656e72n;
@@ -197,7 +201,7 @@ export class PgDatabase {
       if (v === undefined) {
         // Every table at once, in the same transaction: a replica that starts beside this one
         // waits on the advisory lock and then finds the version row.
-        for (const ddl of [STORE_SCHEMA, COMMIT_FUNCTION, TOKENS_SCHEMA, LIFECYCLE_SCHEMA, AUDIT_SCHEMA, LIMITS_SCHEMA]) await c.query(ddl);
+        for (const ddl of [STORE_SCHEMA, COMMIT_FUNCTION, TOKENS_SCHEMA, LIFECYCLE_SCHEMA, AUDIT_SCHEMA, LIMITS_SCHEMA, REPLICAS_SCHEMA]) await c.query(ddl);
         await c.query(`INSERT INTO meta (key, value) VALUES ('schema_version', $1)`, [String(PG_SCHEMA_VERSION)]);
       }
     }, 'cannot open the store');

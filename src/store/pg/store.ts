@@ -12,7 +12,7 @@
  * flush and one round trip per batch; each input gets its own outcome, as in sqlite.ts.
  */
 import { EnrollError } from '../../errors.js';
-import { attributesColumn, mergeAttributes, pendingFromRow, PENDING_COLUMNS, PENDING_JOINS, scopesColumn, SPK_SELECT, toBundle, toEnrollee, toEnroller, toKem, toOutlet, toSpk } from '../sqlite.js';
+import { attributesColumn, mergeAttributes, pendingFromRow, PENDING_COLUMNS, PENDING_JOINS, scopesColumn, SPK_SELECT, toBundle, toEnrollee, toEnroller, toKem, toOutlet, toSpk, toReplica, toDeviceOutletHolder } from '../sqlite.js';
 import type { Attributes } from '../../protocol/codec/attributes.js';
 import type { EnrollerScopes } from '../../policy/scopes.js';
 import type {
@@ -24,6 +24,8 @@ import type {
   EnrollerRecord,
   KemPrekeyRecord,
   OutletRecord,
+  ReplicaRecord,
+  DeviceOutletHolder,
   PendingResult,
   ServiceStore,
   SignedPrekeyRecord,
@@ -99,6 +101,25 @@ CREATE TABLE IF NOT EXISTS outlets (
   allow      text CHECK (allow IS NULL OR length(allow) <= 4096),
   created_at bigint NOT NULL
 );
+`;
+
+/** Schema step 5: sqlite.ts REPLICAS in PostgreSQL types (the same columns and checks). */
+export const REPLICAS_SCHEMA = `
+CREATE TABLE IF NOT EXISTS replicas (
+  id         text PRIMARY KEY CHECK (length(id) BETWEEN 1 AND 64),
+  address    text CHECK (address IS NULL OR length(address) BETWEEN 1 AND 300),
+  started_at bigint NOT NULL,
+  last_seen  bigint NOT NULL
+);
+CREATE TABLE IF NOT EXISTS device_outlets (
+  replica_id  text NOT NULL,
+  session     bigint NOT NULL,
+  enrollee_id bytea NOT NULL CHECK (length(enrollee_id) = 32),
+  name        text NOT NULL CHECK (length(name) BETWEEN 1 AND 64),
+  since       bigint NOT NULL,
+  PRIMARY KEY (replica_id, session, name)
+);
+CREATE INDEX IF NOT EXISTS device_outlets_enrollee ON device_outlets(enrollee_id);
 `;
 
 /**
@@ -213,6 +234,59 @@ export class PgStore implements ServiceStore {
       const after = (await c.query(`UPDATE enrollees SET attributes = $1 WHERE id = $2 RETURNING *`, [next, buf(id)])).rows[0]!;
       return { before, after: toEnrollee(after) };
     });
+  }
+
+  async replicaHeartbeat(r: ReplicaRecord): Promise<void> {
+    await this.db.query(
+      `INSERT INTO replicas (id, address, started_at, last_seen) VALUES ($1, $2, $3, $4)
+       ON CONFLICT (id) DO UPDATE SET address = excluded.address, started_at = excluded.started_at, last_seen = excluded.last_seen`,
+      [r.id, r.address, r.startedAt, r.lastSeen],
+      'replica heartbeat failed',
+      'replica_heartbeat',
+    );
+  }
+
+  async listReplicas(): Promise<ReplicaRecord[]> {
+    return (await this.db.query(`SELECT * FROM replicas ORDER BY last_seen DESC, id`)).rows.map(toReplica);
+  }
+
+  async removeReplica(id: string): Promise<void> {
+    await this.db.tx(async (c) => {
+      await c.query(`DELETE FROM device_outlets WHERE replica_id = $1`, [id]);
+      await c.query(`DELETE FROM replicas WHERE id = $1`, [id]);
+    });
+  }
+
+  async pruneReplicas(seenBefore: number): Promise<number> {
+    return this.db.tx(async (c) => {
+      await c.query(`DELETE FROM device_outlets WHERE replica_id IN (SELECT id FROM replicas WHERE last_seen < $1)`, [seenBefore]);
+      return (await c.query(`DELETE FROM replicas WHERE last_seen < $1`, [seenBefore])).rowCount ?? 0;
+    });
+  }
+
+  async putDeviceOutlets(rec: { replicaId: string; session: number; enrolleeId: Uint8Array; names: readonly string[]; since: number }): Promise<void> {
+    await this.db.tx(async (c) => {
+      await c.query(`DELETE FROM device_outlets WHERE replica_id = $1 AND session = $2`, [rec.replicaId, rec.session]);
+      for (const n of rec.names) {
+        await c.query(`INSERT INTO device_outlets (replica_id, session, enrollee_id, name, since) VALUES ($1, $2, $3, $4, $5)`, [rec.replicaId, rec.session, buf(rec.enrolleeId), n, rec.since]);
+      }
+    });
+  }
+
+  async removeDeviceOutlets(replicaId: string, session: number): Promise<void> {
+    await this.db.query(`DELETE FROM device_outlets WHERE replica_id = $1 AND session = $2`, [replicaId, session]);
+  }
+
+  async findDeviceOutlets(enrolleeId: Uint8Array, seenSince: number): Promise<DeviceOutletHolder[]> {
+    return (
+      await this.db.query(
+        `SELECT d.replica_id, r.address, d.session, d.name, d.since, r.last_seen
+           FROM device_outlets d JOIN replicas r ON r.id = d.replica_id
+          WHERE d.enrollee_id = $1 AND r.last_seen >= $2
+          ORDER BY d.since DESC, d.session DESC, d.name`,
+        [buf(enrolleeId), seenSince],
+      )
+    ).rows.map(toDeviceOutletHolder);
   }
 
   async putOutlet(rec: OutletRecord): Promise<void> {
