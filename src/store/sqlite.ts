@@ -33,10 +33,11 @@ import { checkScopes, type EnrollerScopes } from '../policy/scopes.js';
  * 3: attributes and scopes (`enrollees.attributes`, `enrollers.scopes`, docs/policies.md).
  * 4: service outlets (`outlets`, docs/portals.md).
  * 5: replicas and the device outlets each holds (`replicas`, `device_outlets`, docs/architecture.md).
+ * 6: fewer pages per enrollment's commit (issue 23 item 3, docs/performance.md §Analysis).
  * A store of a lower version is migrated on its first writable open by running the steps of
  * MIGRATIONS in order, each in a transaction of its own.
  */
-export const SCHEMA_VERSION = 5;
+export const SCHEMA_VERSION = 6;
 
 /** PQSPK_A of each SPK made since EKA v2 (docs/protocol.md §3.3). */
 const KEM_PREKEYS = `
@@ -110,8 +111,42 @@ ${REPLICAS}
 UPDATE meta SET value = '5' WHERE key = 'schema_version';
 `;
 
+/**
+ * The indexes of schema 6. Each enrollment's commit (docs/protocol.md §5.5) changes one
+ * enrollee from pending to enrolled (state, ik_b set, eik_b NULL) and one bundle from
+ * approved to consumed, under random keys, so every index entry it moves is a page of its
+ * own in the WAL. Step 4's indexes moved five: enrollees_state (out of 'pending', into
+ * 'enrolled'), enrollees_ik_b (out of the NULLs, into its IK_B) and bundles_enroller (out of
+ * 'approved', into 'consumed'). These keep only the entries a query reads:
+ * - enrollees_open: the enrollees not enrolled (pending, revoked), for counts() and
+ *   listEnrollees('pending' | 'revoked'); an enrollment removes its entry and adds none.
+ *   The enrolled count is the table's count less these (counts()).
+ * - enrollees_ik_b: unique over the IK_Bs that are set (the NULLs of pending rows were
+ *   never looked up: `ik_b = ?` implies `ik_b IS NOT NULL`, so SQLite still uses it).
+ * - bundles_live: the bundles an enroller can still use or lose (issued, approved), which is
+ *   what revokeEnroller updates; a consumed or revoked bundle leaves it.
+ */
+const INDEXES_6 = `
+CREATE INDEX IF NOT EXISTS enrollees_open ON enrollees(state) WHERE state <> 'enrolled';
+CREATE UNIQUE INDEX IF NOT EXISTS enrollees_ik_b ON enrollees(ik_b) WHERE ik_b IS NOT NULL;
+CREATE INDEX IF NOT EXISTS bundles_live ON bundles(enroller, state) WHERE state IN ('issued','approved');`;
+
+/**
+ * Schema 5 → 6: step 4's three indexes
+ * replaced by INDEXES_6, in the migration's one transaction (SqliteStore.open), so an
+ * interrupted migration leaves the store at 5, whole. Building them reads the enrollees and
+ * bundles tables once each (docs/operations.md "Upgrading": ≈ N s per million enrollees).
+ */
+const MIGRATE_5_TO_6 = `
+DROP INDEX IF EXISTS enrollees_state;
+DROP INDEX IF EXISTS enrollees_ik_b;
+DROP INDEX IF EXISTS bundles_enroller;
+${INDEXES_6}
+UPDATE meta SET value = '6' WHERE key = 'schema_version';
+`;
+
 /** The migration from version `from` to `from + 1` (or further), by `from`. */
-const MIGRATIONS: Record<number, string> = { 1: MIGRATE_1_TO_2, 2: MIGRATE_2_TO_3, 3: MIGRATE_3_TO_4, 4: MIGRATE_4_TO_5 };
+const MIGRATIONS: Record<number, string> = { 1: MIGRATE_1_TO_2, 2: MIGRATE_2_TO_3, 3: MIGRATE_3_TO_4, 4: MIGRATE_4_TO_5, 5: MIGRATE_5_TO_6 };
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (
@@ -145,7 +180,6 @@ CREATE TABLE IF NOT EXISTS bundles (
   state              TEXT NOT NULL CHECK (state IN ('issued','approved','consumed','revoked')),
   eka                INTEGER NOT NULL DEFAULT 1 CHECK (eka IN (1, 2))
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS bundles_enroller ON bundles(enroller, state);
 ${KEM_PREKEYS}
 CREATE TABLE IF NOT EXISTS enrollees (
   id              BLOB PRIMARY KEY,
@@ -163,15 +197,14 @@ CREATE TABLE IF NOT EXISTS enrollees (
   failed_attempts INTEGER NOT NULL DEFAULT 0,
   attributes      TEXT
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS enrollees_state ON enrollees(state);
--- One identity key, one enrollee: an IK_B names exactly one device.
-CREATE UNIQUE INDEX IF NOT EXISTS enrollees_ik_b ON enrollees(ik_b);
 CREATE TABLE IF NOT EXISTS accepted_ek (
   ek_b        BLOB PRIMARY KEY,
   accepted_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 ${OUTLETS}
 ${REPLICAS}
+-- One identity key, one enrollee: an IK_B names exactly one device (enrollees_ik_b).
+${INDEXES_6}
 `;
 
 type Row = Record<string, unknown>;
@@ -497,13 +530,21 @@ export class SqliteStore implements ServiceStore {
       ).pluck(),
       listAll: db.prepare(`SELECT * FROM enrollees ORDER BY coalesce(enrolled_at, approved_at), id`),
       listState: db.prepare(`SELECT * FROM enrollees WHERE state = ? ORDER BY coalesce(enrolled_at, approved_at), id`),
+      // `state <> 'enrolled'` as enrollees_open's WHERE says it, so SQLite may use that index.
+      listOpen: db.prepare(`SELECT * FROM enrollees WHERE state = ? AND state <> 'enrolled' ORDER BY coalesce(enrolled_at, approved_at), id`),
       revokeEnrollee: db.prepare(
         `UPDATE enrollees SET state = 'revoked', revoked_at = ? WHERE id = ? AND state != 'revoked'`,
       ),
       revokeEnrolleeBundle: db.prepare(
         `UPDATE bundles SET state = 'revoked', opk_private_sealed = NULL WHERE id = ? AND state = 'approved'`,
       ),
-      counts: db.prepare(`SELECT state, count(*) AS n FROM enrollees GROUP BY state`),
+      // One statement, so one snapshot. The pending and revoked counts come from enrollees_open;
+      // the table's count from its smallest full index (bundle_id's); enrolled is the rest.
+      counts: db.prepare(
+        `SELECT (SELECT count(*) FROM enrollees) AS total,
+                (SELECT count(*) FROM enrollees WHERE state = 'pending' AND state <> 'enrolled') AS pending,
+                (SELECT count(*) FROM enrollees WHERE state = 'revoked' AND state <> 'enrolled') AS revoked`,
+      ),
     };
   }
 
@@ -812,7 +853,8 @@ export class SqliteStore implements ServiceStore {
   }
 
   async listEnrollees(state?: EnrolleeState): Promise<EnrolleeRecord[]> {
-    const rows = (state ? this.#stmt.listState.all(state) : this.#stmt.listAll.all()) as Row[];
+    const s = this.#stmt;
+    const rows = (state === undefined ? s.listAll.all() : state === 'enrolled' ? s.listState.all(state) : s.listOpen.all(state)) as Row[];
     return rows.map(toEnrollee);
   }
 
@@ -852,9 +894,10 @@ export class SqliteStore implements ServiceStore {
   }
 
   async counts(): Promise<Record<EnrolleeState, number>> {
-    const out: Record<EnrolleeState, number> = { pending: 0, enrolled: 0, revoked: 0 };
-    for (const r of this.#stmt.counts.all() as Row[]) out[r.state as EnrolleeState] = Number(r.n);
-    return out;
+    const r = this.#stmt.counts.get() as Row;
+    const pending = Number(r.pending);
+    const revoked = Number(r.revoked);
+    return { pending, enrolled: Number(r.total) - pending - revoked, revoked };
   }
 
   async close(): Promise<void> {

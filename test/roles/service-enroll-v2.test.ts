@@ -307,7 +307,7 @@ describe('store schema 1 → 2 migration', () => {
   it('a version 1 store is migrated on open: its bundles are EKA v1, its SPKs have no KEM prekey', async () => {
     const Database = (await import('better-sqlite3')).default;
     const { SqliteStore, SCHEMA_VERSION } = await import('../../src/store/sqlite.js');
-    assert.equal(SCHEMA_VERSION, 5);
+    assert.equal(SCHEMA_VERSION, 6);
     const path = join(root, 'v1.db');
     const fresh = SqliteStore.open(path);
     await fresh.addSignedPrekey({ publicKey: new Uint8Array(32).fill(1), privateSealed: new Uint8Array(60), signature: new Uint8Array(64), createdAt: NOW });

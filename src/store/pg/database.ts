@@ -16,7 +16,7 @@
 import pg from 'pg';
 import { EnrollError } from '../../errors.js';
 import { maskSecret, type StoreLocation } from '../location.js';
-import { COMMIT_FUNCTION, SCHEMA as STORE_SCHEMA } from './store.js';
+import { COMMIT_FUNCTION, INDEXES_6, SCHEMA as STORE_SCHEMA } from './store.js';
 import { SCHEMA as TOKENS_SCHEMA } from './tokens.js';
 import { SCHEMA as LIFECYCLE_SCHEMA } from './lifecycle.js';
 import { SCHEMA as AUDIT_SCHEMA } from './audit.js';
@@ -24,7 +24,7 @@ import { SCHEMA as LIMITS_SCHEMA } from './limits.js';
 import { REPLICAS_SCHEMA } from './store.js';
 
 /** The schema version this code writes (meta.schema_version), as sqlite.ts SCHEMA_VERSION. */
-export const PG_SCHEMA_VERSION = 5;
+export const PG_SCHEMA_VERSION = 6;
 /**
  * The migration from schema version `from` (to the next one this code knows), by `from`, run
  * in order under the advisory lock. 1 → 3 (attributes and scopes, docs/policies.md; there
@@ -56,7 +56,24 @@ const PG_MIGRATIONS: Record<number, { to: number; ddl: () => string[] }> = {
   // 4 → 5: replicas (heartbeats) and the device outlets each holds (docs/architecture.md
   // "Device outlets across replicas"), read at each DEVICE/NAME open the replica cannot serve itself.
   4: { to: 5, ddl: () => [REPLICAS_SCHEMA] },
+  // 5 → 6: fewer pages per enrollment's commit (issue 23 item 3; sqlite.ts MIGRATE_5_TO_6):
+  // step 4's enrollees_state, enrollees_ik_b and bundles_enroller replaced by INDEXES_6.
+  // Each CREATE INDEX reads its table once, holding a SHARE lock that blocks writes (not
+  // reads) until the migration's transaction commits (docs/operations.md "Upgrading").
+  5: {
+    to: 6,
+    ddl: () => [`DROP INDEX IF EXISTS enrollees_state`, `DROP INDEX IF EXISTS enrollees_ik_b`, `DROP INDEX IF EXISTS bundles_enroller`, ...INDEXES_6],
+  },
 };
+/**
+ * A migration is one transaction and may rebuild indexes over millions of rows: its
+ * statements, and a replica waiting for the lock meanwhile, get this long instead of the
+ * hot path's STATEMENT_TIMEOUT_MS / TX_DEADLINE_MS (≈ 14 s per million enrollees measured,
+ * docs/operations.md "Upgrading").
+ */
+export const MIGRATE_DEADLINE_MS = 30 * 60_000;
+/** How often a replica that finds the migration lock taken tries it again. */
+const MIGRATE_LOCK_POLL_MS = 200;
 /** pg_advisory_xact_lock key serialising migrations of replicas starting together ("ockamenr"). */
 const MIGRATE_LOCK = 0x6f636b616d656e72n;
 /** Connections per process: the commit path holds one, reads and the audit use the rest. */
@@ -185,13 +202,23 @@ export class PgDatabase {
 
   async #migrate(): Promise<void> {
     await this.tx(async (c) => {
-      await c.query('SELECT pg_advisory_xact_lock($1)', [MIGRATE_LOCK.toString()]);
+      // The lock is tried, not waited for, so that each statement stays short (a database
+      // that stops answering is still noticed within QUERY_TIMEOUT_MS); a replica starting
+      // beside one that migrates tries again until that migration's deadline.
+      const waitUntil = Date.now() + MIGRATE_DEADLINE_MS;
+      while ((await c.query('SELECT pg_try_advisory_xact_lock($1) AS ok', [MIGRATE_LOCK.toString()])).rows[0]!.ok !== true) {
+        if (Date.now() >= waitUntil) throw new EnrollError('ERR_STORE', `another replica has held the migration lock of ${this.location.masked} for ${MIGRATE_DEADLINE_MS / 60_000} minutes`);
+        await new Promise((r) => setTimeout(r, MIGRATE_LOCK_POLL_MS));
+      }
       const hasMeta = (await c.query(`SELECT to_regclass('meta') IS NOT NULL AS ok`)).rows[0]!.ok === true;
       const v = hasMeta ? (await c.query(`SELECT value FROM meta WHERE key = 'schema_version'`)).rows[0] : undefined;
       let version = v === undefined ? undefined : Number(v.value);
+      if (version !== undefined && version !== PG_SCHEMA_VERSION && PG_MIGRATIONS[version] !== undefined) {
+        await c.query(`SET LOCAL statement_timeout = ${MIGRATE_DEADLINE_MS}`);
+      }
       while (version !== undefined && version !== PG_SCHEMA_VERSION && PG_MIGRATIONS[version] !== undefined) {
         const step = PG_MIGRATIONS[version]!;
-        for (const ddl of step.ddl()) await c.query(ddl);
+        for (const ddl of step.ddl()) await c.query({ text: ddl, query_timeout: MIGRATE_DEADLINE_MS } as pg.QueryConfig);
         await c.query(`UPDATE meta SET value = $1 WHERE key = 'schema_version'`, [String(step.to)]);
         version = step.to;
       }
@@ -204,7 +231,7 @@ export class PgDatabase {
         for (const ddl of [STORE_SCHEMA, COMMIT_FUNCTION, TOKENS_SCHEMA, LIFECYCLE_SCHEMA, AUDIT_SCHEMA, LIMITS_SCHEMA, REPLICAS_SCHEMA]) await c.query(ddl);
         await c.query(`INSERT INTO meta (key, value) VALUES ('schema_version', $1)`, [String(PG_SCHEMA_VERSION)]);
       }
-    }, 'cannot open the store');
+    }, 'cannot open the store', MIGRATE_DEADLINE_MS);
   }
 
   /** Subscribes to reachability changes; returns the unsubscribe function. */
@@ -277,9 +304,10 @@ export class PgDatabase {
   /**
    * Runs `fn` in one transaction (READ COMMITTED; the guarantees come from row locks and
    * conditional updates). An EnrollError thrown by `fn` rolls back and propagates as is.
-   * Resolves after COMMIT has returned, so what it wrote is durable.
+   * Resolves after COMMIT has returned, so what it wrote is durable. `deadlineMs`: see
+   * TX_DEADLINE_MS (longer only for a migration, MIGRATE_DEADLINE_MS).
    */
-  async tx<T>(fn: (c: pg.PoolClient) => Promise<T>, what = 'store transaction failed'): Promise<T> {
+  async tx<T>(fn: (c: pg.PoolClient) => Promise<T>, what = 'store transaction failed', deadlineMs = TX_DEADLINE_MS): Promise<T> {
     const startedAt = performance.now();
     let client: pg.PoolClient;
     try {
@@ -304,7 +332,7 @@ export class PgDatabase {
       expired = true;
       broken = true;
       destroyConnection(client);
-    }, TX_DEADLINE_MS);
+    }, deadlineMs);
     try {
       await client.query('BEGIN');
       const out = await fn(client);
@@ -312,7 +340,7 @@ export class PgDatabase {
       this.#succeeded(startedAt);
       return out;
     } catch (err) {
-      if (expired && !(err instanceof EnrollError)) err = new Error(`transaction deadline of ${TX_DEADLINE_MS / 1000} s passed (${(err as Error)?.message ?? String(err)})`);
+      if (expired && !(err instanceof EnrollError)) err = new Error(`transaction deadline of ${deadlineMs / 1000} s passed (${(err as Error)?.message ?? String(err)})`);
       if (isConnectionError(err)) {
         broken = true;
         this.#failed(err);
