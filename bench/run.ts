@@ -82,7 +82,14 @@ const OPTS = {
   /** The token row (issue 23 item 5): certificates at C=1, 16, 64, after a warm-up; `--token` runs it alone. */
   /** Issue 19: the portal part; `--portal` runs it alone. MB per throughput run (BENCH_PORTAL_MB scales it down), round trips, idle streams. */
   portal: { mb: value('portal-mb', Number(process.env.BENCH_PORTAL_MB ?? 1024)), rtt: value('portal-rtt', 5000), idle: value('portal-idle', 1000) },
-  token: { warm: value('token-warm', 300), c1: value('token-c1', 300), c16: value('token-c16', 1500), c64: value('token-c64', 1500) },
+  /** `--token-workers N` runs the token row's service with `--workers N` (0: the in-thread path); default: the service's default. */
+  token: {
+    warm: value('token-warm', 300),
+    c1: value('token-c1', 300),
+    c16: value('token-c16', 1500),
+    c64: value('token-c64', 1500),
+    ...(argv.includes('--token-workers') ? { serviceArgs: ['--workers', String(value('token-workers', 0))] } : {}),
+  },
 };
 
 const t00 = performance.now();

@@ -240,7 +240,7 @@ export function register(service: Command): void {
             const at = httpsListenFlag ?? parseListenAddress(svc.settings.httpsListen);
             try {
               const { startHttpsServer } = await import('../roles/service/https.js');
-              https = await startHttpsServer(svc, pki, { host: at.host, port: at.port, log, ...httpsLimits, ...(addressCheck ? { addressCheck } : {}) });
+              https = await startHttpsServer(svc, pki, { host: at.host, port: at.port, log, ...httpsLimits, ...(addressCheck ? { addressCheck } : {}), ...(pool ? { pool } : {}) });
               if (https.announced.warning) out.warn(https.announced.warning);
             } catch (err) {
               // Only the operator's own choice of HTTPS address is worth failing for; the default

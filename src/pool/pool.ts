@@ -25,8 +25,9 @@ import { xeddsaSigner } from '../crypto/xeddsa.js';
 import { EnrollError } from '../errors.js';
 import { deriveStoreKey, type ServiceHome } from '../roles/service/home.js';
 import type { SignedPrekeyRecord } from '../store/types.js';
+import { runCertJob, type CertJob, type CertKeys, type CertResult } from './cert-job.js';
 import { runOpenJob, type JobKeys, type OpenJob, type OpenResult } from './job.js';
-import type { PoolReply, PoolRequest } from './worker.js';
+import type { PoolPki, PoolReply, PoolRequest } from './worker.js';
 
 export const MAX_WORKERS = 64;
 /** Jobs per message to a worker: enough to amortise postMessage, small enough to spread a burst. */
@@ -45,8 +46,8 @@ interface Slot {
   earlyDeaths: number;
   /** SPKs this worker was sent, as `id:publicKey`. */
   spks: Set<string>;
-  pending: Map<number, { resolve(r: OpenResult): void; reject(err: unknown): void }>;
-  batch: OpenJob[];
+  pending: Map<number, { resolve(r: OpenResult | CertResult): void; reject(err: unknown): void }>;
+  batch: (OpenJob | CertJob)[];
 }
 
 export class EnrollPool {
@@ -54,6 +55,9 @@ export class EnrollPool {
   readonly #ikAPrivate: Uint8Array;
   readonly #onError: (reason: string) => void;
   readonly #local: JobKeys;
+  /** Token enrollment's keys (setPki): the sealed form each worker is sent, and this thread's own for the fallback. */
+  #pki: PoolPki | undefined;
+  #localCert: CertKeys | undefined;
   #next = 1;
   #closed = false;
   /** Workers started in all (replacements included), and jobs run on workers, for tests and the log. */
@@ -128,6 +132,8 @@ export class EnrollPool {
     this.started++;
     w.unref();
     slot.worker = w;
+    // Before any job: a port delivers in order, so a replacement has the CA key before its first certificate.
+    if (this.#pki !== undefined) w.postMessage({ type: 'pki', pki: this.#pki } satisfies PoolRequest);
     w.on('message', (m: PoolReply) => {
       if (m.type === 'ready') {
         slot.ready = true;
@@ -156,10 +162,10 @@ export class EnrollPool {
     if (this.#closed) return;
     if (early) slot.earlyDeaths++;
     if (slot.earlyDeaths >= MAX_EARLY_DEATHS) {
-      this.#onError(`${reason}; ${lost.length} enrollments answered UNAVAILABLE; it died ${slot.earlyDeaths} times before it was ready and is not replaced`);
+      this.#onError(`${reason}; ${lost.length} requests answered UNAVAILABLE; it died ${slot.earlyDeaths} times before it was ready and is not replaced`);
       return;
     }
-    this.#onError(`${reason}; ${lost.length} enrollments answered UNAVAILABLE; replaced`);
+    this.#onError(`${reason}; ${lost.length} requests answered UNAVAILABLE; replaced`);
     this.#spawn(slot);
   }
 
@@ -182,13 +188,46 @@ export class EnrollPool {
         s.worker!.postMessage({ type: 'spk', spk } satisfies PoolRequest);
       }
     }
-    let slot = live[0]!;
-    for (const s of live) if (s.pending.size < slot.pending.size) slot = s;
-    const chosen = slot;
+    return this.#enqueue(this.#leastBusy()!, full) as Promise<OpenResult>;
+  }
+
+  /**
+   * Token enrollment's keys (issue 23 item 5), once at the HTTPS listener's start: the CA key
+   * as the keystore holds it (sealed under the store key; each worker unseals it), the HTTPS
+   * public key and the CA's fingerprint. Sent to every worker now, and to each replacement
+   * before its first job; `local` is this thread's own, for when no worker is left.
+   */
+  setPki(pki: PoolPki, local: CertKeys): void {
+    this.#pki = pki;
+    this.#localCert = local;
+    for (const s of this.#slots) s.worker?.postMessage({ type: 'pki', pki } satisfies PoolRequest);
+  }
+
+  /**
+   * Runs one token or renewal job (cert-job.ts) on the least busy worker. A worker lost with
+   * it in flight rejects it with ERR_INTERNAL: nothing was redeemed or recorded for it.
+   */
+  issue(job: Omit<CertJob, 'id' | 'kind'>): Promise<CertResult> {
+    const full: CertJob = { kind: 'cert', id: this.#next++, ...job };
+    const slot = this.#closed ? undefined : this.#leastBusy();
+    if (slot === undefined) {
+      if (this.#localCert === undefined) return Promise.reject(new EnrollError('ERR_INTERNAL', 'the pool was given no token keys (setPki)'));
+      return Promise.resolve(runCertJob(this.#localCert, full));
+    }
+    return this.#enqueue(slot, full) as Promise<CertResult>;
+  }
+
+  #leastBusy(): Slot | undefined {
+    let slot: Slot | undefined;
+    for (const s of this.#slots) if (s.worker !== undefined && (slot === undefined || s.pending.size < slot.pending.size)) slot = s;
+    return slot;
+  }
+
+  #enqueue(chosen: Slot, job: OpenJob | CertJob): Promise<OpenResult | CertResult> {
     this.jobs++;
-    return new Promise<OpenResult>((resolve, reject) => {
-      chosen.pending.set(full.id, { resolve, reject });
-      chosen.batch.push(full);
+    return new Promise<OpenResult | CertResult>((resolve, reject) => {
+      chosen.pending.set(job.id, { resolve, reject });
+      chosen.batch.push(job);
       if (chosen.batch.length >= MAX_BATCH) this.#post(chosen);
       else if (chosen.batch.length === 1) setImmediate(() => this.#post(chosen));
     });

@@ -4,18 +4,38 @@
  * and wipes its copies of the bytes. Later messages carry nothing secret: SPK records are
  * sealed under the store key, jobs are public bytes (job.ts).
  */
+import { createHash, createPrivateKey, createPublicKey } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
+import type { TokenAlg } from '../protocol/token/claims.js';
+import { clientCertTemplate } from '../x509/cert-template.js';
+import { runCertJob, type CertJob, type CertKeys, type CertResult } from './cert-job.js';
 import { importX25519Private, x25519PublicKey } from '../crypto/x25519.js';
 import { xeddsaSigner } from '../crypto/xeddsa.js';
 import { Sealer } from '../store/sealing.js';
 import type { SignedPrekeyRecord } from '../store/types.js';
 import { runOpenJob, type JobKeys, type OpenJob, type OpenResult } from './job.js';
 
+/**
+ * Token enrollment's keys as a worker is sent them (pool.ts setPki): the CA key as the
+ * keystore holds it, sealed under the store key (roles/service/pki.ts: purpose `ca-key`,
+ * AAD the SHA-256 of the CA certificate), and public parts.
+ */
+export interface PoolPki {
+  caDer: Uint8Array;
+  caKeySealed: Uint8Array;
+  /** The HTTPS key's public half, SubjectPublicKeyInfo DER: it verifies tokens. */
+  httpsSpki: Uint8Array;
+  tokenAlg: TokenAlg;
+  caFingerprint: string;
+}
+
 export type PoolRequest =
   /** An SPK the main thread has seen (at start, or after a rotation): before any job that needs it. */
   | { type: 'spk'; spk: SignedPrekeyRecord }
-  | { type: 'jobs'; jobs: OpenJob[] };
-export type PoolReply = { type: 'ready' } | { type: 'results'; results: OpenResult[] };
+  /** Token enrollment's keys: at the HTTPS listener's start, and first thing to a replacement. */
+  | { type: 'pki'; pki: PoolPki }
+  | { type: 'jobs'; jobs: (OpenJob | CertJob)[] };
+export type PoolReply = { type: 'ready' } | { type: 'results'; results: (OpenResult | CertResult)[] };
 
 const data = workerData as { ikAPrivate: Uint8Array; storeKey: Uint8Array };
 const keys: JobKeys = {
@@ -28,12 +48,50 @@ const keys: JobKeys = {
 data.ikAPrivate.fill(0);
 data.storeKey.fill(0);
 
+let certKeys: CertKeys | undefined;
+let pkiError: string | undefined;
+
+function loadPki(p: PoolPki): CertKeys {
+  const pkcs8 = keys.sealer.open(p.caKeySealed, 'ca-key', new Uint8Array(createHash('sha256').update(p.caDer).digest()));
+  try {
+    const caKey = createPrivateKey({ key: Buffer.from(pkcs8), format: 'der', type: 'pkcs8' });
+    return {
+      clientTemplate: clientCertTemplate(p.caDer, caKey),
+      httpsPublicKey: createPublicKey({ key: Buffer.from(p.httpsSpki), format: 'der', type: 'spki' }),
+      tokenAlg: p.tokenAlg,
+      caFingerprint: p.caFingerprint,
+    };
+  } finally {
+    pkcs8.fill(0);
+  }
+}
+
+function runJob(job: OpenJob | CertJob): OpenResult | CertResult {
+  if ('kind' in job && job.kind === 'cert') {
+    if (certKeys === undefined) return { id: job.id, ok: false, code: 'ERR_INTERNAL', message: pkiError ?? 'this pool worker was sent no token keys' };
+    return runCertJob(certKeys, job);
+  }
+  return runOpenJob(keys, job as OpenJob);
+}
+
 parentPort!.on('message', (req: PoolRequest) => {
   if (req.type === 'spk') {
     keys.spks.set(req.spk.id, req.spk);
     return;
   }
-  const results = req.jobs.map((job) => runOpenJob(keys, job));
+  if (req.type === 'pki') {
+    // A key that does not open fails each token job (ERR_INTERNAL, a 500 with the reason in
+    // the log), not the worker: a crash here would only be replaced, and crash again.
+    try {
+      certKeys = loadPki(req.pki);
+      pkiError = undefined;
+    } catch (err) {
+      certKeys = undefined;
+      pkiError = `this pool worker could not load the CA key: ${(err as Error)?.message ?? String(err)}`;
+    }
+    return;
+  }
+  const results = req.jobs.map(runJob);
   parentPort!.postMessage({ type: 'results', results } satisfies PoolReply);
 });
 parentPort!.postMessage({ type: 'ready' } satisfies PoolReply);

@@ -69,6 +69,11 @@ export interface VerifyTokenOptions {
  * ERR_TOKEN_EXPIRED.
  */
 export async function verifyToken(text: string, key: KeyObject, opts: VerifyTokenOptions): Promise<TokenClaims> {
+  return verifyTokenSync(text, key, opts);
+}
+
+/** verifyToken without the promise: the same checks, in the same order (a pool worker runs it, src/pool/cert-job.ts). */
+export function verifyTokenSync(text: string, key: KeyObject, opts: VerifyTokenOptions): TokenClaims {
   const decoded = decodeTokenUnverified(text);
   if (decoded.alg !== opts.alg) {
     throw new EnrollError('ERR_TOKEN_SIGNATURE', `the token is signed with ${decoded.alg}, but the service's key signs with ${opts.alg}`, {

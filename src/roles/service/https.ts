@@ -51,7 +51,8 @@ import { decodeBase64Body, encodeBase64Body, encodeCertsOnlyDer } from '../../x5
 import type { ServiceHome } from './home.js';
 import type { DecisionLog } from './log.js';
 import { recheckHttpsAddress, settleHttpsAddress, type HttpsAddressCheck, type SettledHttpsAddress } from './https-announce.js';
-import type { ServicePki } from './pki.js';
+import { poolPki, type ServicePki } from './pki.js';
+import type { EnrollPool } from '../../pool/pool.js';
 import { authenticateClient, enrollWithToken, renewWithCertificate } from './tokens.js';
 import { DEFAULT_RATE_PER_IP, LimitLog, parseRate, peerIpKey, TokenBuckets, type RateSpec } from './limits.js';
 
@@ -86,6 +87,8 @@ export interface HttpsServerOptions {
   addressCheck?: HttpsAddressCheck;
   /** The freshness window of the served revocation list (revocation/issue.ts), seconds. */
   revocationsValidity?: number;
+  /** The service's worker pool: the token and renewal CPU work runs there (src/pool/cert-job.ts); without it, in this thread. */
+  pool?: EnrollPool;
   now?: () => number;
 }
 
@@ -128,7 +131,8 @@ function jsonReply(status: number, value: Record<string, unknown>, headers?: Rec
 }
 
 function errorReply(err: EnrollError, status = STATUS[err.code] ?? 500): Reply {
-  if (err.code === 'ERR_STORE') return unavailableReply();
+  // The store failed, or the pool worker running the request was lost: nothing was recorded.
+  if (err.code === 'ERR_STORE' || err.code === 'ERR_UNAVAILABLE') return unavailableReply();
   const headers: Record<string, string> = {};
   // RFC 6750 §3: a refused bearer token is announced in WWW-Authenticate.
   if (status === 401 && err.code.startsWith('ERR_TOKEN_')) headers['WWW-Authenticate'] = 'Bearer error="invalid_token"';
@@ -207,6 +211,9 @@ export async function startHttpsServer(svc: ServiceHome, pki: ServicePki, opts: 
   const now = opts.now ?? (() => Math.floor(Date.now() / 1000));
   const log = opts.log;
   const cacertsBody = encodeBase64Body(encodeCertsOnlyDer([pki.caDer]));
+  // The CA key reaches the pool's workers once, here, sealed (pki.ts poolPki).
+  const pool = opts.pool;
+  pool?.setPki(poolPki(svc.keystore, pki), pki);
 
   /** Reads and decodes a base64 PKCS#10 body, after the method's cheap checks. */
   async function csrBody(req: IncomingMessage): Promise<Uint8Array | Reply> {
@@ -289,9 +296,9 @@ export async function startHttpsServer(svc: ServiceHome, pki: ServicePki, opts: 
             log('cert-refused', { peer, reason: `HTTP ${csrDer.status}: bad request body` });
             return csrDer;
           }
-          const issued = await enrollWithToken(svc, pki, { authorization, csrDer, now: now() });
+          const issued = await enrollWithToken(svc, pki, { authorization, csrDer, now: now(), ...(pool ? { pool } : {}) });
           log('cert-issued', { enrollee: issued.idHex, name: issued.name, ...attributesField(issued.attributes), serial: issued.serial, not_after: isoSeconds(issued.notAfter), peer });
-          return { status: 200, type: CT_PKCS7_CERTS_ONLY, body: encodeBase64Body(encodeCertsOnlyDer([issued.der])), headers: { 'Content-Transfer-Encoding': 'base64' } };
+          return { status: 200, type: CT_PKCS7_CERTS_ONLY, body: issued.body, headers: { 'Content-Transfer-Encoding': 'base64' } };
         } catch (err) {
           if (!(err instanceof EnrollError)) throw err;
           log('cert-refused', { peer, reason: `${err.code}: ${err.message}` });
@@ -312,9 +319,9 @@ export async function startHttpsServer(svc: ServiceHome, pki: ServicePki, opts: 
             log('renew-refused', { peer, enrollee: who.idHex, reason: `HTTP ${csrDer.status}: bad request body` });
             return csrDer;
           }
-          const issued = await renewWithCertificate(svc, pki, { who, csrDer, now: now() });
+          const issued = await renewWithCertificate(svc, pki, { who, csrDer, now: now(), ...(pool ? { pool } : {}) });
           log('cert-renewed', { enrollee: issued.idHex, name: issued.name, ...attributesField(issued.attributes), serial: issued.serial, previous: issued.previous, not_after: isoSeconds(issued.notAfter), peer });
-          return { status: 200, type: CT_PKCS7_CERTS_ONLY, body: encodeBase64Body(encodeCertsOnlyDer([issued.der])), headers: { 'Content-Transfer-Encoding': 'base64' } };
+          return { status: 200, type: CT_PKCS7_CERTS_ONLY, body: issued.body, headers: { 'Content-Transfer-Encoding': 'base64' } };
         } catch (err) {
           if (!(err instanceof EnrollError)) throw err;
           log('renew-refused', { peer, reason: `${err.code}: ${err.message}` });

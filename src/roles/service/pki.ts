@@ -27,6 +27,7 @@ import { generateKeyPair, importPrivateKey, jwsAlgorithm, subtleExportPkcs8, typ
 import { x509 } from '../../x509/provider.js';
 import { INIT_FORCE_DESTROYS } from './https-announce.js';
 import { clientCertTemplate, type ClientCertTemplate } from '../../x509/cert-template.js';
+import type { PoolPki } from '../../pool/worker.js';
 
 export const CA_CERT_FILE = 'ca.cert.pem';
 export const CA_KEY_FILE = 'ca.key.sealed';
@@ -140,5 +141,22 @@ export async function loadServicePki(keystore: Keystore, sealer: Sealer): Promis
     tokenAlg: jwsAlgorithm(httpsKey.keyType),
     httpsPublicKey: createPublicKey(httpsKey.keyObject),
     clientTemplate: clientCertTemplate(caDer, caKey.keyObject),
+  };
+}
+
+/**
+ * What the worker pool is sent for token enrollment (src/pool/worker.ts): the CA key as the
+ * keystore holds it, still sealed under the store key (each worker unseals it with the
+ * store key it got at start), and public parts. Never the key in the clear in a message.
+ */
+export function poolPki(keystore: Keystore, pki: ServicePki): PoolPki {
+  const caKeySealed = keystore.readBytes(CA_KEY_FILE, { secret: true });
+  if (!caKeySealed) throw new EnrollError('ERR_KEY_MISSING', `${keystore.path(CA_KEY_FILE)} is missing`);
+  return {
+    caDer: pki.caDer,
+    caKeySealed,
+    httpsSpki: new Uint8Array(pki.httpsPublicKey.export({ type: 'spki', format: 'der' })),
+    tokenAlg: pki.tokenAlg,
+    caFingerprint: pki.caFingerprint,
   };
 }

@@ -19,9 +19,9 @@
  */
 import { equalBytes, fromHex, toHex } from '../../crypto/bytes.js';
 import { systemRandom, type RandomSource } from '../../crypto/random.js';
-import { EnrollError } from '../../errors.js';
+import { EnrollError, type ErrorCode } from '../../errors.js';
 import { MAX_TOKEN_LEN, type TokenClaims } from '../../protocol/token/claims.js';
-import { signToken, verifyToken } from '../../protocol/token/jwt.js';
+import { signToken } from '../../protocol/token/jwt.js';
 import type { EnrollerRecord } from '../../store/types.js';
 import {
   certificateIdentity,
@@ -31,9 +31,10 @@ import {
   whyNotIssuedBy,
   type IssuedCertificate,
 } from '../../x509/ca.js';
-import { checkCsrIdentity } from '../../x509/csr.js';
-import { parseCsrDer } from '../../x509/csr-der.js';
-import { buildClientCertificate } from '../../x509/cert-template.js';
+import { runCertJob, type CertJob, type CertResult } from '../../pool/cert-job.js';
+import type { EnrollPool } from '../../pool/pool.js';
+import { decodeTokenUnverified } from '../../protocol/token/claims.js';
+import { UNAVAILABLE_MESSAGE } from '../../protocol/messages/common.js';
 import { decodeTokenCreate, encodeTokenCreated } from '../../protocol/messages/service.js';
 import type { SecureChannel } from '../../transport/channel.js';
 import type { ServiceHome } from './home.js';
@@ -43,7 +44,6 @@ import { INIT_FORCE_DESTROYS } from './https-announce.js';
 import { commitQueueFor } from './commits.js';
 import { checkScope } from '../../policy/scopes.js';
 import type { Attributes } from '../../protocol/codec/attributes.js';
-import { attributesExtension } from '../../x509/attributes-ext.js';
 
 export interface CreatedToken {
   identityId: Uint8Array;
@@ -106,77 +106,90 @@ export function bearerToken(header: string | undefined): string {
 }
 
 
-/**
- * The hot path of enrollment and renewal, pure (bytes and keys in, bytes out, no I/O, so
- * that a worker thread can run it): the CSR's checks (csr-der.ts: DER, key, proof of
- * possession; then exactly this identity), and the certificate built from the CA's template
- * and signed with node:crypto (cert-template.ts). The identity's attributes, if it has any,
- * go into the attributes extension (x509/attributes-ext.ts).
- */
-export function certificateForRequest(
-  pki: Pick<ServicePki, 'clientTemplate'>,
-  o: { csrDer: Uint8Array; name: string; idHex: string; now: number; days: number; serial: string; attributes?: Attributes },
-): IssuedCertificate {
-  const csr = parseCsrDer(o.csrDer);
-  checkCsrIdentity(csr, { name: o.name, idHex: o.idHex });
-  const extraExtension = attributesExtension(o.attributes);
-  return buildClientCertificate(pki.clientTemplate, {
-    spki: csr.spki,
-    name: o.name,
-    idHex: o.idHex,
-    now: o.now,
-    days: o.days,
-    serial: o.serial,
-    ...(extraExtension ? { extraExtension } : {}),
-  });
-}
-
+/** The certificate, and its certs-only PKCS#7 as the EST body (RFC 7030 §4.2.3, base64). */
 export interface IssuedForIdentity extends IssuedCertificate {
   idHex: string;
   name: string;
   /** The attributes its certificate carries. */
   attributes: Attributes;
+  body: string;
 }
 
-/** Runs the enrollment checks (file comment) and issues the certificate. */
+/**
+ * Runs a job of cert-job.ts: on the pool when there is one (a worker lost with it in flight
+ * is ERR_UNAVAILABLE, a 503: nothing was redeemed or recorded), else in this thread.
+ */
+async function runCert(pki: ServicePki, pool: EnrollPool | undefined, job: Omit<CertJob, 'id' | 'kind'>): Promise<CertResult & { ok: true }> {
+  let r: CertResult;
+  if (pool === undefined) r = runCertJob(pki, { kind: 'cert', id: 0, ...job });
+  else {
+    try {
+      r = await pool.issue(job);
+    } catch (err) {
+      if (!(err instanceof EnrollError) || err.code !== 'ERR_INTERNAL') throw err;
+      // The precise reason (which worker, why) is the message, for the log; the client gets UNAVAILABLE_MESSAGE.
+      throw new EnrollError('ERR_UNAVAILABLE', err.message, { hint: UNAVAILABLE_MESSAGE });
+    }
+  }
+  if (!r.ok) throw new EnrollError(r.code as ErrorCode, r.message, r.hint !== undefined ? { hint: r.hint } : {});
+  return r;
+}
+
+/**
+ * Runs the enrollment checks (file comment) and issues the certificate. The checks' verdicts
+ * come in the order the file comment gives; the work is split so that the main thread keeps
+ * only the store: the token is decoded here (no crypto: its jti), the store read, then one
+ * job (cert-job.ts, on the pool when `pool` is set) checks the token's signature and claims
+ * and, only when the store found the token usable, the CSR, and makes the certificate. A
+ * token the store refuses is still checked first, so that a forged one is refused as forged.
+ * The redemption then goes through the commit thread, durable before the certificate is
+ * returned (so sent): of two uses of one token, one commit wins and the other's certificate
+ * is dropped unsent.
+ */
 export async function enrollWithToken(
   svc: ServiceHome,
   pki: ServicePki,
-  opts: { authorization: string | undefined; csrDer: Uint8Array; now: number; random?: RandomSource },
+  opts: { authorization: string | undefined; csrDer: Uint8Array; now: number; random?: RandomSource; pool?: EnrollPool },
 ): Promise<IssuedForIdentity> {
   const jwt = bearerToken(opts.authorization);
-  const claims = await verifyToken(jwt, pki.httpsPublicKey, { alg: pki.tokenAlg, now: opts.now, issuer: svc.settings.httpsAddress });
-  if (claims.ca_fp !== pki.caFingerprint) {
-    throw new EnrollError('ERR_TOKEN_INVALID', 'the token names another CA than this service\'s', { hint: 'ask the enroller for a new token' });
-  }
-  const found = await svc.tokens.getToken(claims.jti);
-  if (!found || toHex(found.identity.id) !== claims.sub || found.identity.name !== claims.name) {
-    throw new EnrollError('ERR_TOKEN_INVALID', 'the service has no such token', { hint: 'ask the enroller for a new token' });
-  }
-  if (found.token.usedAt !== null) {
-    throw new EnrollError('ERR_TOKEN_USED', `this one-time token was already used, at ${new Date(found.token.usedAt * 1000).toISOString()}`, {
+  // The form only (claims.ts): a malformed token is refused here as verifyToken would first.
+  const unverified = decodeTokenUnverified(jwt).claims;
+  const token = { jwt, issuer: svc.settings.httpsAddress, now: opts.now };
+  const found = await svc.tokens.getToken(unverified.jti);
+  let refusal: EnrollError | undefined;
+  if (!found || toHex(found.identity.id) !== unverified.sub || found.identity.name !== unverified.name) {
+    refusal = new EnrollError('ERR_TOKEN_INVALID', 'the service has no such token', { hint: 'ask the enroller for a new token' });
+  } else if (found.token.usedAt !== null) {
+    refusal = new EnrollError('ERR_TOKEN_USED', `this one-time token was already used, at ${new Date(found.token.usedAt * 1000).toISOString()}`, {
       hint: 'a token enrolls one device once; ask the enroller for a new token',
     });
+  } else if (found.token.expiresAt <= opts.now) {
+    refusal = new EnrollError('ERR_TOKEN_EXPIRED', 'this token has expired', { hint: 'ask the enroller for a new token' });
+  } else if (found.identity.state !== 'pending') {
+    refusal = new EnrollError('ERR_ENROLLEE_REVOKED', `this identity is ${found.identity.state} and cannot enroll`);
   }
-  if (found.token.expiresAt <= opts.now) {
-    throw new EnrollError('ERR_TOKEN_EXPIRED', 'this token has expired', { hint: 'ask the enroller for a new token' });
+  if (refusal !== undefined || !found) {
+    await runCert(pki, opts.pool, { token });
+    throw refusal;
   }
-  if (found.identity.state !== 'pending') {
-    throw new EnrollError('ERR_ENROLLEE_REVOKED', `this identity is ${found.identity.state} and cannot enroll`);
-  }
-  const issued = certificateForRequest(pki, {
-    csrDer: opts.csrDer,
-    name: claims.name,
-    idHex: claims.sub,
-    now: opts.now,
-    days: svc.settings.certDays,
-    serial: randomSerial(opts.random),
-    attributes: found.identity.attributes,
+  const r = await runCert(pki, opts.pool, {
+    token,
+    request: {
+      csrDer: opts.csrDer,
+      name: unverified.name,
+      idHex: unverified.sub,
+      now: opts.now,
+      days: svc.settings.certDays,
+      serial: randomSerial(opts.random),
+      attributes: found.identity.attributes,
+    },
   });
+  const claims = r.claims!;
+  const issued = r.issued!;
   // Through the commit thread's next batch (commits.ts): the WAL sync off the event loop.
   const redeem = { jti: claims.jti, enrolleeId: found.identity.id, now: opts.now, cert: issued };
   await commitQueueFor(svc.store).redeem(redeem, () => svc.tokens.redeemToken(redeem));
-  return { ...issued, idHex: claims.sub, name: claims.name, attributes: found.identity.attributes };
+  return { ...issued, idHex: claims.sub, name: claims.name, attributes: found.identity.attributes, body: r.body! };
 }
 
 export interface ClientIdentity {
@@ -228,22 +241,27 @@ export async function authenticateClient(
 export async function renewWithCertificate(
   svc: ServiceHome,
   pki: ServicePki,
-  opts: { who: ClientIdentity; csrDer: Uint8Array; now: number; random?: RandomSource },
+  opts: { who: ClientIdentity; csrDer: Uint8Array; now: number; random?: RandomSource; pool?: EnrollPool },
 ): Promise<IssuedForIdentity & { previous: string }> {
   const who = opts.who;
   // The attributes of the record read as the client authenticated: a set-attr since the last
-  // certificate reaches the device at this renewal (docs/policies.md).
-  const issued = certificateForRequest(pki, {
-    csrDer: opts.csrDer,
-    name: who.name,
-    idHex: who.idHex,
-    now: opts.now,
-    days: svc.settings.certDays,
-    serial: randomSerial(opts.random),
-    attributes: who.attributes,
+  // certificate reaches the device at this renewal (docs/policies.md). The CSR and the
+  // certificate are the pool's job, as for an enrollment (no token: the client certificate
+  // was authenticated against the store above).
+  const r = await runCert(pki, opts.pool, {
+    request: {
+      csrDer: opts.csrDer,
+      name: who.name,
+      idHex: who.idHex,
+      now: opts.now,
+      days: svc.settings.certDays,
+      serial: randomSerial(opts.random),
+      attributes: who.attributes,
+    },
   });
+  const issued = r.issued!;
   await svc.tokens.recordRenewal({ enrolleeId: fromHex(who.idHex), previousSerial: who.serial, now: opts.now, cert: issued });
-  return { ...issued, idHex: who.idHex, name: who.name, previous: who.serial, attributes: who.attributes };
+  return { ...issued, idHex: who.idHex, name: who.name, previous: who.serial, attributes: who.attributes, body: r.body! };
 }
 
 /** TOKEN_CREATE over an allowed enroller's channel: answers TOKEN, and logs the decision. */
