@@ -12,6 +12,8 @@ import Database from 'better-sqlite3';
 import { generateX25519 } from '../src/crypto/x25519.js';
 import { ServiceHome, STORE_FILE } from '../src/roles/service/home.js';
 import type { BundleRecord } from '../src/store/types.js';
+import { attributesColumn } from '../src/store/sqlite.js';
+import type { Attributes } from '../src/protocol/codec/attributes.js';
 
 /** The enrollment message's length per EKA version (docs/protocol.md §5.3, §5A.2). */
 export const MESSAGE_LEN = { 1: 176, 2: 1265 } as const;
@@ -119,9 +121,10 @@ export function storePath(home: string): string {
  * Loads enrollees as approved and pending: their bundles through the store's own
  * insertBundles (OPKs sealed with the service's sealer, state approved), the enrollee rows
  * as `approve()` writes them (one big transaction instead of one per approval).
- * Returns the enroller key the bundles were issued to.
+ * Returns the enroller key the bundles were issued to. `attributes`: assigned to every one, as
+ * an approval with `--attr` records them (the attributes row).
  */
-export async function loadEnrollees(home: string, sets: Enrollees[], now: number, approvalTtl: number): Promise<Uint8Array> {
+export async function loadEnrollees(home: string, sets: Enrollees[], now: number, approvalTtl: number, attributes?: Attributes): Promise<Uint8Array> {
   const svc = await ServiceHome.open(home);
   let enroller: Uint8Array;
   try {
@@ -141,14 +144,16 @@ export async function loadEnrollees(home: string, sets: Enrollees[], now: number
   try {
     db.pragma('busy_timeout = 5000');
     const ins = db.prepare(
-      `INSERT INTO enrollees (id, method, state, eik_b, pet_name, enroller, bundle_id, approved_at, expires_at)
-       VALUES (?, 'x3dh', 'pending', ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO enrollees (id, method, state, eik_b, pet_name, enroller, bundle_id, approved_at, expires_at, attributes)
+       VALUES (?, 'x3dh', 'pending', ?, ?, ?, ?, ?, ?, ?)`,
     );
+    // As approve() stores them (sqlite.ts attributesColumn): canonical JSON, NULL for none.
+    const attrs = attributesColumn(attributes);
     db.transaction(() => {
       let n = 0;
       for (const e of sets) {
         for (let i = 0; i < e.count; i++, n++) {
-          ins.run(Buffer.from(e.id(i)), Buffer.from(e.eikB(i)), `bench-${n}`, Buffer.from(enroller), Buffer.from(e.bundleId(i)), now, now + approvalTtl);
+          ins.run(Buffer.from(e.id(i)), Buffer.from(e.eikB(i)), `bench-${n}`, Buffer.from(enroller), Buffer.from(e.bundleId(i)), now, now + approvalTtl, attrs);
         }
       }
     }).immediate();

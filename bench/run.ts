@@ -8,6 +8,7 @@
  *   node dist/bench/run.js --n 24000 --scale-records 1000000 --keep --profile
  *   node dist/bench/run.js --pg-n 8000                # PostgreSQL rows of 8000 enrollments each (--pg-n 0: none)
  *   node dist/bench/run.js --policy                   # the policy row alone (issue #20: CEL evaluation per stream open)
+ *   node dist/bench/run.js --attributes               # the attributes row alone (issue #20: enrollment with 4 attributes vs none, interleaved)
  *
  * The service runs as a real `service start` in its own process, on a store on disk with
  * synchronous=FULL; the load generator and this script share the machine with it.
@@ -42,6 +43,7 @@ import { printTable } from './table.js';
 import { runTokenBench } from './token.js';
 import { runPortalBench } from './portal.js';
 import { runPolicyBench } from './policy.js';
+import { runAttributesBench } from './attributes.js';
 
 // ---- options
 
@@ -82,6 +84,8 @@ const OPTS = {
   /** The token row (issue 23 item 5): certificates at C=1, 16, 64, after a warm-up; `--token` runs it alone. */
   /** Issue 19: the portal part; `--portal` runs it alone. MB per throughput run (BENCH_PORTAL_MB scales it down), round trips, idle streams. */
   portal: { mb: value('portal-mb', Number(process.env.BENCH_PORTAL_MB ?? 1024)), rtt: value('portal-rtt', 5000), idle: value('portal-idle', 1000) },
+  /** Issue 20: enrollments per run (C=256 streams), runs of each kind (interleaved), warm-up per service; `--attributes` runs it alone. */
+  attributes: { n: value('attributes-n', 3_000), rounds: value('attributes-rounds', 3), warm: value('attributes-warm', 500), concurrency: 256, threads: value('threads', Math.max(1, cpus().length)) },
   /** `--token-workers N` runs the token row's service with `--workers N` (0: the in-thread path); default: the service's default. */
   token: {
     warm: value('token-warm', 300),
@@ -317,7 +321,7 @@ async function pgRuns(base: string, pub: Awaited<ReturnType<typeof servicePublic
   }
 }
 
-// ---- one part alone (`npm run bench -- --token`, `--portal`, `--policy`)
+// ---- one part alone (`npm run bench -- --token`, `--portal`, `--policy`, `--attributes`)
 
 /** The header every JSON output carries: what ran, where, and how busy the machine was (loadavg_start: the 1-minute load average as the run started). */
 function runHeader(): Record<string, unknown> {
@@ -349,6 +353,14 @@ if (flag('token')) {
 }
 if (flag('portal')) {
   await runAlone('portal', (root, track) => runPortalBench(root, OPTS.portal, say, track), (portal) => portal.targets);
+}
+const attributesTarget = (a: { attributes_throughput_ratio: number }) => ({
+  value: a.attributes_throughput_ratio,
+  target: '>= 0.95 (enrollments/s with 4 attributes / without, medians of interleaved runs)',
+  met: a.attributes_throughput_ratio >= 0.95,
+});
+if (flag('attributes')) {
+  await runAlone('attributes', (root, track) => runAttributesBench(root, OPTS.attributes, say, track), (a) => ({ attributes_throughput_ratio: attributesTarget(a) }));
 }
 if (flag('policy')) {
   await runAlone('policy', async () => runPolicyBench(), (policy) => ({ policy_eval_us: { value: policy.eval_us_median, target: '<= 20', met: policy.eval_us_median <= 20 } }));
@@ -665,6 +677,10 @@ try {
   say('policy: a compiled CEL expression of three comparisons, per evaluation');
   const policy = runPolicyBench();
   out.policy = policy;
+  // 8e. Enrollment with attributes vs without (issue #20): two services, interleaved runs.
+  say('attributes: enrollment throughput with 4 attributes vs none (interleaved runs)');
+  const attributes = await runAttributesBench(root, OPTS.attributes, say, (s) => running.add(s));
+  out.attributes = attributes;
 
   // 9. Targets.
   const c256 = throughput.c256!;
@@ -698,6 +714,7 @@ try {
     ? { value: pgOut.replica_scaling, target: '>= 1.3', met: pgOut.replica_scaling >= 1.3 }
     : { value: null, target: '>= 1.3 (run with --pg-n > 0)', met: null };
   targets.policy_eval_us = { value: policy.eval_us_median, target: '<= 20 (µs per evaluation of a compiled three-comparison policy, subject from a record)', met: policy.eval_us_median <= 20 };
+  targets.attributes_throughput_ratio = attributesTarget(attributes);
   targets.token_cpu_us = { value: token.token_cpu_us, target: '<= 1500 (µs of service CPU per certificate, C=16)', met: token.token_cpu_us <= 1500 };
   Object.assign(targets, portal.targets as typeof targets);
   out.targets = targets;

@@ -69,6 +69,12 @@ export function printTable(out: Any): void {
     w(`Policy (CEL, compiled once; subject from a store record per evaluation): ${pol.eval_us_median} µs per evaluation (median of batches, slowest batch ${pol.eval_us_max_batch} µs), compile ${pol.compile_us} µs`);
     w(`  ${pol.expression}`);
   }
+  const at = out.attributes as Any;
+  if (at) {
+    w('');
+    w(`Enrollment with attributes (${Object.keys(at.attributes).length} in each credential) vs none, ${at.runs.length / 2} interleaved runs of ${at.n_per_run} at C=${at.concurrency}:`);
+    w(`  none ${at.plain.per_s_median}/s, ${at.plain.cpu_us_median} µs CPU each; with ${at.with_attributes.per_s_median}/s, ${at.with_attributes.cpu_us_median} µs; ratio ${at.attributes_throughput_ratio} (CPU ${at.attributes_cpu_ratio})`);
+  }
   const st = out.startup as Any;
   w(`CLI start-up (median of ${st.runs}): node -e 0 ${st.node_e0_ms} ms; --version ${st.version_ms} ms (${st.version_x}×); enrollee card ${st.card_ms} ms (${st.card_x}×)`);
   w('');

@@ -3,13 +3,14 @@
  * enroller onboards a sensor with role=sensor and is refused role=operator (by the service,
  * nothing written); set-attr / unset-attr; show and list (and --json) show attributes;
  * `list --where` filters with CEL and refuses a bad expression with its column; every change
- * of scope or attributes is in the audit chain.
+ * of scope or attributes is in the audit chain; a set-attr reaches the device's credential at
+ * its next `enrollee status`, and within an interval of a running `enrollee status --watch`.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join as pathJoin } from 'node:path';
-import { assertFailure, ok, okJson, removeTempHomes, run, setupWorld, show, type Enrollee, type World } from '../helpers/cli.js';
+import { assertFailure, eventually, ok, okJson, removeTempHomes, run, setupWorld, show, spawnCli, type Enrollee, type World } from '../helpers/cli.js';
 import { audited, auditEntries, EXIT, join } from '../helpers/lifecycle.js';
 
 let w: World;
@@ -147,5 +148,44 @@ describe('attributes and scopes', () => {
     assert.match(human.stdout, /role=sensor,site=paris/);
     assertFailure(await run(['service', 'enrollee', 'list', '--where', 'subject.attributes.role =='], { home: w.serviceHome }), EXIT.USAGE, /at column 27/);
     assertFailure(await run(['service', 'enrollee', 'list', '--where', 'subject.id == 1'], { home: w.serviceHome }), EXIT.USAGE, /no such overload/);
+  });
+  test('a running `enrollee status --watch` fetches the reissued credential after set-attr and after unset-attr, without restarting', async () => {
+    const path = pathJoin(sensor.home, 'enrollee', 'credential.txt');
+    const file = `@${path}`;
+    const verified = async () => (await okJson(['credential', 'verify', file, '--service-key', w.serviceKey], { home: w.root })).attributes as Record<string, string>;
+    assert.deepEqual(await verified(), { role: 'sensor', site: 'paris' });
+    const watch = spawnCli(['enrollee', 'status', '--watch', '--interval', '1s', '--json'], { home: sensor.home });
+    const reports = () =>
+      watch
+        .stdout()
+        .split('\n')
+        .filter((l) => l !== '')
+        .map((l) => JSON.parse(l) as { state: string; credential: { attributes: Record<string, string> } | null });
+    const reissues = () => watch.lines.filter((l) => /its attributes\): fetched the reissued credential/.test(l)).length;
+    try {
+      await watch.waitForLine('watching the session');
+      // The credential is current: the watch starts without asking for one.
+      assert.equal(reissues(), 0, watch.lines.join('\n'));
+      assert.deepEqual(reports().map((r) => r.credential?.attributes), [{ role: 'sensor', site: 'paris' }]);
+
+      await ok(['service', 'enrollee', 'set-attr', sensor.id, 'floor=2'], { home: w.serviceHome });
+      await eventually(() => reissues() === 1, 'the watch fetching the credential reissued after set-attr');
+      assert.deepEqual(await verified(), { floor: '2', role: 'sensor', site: 'paris' });
+      // The watch reports the change (its credential field) on stdout, as one more JSON line.
+      await eventually(() => reports().length === 2, 'a second report');
+      assert.deepEqual(reports()[1]!.credential?.attributes, { floor: '2', role: 'sensor', site: 'paris' });
+
+      await ok(['service', 'enrollee', 'unset-attr', sensor.id, 'floor'], { home: w.serviceHome });
+      await eventually(() => reissues() === 2, 'the watch fetching the credential reissued after unset-attr');
+      assert.deepEqual(await verified(), { role: 'sensor', site: 'paris' });
+      await eventually(() => reports().length === 3, 'a third report');
+      assert.deepEqual(reports()[2]!.credential?.attributes, { role: 'sensor', site: 'paris' });
+      assert.ok(watch.running(), 'the watch is still running');
+      const audit = (await auditEntries(w.serviceHome)).filter((x) => x.event === 'enrollee-attributes-changed' && x.fields.enrollee === sensor.id);
+      assert.equal(audit.length, 4, 'two changes here, two in the set-attr test');
+    } finally {
+      if (watch.running()) watch.kill('SIGKILL');
+    }
+    assert.match(readFileSync(path, 'utf8'), /^OECR2:/);
   });
 });

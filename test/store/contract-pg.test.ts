@@ -4,6 +4,7 @@
  */
 import { PgDatabase } from '../../src/store/pg/database.js';
 import { PgStore } from '../../src/store/pg/store.js';
+import { PgTokenStore } from '../../src/store/pg/tokens.js';
 import { parseStoreLocation } from '../../src/store/location.js';
 import { freshDatabase, pgQuery } from '../helpers/pg.js';
 import { storeContract } from './contract.js';
@@ -17,12 +18,15 @@ async function openPg(url: string): Promise<PgStore> {
 storeContract('PgStore', {
   async open() {
     const url = await freshDatabase();
+    const store = await openPg(url);
     return {
-      store: await openPg(url),
+      store,
       async rawBundle(id) {
         return (await pgQuery(url, 'SELECT * FROM bundles WHERE id = $1', [Buffer.from(id)]))[0];
       },
       second: () => openPg(url),
+      // On the store's own pool, as ServiceHome.tokens does.
+      tokens: async () => new PgTokenStore(store.db),
     };
   },
 });

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { SqliteStore } from '../../src/store/sqlite.js';
+import { SqliteTokenStore } from '../../src/store/tokens.js';
 import { storeContract } from './contract.js';
 
 let root: string;
@@ -31,6 +32,9 @@ storeContract('SqliteStore', {
       },
       async second() {
         return SqliteStore.open(path);
+      },
+      async tokens() {
+        return SqliteTokenStore.open(path);
       },
     };
   },

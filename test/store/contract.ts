@@ -4,7 +4,8 @@
  * contract-pg.test.ts). An OPK is used at most once, an EK_B is accepted at most once,
  * expired and revoked entries are refused, every failed commit rolls back; the approval
  * rules, enroller revocation, id lookup; and two store instances on one database (two
- * connections, as two processes or two replicas would have) racing for the same rows.
+ * connections, as two processes or two replicas would have) racing for the same rows; the
+ * token store's identities and their attributes.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,6 +14,7 @@ import { toHex } from '../../src/crypto/bytes.js';
 import { sha256 } from '../../src/crypto/hash.js';
 import { isEnrollError, type ErrorCode } from '../../src/errors.js';
 import type { BundleRecord, CommitEnrollmentInput, ServiceStore, SignedPrekeyRecord } from '../../src/store/types.js';
+import type { TokenStore } from '../../src/store/tokens.js';
 
 const NOW = 1_700_000_000;
 const TTL = 600;
@@ -46,6 +48,8 @@ export interface OpenedStore {
   rawBundle(id: Uint8Array): Promise<Record<string, unknown> | undefined>;
   /** A second store instance on the same database (its own connection); closed by the caller. */
   second(): Promise<ServiceStore>;
+  /** The token store (src/store/tokens.ts) on the same database; closed by the caller. */
+  tokens(): Promise<TokenStore>;
 }
 
 export interface ContractBackend {
@@ -68,6 +72,7 @@ interface Fixture extends SeededStore {
   store: ServiceStore;
   rawBundle: OpenedStore['rawBundle'];
   second: OpenedStore['second'];
+  tokens: OpenedStore['tokens'];
 }
 
 /** Seeds an empty store of any backend (the contract's fixture; sqlite.test.ts's too). */
@@ -107,7 +112,7 @@ export async function seedStore(store: ServiceStore): Promise<SeededStore> {
 }
 
 async function seed(opened: OpenedStore): Promise<Fixture> {
-  return { store: opened.store, rawBundle: opened.rawBundle, second: opened.second, ...(await seedStore(opened.store)) };
+  return { store: opened.store, rawBundle: opened.rawBundle, second: opened.second, tokens: opened.tokens, ...(await seedStore(opened.store)) };
 }
 
 async function stateOf(store: ServiceStore, e: Enrollee, now = NOW + 1): Promise<string> {
@@ -852,6 +857,97 @@ export function storeContract(name: string, backend: ContractBackend): void {
         const again = await fx.store.allowEnroller(key, 'line3', NOW + 1);
         assert.equal(again.scopes, undefined);
       } finally {
+        await fx.store.close();
+      }
+    });
+  });
+
+  describe(`${name}: token identities carry their attributes (docs/policies.md)`, () => {
+    const cert = () => ({ serial: toHex(rand(16)), der: rand(200), notAfter: NOW + 86400 });
+    const jti = () => Buffer.from(rand(24)).toString('base64url');
+
+    it('a token created with attributes is redeemed; the enrollee carries exactly those attributes in every read', async () => {
+      const fx = await fixture();
+      const tokens = await fx.tokens();
+      try {
+        const id = rand(32);
+        const t = jti();
+        // Given unsorted: the store keeps the canonical (sorted) set, as for an approval.
+        await tokens.createTokenIdentity({ id, name: 'sensor-12', enroller: fx.alice, jti: t, now: NOW, expiresAt: NOW + TTL, attributes: { site: 'berlin', role: 'sensor', floor: '3' } });
+        const want = { floor: '3', role: 'sensor', site: 'berlin' };
+        const got = await tokens.getToken(t);
+        assert.equal(got?.identity.state, 'pending');
+        assert.deepEqual(got?.identity.attributes, want);
+        assert.deepEqual(Object.keys(got!.identity.attributes), ['floor', 'role', 'site']);
+        const pending = await fx.store.findEnrollee(toHex(id));
+        assert.equal(pending?.method, 'token');
+        assert.deepEqual(pending?.attributes, want);
+
+        const c = cert();
+        await tokens.redeemToken({ jti: t, enrolleeId: id, now: NOW + 10, cert: c });
+        const after = await tokens.getToken(t);
+        assert.equal(after?.identity.state, 'enrolled');
+        assert.equal(after?.token.usedAt, NOW + 10);
+        assert.deepEqual(after?.identity.attributes, want);
+        assert.deepEqual((await tokens.getCertificate(c.serial))?.identity.attributes, want);
+        const enrolled = await fx.store.findEnrollee(toHex(id));
+        assert.equal(enrolled?.state, 'enrolled');
+        assert.deepEqual(enrolled?.attributes, want);
+        assert.deepEqual((await fx.store.listEnrollees('enrolled')).find((r) => toHex(r.id) === toHex(id))?.attributes, want);
+        // A second redemption is refused and changes nothing.
+        await rejectsCode(tokens.redeemToken({ jti: t, enrolleeId: id, now: NOW + 11, cert: cert() }), 'ERR_TOKEN_USED', 'second redemption');
+        assert.deepEqual((await fx.store.findEnrollee(toHex(id)))?.attributes, want);
+
+        // set-attr on the redeemed identity is what its next certificate reads (getCertificate's identity).
+        await fx.store.setAttributes(id, { role: 'camera' }, ['floor']);
+        assert.deepEqual((await tokens.getCertificate(c.serial))?.identity.attributes, { role: 'camera', site: 'berlin' });
+
+        // Without attributes: an empty set, not undefined.
+        const plain = rand(32);
+        const tp = jti();
+        await tokens.createTokenIdentity({ id: plain, name: 'plain', enroller: fx.alice, jti: tp, now: NOW, expiresAt: NOW + TTL });
+        assert.deepEqual((await tokens.getToken(tp))?.identity.attributes, {});
+        await tokens.redeemToken({ jti: tp, enrolleeId: plain, now: NOW + 10, cert: cert() });
+        assert.deepEqual((await fx.store.findEnrollee(toHex(plain)))?.attributes, {});
+      } finally {
+        await tokens.close();
+        await fx.store.close();
+      }
+    });
+
+    it('the store refuses attributes out of bounds (17 of them, a bad key, a long or control-character value) and writes nothing', async () => {
+      const fx = await fixture();
+      const tokens = await fx.tokens();
+      try {
+        const many: Record<string, string> = {};
+        for (let i = 0; i < 17; i++) many[`k${i}`] = 'v';
+        const bad: [string, Record<string, string>][] = [
+          ['17 attributes', many],
+          ['an upper-case key', { Role: 'sensor' }],
+          ['a key of 33 characters', { ['k'.repeat(33)]: 'v' }],
+          ['a value of 65 bytes', { site: 'x'.repeat(65) }],
+          ['a value of 33 two-byte characters (66 bytes)', { site: 'é'.repeat(33) }],
+          ['an empty value', { site: '' }],
+          ['a control character', { site: 'ber\nlin' }],
+          ['a bidirectional override', { site: 'ber\u202elin' }],
+        ];
+        for (const [what, attributes] of bad) {
+          const id = rand(32);
+          const t = jti();
+          await rejectsCode(tokens.createTokenIdentity({ id, name: 'sensor-13', enroller: fx.alice, jti: t, now: NOW, expiresAt: NOW + TTL, attributes }), 'ERR_INVALID_ARG', what);
+          assert.equal(await tokens.getToken(t), undefined, `${what}: no token`);
+          assert.equal(await fx.store.findEnrollee(toHex(id)), undefined, `${what}: no identity`);
+        }
+        // 16 attributes and values of exactly 64 bytes are within bounds; the name was never taken.
+        const sixteen: Record<string, string> = {};
+        for (let i = 0; i < 16; i++) sixteen[`k${i}`] = 'é'.repeat(32);
+        const id = rand(32);
+        const t = jti();
+        await tokens.createTokenIdentity({ id, name: 'sensor-13', enroller: fx.alice, jti: t, now: NOW, expiresAt: NOW + TTL, attributes: sixteen });
+        await tokens.redeemToken({ jti: t, enrolleeId: id, now: NOW + 1, cert: cert() });
+        assert.deepEqual((await fx.store.findEnrollee(toHex(id)))?.attributes, Object.fromEntries(Object.entries(sixteen).sort(([a], [b]) => (a < b ? -1 : 1))));
+      } finally {
+        await tokens.close();
         await fx.store.close();
       }
     });

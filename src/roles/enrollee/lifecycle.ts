@@ -9,7 +9,8 @@
  *   `ik_b.old.key` (rotate.ts). The service admits exactly one of them, so a session tries
  *   the new key, then the old; whichever the service admits tells how far the rotation got.
  * - **watch**: the channel stays open with a STATUS_REQUEST every interval; the service
- *   closes it with an ERROR when it revokes this enrollee (lifecycle.ts on its side).
+ *   closes it with an ERROR when it revokes this enrollee (lifecycle.ts on its side). A
+ *   credential that is due or whose subject changed (§7.9.4) is fetched on that channel.
  */
 import { equalBytes, fromHex, toHex } from '../../crypto/bytes.js';
 import type { KeyPair } from '../../crypto/x25519.js';
@@ -284,44 +285,88 @@ export async function checkStatus(enrollee: EnrolleeHome, onInfo?: (line: string
 }
 
 /**
+ * Why the kept credential should be replaced now, or undefined when it is fine.
+ *
  * Credentials are short-lived (24 h by default, docs/threat-model.md §5.15) so that a
  * revocation reaches offline verifiers within one lifetime: the device renews its own over
- * the session it keeps anyway, once half the lifetime has passed (or when it has none). A
- * revoked device is refused the session, so it gets no new one. A failed renewal is said in an
- * info line; the status itself stands.
- *
- * Also when `subjectDigest` (from STATUS, §7.9.4) differs from the kept credential's: the
- * service would now say something else about this device — its attributes changed
- * (`service enrollee set-attr`/`unset-attr`) — so the kept credential is reissued at once.
+ * the session it keeps anyway, once half the lifetime has passed (or when it has none, or one
+ * for another key): 'due'. When `subjectDigest` (from STATUS, §7.9.4) differs from the kept
+ * credential's, the service would now say something else about this device — its attributes
+ * changed (`service enrollee set-attr`/`unset-attr`) — so it is reissued at once: 'changed'.
  */
-export async function renewCredentialIfDue(enrollee: EnrolleeHome, ikB: KeyPair, now: number, onInfo?: (line: string) => void, subjectDigest?: Uint8Array): Promise<boolean> {
+export function credentialRenewal(enrollee: EnrolleeHome, ikB: KeyPair, now: number, subjectDigest?: Uint8Array): 'due' | 'changed' | undefined {
   let kept;
   try {
     kept = storedCredential(enrollee);
   } catch {
     kept = undefined;
   }
-  let changed = false;
-  if (kept !== undefined) {
-    const c = kept.credential;
-    changed = subjectDigest !== undefined && !equalBytes(subjectDigest, credentialSubjectDigest(c.petName, c.version === 2 ? c.attributes : {}));
-    if (!changed && equalBytes(c.ikB, ikB.publicKey) && now < c.issuedAt + Math.floor((c.expiresAt - c.issuedAt) / 2)) return false;
-  }
+  if (kept === undefined) return 'due';
+  const c = kept.credential;
+  if (subjectDigest !== undefined && !equalBytes(subjectDigest, credentialSubjectDigest(c.petName, c.version === 2 ? c.attributes : {}))) return 'changed';
+  if (!equalBytes(c.ikB, ikB.publicKey) || now >= c.issuedAt + Math.floor((c.expiresAt - c.issuedAt) / 2)) return 'due';
+  return undefined;
+}
+
+function renewedLine(enrollee: EnrolleeHome, why: 'due' | 'changed'): string {
+  return why === 'changed'
+    ? `the service changed what it says about this enrollee (its attributes): fetched the reissued credential, in ${enrollee.keystore.path(CREDENTIAL_FILE)}`
+    : `renewed this enrollee's credential, in ${enrollee.keystore.path(CREDENTIAL_FILE)}`;
+}
+
+function notRenewedLine(err: unknown): string {
+  return `the credential was not renewed (${err instanceof Error ? err.message : String(err)}); the one kept stays until it expires`;
+}
+
+/**
+ * Renews the kept credential when credentialRenewal says so, on a session of its own. A
+ * revoked device is refused the session, so it gets no new one. A failed renewal is said in
+ * an info line; the status itself stands. Returns whether a new credential was kept.
+ */
+export async function renewCredentialIfDue(enrollee: EnrolleeHome, ikB: KeyPair, now: number, onInfo?: (line: string) => void, subjectDigest?: Uint8Array): Promise<boolean> {
+  const why = credentialRenewal(enrollee, ikB, now, subjectDigest);
+  if (why === undefined) return false;
   const svc = serviceRecord(enrollee);
   const ikA = fromHex(svc.service_key, 'service_key');
   try {
     await requestCredential(enrollee, svc, ikB, ikA);
-    onInfo?.(
-      changed
-        ? `the service changed what it says about this enrollee (its attributes): fetched the reissued credential, in ${enrollee.keystore.path(CREDENTIAL_FILE)}`
-        : `renewed this enrollee's credential, in ${enrollee.keystore.path(CREDENTIAL_FILE)}`,
-    );
+    onInfo?.(renewedLine(enrollee, why));
     return true;
   } catch (err) {
-    onInfo?.(`the credential was not renewed (${err instanceof Error ? err.message : String(err)}); the one kept stays until it expires`);
+    onInfo?.(notRenewedLine(err));
     return false;
   }
 }
+
+/**
+ * The watch's renewal: CREDENTIAL_REQUEST (§7.9.2) on the watch's own channel, between two
+ * STATUS requests, so a `set-attr` reaches a watching device within one interval without a
+ * second handshake. An ERROR that ends the session (a revocation pushed meanwhile, a closed
+ * channel) is thrown; any other refusal (the service's 6/h credential limit) is an info line.
+ */
+async function renewOnChannel(enrollee: EnrolleeHome, channel: SecureChannel, ikB: KeyPair, why: 'due' | 'changed', onInfo?: (line: string) => void): Promise<boolean> {
+  const svc = serviceRecord(enrollee);
+  try {
+    await channel.send(encodeCredentialRequest());
+    const bytes = decodeCredentialMsg(await channel.receive(REPLY_TIMEOUT_MS));
+    saveCredential(enrollee, acceptCredential(bytes, { ikA: fromHex(svc.service_key, 'service_key'), enrolleeId: fromHex(svc.enrollee_id, 'enrollee_id'), ikB: ikB.publicKey }));
+  } catch (err) {
+    if (isEnrollError(err, 'ERR_ENROLLEE_REVOKED') || isEnrollError(err, 'ERR_ENROLLEE_UNKNOWN') || isEnrollError(err, 'ERR_CONNECTION_CLOSED') || isEnrollError(err, 'ERR_TIMEOUT')) {
+      throw closedBecause(err);
+    }
+    onInfo?.(notRenewedLine(err));
+    return false;
+  }
+  onInfo?.(renewedLine(enrollee, why));
+  return true;
+}
+
+/**
+ * After a failed renewal the watch asks again only when the subject digest moves on, or after
+ * this long: the service grants 6 credential requests an hour per key (CREDENTIAL_REQUEST_RATE),
+ * so one every 10 minutes stays within it rather than spending the interval's pace on refusals.
+ */
+export const WATCH_RENEW_RETRY_MS = 10 * 60_000;
 
 async function learnFrom(enrollee: EnrolleeHome, channel: SecureChannel): Promise<string | undefined> {
   let a: AddressAnnouncement | undefined;
@@ -355,6 +400,19 @@ export async function watchStatus(enrollee: EnrolleeHome, opts: WatchOptions): P
   try {
     const moved = await learnFrom(enrollee, channel);
     let last = { ...s.report, address: s.svc.address, moved };
+    // As `enrollee status` does (checkStatus), then after every report: a credential that is
+    // due, or that no longer says what the service would sign now (§7.9.4), is replaced.
+    let failed: { digest: string; at: number } | undefined;
+    const renew = async (report: StatusReport): Promise<boolean> => {
+      const why = credentialRenewal(enrollee, s.ikB, Math.floor(Date.now() / 1000), report.subjectDigest);
+      if (why === undefined) return false;
+      const digest = report.subjectDigest === undefined ? '' : toHex(report.subjectDigest);
+      if (failed !== undefined && failed.digest === digest && Date.now() - failed.at < WATCH_RENEW_RETRY_MS) return false;
+      const renewed = await renewOnChannel(enrollee, channel, s.ikB, why, opts.onInfo);
+      failed = renewed ? undefined : { digest, at: Date.now() };
+      return renewed;
+    };
+    await renew(s.report);
     opts.onStatus(last);
     opts.onInfo?.(`watching the session with the service at ${serviceRecord(enrollee).address} (a request every ${opts.intervalMs / 1000}s)`);
     for (;;) {
@@ -380,7 +438,9 @@ export async function watchStatus(enrollee: EnrolleeHome, opts: WatchOptions): P
         throw closedBecause(err);
       }
       const next = { ...report, address: s.svc.address, moved: undefined };
-      if (!sameReport(last, next)) opts.onStatus(next);
+      // A reissued credential is a change of the report too (its `credential` field).
+      const reissued = await renew(report);
+      if (reissued || !sameReport(last, next)) opts.onStatus(next);
       last = next;
     }
   } finally {
