@@ -3,6 +3,14 @@
  * channel. This is the I/O shell: it reads Noise messages into the mux, packs the mux's frames
  * into Noise messages (several small frames share one message; the mux is a byte stream, so
  * frames may also span messages), and hands stream events to per-stream handlers.
+ *
+ * Bytes are not copied on the way (docs/performance.md "Portals"): the mux's output is
+ * headers and slices of what the sockets delivered, a message is encrypted piece by piece
+ * (SecureChannel.sendParts) and written as one writev, and a received message is decrypted
+ * from the slices of the socket's chunks (receiveParts) and fed to the mux in pieces. Full
+ * messages go out at once; a last, partial one waits for the end of the event-loop turn
+ * (setImmediate), so the frames of several socket reads and window updates in one turn share
+ * one message (one AES-GCM call, one syscall) instead of one each.
  */
 import { EnrollError } from '../errors.js';
 import { MAX_CHANNEL_PAYLOAD, type SecureChannel } from '../transport/channel.js';
@@ -19,7 +27,10 @@ export interface StreamHandler {
 }
 
 /** What a link needs of a channel: one ordered, authenticated message stream. */
-export type LinkChannel = Pick<SecureChannel, 'send' | 'receive' | 'close'> & { connection: { destroy(): void } };
+export type LinkChannel = Pick<SecureChannel, 'send' | 'receive' | 'close' | 'sendParts' | 'receiveParts'> & { connection: { destroy(): void } };
+
+/** Pieces shorter than this are joined before encryption: one AES-GCM update per 12-byte header would cost more than the copy. */
+const SMALL_PIECE = 512;
 
 export class PortalLink {
   readonly mux: Mux;
@@ -31,6 +42,10 @@ export class PortalLink {
   #resolveDone!: (e: EnrollError | undefined) => void;
 
   readonly #idleTimeoutMs: number;
+  /** Mux output not sent yet: less than one message once flush() returns. */
+  #pending: Buffer[] = [];
+  #pendingSize = 0;
+  #scheduled = false;
 
   /**
    * `idleTimeoutMs` (0: none) ends the link with ERR_TIMEOUT when nothing at all arrives for
@@ -107,6 +122,7 @@ export class PortalLink {
     if (this.#ended) return;
     if (!this.mux.closed) this.mux.goAway();
     this.flush();
+    this.#sendRest();
     this.#finish(error);
     // Once our GO_AWAY is flushed nothing more is read (the mux ignores it), so the
     // connection goes at once: a pending receive (and its idle timer) must not keep the
@@ -126,30 +142,67 @@ export class PortalLink {
     this.#resolveDone(error);
   }
 
-  /** Writes what the mux has to send, packed into channel messages of at most MAX_CHANNEL_PAYLOAD. */
+  /**
+   * Writes what the mux has to send, packed into channel messages of at most
+   * MAX_CHANNEL_PAYLOAD: the full ones now, the rest at the end of this event-loop turn.
+   */
   flush(): void {
-    const frames = this.mux.takeOutput();
-    let batch: Buffer[] = [];
-    let size = 0;
-    const send = () => {
-      if (size === 0) return;
-      const msg = batch.length === 1 ? batch[0]! : Buffer.concat(batch, size);
-      batch = [];
-      size = 0;
-      this.#channel.send(msg).catch((e: unknown) => this.#fail(e));
+    for (const p of this.mux.takeOutputParts()) {
+      if (p.length === 0) continue;
+      this.#pending.push(p);
+      this.#pendingSize += p.length;
+    }
+    while (this.#pendingSize >= MAX_CHANNEL_PAYLOAD) this.#sendMessage(MAX_CHANNEL_PAYLOAD);
+    if (this.#pendingSize > 0 && !this.#scheduled) {
+      this.#scheduled = true;
+      setImmediate(this.#sendRest);
+    }
+    this.#dispatch();
+  }
+
+  readonly #sendRest = (): void => {
+    this.#scheduled = false;
+    if (this.#pendingSize > 0 && !this.#failed) this.#sendMessage(this.#pendingSize);
+  };
+
+  #failed = false;
+
+  /** Sends the first `n` pending bytes as one channel message. */
+  #sendMessage(n: number): void {
+    const pieces: Buffer[] = [];
+    let small: Buffer[] = [];
+    let smallSize = 0;
+    const joinSmall = () => {
+      if (small.length === 0) return;
+      pieces.push(small.length === 1 ? small[0]! : Buffer.concat(small, smallSize));
+      small = [];
+      smallSize = 0;
     };
-    for (let f of frames) {
-      while (f.length > 0) {
-        const room = MAX_CHANNEL_PAYLOAD - size;
-        const piece = f.length <= room ? f : f.subarray(0, room);
-        batch.push(piece);
-        size += piece.length;
-        f = f.subarray(piece.length);
-        if (size === MAX_CHANNEL_PAYLOAD) send();
+    let left = n;
+    while (left > 0) {
+      let p = this.#pending[0]!;
+      if (p.length <= left) {
+        this.#pending.shift();
+      } else {
+        this.#pending[0] = p.subarray(left);
+        p = p.subarray(0, left);
+      }
+      left -= p.length;
+      if (p.length < SMALL_PIECE) {
+        small.push(p);
+        smallSize += p.length;
+      } else {
+        joinSmall();
+        pieces.push(p);
       }
     }
-    send();
-    this.#dispatch();
+    joinSmall();
+    this.#pendingSize -= n;
+    const sent =
+      this.#channel.sendParts !== undefined
+        ? this.#channel.sendParts(pieces)
+        : this.#channel.send(pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, n));
+    sent.catch((e: unknown) => this.#fail(e));
   }
 
   #dispatch(): void {
@@ -194,6 +247,9 @@ export class PortalLink {
   #fail(e: unknown): void {
     const err = e instanceof EnrollError ? e : new EnrollError('ERR_CONNECTION_CLOSED', 'the portal session ended', { cause: e });
     if (this.#ended) return;
+    this.#failed = true;
+    this.#pending = [];
+    this.#pendingSize = 0;
     this.#channel.connection.destroy();
     this.#finish(err);
   }
@@ -201,8 +257,11 @@ export class PortalLink {
   async #readLoop(): Promise<void> {
     try {
       while (!this.#ended) {
-        const msg = await this.#channel.receive(this.#idleTimeoutMs);
-        this.mux.receive(msg);
+        if (this.#channel.receiveParts !== undefined) {
+          for (const p of await this.#channel.receiveParts(this.#idleTimeoutMs)) this.mux.receive(p);
+        } else {
+          this.mux.receive(await this.#channel.receive(this.#idleTimeoutMs));
+        }
         this.flush();
       }
     } catch (e) {

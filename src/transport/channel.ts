@@ -21,6 +21,7 @@ import {
   type TransportState,
 } from '../protocol/noise/index.js';
 import { checkTimeoutMs, type FramedConnection } from './connection.js';
+import { joinFrame } from './frame.js';
 
 /** AES-GCM tag length: each transport message is the payload plus this. */
 const TAG_LEN = 16;
@@ -55,10 +56,22 @@ export interface SecureChannel {
   /** Encrypts and sends one message of at most {@link MAX_CHANNEL_PAYLOAD} bytes. */
   send(payload: Uint8Array): Promise<void>;
   /**
+   * As `send` for the message that is the concatenation of `parts`, which are neither joined
+   * nor copied: each is encrypted into its own piece and the frame goes out as one writev.
+   * (Optional in the interface, so wrappers and test doubles need not provide it; the
+   * channel made here always does.)
+   */
+  sendParts?(parts: readonly Uint8Array[]): Promise<void>;
+  /**
    * Receives and decrypts one message. A message that fails to authenticate rejects
    * (ERR_NOISE_DECRYPT) and destroys the connection: the stream cannot be trusted after it.
    */
   receive(timeoutMs?: number): Promise<Uint8Array>;
+  /**
+   * As `receive`, with the plaintext in pieces (decrypted straight from the slices of the
+   * received chunks, with no copy before or after). Only authenticated bytes are returned.
+   */
+  receiveParts?(timeoutMs?: number): Promise<Uint8Array[]>;
   /** Ends our side gracefully once sent messages are flushed. */
   close(): Promise<void>;
 }
@@ -79,36 +92,50 @@ class Channel implements SecureChannel {
   }
 
   send(payload: Uint8Array): Promise<void> {
-    let message: Uint8Array;
     try {
       abytes(payload, undefined, 'payload');
-      if (payload.length > MAX_CHANNEL_PAYLOAD) {
-        throw new EnrollError(
-          'ERR_NOISE_TOO_LONG',
-          `channel payload of ${payload.length} bytes exceeds ${MAX_CHANNEL_PAYLOAD}`,
-        );
-      }
-      // Checked before encrypting: a message that the connection then refused would have
-      // used up a nonce and desynchronised the two sides.
-      if (payload.length + TAG_LEN > this.connection.maxFrameLen) {
-        throw new EnrollError(
-          'ERR_FRAME_TOO_LARGE',
-          `channel payload of ${payload.length} bytes exceeds the connection's frame limit`,
-        );
-      }
-      message = this.#transport.encrypt(payload);
     } catch (e) {
       return Promise.reject(e);
     }
-    // writeFrame hands the bytes to the stream synchronously, so wire order is nonce order
-    // even when sends are not awaited one by one.
-    return this.connection.writeFrame(message);
+    return this.sendParts([payload]);
+  }
+
+  sendParts(parts: readonly Uint8Array[]): Promise<void> {
+    let message: Uint8Array[];
+    try {
+      let n = 0;
+      for (const p of parts) n += abytes(p, undefined, 'payload').length;
+      if (n > MAX_CHANNEL_PAYLOAD) {
+        throw new EnrollError('ERR_NOISE_TOO_LONG', `channel payload of ${n} bytes exceeds ${MAX_CHANNEL_PAYLOAD}`);
+      }
+      // Checked before encrypting: a message that the connection then refused would have
+      // used up a nonce and desynchronised the two sides.
+      if (n + TAG_LEN > this.connection.maxFrameLen) {
+        throw new EnrollError('ERR_FRAME_TOO_LARGE', `channel payload of ${n} bytes exceeds the connection's frame limit`);
+      }
+      message = this.#transport.encryptParts(parts);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    // writeFrameParts hands the bytes to the stream synchronously, so wire order is nonce
+    // order even when sends are not awaited one by one.
+    return this.connection.writeFrameParts(message);
   }
 
   async receive(timeoutMs?: number): Promise<Uint8Array> {
-    const message = await this.connection.readFrame(timeoutMs);
+    const parts = await this.connection.readFrameParts(timeoutMs);
     try {
-      return this.#transport.decrypt(message);
+      return this.#transport.decrypt(parts.length === 1 ? parts[0]! : joinFrame(parts));
+    } catch (e) {
+      this.connection.destroy();
+      throw e;
+    }
+  }
+
+  async receiveParts(timeoutMs?: number): Promise<Uint8Array[]> {
+    const parts = await this.connection.readFrameParts(timeoutMs);
+    try {
+      return this.#transport.decryptParts(parts);
     } catch (e) {
       this.connection.destroy();
       throw e;

@@ -17,7 +17,7 @@ import type { Socket } from 'node:net';
 import { finished } from 'node:stream';
 import { EnrollError } from '../errors.js';
 import { hostPort } from './address.js';
-import { checkMaxFrameLen, encodeFrame, FrameDecoder, MAX_FRAME_LEN } from './frame.js';
+import { checkMaxFrameLen, encodeFrame, encodeFrameHeader, FrameDecoder, joinFrame, MAX_FRAME_LEN } from './frame.js';
 
 export interface FramedConnectionOptions {
   /** Largest frame payload accepted or sent, 0..65535. Default 65535. */
@@ -57,7 +57,8 @@ export function checkConnectionOptions(opts: FramedConnectionOptions | undefined
 }
 
 interface Waiter {
-  resolve(frame: Uint8Array): void;
+  /** The frame as its slices (readFrameParts) or joined (readFrame). */
+  resolve(frame: Uint8Array[]): void;
   reject(err: EnrollError): void;
   timer: NodeJS.Timeout | undefined;
 }
@@ -111,8 +112,8 @@ export class FramedConnection {
   readonly #writable: AnyWritable;
   readonly #decoder: FrameDecoder;
   readonly #readTimeoutMs: number | undefined;
-  /** Decoded frames nobody has read yet; at most MAX_QUEUED_FRAMES. */
-  readonly #queue: Uint8Array[] = [];
+  /** Decoded frames nobody has read yet (each as its slices); at most MAX_QUEUED_FRAMES. */
+  readonly #queue: Uint8Array[][] = [];
   /** Received bytes not decoded yet because the queue is full (the stream is paused then). */
   readonly #backlog: Uint8Array[] = [];
   /** The stream has ended; handled once the backlog is decoded. */
@@ -219,6 +220,20 @@ export class FramedConnection {
    * oversized header.
    */
   readFrame(timeoutMs?: number): Promise<Uint8Array> {
+    // A new array of its own, as the decoder always gave: a caller may keep it.
+    return this.#read(timeoutMs, true) as Promise<Uint8Array>;
+  }
+
+  /**
+   * As readFrame, but the frame comes as the slices of the received chunks it lies in, with
+   * no copy made (an empty frame is an empty list): for a reader that decrypts it into a new
+   * buffer at once (SecureChannel.receiveParts). The slices must not be kept.
+   */
+  readFrameParts(timeoutMs?: number): Promise<Uint8Array[]> {
+    return this.#read(timeoutMs, false) as Promise<Uint8Array[]>;
+  }
+
+  #read(timeoutMs: number | undefined, join: boolean): Promise<Uint8Array | Uint8Array[]> {
     let ms: number | undefined;
     try {
       ms = timeoutMs === undefined ? this.#readTimeoutMs : checkTimeoutMs(timeoutMs, 'timeoutMs');
@@ -228,11 +243,11 @@ export class FramedConnection {
     const frame = this.#queue.shift();
     if (frame !== undefined) {
       this.#pump();
-      return Promise.resolve(frame);
+      return Promise.resolve(join ? joinFrame(frame) : frame);
     }
     if (this.#readError !== undefined) return Promise.reject(this.#readError);
-    return new Promise<Uint8Array>((resolve, reject) => {
-      const waiter: Waiter = { resolve, reject, timer: undefined };
+    return new Promise<Uint8Array | Uint8Array[]>((resolve, reject) => {
+      const waiter: Waiter = { resolve: join ? (f) => resolve(joinFrame(f)) : resolve, reject, timer: undefined };
       if (ms !== undefined) {
         waiter.timer = setTimeout(() => {
           const i = this.#waiters.indexOf(waiter);
@@ -281,6 +296,42 @@ export class FramedConnection {
       ok = this.#writable.write(frame);
     } catch (cause) {
       return Promise.reject(streamError(cause));
+    }
+    if (ok) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      this.#drainWaiters.push({ resolve, reject });
+    });
+  }
+
+  /**
+   * Sends one frame whose payload is the concatenation of `parts`, without joining them: the
+   * header and the pieces go to the stream corked, as one writev (one syscall on a socket).
+   * Same limits, ordering and backpressure as writeFrame.
+   */
+  writeFrameParts(parts: readonly Uint8Array[]): Promise<void> {
+    let header: Uint8Array;
+    try {
+      let n = 0;
+      for (const p of parts) {
+        if (!(p instanceof Uint8Array)) throw new EnrollError('ERR_INVALID_ARG', '"payload" expected Uint8Array parts');
+        n += p.length;
+      }
+      header = encodeFrameHeader(n, this.maxFrameLen);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const closed = this.#writeClosedError();
+    if (closed !== undefined) return Promise.reject(closed);
+    const w = this.#writable as AnyWritable & { cork?(): void; uncork?(): void };
+    let ok: boolean;
+    try {
+      w.cork?.();
+      ok = w.write(header);
+      for (const p of parts) if (p.length > 0) ok = w.write(p);
+    } catch (cause) {
+      return Promise.reject(streamError(cause));
+    } finally {
+      w.uncork?.();
     }
     if (ok) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
@@ -366,9 +417,9 @@ export class FramedConnection {
       const room = MAX_QUEUED_FRAMES + this.#waiters.length - this.#queue.length;
       if (room <= 0) break;
       const head = this.#backlog[0]!;
-      let decoded: { frames: Uint8Array[]; used: number };
+      let decoded: { frames: Uint8Array[][]; used: number };
       try {
-        decoded = this.#decoder.pushUpTo(head, room);
+        decoded = this.#decoder.pushPartsUpTo(head, room);
       } catch (e) {
         this.#backlog.length = 0;
         this.#failRead(e instanceof EnrollError ? e : streamError(e));

@@ -43,17 +43,32 @@ export function encodeFrame(payload: Uint8Array, maxFrameLen: number = MAX_FRAME
 }
 
 /**
+ * The 2-byte header of a frame of `len` bytes, for a writer that sends the header and the
+ * payload's pieces separately (writev) instead of joining them. Same checks as encodeFrame.
+ */
+export function encodeFrameHeader(len: number, maxFrameLen: number = MAX_FRAME_LEN): Uint8Array {
+  checkMaxFrameLen(maxFrameLen);
+  if (!Number.isInteger(len) || len < 0) throw new EnrollError('ERR_INVALID_ARG', `frame length must be an integer >= 0, got ${String(len)}`);
+  if (len > maxFrameLen) throw tooLarge(len, maxFrameLen);
+  return Uint8Array.of(len >>> 8, len & 0xff);
+}
+
+/**
  * Incremental decoder. `push` takes whatever the stream delivered (a frame split across
  * chunks, many frames in one chunk, or a lone header byte) and returns the frames it
- * completed, each in its own new array. After it has thrown once it keeps throwing: the
- * stream is out of sync and must be dropped.
+ * completed, each in its own new array; `pushPartsUpTo` returns each frame as the slices of
+ * the chunks it lies in, copying nothing (for the bulk paths, which decrypt the slices into
+ * a new buffer anyway). After it has thrown once it keeps throwing: the stream is out of
+ * sync and must be dropped.
  */
 export class FrameDecoder {
   maxFrameLen: number;
   /** First header byte when a chunk ended between the two header bytes. */
   #headerByte = -1;
-  /** Body being filled, allocated once its (checked) length is known. */
-  #body: Uint8Array | undefined;
+  /** Length of the body being gathered (checked before any of it is kept); -1 between frames. */
+  #need = -1;
+  /** The body's slices so far. */
+  #parts: Uint8Array[] = [];
   #filled = 0;
   #error: EnrollError | undefined;
 
@@ -66,13 +81,13 @@ export class FrameDecoder {
    * cut mid-frame.
    */
   get inProgress(): boolean {
-    return this.#headerByte >= 0 || this.#body !== undefined;
+    return this.#headerByte >= 0 || this.#need >= 0;
   }
 
   /** Bytes received of the unfinished frame (header included), and what it announced. */
   get progress(): { received: number; expected: number | undefined } {
-    if (this.#body !== undefined) {
-      return { received: FRAME_HEADER_LEN + this.#filled, expected: FRAME_HEADER_LEN + this.#body.length };
+    if (this.#need >= 0) {
+      return { received: FRAME_HEADER_LEN + this.#filled, expected: FRAME_HEADER_LEN + this.#need };
     }
     return { received: this.#headerByte >= 0 ? 1 : 0, expected: undefined };
   }
@@ -88,13 +103,23 @@ export class FrameDecoder {
    * frames it holds: a 64 KiB chunk can hold 32 768 empty frames.
    */
   pushUpTo(chunk: Uint8Array, maxFrames: number): { frames: Uint8Array[]; used: number } {
+    const { frames, used } = this.pushPartsUpTo(chunk, maxFrames);
+    return { frames: frames.map(joinFrame), used };
+  }
+
+  /**
+   * As `pushUpTo`, but each frame is the list of its body's slices (of `chunk` and of the
+   * chunks before it), in order; an empty frame is an empty list. The slices keep their
+   * chunks alive, so a caller holds them only until it has decoded or decrypted them.
+   */
+  pushPartsUpTo(chunk: Uint8Array, maxFrames: number): { frames: Uint8Array[][]; used: number } {
     if (this.#error !== undefined) throw this.#error;
     abytes(chunk, undefined, 'chunk');
-    const frames: Uint8Array[] = [];
+    const frames: Uint8Array[][] = [];
     let i = 0;
     const n = chunk.length;
     while (i < n && frames.length < maxFrames) {
-      if (this.#body === undefined) {
+      if (this.#need < 0) {
         // Read the 2-byte header, possibly split across chunks.
         let len: number;
         if (this.#headerByte >= 0) {
@@ -109,29 +134,42 @@ export class FrameDecoder {
           i += 1;
           break;
         }
-        // Checked before anything is allocated or buffered for the body.
+        // Checked before anything is kept for the body.
         if (len > this.maxFrameLen) {
           this.#error = tooLarge(len, this.maxFrameLen);
           throw this.#error;
         }
         if (len === 0) {
-          frames.push(new Uint8Array(0));
+          frames.push([]);
           continue;
         }
-        this.#body = new Uint8Array(len);
+        this.#need = len;
         this.#filled = 0;
       }
-      const body = this.#body;
-      const take = Math.min(body.length - this.#filled, n - i);
-      body.set(chunk.subarray(i, i + take), this.#filled);
+      const take = Math.min(this.#need - this.#filled, n - i);
+      this.#parts.push(take === n && i === 0 ? chunk : chunk.subarray(i, i + take));
       this.#filled += take;
       i += take;
-      if (this.#filled === body.length) {
-        frames.push(body);
-        this.#body = undefined;
+      if (this.#filled === this.#need) {
+        frames.push(this.#parts);
+        this.#parts = [];
+        this.#need = -1;
         this.#filled = 0;
       }
     }
     return { frames, used: i };
   }
+}
+
+/** One frame's slices as one new array. */
+export function joinFrame(parts: readonly Uint8Array[]): Uint8Array {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
 }

@@ -8,7 +8,7 @@
  */
 import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { EnrollError } from '../../errors.js';
-import { aesGcmDecrypt, aesGcmEncrypt } from '../../crypto/aead.js';
+import { aesGcmDecrypt, aesGcmDecryptParts, aesGcmEncrypt, aesGcmEncryptParts } from '../../crypto/aead.js';
 import { abytes, wipe } from '../../crypto/bytes.js';
 
 /** §3: every Noise message, handshake or transport, is at most 65535 bytes. */
@@ -114,6 +114,49 @@ export class CipherState {
     return out;
   }
 
+  /**
+   * EncryptWithAd over a plaintext given in pieces (the bulk paths: a portal link's frames
+   * are headers and slices of socket chunks). The result is the same message as
+   * `encryptWithAd(ad, concat(parts))`, as pieces: the ciphertext of each part, then the tag.
+   */
+  encryptWithAdParts(ad: Uint8Array, parts: readonly Uint8Array[]): Uint8Array[] {
+    abytes(ad, undefined, 'ad');
+    for (const p of parts) abytes(p, undefined, 'plaintext');
+    const k = this.#k;
+    if (k === undefined) return [...parts];
+    const nonce = this.#useNonce();
+    const out =
+      this.cipher === 'AESGCM'
+        ? aesGcmEncryptParts(k, nonce, parts, ad)
+        : [chachaPolyEncrypt(k, nonce, ad, joinParts(parts))];
+    this.#n += 1n;
+    return out;
+  }
+
+  /**
+   * DecryptWithAd over a ciphertext given in pieces (as the frame decoder found it in the
+   * socket's chunks). Same rules as `decryptWithAd`: the plaintext (in pieces) only after the
+   * tag verified, n unchanged and the one opaque ERR_NOISE_DECRYPT on a failure.
+   */
+  decryptWithAdParts(ad: Uint8Array, parts: readonly Uint8Array[]): Uint8Array[] {
+    abytes(ad, undefined, 'ad');
+    for (const p of parts) abytes(p, undefined, 'ciphertext');
+    const k = this.#k;
+    if (k === undefined) return [...parts];
+    const nonce = this.#useNonce();
+    let out: Uint8Array[];
+    try {
+      out =
+        this.cipher === 'AESGCM'
+          ? aesGcmDecryptParts(k, nonce, parts, ad)
+          : [chachaPolyDecrypt(k, nonce, ad, joinParts(parts))];
+    } catch {
+      throw new EnrollError('ERR_NOISE_DECRYPT', 'noise message failed to authenticate');
+    }
+    this.#n += 1n;
+    return out;
+  }
+
   /** Zero-fills k; the CipherState is empty afterwards. */
   wipe(): void {
     wipe(this.#k);
@@ -145,6 +188,19 @@ export class CipherState {
     this.#nonceView.setBigUint64(4, this.#n, this.cipher === 'ChaChaPoly');
     return this.#nonce;
   }
+}
+
+function joinParts(parts: readonly Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0]!;
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
 }
 
 /** §12.3 ENCRYPT for ChaChaPoly: AEAD_CHACHA20_POLY1305 (RFC 8439), ciphertext ‖ 16-byte tag. */

@@ -98,6 +98,42 @@ export class TransportState {
     }
   }
 
+  /**
+   * `encrypt` of the concatenation of `parts`, as pieces (the ciphertext of each part, then
+   * the tag): the same message, for senders that would otherwise join the pieces first.
+   */
+  encryptParts(parts: readonly Uint8Array[]): Uint8Array[] {
+    this.#assertUsable();
+    let n = 0;
+    for (const p of parts) n += abytes(p, undefined, 'payload').length;
+    if (n + NOISE_TAG_LEN > NOISE_MAX_MESSAGE_LEN) {
+      throw new EnrollError(
+        'ERR_NOISE_TOO_LONG',
+        `noise transport message would be ${n + NOISE_TAG_LEN} bytes, over ${NOISE_MAX_MESSAGE_LEN}`,
+      );
+    }
+    return this.#send.encryptWithAdParts(EMPTY, parts);
+  }
+
+  /** `decrypt` of one message given in pieces; the plaintext in pieces. Same checks, same poisoning. */
+  decryptParts(parts: readonly Uint8Array[]): Uint8Array[] {
+    this.#assertUsable();
+    try {
+      let n = 0;
+      for (const p of parts) n += abytes(p, undefined, 'message').length;
+      if (n > NOISE_MAX_MESSAGE_LEN) {
+        throw new EnrollError('ERR_NOISE_TOO_LONG', `noise transport message is ${n} bytes, over ${NOISE_MAX_MESSAGE_LEN}`);
+      }
+      if (n < NOISE_TAG_LEN) {
+        throw new EnrollError('ERR_NOISE_SHORT', `noise transport message is ${n} bytes, shorter than its tag`);
+      }
+      return this.#receive.decryptWithAdParts(EMPTY, parts);
+    } catch (e) {
+      this.#poison();
+      throw e;
+    }
+  }
+
   /** True once a decrypt has failed; the channel must be closed. */
   get isPoisoned(): boolean {
     return this.#poisoned;

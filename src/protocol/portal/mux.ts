@@ -14,7 +14,7 @@
  */
 import { EnrollError } from '../../errors.js';
 import {
-  decodeHeader, encodeData, encodeHeader, Flag, FrameType, GoAwayCode, MAX_DATA_LEN, MUX_HEADER_LEN,
+  decodeHeader, encodeHeader, Flag, FrameType, GoAwayCode, MAX_DATA_LEN, MUX_HEADER_LEN,
   type FrameHeader,
 } from './frame.js';
 
@@ -105,13 +105,18 @@ export class Mux {
   #nextId: number;
   /** Highest stream id the peer opened; a SYN must exceed it (yamux: ids are not reused). */
   #peerHighest = 0;
-  #out: Buffer[] = [];
+  /** Frames to send, in order: a header alone, or a DATA header and its body's slices. */
+  #out: (Buffer | Buffer[])[] = [];
   #events: MuxEvent[] = [];
   /** Received bytes not yet parsed: chunks, and the offset into the first. */
   #in: Buffer[] = [];
   #inLen = 0;
   #inOff = 0;
   #header: FrameHeader | undefined;
+  /** Body bytes of the DATA frame being received that have not arrived yet. */
+  #bodyLeft = 0;
+  /** The stream that frame is for; undefined when it is gone (its bytes are dropped). */
+  #bodyStream: Stream | undefined;
   #sessionSendCredit: number;
   #sessionRecvWindow: number;
   #sessionUnacked = 0;
@@ -258,12 +263,29 @@ export class Mux {
     this.#dropAll(false);
   }
 
-  /** Frames to write, in order. Streams with credit take turns, one frame each (round robin). */
+  /** Frames to write, in order, one buffer each. Streams with credit take turns, one frame each (round robin). */
   takeOutput(): Buffer[] {
     this.#flush();
     const out = this.#out;
     this.#out = [];
-    return out;
+    return out.map((f) => (Array.isArray(f) ? Buffer.concat(f) : f));
+  }
+
+  /**
+   * The same bytes as takeOutput, but a DATA frame comes as its 12-byte header followed by
+   * its body as slices of the buffers given to `write` (no copy): for a shell that writes
+   * pieces (PortalLink encrypts them piece by piece into one channel message).
+   */
+  takeOutputParts(): Buffer[] {
+    this.#flush();
+    const out = this.#out;
+    this.#out = [];
+    const parts: Buffer[] = [];
+    for (const f of out) {
+      if (Array.isArray(f)) for (const p of f) parts.push(p);
+      else parts.push(f);
+    }
+    return parts;
   }
 
   takeEvents(): MuxEvent[] {
@@ -328,45 +350,83 @@ export class Mux {
     this.#inOff = 0;
   }
 
+  /**
+   * Parses what has arrived. A DATA body is handed on as it arrives, in the slices it came
+   * in, rather than gathered into one buffer first: the credit checks need only the header
+   * (the whole announced length is charged there), and the bytes are the peer's either way.
+   */
   #parse(): void {
     for (;;) {
       if (this.#header === undefined) {
         if (this.#available() < MUX_HEADER_LEN) return;
         // The DATA length is checked here, before any of its body is waited for.
-        this.#header = decodeHeader(this.#take(MUX_HEADER_LEN), 0, this.maxFrameData);
+        const h = decodeHeader(this.#take(MUX_HEADER_LEN), 0, this.maxFrameData);
+        if (h.type !== FrameType.DATA) {
+          this.#onControl(h);
+          if (this.closed) return;
+          continue;
+        }
+        this.#bodyStream = this.#onDataHeader(h);
+        this.#header = h;
+        this.#bodyLeft = h.length;
       }
+      while (this.#bodyLeft > 0 && this.#available() > 0) {
+        const piece = this.#takeUpTo(this.#bodyLeft);
+        this.#bodyLeft -= piece.length;
+        this.#onDataPiece(piece);
+      }
+      if (this.#bodyLeft > 0) return;
       const h = this.#header;
-      if (h.type === FrameType.DATA) {
-        if (this.#available() < h.length) return;
-        this.#header = undefined;
-        this.#onData(h, h.length === 0 ? Buffer.alloc(0) : this.#take(h.length));
-      } else {
-        this.#header = undefined;
-        this.#onControl(h);
-      }
+      const s = this.#bodyStream;
+      this.#header = undefined;
+      this.#bodyStream = undefined;
+      // Flags act once the whole body is delivered: a FIN or RST comes after the bytes.
+      if (s !== undefined && this.#streams.get(s.id) === s) this.#flags(s, h.flags);
       if (this.closed) return;
     }
   }
 
-  #onData(h: FrameHeader, body: Buffer): void {
+  /** Up to `n` bytes off the input, as a slice of its first chunk. */
+  #takeUpTo(n: number): Buffer {
+    const first = this.#in[0]!;
+    const k = Math.min(n, first.length - this.#inOff);
+    const out = k === first.length ? first : first.subarray(this.#inOff, this.#inOff + k);
+    this.#inOff += k;
+    if (this.#inOff === first.length) this.#shift();
+    return out;
+  }
+
+  /** The checks a DATA frame's header allows, before any of its body is taken; its stream, or undefined (gone). */
+  #onDataHeader(h: FrameHeader): Stream | undefined {
     if (h.streamId === 0) throw protocolError('DATA on stream 0');
     // Session credit is charged for every DATA byte, even on a stream already gone (the
     // sender charged it too); bytes for a gone stream are returned at once.
-    if (body.length > this.#sessionRecvWindow) throw protocolError(`DATA of ${body.length} bytes exceeds the session credit of ${this.#sessionRecvWindow}`);
-    this.#sessionRecvWindow -= body.length;
+    if (h.length > this.#sessionRecvWindow) throw protocolError(`DATA of ${h.length} bytes exceeds the session credit of ${this.#sessionRecvWindow}`);
+    this.#sessionRecvWindow -= h.length;
     const s = this.#stream(h);
     if (s === undefined) {
-      this.#sessionConsumed(body.length);
+      this.#sessionConsumed(h.length);
+      return undefined;
+    }
+    if (h.length > 0) {
+      if (s.finReceived) throw protocolError(`DATA on stream ${s.id} after its FIN`);
+      if (h.length > s.recvWindow) throw protocolError(`DATA of ${h.length} bytes exceeds stream ${s.id}'s credit of ${s.recvWindow}`);
+      s.recvWindow -= h.length;
+    }
+    return s;
+  }
+
+  #onDataPiece(piece: Buffer): void {
+    const s = this.#bodyStream;
+    if (s === undefined) return;
+    if (this.#streams.get(s.id) !== s) {
+      // Reset between two pieces of one frame: the rest is dropped, its credit returned.
+      this.#bodyStream = undefined;
+      this.#sessionConsumed(this.#bodyLeft + piece.length);
       return;
     }
-    if (body.length > 0) {
-      if (s.finReceived) throw protocolError(`DATA on stream ${s.id} after its FIN`);
-      if (body.length > s.recvWindow) throw protocolError(`DATA of ${body.length} bytes exceeds stream ${s.id}'s credit of ${s.recvWindow}`);
-      s.recvWindow -= body.length;
-      s.unconsumed += body.length;
-      this.#events.push({ type: 'data', id: s.id, data: body });
-    }
-    this.#flags(s, h.flags);
+    s.unconsumed += piece.length;
+    this.#events.push({ type: 'data', id: s.id, data: piece });
   }
 
   #onControl(h: FrameHeader): void {
@@ -483,7 +543,8 @@ export class Mux {
       return false;
     }
     const body = this.#dequeue(s, n);
-    this.#out.push(encodeData(s.id, finNow ? Flag.FIN : 0, body, this.maxFrameData));
+    // Header and body slices: the body is not copied into the frame (takeOutputParts).
+    this.#out.push([encodeHeader({ type: FrameType.DATA, flags: finNow ? Flag.FIN : 0, streamId: s.id, length: n }), ...body]);
     s.sendCredit -= n;
     this.#sessionSendCredit -= n;
     if (finNow) {
@@ -497,15 +558,9 @@ export class Mux {
     return true;
   }
 
-  #dequeue(s: Stream, n: number): Buffer {
+  /** Takes `n` queued bytes of the stream, as slices of what was written (no copy). */
+  #dequeue(s: Stream, n: number): Buffer[] {
     s.queued -= n;
-    const first = s.sendQueue[0];
-    if (n === 0) return Buffer.alloc(0);
-    if (first!.length === n) return s.sendQueue.shift()!;
-    if (first!.length > n) {
-      s.sendQueue[0] = first!.subarray(n);
-      return first!.subarray(0, n);
-    }
     const parts: Buffer[] = [];
     let left = n;
     while (left > 0) {
@@ -519,7 +574,7 @@ export class Mux {
         left = 0;
       }
     }
-    return Buffer.concat(parts, n);
+    return parts;
   }
 
   // ---------------------------------------------------------------- bookkeeping
