@@ -10,12 +10,13 @@
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { patience } from './pace.js';
 import { freePort as reservedPort } from './ports.js';
-import { BIN } from './paths.js';
+import { BIN, REPO_ROOT } from './paths.js';
 
 export const NODE = process.execPath;
 
@@ -297,9 +298,13 @@ let httpsSupport: Promise<boolean> | undefined;
  * Whether this build's service also serves token enrollment over HTTPS (`service start
  * --https-listen`). When it does, every test service gets its own free HTTPS port too, so
  * parallel tests never fight over the default one.
+ *
+ * Read from the built command file that declares the option, not from `service start --help`:
+ * that spawn loads the whole service command tree, once in every test file that starts a
+ * service (issue 24: the suite's time is mostly process start-ups).
  */
 export function serviceHasHttps(): Promise<boolean> {
-  httpsSupport ??= run(['service', 'start', '--help']).then((r) => r.stdout.includes('--https-listen'));
+  httpsSupport ??= readFile(join(REPO_ROOT, 'dist', 'src', 'cli', 'service-start.js'), 'utf8').then((js) => js.includes('--https-listen <HOST:PORT>'));
   return httpsSupport;
 }
 
