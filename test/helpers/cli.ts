@@ -436,11 +436,17 @@ export async function setupWorld(opts: { bundles?: number; enrolleeName?: string
   const root = tempHome('world');
   const serviceHome = join(root, 'service');
   const enrollerHome = join(root, 'enroller');
-  const { port, httpsPort, address, serviceKey } = await initService(serviceHome);
-  const service = await startService(serviceHome, port, httpsPort);
   let n = 0;
+  const newEnrollee = (name?: string) => initEnrollee(join(root, `enrollee-${++n}`), name);
+  // The three homes are made at once: each init is a process of its own in its own home,
+  // and none needs another (the suite's time is mostly process start-ups: issue 24).
+  const [{ port, httpsPort, address, serviceKey }, enrollerKey, enrollee] = await Promise.all([
+    initService(serviceHome),
+    okJson<{ enroller_key: string }>(['enroller', 'init'], { home: enrollerHome }).then((j) => j.enroller_key),
+    newEnrollee(opts.enrolleeName ?? 'Robot Axiom'),
+  ]);
+  const service = await startService(serviceHome, port, httpsPort);
   try {
-    const enrollerKey = (await okJson<{ enroller_key: string }>(['enroller', 'init'], { home: enrollerHome })).enroller_key;
     await ok(['service', 'enroller', 'allow', enrollerKey, '--name', 'test terminal'], { home: serviceHome });
     const fetchBundles = async (count: number) =>
       (await okJson<{ bundles: string[] }>(
@@ -448,8 +454,6 @@ export async function setupWorld(opts: { bundles?: number; enrolleeName?: string
         { home: enrollerHome },
       )).bundles;
     const bundles = await fetchBundles(opts.bundles ?? 3);
-    const newEnrollee = (name?: string) => initEnrollee(join(root, `enrollee-${++n}`), name);
-    const enrollee = await newEnrollee(opts.enrolleeName ?? 'Robot Axiom');
     const world: World = {
       root,
       port,
