@@ -23,6 +23,7 @@ import {
   startService,
   tempHome,
   type RunResult,
+  type ServiceInit,
   type World,
 } from '../helpers/cli.js';
 import { REPO_ROOT } from '../helpers/paths.js';
@@ -132,9 +133,18 @@ describe('service init and service start', () => {
     assert.ok(r.stderr.startsWith('ockam-enroll: error: '), show(r));
   });
 
+  // The two start tests need a service initialised, not a fresh one each: they share one
+  // home (a `service init` is seconds on a busy machine, issue 24), each starting and stopping
+  // its own services in turn.
+  let started: Promise<{ home: string; init: ServiceInit }> | undefined;
+  const startable = () =>
+    (started ??= (async () => {
+      const home = tempHome('svc-start');
+      return { home, init: await initService(home) };
+    })());
+
   test('service start stops cleanly on SIGINT, and on SIGTERM', async () => {
-    const home = tempHome('svc');
-    const init = await initService(home);
+    const { home, init } = await startable();
     for (const signal of ['SIGINT', 'SIGTERM'] as const) {
       const svc = await startService(home, init.port, init.httpsPort);
       try {
@@ -150,8 +160,7 @@ describe('service init and service start', () => {
   });
 
   test('service start on a port that is taken fails with a message, and does not hang', async () => {
-    const home = tempHome('svc');
-    const init = await initService(home);
+    const { home, init } = await startable();
     const svc = await startService(home, init.port, init.httpsPort);
     try {
       const r = await run(['service', 'start', '--listen', `127.0.0.1:${init.port}`, ...(init.httpsPort ? ['--https-listen', `127.0.0.1:${await freePort()}`] : [])], { home, timeoutMs: 15_000 });

@@ -37,6 +37,39 @@ async function tokenFrom(root: string, svcHome: string, tcpPort: number, name: s
   return { file, jwt: readFileSync(file, 'utf8').trim() };
 }
 
+/** A service home initialised once, for every test below that needs a service initialised just so. */
+interface SharedHome {
+  home: string;
+  /** The port of its `--address`, which its tests also `--listen` on. */
+  tcpPort: number;
+  /** The port of its `--https-address` (when init chose one). */
+  chosen: number;
+  init: { https_address: string };
+}
+
+/**
+ * Most tests here differ in how they start the service, not in how it was initialised, so
+ * they share one home per kind of init instead of each running `service init` (seconds on a
+ * busy machine: issue 24). Each test still starts (or fails to start) its own service from it,
+ * one test at a time (the describes are sequential), and stops it before the next.
+ */
+function sharedHome(label: string, chooseHttps: boolean): () => Promise<SharedHome> {
+  let made: Promise<SharedHome> | undefined;
+  return () =>
+    (made ??= (async () => {
+      const home = join(tempHome(label), 'service');
+      const [tcpPort, chosen] = [await freePort(), await freePort()];
+      const args = ['service', 'init', '--address', `tcp://127.0.0.1:${tcpPort}`, ...(chooseHttps ? ['--https-address', `https://127.0.0.1:${chosen}`] : [])];
+      const init = await okJson<{ https_address: string }>(args, { home });
+      return { home, tcpPort, chosen, init };
+    })());
+}
+
+/** Initialised with the default HTTPS address (not chosen). */
+const defaultInit = sharedHome('https-default', false);
+/** Initialised with `--https-address https://127.0.0.1:<chosen>`, where nothing listens between tests. */
+const chosenInit = sharedHome('https-chosen', true);
+
 function field(line: string, name: string): string | undefined {
   return new RegExp(` ${name}=(\\S+)`).exec(line)?.[1];
 }
@@ -44,10 +77,8 @@ function field(line: string, name: string): string | undefined {
 describe('the announced HTTPS address follows --https-listen when init did not choose it', () => {
   it('init with the default address, start --https-listen on a free port: the token names that port, and `enrollee join --token` completes', async () => {
     const root = tempHome('https-follow');
-    const svcHome = join(root, 'service');
-    const tcpPort = await freePort();
+    const { home: svcHome, tcpPort, init } = await defaultInit();
     const httpsPort = await freePort();
-    const init = await okJson<{ https_address: string }>(['service', 'init', '--address', `tcp://127.0.0.1:${tcpPort}`], { home: svcHome });
     assert.equal(init.https_address, 'https://127.0.0.1:4443', 'the default, not chosen');
     const service = await start(svcHome, tcpPort, `127.0.0.1:${httpsPort}`);
     try {
@@ -67,9 +98,7 @@ describe('the announced HTTPS address follows --https-listen when init did not c
 
   it('--https-listen 127.0.0.1:0: the token names the port the system chose', async () => {
     const root = tempHome('https-follow0');
-    const svcHome = join(root, 'service');
-    const tcpPort = await freePort();
-    await ok(['service', 'init', '--address', `tcp://127.0.0.1:${tcpPort}`], { home: svcHome });
+    const { home: svcHome, tcpPort } = await defaultInit();
     const service = await start(svcHome, tcpPort, '127.0.0.1:0');
     try {
       const line = service.lines.find((l) => l.includes(' https-listening '))!;
@@ -84,10 +113,7 @@ describe('the announced HTTPS address follows --https-listen when init did not c
   });
 
   it('a listener on another host than the certificate names is refused: no address could both reach it and verify', async (t) => {
-    const root = tempHome('https-nofollow');
-    const svcHome = join(root, 'service');
-    const tcpPort = await freePort();
-    await ok(['service', 'init', '--address', `tcp://127.0.0.1:${tcpPort}`], { home: svcHome });
+    const { home: svcHome, tcpPort } = await defaultInit();
     // 127.0.0.2 is loopback on Linux, but not the 127.0.0.1 the certificate names.
     const probe = createServer();
     const canBind = await new Promise<boolean>((resolve) => {
@@ -105,11 +131,8 @@ describe('the announced HTTPS address follows --https-listen when init did not c
 
 describe('an HTTPS address chosen at init that cannot reach the listener', () => {
   it('on loopback with nothing there: the start is refused, naming both addresses and --https-address', async () => {
-    const root = tempHome('https-refuse');
-    const svcHome = join(root, 'service');
-    const tcpPort = await freePort();
-    const [chosen, listen] = [await freePort(), await freePort()];
-    await ok(['service', 'init', '--address', `tcp://127.0.0.1:${tcpPort}`, '--https-address', `https://127.0.0.1:${chosen}`], { home: svcHome });
+    const { home: svcHome, tcpPort, chosen } = await chosenInit();
+    const listen = await freePort();
     const r = await run(['service', 'start', '--listen', `127.0.0.1:${tcpPort}`, '--https-listen', `127.0.0.1:${listen}`], { home: svcHome });
     assertFailure(
       r,
@@ -126,16 +149,15 @@ describe('an HTTPS address chosen at init that cannot reach the listener', () =>
   });
 
   it('on loopback with another server there: refused, saying so', async () => {
-    const root = tempHome('https-other');
-    const svcHome = join(root, 'service');
-    const tcpPort = await freePort();
+    const { home: svcHome, tcpPort, chosen } = await chosenInit();
     const listen = await freePort();
     // Something that is not this service holds the chosen port: it accepts and hangs up.
     const squatter: Server = createServer((socket) => socket.destroy());
-    await new Promise<void>((resolve) => squatter.listen(0, '127.0.0.1', () => resolve()));
-    const chosen = (squatter.address() as { port: number }).port;
+    await new Promise<void>((resolve, reject) => {
+      squatter.once('error', reject);
+      squatter.listen(chosen, '127.0.0.1', () => resolve());
+    });
     try {
-      await ok(['service', 'init', '--address', `tcp://127.0.0.1:${tcpPort}`, '--https-address', `https://127.0.0.1:${chosen}`], { home: svcHome });
       const r = await run(['service', 'start', '--listen', `127.0.0.1:${tcpPort}`, '--https-listen', `127.0.0.1:${listen}`], { home: svcHome });
       assertFailure(r, EXIT_USAGE, `https://127.0.0.1:${chosen} (the --https-address set at init), but this service listens for HTTPS on 127.0.0.1:${listen} and another server answers there`, /--https-address/);
     } finally {
@@ -144,11 +166,8 @@ describe('an HTTPS address chosen at init that cannot reach the listener', () =>
   });
 
   it('--https-address-check warn: starts with a warning behind an address not served yet, and logs https-address-served once it is', { timeout: 120_000 }, async () => {
-    const root = tempHome('https-check-warn');
-    const svcHome = join(root, 'service');
-    const tcpPort = await freePort();
-    const [chosen, listen] = [await freePort(), await freePort()];
-    await ok(['service', 'init', '--address', `tcp://127.0.0.1:${tcpPort}`, '--https-address', `https://127.0.0.1:${chosen}`], { home: svcHome });
+    const { home: svcHome, tcpPort, chosen } = await chosenInit();
+    const listen = await freePort();
     const service = await spawnService(['service', 'start', '--listen', `127.0.0.1:${tcpPort}`, '--https-listen', `127.0.0.1:${listen}`, '--https-address-check', 'warn'], tcpPort, {
       home: svcHome,
       ready: [' https-listening '],
@@ -178,11 +197,8 @@ describe('an HTTPS address chosen at init that cannot reach the listener', () =>
   });
 
   it('--https-address-check off: starts without checking; a mode that is not one of the three is a usage error', async () => {
-    const root = tempHome('https-check-off');
-    const svcHome = join(root, 'service');
-    const tcpPort = await freePort();
-    const [chosen, listen] = [await freePort(), await freePort()];
-    await ok(['service', 'init', '--address', `tcp://127.0.0.1:${tcpPort}`, '--https-address', `https://127.0.0.1:${chosen}`], { home: svcHome });
+    const { home: svcHome, tcpPort, chosen } = await chosenInit();
+    const listen = await freePort();
     const bad = await run(['service', 'start', '--listen', `127.0.0.1:${tcpPort}`, '--https-address-check', 'maybe'], { home: svcHome });
     assertFailure(bad, EXIT_USAGE, '--https-address-check must be one of refuse, warn, off, not "maybe"');
     const service = await spawnService(['service', 'start', '--listen', `127.0.0.1:${tcpPort}`, '--https-listen', `127.0.0.1:${listen}`, '--https-address-check', 'off'], tcpPort, {
@@ -199,20 +215,15 @@ describe('an HTTPS address chosen at init that cannot reach the listener', () =>
   });
 
   it('the refusal\'s hint never names `service init --force` without saying what it destroys', async () => {
-    const root = tempHome('https-refuse-hint');
-    const svcHome = join(root, 'service');
-    const tcpPort = await freePort();
-    const [chosen, listen] = [await freePort(), await freePort()];
-    await ok(['service', 'init', '--address', `tcp://127.0.0.1:${tcpPort}`, '--https-address', `https://127.0.0.1:${chosen}`], { home: svcHome });
+    const { home: svcHome, tcpPort } = await chosenInit();
+    const listen = await freePort();
     const r = await run(['service', 'start', '--listen', `127.0.0.1:${tcpPort}`, '--https-listen', `127.0.0.1:${listen}`], { home: svcHome });
     assertFailure(r, EXIT_USAGE, /nothing listens there/, /--https-address-check warn.*service init --force --https-address.*destroys the service identity.*every device enrolled with this service must enroll again/);
   });
 
   it('on loopback where another process of the same service serves it: accepted (a second replica, a local proxy)', async () => {
-    const root = tempHome('https-replica');
-    const svcHome = join(root, 'service');
-    const [tcpA, tcpB, chosen, other] = [await freePort(), await freePort(), await freePort(), await freePort()];
-    await ok(['service', 'init', '--address', `tcp://127.0.0.1:${tcpA}`, '--https-address', `https://127.0.0.1:${chosen}`], { home: svcHome });
+    const { home: svcHome, tcpPort: tcpA, chosen } = await chosenInit();
+    const [tcpB, other] = [await freePort(), await freePort()];
     const a = await start(svcHome, tcpA, `127.0.0.1:${chosen}`);
     try {
       const b = await start(svcHome, tcpB, `127.0.0.1:${other}`);

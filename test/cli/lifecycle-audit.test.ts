@@ -24,7 +24,7 @@ import {
   tempHome,
   type World,
 } from '../helpers/cli.js';
-import { approve, audited, auditEntries, EXIT, join as joinWith, type ExportedEntry } from '../helpers/lifecycle.js';
+import { approve, auditedEach, auditEntries, EXIT, join as joinWith, type ExportedEntry } from '../helpers/lifecycle.js';
 
 let w: World;
 before(async () => {
@@ -89,24 +89,41 @@ describe('the audit log', () => {
       tokenIdentity = t.identity;
     }
 
-    const byEvent = async (event: string, pred: (f: Record<string, unknown>) => boolean = () => true) =>
-      (await audited(w.serviceHome, (e) => e.event === event && pred(e.fields))).fields;
-    assert.equal((await byEvent('listening')).service_key, w.serviceKey);
-    assert.equal((await byEvent('enroller-allowed', (f) => f.enroller === w.enrollerKey)).enroller_name, 'test terminal');
-    assert.equal((await byEvent('bundles')).enroller, w.enrollerKey);
-    assert.equal((await byEvent('approved', (f) => f.enrollee === a.id)).name, 'Robot Audit');
-    const accepted = await byEvent('accepted', (f) => f.enrollee === a.id);
+    // Every entry the flow above wrote, from one export (polled until all are there: the
+    // service appends from a thread of its own).
+    type Fields = Record<string, unknown>;
+    const event = (name: string, pred: (f: Fields) => boolean = () => true) => (e: ExportedEntry) => e.event === name && pred(e.fields);
+    const found = await auditedEach(w.serviceHome, {
+      listening: event('listening'),
+      allowed: event('enroller-allowed', (f) => f.enroller === w.enrollerKey),
+      bundles: event('bundles'),
+      approved: event('approved', (f) => f.enrollee === a.id),
+      accepted: event('accepted', (f) => f.enrollee === a.id),
+      revoked: event('enrollee-revoked', (f) => f.enrollee === b.id),
+      rejected: event('rejected', (f) => f.enrollee === b.id),
+      allowed2: event('enroller-allowed', (f) => f.enroller === key2),
+      revoked2: event('enroller-revoked', (f) => f.enroller === key2),
+      ...(tokenIdentity !== undefined
+        ? { tokenCreated: event('token-created', (f) => f.enrollee === tokenIdentity), certIssued: event('cert-issued', (f) => f.enrollee === tokenIdentity) }
+        : {}),
+    } as Record<string, (e: ExportedEntry) => boolean>);
+    const byEvent = (key: string): Fields => found[key]!.fields;
+    assert.equal(byEvent('listening').service_key, w.serviceKey);
+    assert.equal(byEvent('allowed').enroller_name, 'test terminal');
+    assert.equal(byEvent('bundles').enroller, w.enrollerKey);
+    assert.equal(byEvent('approved').name, 'Robot Audit');
+    const accepted = byEvent('accepted');
     assert.equal(accepted.name, 'Robot Audit');
     assert.equal(accepted.enroller, w.enrollerKey);
     assert.match(String(accepted.ik_b), /^[0-9a-f]{64}$/);
     assert.match(String(accepted.credential_expires_at), /^\d{4}-/);
-    assert.equal((await byEvent('enrollee-revoked', (f) => f.enrollee === b.id)).name, 'Robot Revoked');
-    assert.match(String((await byEvent('rejected', (f) => f.enrollee === b.id)).reason), /^ERR_ENROLLEE_REVOKED/);
-    assert.equal((await byEvent('enroller-allowed', (f) => f.enroller === key2)).enroller_name, 'old terminal');
-    await byEvent('enroller-revoked', (f) => f.enroller === key2);
+    assert.equal(byEvent('revoked').name, 'Robot Revoked');
+    assert.match(String(byEvent('rejected').reason), /^ERR_ENROLLEE_REVOKED/);
+    assert.equal(byEvent('allowed2').enroller_name, 'old terminal');
+    assert.ok(found.revoked2, 'the enroller revocation is audited');
     if (tokenIdentity !== undefined) {
-      assert.equal((await byEvent('token-created', (f) => f.enrollee === tokenIdentity)).name, 'sensor-a');
-      assert.match(String((await byEvent('cert-issued', (f) => f.enrollee === tokenIdentity)).serial), /^[0-9a-f]{32}$/);
+      assert.equal(byEvent('tokenCreated').name, 'sensor-a');
+      assert.match(String(byEvent('certIssued').serial), /^[0-9a-f]{32}$/);
     }
   });
 

@@ -118,9 +118,10 @@ describe('refusals at the service', () => {
   test('an expired approval: join exits 3 and says to approve again', async () => {
     const e = await w.newEnrollee('Late Bot');
     const id = takeBundle();
-    const approved = await ok(['enroller', 'approve', e.card, '--bundle', id, '--ttl', '1s'], { home: w.enrollerHome });
-    await sleep(2_500);
-    const r = await run(['enrollee', 'join', '--bundle', approved.stdout.trim()], { home: e.home });
+    const approved = await okJson<{ bundle_text: string; expires_at: string }>(['enroller', 'approve', e.card, '--bundle', id, '--ttl', '1s'], { home: w.enrollerHome });
+    // Until the second after its expiry has begun (was a fixed 2.5 s: issue 24).
+    await sleep(Math.max(0, Date.parse(approved.expires_at) - Date.now() + 1100));
+    const r = await run(['enrollee', 'join', '--bundle', approved.bundle_text], { home: e.home });
     assertFailure(r, EXIT.REJECTED, 'approval has expired', 'approve it again');
     await logged('rejected', 'ERR_APPROVAL_EXPIRED', `enrollee=${e.id}`);
     const row = await okJson<{ state: string; expired: boolean }>(['service', 'enrollee', 'show', e.id], { home: w.serviceHome });

@@ -10,12 +10,13 @@
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { patience } from './pace.js';
 import { freePort as reservedPort } from './ports.js';
-import { BIN } from './paths.js';
+import { BIN, REPO_ROOT } from './paths.js';
 
 export const NODE = process.execPath;
 
@@ -297,9 +298,13 @@ let httpsSupport: Promise<boolean> | undefined;
  * Whether this build's service also serves token enrollment over HTTPS (`service start
  * --https-listen`). When it does, every test service gets its own free HTTPS port too, so
  * parallel tests never fight over the default one.
+ *
+ * Read from the built command file that declares the option, not from `service start --help`:
+ * that spawn loads the whole service command tree, once in every test file that starts a
+ * service (issue 24: the suite's time is mostly process start-ups).
  */
 export function serviceHasHttps(): Promise<boolean> {
-  httpsSupport ??= run(['service', 'start', '--help']).then((r) => r.stdout.includes('--https-listen'));
+  httpsSupport ??= readFile(join(REPO_ROOT, 'dist', 'src', 'cli', 'service-start.js'), 'utf8').then((js) => js.includes('--https-listen <HOST:PORT>'));
   return httpsSupport;
 }
 
@@ -431,11 +436,17 @@ export async function setupWorld(opts: { bundles?: number; enrolleeName?: string
   const root = tempHome('world');
   const serviceHome = join(root, 'service');
   const enrollerHome = join(root, 'enroller');
-  const { port, httpsPort, address, serviceKey } = await initService(serviceHome);
-  const service = await startService(serviceHome, port, httpsPort);
   let n = 0;
+  const newEnrollee = (name?: string) => initEnrollee(join(root, `enrollee-${++n}`), name);
+  // The three homes are made at once: each init is a process of its own in its own home,
+  // and none needs another (the suite's time is mostly process start-ups: issue 24).
+  const [{ port, httpsPort, address, serviceKey }, enrollerKey, enrollee] = await Promise.all([
+    initService(serviceHome),
+    okJson<{ enroller_key: string }>(['enroller', 'init'], { home: enrollerHome }).then((j) => j.enroller_key),
+    newEnrollee(opts.enrolleeName ?? 'Robot Axiom'),
+  ]);
+  const service = await startService(serviceHome, port, httpsPort);
   try {
-    const enrollerKey = (await okJson<{ enroller_key: string }>(['enroller', 'init'], { home: enrollerHome })).enroller_key;
     await ok(['service', 'enroller', 'allow', enrollerKey, '--name', 'test terminal'], { home: serviceHome });
     const fetchBundles = async (count: number) =>
       (await okJson<{ bundles: string[] }>(
@@ -443,8 +454,6 @@ export async function setupWorld(opts: { bundles?: number; enrolleeName?: string
         { home: enrollerHome },
       )).bundles;
     const bundles = await fetchBundles(opts.bundles ?? 3);
-    const newEnrollee = (name?: string) => initEnrollee(join(root, `enrollee-${++n}`), name);
-    const enrollee = await newEnrollee(opts.enrolleeName ?? 'Robot Axiom');
     const world: World = {
       root,
       port,

@@ -54,6 +54,30 @@ export async function audited(serviceHome: string, pred: (e: ExportedEntry) => b
   }
 }
 
+/**
+ * audited() for several entries at once: resolves with the first entry each predicate
+ * matches, from one `service audit export` per poll instead of one per entry (each export is
+ * a process start, seconds on a busy machine: issue 24). Fails after timeoutMs (scaled), naming
+ * the entries still missing.
+ */
+export async function auditedEach<K extends string>(serviceHome: string, preds: Record<K, (e: ExportedEntry) => boolean>, timeoutMs = WAIT_TIMEOUT_MS): Promise<Record<K, ExportedEntry>> {
+  const end = Date.now() + (await patience(timeoutMs));
+  const keys = Object.keys(preds) as K[];
+  for (;;) {
+    const entries = await auditEntries(serviceHome);
+    const found = {} as Record<K, ExportedEntry>;
+    const missing: K[] = [];
+    for (const k of keys) {
+      const hit = entries.find(preds[k]);
+      if (hit === undefined) missing.push(k);
+      else found[k] = hit;
+    }
+    if (missing.length === 0) return found;
+    if (Date.now() > end) throw new Error(`no audit entry for ${missing.join(', ')} in:\n${entries.map((e) => JSON.stringify(e)).join('\n')}`);
+    await sleep(100);
+  }
+}
+
 /** `service audit export --json`: the entries. */
 export async function auditEntries(serviceHome: string): Promise<ExportedEntry[]> {
   const j = await okJson<{ format: string; entries: ExportedEntry[] }>(['service', 'audit', 'export'], { home: serviceHome });
