@@ -6,12 +6,34 @@
 // (scripts/pg-cluster.mjs), started here and passed as OCKAM_ENROLL_TEST_PG; it is stopped
 // and removed when the run ends, fails, or is interrupted (Ctrl-C, SIGTERM). If it cannot be
 // started, those tests fail with the reason; they are never skipped.
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+//
+// dist is a link to one build (scripts/build.mjs); the run is pinned to the tree it names
+// when the run starts, by its real path, and notes its PID there (<tree>/.running/) so that a
+// build during the run neither mixes two trees into it nor removes the one it runs from.
+import { lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { spawn } from 'node:child_process';
 import { startCluster } from './pg-cluster.mjs';
 
-const root = 'dist/test';
+let tree = 'dist';
+try {
+  if (lstatSync('dist').isSymbolicLink()) {
+    tree = relative('.', realpathSync('dist'));
+    mkdirSync(join(tree, '.running'), { recursive: true });
+    const mark = join(tree, '.running', String(process.pid));
+    writeFileSync(mark, '');
+    process.on('exit', () => {
+      try {
+        unlinkSync(mark);
+      } catch {
+        // removed with its tree
+      }
+    });
+  }
+} catch {
+  // no dist yet: the walk below says so
+}
+const root = join(tree, 'test');
 const filters = process.argv.slice(2).filter((a) => !a.startsWith('--'));
 const flags = process.argv.slice(2).filter((a) => a.startsWith('--'));
 const files = [];

@@ -154,7 +154,9 @@ _ockam_enroll() {
     fi
   fi
 }
-if [[ \${zsh_eval_context[-1]} == loadautofunc ]]; then
+# Autoloaded from $fpath, this file is the body of _ockam-enroll, run on every completion
+# (zsh_eval_context says loadautofunc only on the first); sourced, it binds the function.
+if [[ \${funcstack[1]} == _ockam-enroll ]]; then
   _ockam_enroll "$@"
 else
   compdef _ockam_enroll ockam-enroll

@@ -62,13 +62,13 @@ function cases(): { words: string[]; cur: string; expect: string[] }[] {
   return out;
 }
 
-function compare(results: string[], label: string): void {
-  const cs = cases();
+function compare(results: string[], label: string, cs = cases(), offered = false): void {
   assert.equal(results.length, cs.length, `${label}: one answer per case`);
   const bad: string[] = [];
   cs.forEach((c, i) => {
-    // zsh's compadd and bash's compgen filter by the typed prefix; the stubbed compadd does not.
-    const got = results[i]!.split(/\s+/).filter((w) => w !== '' && w.startsWith(c.cur)).map((w) => w.replace(/\/$/, '')).sort();
+    // bash's compgen and fish's complete -C are asked for candidates (filtered here by the
+    // typed prefix); `offered`: results are what the shell listed, after its own filtering.
+    const got = results[i]!.split(/\s+/).filter((w) => w !== '' && (offered || w.startsWith(c.cur))).map((w) => w.replace(/\/$/, '')).sort();
     const want = c.expect.filter((w) => w.startsWith(c.cur)).sort();
     if (got.join(' ') !== want.join(' ')) bad.push(`ockam-enroll ${[...c.words, c.cur].join(' ')}<TAB>: got [${got.join(' ')}], want [${want.join(' ')}]`);
   });
@@ -92,22 +92,65 @@ describe('ockam-enroll completion', () => {
     assert.match(await shell('bash', ['--norc', '-c', 'source ./c.bash; complete -p ockam-enroll']), /complete -F _ockam_enroll ockam-enroll/);
   });
 
-  test('zsh: the script completes every command and flag of the tree (compadd and _files recorded, not drawn)', { skip: has('zsh') ? false : 'zsh is not installed (apt-get install zsh)' }, async () => {
-    const script = (await ok(['completion', 'zsh'])).stdout;
-    assert.match(script, /^#compdef ockam-enroll$/m);
-    writeFileSync(join(dir, 'c.zsh'), script);
-    // Outside an interactive completion, zsh's compadd cannot run: it is replaced by a
-    // function that prints what it would add (and compdef by one that records the binding).
-    const lines = ['compdef() { print -r -- "compdef $*" >&2; }', 'compadd() { [[ $1 == -- ]] && shift; print -rn -- "$* "; }', '_files() { local f; for f in ${PREFIX}*(N${1:+/}); do print -rn -- "$f "; done; }', 'source ./c.zsh'];
-    for (const c of cases()) {
-      const words = ['ockam-enroll', ...c.words, c.cur];
-      lines.push(`words=(${words.map(shq).join(' ')}); CURRENT=${words.length}; PREFIX=${shq(c.cur)}; _ockam_enroll; print`);
-    }
-    const r = spawnSync('zsh', ['-f', '-c', lines.join('\n')], { cwd: dir, encoding: 'utf8', env: childEnv({ HOME: dir }), timeout: await patience(30_000) });
-    assert.equal(r.status, 0, r.stderr);
-    assert.match(r.stderr, /compdef _ockam_enroll ockam-enroll/);
-    compare(r.stdout.split('\n').slice(0, -1), 'zsh');
-  });
+  // zsh: the real completion system (compinit, the zsh/complist listing) in a real interactive
+  // shell on a pseudo-terminal (the zsh/zpty module), asked as a user asks, by a key: each
+  // case's line is typed and TAB (bound to list-choices) lists what would be offered. The
+  // listing's colour codes are set to markers (list-colors no=/fi=/di=…, ec=), so each match
+  // the real compadd and _files kept is read back as <M>match</M>. Loaded both ways the
+  // script's header names: sourced after compinit, and autoloaded as _ockam-enroll from $fpath.
+  for (const how of ['source', 'fpath'] as const) {
+    test(`zsh: compinit and a pty shell complete every command and flag of the tree (${how === 'source' ? 'source <(ockam-enroll completion zsh)' : '_ockam-enroll in $fpath'})`, { skip: has('zsh') ? false : 'zsh is not installed (apt-get install zsh)' }, async () => {
+      const script = (await ok(['completion', 'zsh'])).stdout;
+      assert.match(script, /^#compdef ockam-enroll$/m);
+      mkdirSync(join(dir, 'zfunc'), { recursive: true });
+      writeFileSync(join(dir, 'c.zsh'), script);
+      writeFileSync(join(dir, 'zfunc', '_ockam-enroll'), script);
+      const setup = [
+        "PS1='<PROMPT>'; RPS1=''; PS2=''; LISTMAX=100000",
+        ...(how === 'fpath' ? [`fpath=(${shq(join(dir, 'zfunc'))} $fpath)`] : []),
+        `autoload -Uz compinit && compinit -u -d ${shq(join(dir, `.zcompdump-${how}`))} && zmodload zsh/complist`,
+        ...(how === 'source' ? ['source ./c.zsh'] : []),
+        "zstyle ':completion:*' list-colors 'no=<M>' 'fi=<M>' 'di=<M>' 'ln=<M>' 'ex=<M>' 'lc=' 'rc=' 'ec=</M>'",
+        // TAB lists the choices, then marks the end of the listing (the marker split as below).
+        "_list_then_mark() { zle list-choices; print -rn -- '<LIST''ED>'; }; zle -N _list_then_mark; bindkey '^I' _list_then_mark",
+        // Which function compinit bound to the command (the marker is split so its echo does not match).
+        "print -r -- \"<COMP>${_comps[ockam-enroll]}</CO\"'MP>'",
+      ];
+      const lines = [
+        "zmodload zsh/zpty || { print -u2 'the zsh/zpty module is missing'; exit 3 }",
+        'zpty z zsh -f -i',
+        ...setup.map((l) => `zpty -w z ${shq(l)}`),
+        "zpty -r z out '*</COMP>*' || exit 4",
+        'print -rn -- "$out<CASE>"',
+      ];
+      // Sourced: every case. From $fpath (the same script, loaded another way): the top level,
+      // one command's flags, and the value cases.
+      const all = cases();
+      const asked = how === 'source' ? all : all.filter((_c, i) => i < 2 || i >= all.length - 7);
+      for (const c of asked) {
+        const typed = ['ockam-enroll', ...c.words, c.cur].join(' ');
+        // Type the line and TAB; once the listing is out, Ctrl-U (clear the line) and a command
+        // whose output ends the case. (Keys sent before the listing is drawn would be typeahead,
+        // and zle does not draw a listing while keys are waiting.)
+        lines.push(
+          `zpty -w -n z ${shq(typed)}$'\\t'`,
+          "zpty -r z out '*<LISTED>*' || exit 5",
+          'print -rn -- "$out"',
+          `zpty -w -n z $'\\C-u'"print '<DO''NE>'"$'\\n'`,
+          "zpty -r z out '*<DONE>*' || exit 6",
+          'print -rn -- "$out<CASE>"',
+        );
+      }
+      lines.push('zpty -d z');
+      const r = spawnSync('zsh', ['-f', '-c', lines.join('\n')], { cwd: dir, encoding: 'utf8', env: childEnv({ HOME: dir, TERM: 'xterm' }), timeout: await patience(30_000) });
+      assert.equal(r.status, 0, `zsh: exit ${r.status ?? r.signal}\n${r.stderr}\n${r.stdout.slice(-2000)}`);
+      const [first, ...answers] = r.stdout.split('<CASE>').slice(0, -1);
+      // Sourced, the script's compdef binds its function; from $fpath, compinit binds the file's.
+      const bound = how === 'source' ? '_ockam_enroll' : '_ockam-enroll';
+      assert.ok(first!.includes(`<COMP>${bound}</COMP>`), `compinit bound ${bound} to ockam-enroll: ${JSON.stringify(first!.slice(-300))}`);
+      compare(answers.map((a) => [...a.matchAll(/<M>([^<]*)<\/M>/g)].map((m) => m[1]!).join(' ')), `zsh (${how})`, asked, true);
+    });
+  }
 
   test('fish: complete -C completes every command and flag of the tree', { skip: has('fish') ? false : 'fish is not installed (apt-get install fish)' }, async () => {
     const script = (await ok(['completion', 'fish'])).stdout;
