@@ -17,7 +17,7 @@ export {
 export { systemRandom } from './random.js';
 export type { RandomSource } from './random.js';
 export { HKDF_SHA256_MAX, hkdfSha256, sha256, sha512 } from './hash.js';
-export { AES_KEY_LEN, GCM_NONCE_LEN, GCM_TAG_LEN, aesGcmDecrypt, aesGcmEncrypt } from './aead.js';
+export { AES_KEY_LEN, GCM_NONCE_LEN, GCM_TAG_LEN, aesGcmDecrypt, aesGcmDecryptParts, aesGcmEncrypt, aesGcmEncryptParts } from './aead.js';
 export {
   KeyPair,
   X25519_KEY_LEN,

@@ -33,24 +33,32 @@ export function bridgeE2e(
   };
   const drain = () => {
     for (;;) {
-      let m: Buffer | undefined;
-      let plain: Buffer | 'fin';
+      let m: Buffer[] | undefined;
+      let plain: Buffer[] | 'fin';
       try {
-        m = deframer.next();
+        m = deframer.nextParts();
         if (m === undefined) return;
-        plain = transport.open(m);
+        plain = transport.openParts(m);
       } catch (e) {
         fail((e as Error).message);
         return;
       }
-      const framed = E2E_HEADER_LEN + m.length;
+      let framed = E2E_HEADER_LEN;
+      for (const x of m) framed += x.length;
       if (plain === 'fin') {
         link.consumed(id, framed);
         socket.end();
         continue;
       }
-      counts.bytesIn += plain.length;
-      socket.write(plain, () => link.consumed(id, framed));
+      // The plaintext's pieces in one corked write; the message's credit goes back once the
+      // socket has taken the last of them.
+      socket.cork();
+      for (let i = 0; i < plain.length; i++) {
+        counts.bytesIn += plain[i]!.length;
+        if (i < plain.length - 1) socket.write(plain[i]!);
+        else socket.write(plain[i]!, () => link.consumed(id, framed));
+      }
+      socket.uncork();
     }
   };
   const handler: StreamHandler = {

@@ -14,7 +14,7 @@
  */
 import { EnrollError } from '../errors.js';
 import { MAX_CHANNEL_PAYLOAD, type SecureChannel } from '../transport/channel.js';
-import { Mux, type MuxOptions } from '../protocol/portal/mux.js';
+import { Mux, type MuxEvent, type MuxOptions } from '../protocol/portal/mux.js';
 
 export interface StreamHandler {
   data(data: Buffer): void;
@@ -205,8 +205,27 @@ export class PortalLink {
     sent.catch((e: unknown) => this.#fail(e));
   }
 
+  #dispatching = false;
+
+  /**
+   * Hands the mux's events to the handlers, in the mux's order. Not reentrant: a handler
+   * that calls back into the link (consumed, write, reset) makes the mux queue more events,
+   * which this loop delivers after the ones already taken. Delivered from a nested call,
+   * a stream's `closed` (queued by its `consumed`) would overtake the `fin` that the same
+   * frame carried, and the handler, dropped at `closed`, would never see the FIN.
+   */
   #dispatch(): void {
-    for (const e of this.mux.takeEvents()) {
+    if (this.#dispatching) return;
+    this.#dispatching = true;
+    try {
+      for (let events = this.mux.takeEvents(); events.length > 0; events = this.mux.takeEvents()) this.#deliver(events);
+    } finally {
+      this.#dispatching = false;
+    }
+  }
+
+  #deliver(events: readonly MuxEvent[]): void {
+    for (const e of events) {
       switch (e.type) {
         case 'open':
           this.#onOpen(e.id);

@@ -129,6 +129,37 @@ export class E2eDeframer {
     this.#len += chunk.length;
   }
 
+  /**
+   * The next whole message as the slices of the pushed chunks it lies in (no copy), or
+   * undefined. Same checks as `next`; for a reader that decrypts the slices at once.
+   */
+  nextParts(): Buffer[] | undefined {
+    if (this.#need < 0) {
+      if (this.#len < E2E_HEADER_LEN) return undefined;
+      const h = this.#take(E2E_HEADER_LEN);
+      this.#need = (h[0]! << 8) | h[1]!;
+      if (this.#need === 0) throw new EnrollError('ERR_FRAME_MALFORMED', 'E2E message of length 0');
+    }
+    if (this.#len < this.#need) return undefined;
+    const parts: Buffer[] = [];
+    let left = this.#need;
+    while (left > 0) {
+      const c = this.#chunks[0]!;
+      if (c.length <= left) {
+        parts.push(c);
+        this.#chunks.shift();
+        left -= c.length;
+      } else {
+        parts.push(c.subarray(0, left));
+        this.#chunks[0] = c.subarray(left);
+        left = 0;
+      }
+    }
+    this.#len -= this.#need;
+    this.#need = -1;
+    return parts;
+  }
+
   /** The next whole message (a slice when it lies in one chunk), or undefined. */
   next(): Buffer | undefined {
     if (this.#need < 0) {
@@ -322,8 +353,11 @@ export class E2eTransport {
     if (this.#finSent) throw new EnrollError('ERR_PROTOCOL', 'E2E: data after FIN');
     const out: Buffer[] = [];
     for (let off = 0; off < data.length; off += E2E_MAX_PLAINTEXT) {
-      const c = this.#t.encrypt(data.subarray(off, Math.min(data.length, off + E2E_MAX_PLAINTEXT)));
-      out.push(e2eHeader(c.length), Buffer.from(c.buffer, c.byteOffset, c.length));
+      const piece = data.subarray(off, Math.min(data.length, off + E2E_MAX_PLAINTEXT));
+      // Ciphertext and tag as separate pieces: nothing is joined (TransportState.encryptParts).
+      const c = this.#t.encryptParts([piece]);
+      out.push(e2eHeader(piece.length + 16));
+      for (const x of c) out.push(Buffer.isBuffer(x) ? x : Buffer.from(x.buffer, x.byteOffset, x.length));
     }
     return out;
   }
@@ -344,6 +378,19 @@ export class E2eTransport {
       return 'fin';
     }
     return Buffer.from(p.buffer, p.byteOffset, p.length);
+  }
+
+  /** As `open`, for a message in pieces (E2eDeframer.nextParts); the plaintext in pieces. */
+  openParts(message: readonly Uint8Array[]): Buffer[] | 'fin' {
+    if (this.#finReceived) throw new EnrollError('ERR_PROTOCOL', 'E2E: a message after the peer\'s FIN');
+    const p = this.#t.decryptParts(message);
+    let n = 0;
+    for (const x of p) n += x.length;
+    if (n === 0) {
+      this.#finReceived = true;
+      return 'fin';
+    }
+    return p.map((x) => (Buffer.isBuffer(x) ? x : Buffer.from(x.buffer, x.byteOffset, x.length)));
   }
 
   get finReceived(): boolean {
