@@ -91,7 +91,7 @@ export function register(service: Command): void {
     .option('--on-enroll <command>', 'run COMMAND (through the shell) before each enrollment is committed, with the request as JSON on stdin: exit 0 allows, anything else refuses')
     .option('--hook-env <NAME,…>', 'pass these environment variables to the --on-enroll hook too (it gets only PATH, HOME, LANG, LC_*, TZ otherwise); repeatable', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
     .option('--on-enroll-timeout <duration>', `refuse (and kill the hook) after this long, 1s..${MAX_HOOK_TIMEOUT_S}s (default: ${DEFAULT_HOOK_TIMEOUT_MS / 1000}s)`)
-    .option('--workers <n>', `threads that decrypt and check enrollment messages, sign credentials and seal answers, 0..${MAX_WORKERS} (0: on the main thread; default: one per available core, or ${WORKERS_ENV})`)
+    .option('--workers <n>', `threads that decrypt and check enrollment messages, sign credentials and seal answers, and check tokens and CSRs and sign certificates, 0..${MAX_WORKERS} (0: on the main thread; default: one per available core, or ${WORKERS_ENV})`)
     .option('--credential-ttl <duration>', 'how long the credential issued with each acceptance stays valid (default: the credentialTtl setting, 24h: a revoked device\'s credential verifies offline at most this long)')
     .action(
       action(async ({ out, home, opts }) => {
