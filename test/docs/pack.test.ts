@@ -1,26 +1,32 @@
 /**
- * The package as a user gets it: `npm pack`, installed into an empty directory with its
- * runtime dependencies only, then `npx ockam-enroll --version` and `npx ockam-enroll demo
- * --json` from there.
+ * The package as a user gets it: `npm pack` (with its scripts: prepack, prepare, postpack),
+ * installed into an empty directory with its runtime dependencies only, then
+ * `npx ockam-enroll --version` and `npx ockam-enroll demo --json` from there.
  *
- * How the install is made, and why. `npm install --omit=dev <tarball>` would fetch every
- * dependency from the registry and compile better-sqlite3 from source (minutes, and a test
- * must not need the network). Instead the tarball is unpacked as
- * node_modules/ockam-enroll, and exactly the packages `npm ls --omit=dev` lists as the
- * runtime closure are linked beside it from this checkout's node_modules (the top-level
- * ones; their own nested node_modules come with them). What a user's install would lack is
- * lacking here too: a file left out of package.json's `files`, an import of a devDependency
- * (fast-check, typescript, @noble/hashes when nothing at runtime pulls it in) or of a package
- * missing from `dependencies` fails to resolve, because node resolves the packed code from
- * the temporary directory, not from this checkout. `npm pack --ignore-scripts` packs the
- * dist/ already built (the `prepare` script would rebuild dist/ under the other tests' feet).
+ * The pack step runs every script, as `npm pack` and `npm publish` do: prepare skips the
+ * build, because dist/ is already built for these inputs (the test runs after a build and
+ * checks that first), and prepack/postpack turn the dist link into a real directory of hard
+ * links for npm to read and back (scripts/build.mjs).
+ *
+ * The install step, and why. The empty project gets a package-lock.json made from this
+ * checkout's: the tarball, and every package of the lock that is not a devDependency, at the
+ * same version, path and integrity. `npm ci --offline` installs exactly that, through npm's
+ * own installer, from npm's cache (which the `npm ci` that made this checkout's node_modules
+ * filled; no network). It runs with --ignore-scripts: the only install script of the runtime
+ * closure is better-sqlite3's (prebuild-install, else a node-gyp build of about 80 s), so
+ * the binary that build produced for this checkout is copied in instead: same package
+ * version, same node. What a user's install would lack is lacking here too: a file left out
+ * of package.json's `files`, an import of a devDependency or of a package missing from
+ * `dependencies` fails to resolve, because node resolves the packed code from the temporary
+ * directory, not from this checkout.
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, relative, sep } from 'node:path';
+import { join } from 'node:path';
 import { execa } from 'execa';
 import { childEnv } from '../helpers/cli.js';
 import { REPO_ROOT } from '../helpers/paths.js';
@@ -31,19 +37,28 @@ after(() => rmSync(work, { recursive: true, force: true }));
 // npm and the demo on a loaded machine: generous.
 const TIMEOUT_MS = 180_000;
 
-/**
- * Runs npm offline and returns its stdout. `npm ls` exits 1 for problems elsewhere in the tree
- * (an extraneous package, a peer warning) while still listing it: its stdout is what counts.
- */
-function npm(args: string[], cwd: string): string {
+/** Runs npm offline; its stdout and stderr. */
+function npm(args: string[], cwd: string): { stdout: string; stderr: string } {
   const r = spawnSync('npm', args, { cwd, encoding: 'utf8', env: { ...childEnv(), npm_config_offline: 'true', npm_config_update_notifier: 'false', npm_config_fund: 'false', npm_config_audit: 'false' }, stdio: ['ignore', 'pipe', 'pipe'], timeout: TIMEOUT_MS });
-  assert.ok(r.stdout && (r.status === 0 || args[0] === 'ls'), `npm ${args.join(' ')}: exit ${r.status}\n${r.stderr}`);
-  return r.stdout;
+  assert.equal(r.status, 0, `npm ${args.join(' ')}: exit ${r.status ?? r.signal}\n${r.stderr}`);
+  return { stdout: r.stdout, stderr: r.stderr };
 }
 
-test('npm pack: the tarball, installed without devDependencies, runs --version and the demo', async () => {
-  // 1. Pack.
-  const packed = JSON.parse(npm(['pack', '--ignore-scripts', '--json', '--pack-destination', work], REPO_ROOT)) as { filename: string; files: { path: string }[] }[];
+test('npm pack (with its scripts): the tarball, installed without devDependencies, runs --version and the demo', async () => {
+  // 0. This checkout's dist/ is up to date: packing must not rebuild it.
+  const check = spawnSync(process.execPath, ['scripts/build.mjs', '--check'], { cwd: REPO_ROOT, encoding: 'utf8' });
+  assert.equal(check.status, 0, `dist/ is stale (run node scripts/build.mjs first): ${check.stderr}`);
+  const linkBefore = lstatSync(join(REPO_ROOT, 'dist')).isSymbolicLink();
+
+  // 1. Pack, scripts and all (npm shows their output on its stderr; the JSON is its stdout).
+  const packedOut = npm(['pack', '--json', '--pack-destination', work], REPO_ROOT);
+  const packed = JSON.parse(packedOut.stdout) as { filename: string; files: { path: string }[] }[];
+  assert.match(packedOut.stderr, /> node scripts\/build\.mjs --pack/, 'prepack ran');
+  assert.match(packedOut.stderr, /> node scripts\/build\.mjs\n/, 'prepare ran');
+  assert.match(packedOut.stderr, /dist\/ is up to date/, 'prepare skipped the build');
+  assert.doesNotMatch(packedOut.stderr, /build: built dist\//, 'nothing was rebuilt');
+  assert.match(packedOut.stderr, /> node scripts\/build\.mjs --unpack/, 'postpack ran');
+  assert.equal(lstatSync(join(REPO_ROOT, 'dist')).isSymbolicLink(), linkBefore, 'dist/ is a link again, as before');
   const files = packed[0]!.files.map((f) => f.path);
   for (const must of ['package.json', 'README.md', 'bin/ockam-enroll.js', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/cli/main.js', 'dist/src/cli/demo.js']) {
     assert.ok(files.includes(must), `the tarball holds ${must}`);
@@ -59,33 +74,33 @@ test('npm pack: the tarball, installed without devDependencies, runs --version a
     const map = JSON.parse(readFileSync(join(REPO_ROOT, m), 'utf8')) as { sources: string[]; sourcesContent?: (string | null)[] };
     assert.ok(map.sourcesContent?.length === map.sources.length && map.sourcesContent.every((c) => typeof c === 'string' && c.length > 0), `${m} carries its sources inline`);
   }
-  const stray = files.filter((f) => f.startsWith('dist/test/') || f.startsWith('dist/bench/') || f.startsWith('test/') || f.startsWith('src/') || f.includes('node_modules/'));
-  assert.deepEqual(stray, [], 'the tarball holds no tests, benchmarks, sources or dependencies');
+  const stray = files.filter((f) => f.startsWith('dist/test/') || f.startsWith('dist/bench/') || f.startsWith('test/') || f.startsWith('src/') || f.includes('node_modules/') || f.includes('.build-inputs') || f.includes('.running'));
+  assert.deepEqual(stray, [], 'the tarball holds no tests, benchmarks, sources, dependencies or build bookkeeping');
 
-  // 2. An empty project with the tarball unpacked as its dependency.
+  // 2. An empty project whose lock names the tarball and the runtime closure of this checkout's lock.
   const app = join(work, 'app');
-  const pkgDir = join(app, 'node_modules', 'ockam-enroll');
-  mkdirSync(pkgDir, { recursive: true });
-  writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true, dependencies: { 'ockam-enroll': `file:${packed[0]!.filename}` } }));
-  execFileSync('tar', ['-xzf', join(work, packed[0]!.filename), '-C', pkgDir, '--strip-components=1']);
+  mkdirSync(app);
+  const tgz = `file:../${packed[0]!.filename}`;
+  const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as Record<string, unknown> & { version: string };
+  const lock = JSON.parse(readFileSync(join(REPO_ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean; link?: boolean }> };
+  const integrity = `sha512-${createHash('sha512').update(readFileSync(join(work, packed[0]!.filename))).digest('base64')}`;
+  const packages: Record<string, unknown> = {
+    '': { name: 'app', version: '1.0.0', dependencies: { 'ockam-enroll': tgz } },
+    'node_modules/ockam-enroll': { version: pkg.version, resolved: tgz, integrity, license: pkg.license, dependencies: pkg.dependencies, bin: pkg.bin, engines: pkg.engines },
+  };
+  for (const [path, entry] of Object.entries(lock.packages)) if (path !== '' && !entry.dev && !entry.link) packages[path] = entry;
+  writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true, dependencies: { 'ockam-enroll': tgz } }));
+  writeFileSync(join(app, 'package-lock.json'), JSON.stringify({ name: 'app', version: '1.0.0', lockfileVersion: 3, requires: true, packages }));
 
-  // 3. The runtime closure, linked in: the top-level entries `npm ls --omit=dev` lists.
-  const nm = join(REPO_ROOT, 'node_modules');
-  const closure = npm(['ls', '--omit=dev', '--all', '--parseable'], REPO_ROOT)
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => l.startsWith(nm + sep))
-    .map((l) => relative(nm, l))
-    .filter((rel) => !rel.split(sep).includes('node_modules'));
-  for (const d of ['commander', 'better-sqlite3', '@noble/curves']) assert.ok(closure.includes(d), `the runtime closure holds ${d}`);
-  for (const d of ['typescript', 'fast-check', '@types/node']) assert.ok(!closure.includes(d), `the runtime closure leaves out the devDependency ${d}`);
-  for (const rel of closure) {
-    const to = join(app, 'node_modules', rel);
-    mkdirSync(dirname(to), { recursive: true });
-    if (!existsSync(to)) symlinkSync(realpathSync(join(nm, rel)), to, 'dir');
-  }
-  mkdirSync(join(app, 'node_modules', '.bin'), { recursive: true });
-  symlinkSync(join('..', 'ockam-enroll', 'bin', 'ockam-enroll.js'), join(app, 'node_modules', '.bin', 'ockam-enroll'));
+  // 3. Install it: npm ci, offline, from npm's cache; better-sqlite3's binary copied in (see above).
+  npm(['ci', '--offline', '--ignore-scripts'], app);
+  const pkgDir = join(app, 'node_modules', 'ockam-enroll');
+  assert.ok(lstatSync(pkgDir).isDirectory() && lstatSync(join(pkgDir, 'dist')).isDirectory(), 'the package is installed as real directories');
+  for (const d of ['commander', 'better-sqlite3', '@noble/curves']) assert.ok(existsSync(join(app, 'node_modules', d, 'package.json')), `the runtime closure holds ${d}`);
+  for (const d of ['typescript', 'fast-check', '@types/node']) assert.ok(!existsSync(join(app, 'node_modules', d)), `the install leaves out the devDependency ${d}`);
+  const release = join('node_modules', 'better-sqlite3', 'build', 'Release');
+  mkdirSync(join(app, release), { recursive: true });
+  copyFileSync(join(REPO_ROOT, release, 'better_sqlite3.node'), join(app, release, 'better_sqlite3.node'));
 
   // 4. Run it as a user would, from the project directory (npm offline: a missing bin must
   // fail here, not be fetched from the registry).
@@ -93,7 +108,7 @@ test('npm pack: the tarball, installed without devDependencies, runs --version a
   mkdirSync(env.HOME, { recursive: true });
   const version = await execa('npx', ['ockam-enroll', '--version'], { cwd: app, env, extendEnv: false, reject: false, timeout: TIMEOUT_MS });
   assert.equal(version.exitCode, 0, `npx ockam-enroll --version: ${version.stderr}`);
-  assert.equal(version.stdout.trim(), (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version);
+  assert.equal(version.stdout.trim(), pkg.version);
 
   const demo = await execa('npx', ['ockam-enroll', 'demo', '--json'], { cwd: app, env, extendEnv: false, reject: false, timeout: TIMEOUT_MS });
   assert.equal(demo.exitCode, 0, `npx ockam-enroll demo --json:\n${demo.stdout}\n${demo.stderr}`);
