@@ -36,6 +36,8 @@ let http: HttpServer;
 let httpPort: number;
 let axiom: Enrollee; // device X: the inlet, on replica B
 let pump: Enrollee; // device Y: the outlet, on replica A
+let lamp: Enrollee; // device Z: an outlet on replica C, which has no --peer-listen
+let xPort: number; // X's inlet to pump-7/web
 
 async function waitFor(bg: Background, what: RegExp, label: string): Promise<void> {
   const end = Date.now() + (await patience(20_000));
@@ -46,13 +48,13 @@ async function waitFor(bg: Background, what: RegExp, label: string): Promise<voi
   }
 }
 
-async function startReplica(extra: readonly string[] = []): Promise<{ svc: ServiceHandle; port: number; peerPort: number }> {
+async function startReplica(peerListen = true): Promise<{ svc: ServiceHandle; port: number; peerPort: number }> {
   const port = await freePort();
   const peerPort = await freePort();
   const svc = await spawnService(
-    ['service', 'start', '--listen', `127.0.0.1:${port}`, '--https-listen', `127.0.0.1:${await freePort()}`, '--peer-listen', `127.0.0.1:${peerPort}`, '--rate-per-ip', 'off', ...extra],
+    ['service', 'start', '--listen', `127.0.0.1:${port}`, '--https-listen', `127.0.0.1:${await freePort()}`, ...(peerListen ? ['--peer-listen', `127.0.0.1:${peerPort}`] : []), '--rate-per-ip', 'off'],
     port,
-    { home: serviceHome, env, ready: [` listening address=127.0.0.1:${port} `, ' replica-listening '] },
+    { home: serviceHome, env, ready: [` listening address=127.0.0.1:${port} `, ...(peerListen ? [' replica-listening '] : [])] },
   );
   return { svc, port, peerPort };
 }
@@ -85,8 +87,10 @@ before(async () => {
   await ok(['enroller', 'bundle', 'fetch', '--service', `tcp://127.0.0.1:${lbPort}`, '--count', '3', '--service-key', init.service_key], { home: enrollerHome });
   axiom = await initEnrollee(join(root, 'axiom'), 'Robot Axiom');
   pump = await initEnrollee(join(root, 'pump'), 'pump-7');
+  lamp = await initEnrollee(join(root, 'lamp'), 'lamp-3');
   await enroll(axiom);
   await enroll(pump);
+  await enroll(lamp);
 });
 
 after(async () => {
@@ -108,7 +112,7 @@ describe('device outlets across two replicas on PostgreSQL', () => {
     await eventually(() => a.svc.decisions('device-outlets').length === 1, 'replica A registers the device outlet');
     assert.equal(b.svc.decisions('device-outlets').length, 0, 'the outlet session is on replica A only');
     lbTarget = b.port;
-    const port = await freePort();
+    const port = (xPort = await freePort());
     const inl = spawnCli(['enrollee', 'inlet', '--from', `127.0.0.1:${port}`, '--to', 'pump-7/web', '--json'], { home: axiom.home });
     procs.push(inl);
     await waitFor(inl, /"event":"ready"/, 'inlet');
@@ -154,5 +158,43 @@ describe('device outlets across two replicas on PostgreSQL', () => {
     }
     const text = (await ok(['service', 'status'], { home: serviceHome, env })).stdout;
     for (const x of seen) assert.match(text, new RegExp(`^  ${x.id}  ${x.address.replace(/\./g, '\\.')}, connected now \\(last seen `, 'm'));
+  });
+
+  it('a device whose session is on a replica without --peer-listen: the inlet is told device offline, and why', { timeout: 120_000 }, async () => {
+    const c = await startReplica(false);
+    replicas.push(c);
+    lbTarget = c.port;
+    const z = spawnCli(['enrollee', 'outlet', '--name', 'web', '--to', `127.0.0.1:${httpPort}`, '--json'], { home: lamp.home });
+    procs.push(z);
+    await waitFor(z, /"event":"ready"/, 'outlet on replica C');
+    lbTarget = replicas[1]!.port;
+    const port = await freePort();
+    const inl = spawnCli(['enrollee', 'inlet', '--from', `127.0.0.1:${port}`, '--to', 'lamp-3/web', '--json'], { home: axiom.home });
+    procs.push(inl);
+    await waitFor(inl, /"event":"ready"/, 'inlet');
+    const r = await curl([`http://127.0.0.1:${port}/hello`], { maxTimeS: 60 });
+    assert.notEqual(r.exitCode, 0);
+    await waitFor(inl, /lamp-3\/web: device offline: device lamp-3 \([0-9a-f]{16}\): its session is on replica [0-9a-z-]+, which has no peer listener \(service start --peer-listen\)/, 'inlet');
+    assert.ok(inl.running(), 'the inlet keeps serving');
+  });
+
+  it('a replica that dies under a relayed transfer: the stream fails at once, not after a hang, and the next open says why', { timeout: 120_000 }, async () => {
+    const [a, b] = replicas as [(typeof replicas)[0], (typeof replicas)[0]];
+    lbTarget = 1; // nothing listens there: device Y cannot move its session while A is down
+    const slow = curl([`http://127.0.0.1:${xPort}/slow`], { maxTimeS: 120 });
+    await eventually(() => b.svc.decisions('stream-opened').length >= 3, 'the slow stream is relayed');
+    await sleep(300);
+    a.svc.kill('SIGKILL');
+    const t0 = Date.now();
+    const r = await slow;
+    const took = Date.now() - t0;
+    assert.notEqual(r.exitCode, 0, 'the transfer was cut');
+    assert.ok(r.stdout.length > 0, 'bytes flowed before');
+    assert.ok(took <= (await patience(5000)), `the stream ended ${took} ms after the replica died`);
+    await eventually(() => b.svc.decisions('replica-link-closed').length === 1, 'replica B sees the link end');
+    const again = await curl([`http://127.0.0.1:${xPort}/hello`], { maxTimeS: 60 });
+    assert.notEqual(again.exitCode, 0);
+    const inl = procs[1]!;
+    await waitFor(inl, /pump-7\/web: device offline: .*(which this replica cannot reach|has no outlet session open)/, 'inlet');
   });
 });

@@ -1,0 +1,126 @@
+/**
+ * Device outlets under a restart and a revocation (issue #19 "Tests", the two that device
+ * outlets lacked): the built CLI, real loopback TCP, real SQLite, a real HTTP server behind
+ * device Y's `enrollee outlet`, fetched with curl through device X's `enrollee inlet`.
+ *
+ * - The service restarts under an open device inlet and device outlet: both reconnect, and new
+ *   streams work.
+ * - The inlet's enrollee is revoked during a transfer through the device outlet: the stream is
+ *   closed within 1 s (scaled by the machine's pace, as test/portal/service-outlet.test.ts
+ *   does), and new streams are refused.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Server } from 'node:http';
+import { assertFailure, ok, run, setupWorld, sleep, spawnCli, startService, type Background, type Enrollee, type World } from '../helpers/cli.js';
+import { approve, EXIT, join } from '../helpers/lifecycle.js';
+import { freePort } from '../helpers/ports.js';
+import { patience } from '../helpers/pace.js';
+import { curl as curlBytes, Payload, startTarget } from './target.js';
+
+let w: World;
+let axiom: Enrollee; // device X: the inlet that lives through the restart
+let lex: Enrollee; // device X': the inlet whose enrollee is revoked
+let pump: Enrollee; // device Y: the outlet
+let http: Server;
+let httpPort: number;
+let out: Background;
+const procs: Background[] = [];
+
+const curl = (args: readonly string[]) => curlBytes(args, { maxTimeS: 60 });
+
+async function enroll(e: Enrollee): Promise<void> {
+  const r = await join(e, await approve(w, e));
+  assert.equal(r.code, 0, r.stderr);
+}
+
+const count = (bg: Background, re: RegExp) => `${bg.stdout()}\n${bg.lines.join('\n')}`.split('\n').filter((l) => re.test(l)).length;
+
+async function waitFor(bg: Background, what: RegExp, label: string, times = 1): Promise<void> {
+  const end = Date.now() + (await patience(20_000));
+  while (count(bg, what) < times) {
+    if (!bg.running()) throw new Error(`${label} exited:\n${bg.lines.join('\n')}`);
+    if (Date.now() > end) throw new Error(`${label}: no ${what} (×${times}) in:\n${bg.stdout()}\n${bg.lines.join('\n')}`);
+    await sleep(25);
+  }
+}
+
+async function inlet(e: Enrollee, target: string): Promise<{ bg: Background; port: number }> {
+  const port = await freePort();
+  const bg = spawnCli(['enrollee', 'inlet', '--from', `127.0.0.1:${port}`, '--to', target, '--json'], { home: e.home });
+  procs.push(bg);
+  await waitFor(bg, /"event":"ready"/, 'inlet');
+  return { bg, port };
+}
+
+before(async () => {
+  ({ server: http, port: httpPort } = await startTarget('hello from behind the device', new Payload('lifecycle:')));
+  w = await setupWorld({ bundles: 4 });
+  axiom = w.enrollee;
+  lex = await w.newEnrollee('lex-2');
+  pump = await w.newEnrollee('pump-7');
+  await enroll(axiom);
+  await enroll(lex);
+  await enroll(pump);
+  out = spawnCli(['enrollee', 'outlet', '--name', 'web', '--to', `127.0.0.1:${httpPort}`, '--json'], { home: pump.home });
+  procs.push(out);
+  await waitFor(out, /"event":"ready"/, 'outlet');
+});
+
+after(async () => {
+  for (const bg of procs) if (bg.running()) bg.kill('SIGKILL');
+  await Promise.all(procs.map((bg) => bg.done().catch(() => undefined)));
+  await w?.dispose();
+  http?.close();
+});
+
+describe('device outlets: restart and revocation', () => {
+  test('a service restart under an open device inlet and device outlet: both reconnect, and new streams work', async () => {
+    const x = await inlet(axiom, 'pump-7/web');
+    const before = await curl(['-H', 'x-who: before', `http://127.0.0.1:${x.port}/hello`]);
+    assert.equal(Buffer.from(before.stdout).toString(), 'hello from behind the device, before\n', Buffer.from(before.stderr).toString());
+    await w.service.stop();
+    await waitFor(x.bg, /the portal session with the service ended|cannot reach the service/, 'inlet');
+    await waitFor(out, /the session to the service ended|cannot reach the service/, 'outlet');
+    w.service = await startService(w.serviceHome, w.port, w.httpsPort);
+    // The outlet says ready again once its new session has registered "web"; the inlet says it reconnected.
+    await waitFor(out, /"event":"ready"/, 'outlet', 2);
+    await waitFor(x.bg, /reconnected to the service/, 'inlet');
+    assert.equal(w.service.decisions('device-outlets').length, 1, w.service.lines.join('\n'));
+    for (const who of ['after', 'again']) {
+      const r = await curl(['-H', `x-who: ${who}`, `http://127.0.0.1:${x.port}/hello`]);
+      assert.equal(r.exitCode, 0, Buffer.from(r.stderr).toString());
+      assert.equal(Buffer.from(r.stdout).toString(), `hello from behind the device, ${who}\n`);
+    }
+    assert.ok(x.bg.running() && out.running(), 'both devices keep running');
+  });
+
+  test('revoking the inlet\'s enrollee during a transfer through a device outlet closes the stream within 1 s (scaled), and new streams are refused', async () => {
+    const p = await inlet(lex, 'pump-7/web');
+    const slow = curl([`http://127.0.0.1:${p.port}/slow`]);
+    const end = Date.now() + (await patience(5000));
+    while (!w.service.decisions('stream-opened').some((l) => l.includes(lex.id) && l.includes('relayed'))) {
+      assert.ok(Date.now() < end, w.service.lines.join('\n'));
+      await sleep(20);
+    }
+    await sleep(200);
+    await ok(['service', 'enrollee', 'revoke', lex.id], { home: w.serviceHome });
+    const t0 = Date.now();
+    const r = await slow;
+    const took = Date.now() - t0;
+    assert.notEqual(r.exitCode, 0, 'the transfer was cut');
+    assert.ok(r.stdout.length > 0, 'bytes flowed before the revocation');
+    assert.ok(took <= (await patience(1000)), `the stream closed ${took} ms after the revocation`);
+    const done = await p.bg.done();
+    assert.equal(done.code, EXIT.REJECTED, done.stderr);
+    assert.match(done.stderr, /the service revoked this enrollee: the inlet stops/);
+    assert.notEqual((await curl([`http://127.0.0.1:${p.port}/hello`])).exitCode, 0);
+    const again = await run(['enrollee', 'inlet', '--from', `127.0.0.1:${p.port}`, '--to', 'pump-7/web'], { home: lex.home });
+    assertFailure(again, EXIT.REJECTED, /revoked/);
+    // The device outlet itself is untouched: another device still reaches it.
+    const x = await inlet(axiom, 'pump-7/web');
+    const still = await curl([`http://127.0.0.1:${x.port}/hello`]);
+    assert.equal(Buffer.from(still.stdout).toString(), 'hello from behind the device, anyone\n');
+    assert.ok(out.running());
+  });
+});
