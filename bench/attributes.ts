@@ -6,8 +6,8 @@
  * service reads at enrollment and signs into each device's credential (version 2,
  * docs/protocol.md §4.6).
  *
- * The machine is shared, so the two are measured interleaved — plain, attributes, plain,
- * attributes, … — each run the same number of enrollments at C=256 on streams, after a warm-up
+ * The machine is shared, so the two are measured interleaved — plain, attributes; attributes,
+ * plain; … — each run the same number of enrollments at C=256 on streams, after a warm-up
  * of each. Reported per run: enrollments per second and the service's CPU µs per enrollment
  * (its process's user+system time over the run: what the machine's other load disturbs least);
  * the ratios are of the medians. Every accepted response is opened under its enrollee's k_s2e
@@ -30,7 +30,7 @@ export const BENCH_ATTRIBUTES = Object.freeze({ floor: '3', line: '3', role: 'se
 export interface AttributesOptions {
   /** Enrollments per measured run. */
   n: number;
-  /** Runs of each kind (interleaved: plain, attributes, plain, …). */
+  /** Runs of each kind (interleaved: plain, attributes; attributes, plain; …). */
   rounds: number;
   /** Enrollments of each service's warm-up (not measured). */
   warm: number;
@@ -120,7 +120,8 @@ export async function runAttributesBench(root: string, opts: AttributesOptions, 
 
   const runs: Run[] = [];
   for (let k = 0; k < opts.rounds; k++) {
-    for (const kind of ['plain', 'attributes'] as const) {
+    // A B, B A, A B, …: neither kind always runs first (after the other's run, on a machine whose load drifts).
+    for (const kind of k % 2 === 0 ? (['plain', 'attributes'] as const) : (['attributes', 'plain'] as const)) {
       const svc = services[kind]!;
       const from = opts.warm + k * opts.n;
       const set = sets[kind].slice(from, from + opts.n);
