@@ -21,6 +21,11 @@ export function abytes(value: unknown, length?: number, name = 'value'): Uint8Ar
 
 /** Concatenates byte arrays into a new array. */
 export function concat(...parts: Uint8Array[]): Uint8Array {
+  return concatAll(parts);
+}
+
+/** The same for a list of parts (slices of frames, sealed pieces): always a new array. */
+export function concatAll(parts: readonly Uint8Array[]): Uint8Array {
   let n = 0;
   for (const p of parts) n += p.length;
   const out = new Uint8Array(n);

@@ -6,6 +6,7 @@ export {
   abytes,
   asBuffer,
   concat,
+  concatAll,
   equalBytes,
   fromHex,
   isAllZero,

@@ -7,7 +7,7 @@
  * or wait for more than `maxFrameLen` bytes.
  */
 import { EnrollError } from '../errors.js';
-import { abytes } from '../crypto/bytes.js';
+import { abytes, concatAll } from '../crypto/bytes.js';
 
 export const FRAME_HEADER_LEN = 2;
 /** The largest payload a u16 length can announce; equal to the Noise message limit. */
@@ -163,13 +163,5 @@ export class FrameDecoder {
 
 /** One frame's slices as one new array. */
 export function joinFrame(parts: readonly Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  return concatAll(parts);
 }

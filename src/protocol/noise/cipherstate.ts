@@ -9,7 +9,7 @@
 import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { EnrollError } from '../../errors.js';
 import { aesGcmDecrypt, aesGcmDecryptParts, aesGcmEncrypt, aesGcmEncryptParts } from '../../crypto/aead.js';
-import { abytes, wipe } from '../../crypto/bytes.js';
+import { abytes, concatAll, wipe } from '../../crypto/bytes.js';
 
 /** §3: every Noise message, handshake or transport, is at most 65535 bytes. */
 export const NOISE_MAX_MESSAGE_LEN = 65535;
@@ -191,16 +191,7 @@ export class CipherState {
 }
 
 function joinParts(parts: readonly Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0]!;
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  return parts.length === 1 ? parts[0]! : concatAll(parts);
 }
 
 /** §12.3 ENCRYPT for ChaChaPoly: AEAD_CHACHA20_POLY1305 (RFC 8439), ciphertext ‖ 16-byte tag. */
