@@ -17,6 +17,7 @@ import { encodeAttributes } from '../../src/protocol/codec/attributes.js';
 import { certifyCsk, cskFromSeed, encodeCredentialV2, signCredentialV2 } from '../../src/protocol/credential-v2.js';
 import { credentialToText } from '../../src/protocol/credential.js';
 import { REPO_ROOT } from '../helpers/paths.js';
+import { isMain } from '../helpers/is-main.js';
 
 export const VECTOR_FILE = join(REPO_ROOT, 'test', 'vectors', 'credential-v2.json');
 
@@ -54,7 +55,7 @@ export function makeVectors() {
   };
 }
 
-if (process.argv[1] && process.argv[1].endsWith('generate-credential-v2.js')) {
+if (isMain(import.meta.url)) {
   writeFileSync(VECTOR_FILE, `${JSON.stringify(makeVectors(), null, 2)}\n`);
   process.stdout.write(`wrote ${VECTOR_FILE}\n`);
 }

@@ -16,8 +16,7 @@
  * the (clamped) signing keys, i.e. whether XEdDSA negates the scalar (XEdDSA spec §2.3).
  */
 import { writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { concat, equalBytes, toHex, utf8 } from '../../src/crypto/bytes.js';
 import { sha256 } from '../../src/crypto/hash.js';
@@ -31,6 +30,7 @@ import { accept, composeMessage, enrolleeId, enrollmentAad, initiate } from '../
 import { deriveSessionKeys } from '../../src/protocol/enrollment/session.js';
 import { x3dhInitiatorDh, x3dhKdf, x3dhStateHash } from '../../src/protocol/enrollment/x3dh.js';
 import { REPO_ROOT } from '../helpers/paths.js';
+import { isMain } from '../helpers/is-main.js';
 
 export const VECTOR_FILE = join(REPO_ROOT, 'test', 'vectors', 'enrollment-v1.json');
 export const SEED = 'ockam-enroll/v1/enrollment-kat/seed-1';
@@ -242,7 +242,7 @@ export function renderEnrollmentV1(): string {
   return `${JSON.stringify(generateEnrollmentV1(), null, 2)}\n`;
 }
 
-if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+if (isMain(import.meta.url)) {
   writeFileSync(VECTOR_FILE, renderEnrollmentV1());
   console.log(`wrote ${VECTOR_FILE}`);
 }

@@ -14,8 +14,7 @@
  * ML-KEM.Encaps_internal), `kem_ct` (CT, 1088 bytes), `ss` (the KEM shared secret).
  */
 import { writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { concat, equalBytes, toHex, utf8 } from '../../src/crypto/bytes.js';
 import { mlKem768Encapsulate, mlKem768Keygen } from '../../src/crypto/mlkem.js';
 import type { RandomSource } from '../../src/crypto/random.js';
@@ -30,6 +29,7 @@ import { deriveSessionKeys } from '../../src/protocol/enrollment/session.js';
 import { x3dhInitiatorDh, x3dhKdf, x3dhStateHash } from '../../src/protocol/enrollment/x3dh.js';
 import { REPO_ROOT } from '../helpers/paths.js';
 import { CASES, drawWithSign, EXPIRES_AT, seededDrbg, type Vector } from './generate-enrollment-v1.js';
+import { isMain } from '../helpers/is-main.js';
 
 export const VECTOR_FILE_V2 = join(REPO_ROOT, 'test', 'vectors', 'enrollment-v2.json');
 export const SEED_V2 = 'ockam-enroll/v2/enrollment-kat/seed-1';
@@ -177,7 +177,7 @@ export function renderEnrollmentV2(): string {
   return `${JSON.stringify(generateEnrollmentV2(), null, 2)}\n`;
 }
 
-if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+if (isMain(import.meta.url)) {
   writeFileSync(VECTOR_FILE_V2, renderEnrollmentV2());
   console.log(`wrote ${VECTOR_FILE_V2}`);
 }

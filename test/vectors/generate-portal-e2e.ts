@@ -8,12 +8,12 @@
  * writer of its own.
  */
 import { writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { isEnrollError } from '../../src/errors.js';
 import { encodeDeviceOutlets, decodeDeviceOutlets } from '../../src/protocol/portal/device-outlets.js';
 import { decodeRelayOpen, E2eDeframer, e2ePrologue, encodeE2e, encodePeer, encodeRelayOpen } from '../../src/protocol/portal/e2e.js';
 import { REPO_ROOT } from '../helpers/paths.js';
+import { isMain } from '../helpers/is-main.js';
 
 export const E2E_VECTOR_FILE = join(REPO_ROOT, 'test', 'vectors', 'portal-e2e.json');
 
@@ -73,6 +73,6 @@ export function renderPortalE2e(): string {
   return `${JSON.stringify({ comment: 'docs/protocol.md §11.10; made by test/vectors/generate-portal-e2e.ts', relay_open: relayOpen, peer, device_outlets: deviceOutlets, e2e, prologue, invalid }, null, 2)}\n`;
 }
 
-if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+if (isMain(import.meta.url)) {
   writeFileSync(E2E_VECTOR_FILE, renderPortalE2e());
 }

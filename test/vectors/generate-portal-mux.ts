@@ -9,12 +9,12 @@
  * echoing the code.
  */
 import { writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { isEnrollError } from '../../src/errors.js';
 import { decodeHeader, encodeData, encodeHeader, Flag, FrameType, GoAwayCode, MAX_DATA_LEN, type FrameHeader } from '../../src/protocol/portal/frame.js';
 import { Mux } from '../../src/protocol/portal/mux.js';
 import { REPO_ROOT } from '../helpers/paths.js';
+import { isMain } from '../helpers/is-main.js';
 
 export const VECTOR_FILE = join(REPO_ROOT, 'test', 'vectors', 'portal-mux.json');
 
@@ -123,6 +123,6 @@ export function renderPortalMux(): string {
   );
 }
 
-if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+if (isMain(import.meta.url)) {
   writeFileSync(VECTOR_FILE, renderPortalMux());
 }

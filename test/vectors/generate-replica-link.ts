@@ -8,12 +8,12 @@
  * with a writer of its own.
  */
 import { writeFileSync } from 'node:fs';
-import { resolve, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { isEnrollError } from '../../src/errors.js';
 import { encodeRelayOpen } from '../../src/protocol/portal/e2e.js';
 import { decodeForward, decodeReplicaHello, encodeForward, encodeReplicaHello, PROLOGUE_REPLICA_REPLICA } from '../../src/protocol/portal/replica-link.js';
 import { REPO_ROOT } from '../helpers/paths.js';
+import { isMain } from '../helpers/is-main.js';
 
 export const REPLICA_LINK_VECTOR_FILE = join(REPO_ROOT, 'test', 'vectors', 'replica-link.json');
 
@@ -57,7 +57,7 @@ export function renderReplicaLink(): string {
   return `${JSON.stringify({ description: 'replica-link frames, docs/protocol.md §11.11', prologue: hex(PROLOGUE_REPLICA_REPLICA), hello, forward, invalid }, null, 2)}\n`;
 }
 
-if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+if (isMain(import.meta.url)) {
   writeFileSync(REPLICA_LINK_VECTOR_FILE, renderReplicaLink());
   console.log(`wrote ${REPLICA_LINK_VECTOR_FILE}`);
 }

@@ -15,6 +15,7 @@ import { x25519PublicKey } from '../../src/crypto/x25519.js';
 import { xeddsaSigner } from '../../src/crypto/xeddsa.js';
 import { signRevocationList, type RevokedEntry } from '../../src/protocol/revocations.js';
 import { REPO_ROOT } from '../helpers/paths.js';
+import { isMain } from '../helpers/is-main.js';
 
 export const VECTOR_FILE = join(REPO_ROOT, 'test', 'vectors', 'revocations.json');
 
@@ -62,7 +63,7 @@ export function makeVectors() {
   };
 }
 
-if (process.argv[1] && process.argv[1].endsWith('generate-revocations.js')) {
+if (isMain(import.meta.url)) {
   writeFileSync(VECTOR_FILE, `${JSON.stringify(makeVectors(), null, 2)}\n`);
   process.stdout.write(`wrote ${VECTOR_FILE}\n`);
 }
