@@ -182,8 +182,9 @@ describe('device outlets across two replicas on PostgreSQL', () => {
     const [a, b] = replicas as [(typeof replicas)[0], (typeof replicas)[0]];
     lbTarget = 1; // nothing listens there: device Y cannot move its session while A is down
     const slow = curl([`http://127.0.0.1:${xPort}/slow`], { maxTimeS: 120 });
-    await eventually(() => b.svc.decisions('stream-opened').length >= 3, 'the slow stream is relayed');
-    await sleep(300);
+    // Y connected its target for this third stream (its verdict OK): the bytes are on their way.
+    await waitFor(procs[0]!, /stream from Robot Axiom \([0-9a-f]+\) to web opened[^]*to web opened[^]*to web opened/, 'outlet on replica A');
+    await sleep(1000);
     a.svc.kill('SIGKILL');
     const t0 = Date.now();
     const r = await slow;
