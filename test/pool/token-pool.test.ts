@@ -108,6 +108,35 @@ function enroll(jwt: string, csr: Uint8Array): Promise<Answer> {
   });
 }
 
+/**
+ * The same, held back: the connection is made and its headers sent at once, the body only on
+ * send(). Sending the bodies of many held requests in one turn makes their jobs reach the pool
+ * together, as under load; sent one by one, each TLS handshake here (in this process) takes
+ * longer than a worker's job, and no worker ever holds two.
+ */
+function enrollHeld(jwt: string, csr: Uint8Array): { connected: Promise<void>; send: () => void; answer: Promise<Answer> } {
+  let req!: ReturnType<typeof request>;
+  const answer = new Promise<Answer>((resolve, reject) => {
+    req = request(
+      `${url}/.well-known/est/simpleenroll`,
+      { method: 'POST', ca, agent: false, headers: { 'Content-Type': 'application/pkcs10', Authorization: `Bearer ${jwt}` } },
+      (res) => {
+        let body = '';
+        res.setEncoding('latin1');
+        res.on('data', (d: string) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      },
+    );
+    req.on('error', reject);
+  });
+  const connected = new Promise<void>((resolve, reject) => {
+    req.once('socket', (socket) => socket.once('secureConnect', () => resolve()));
+    req.once('error', reject);
+  });
+  req.flushHeaders();
+  return { connected, send: () => req.end(encodeBase64Body(csr)), answer };
+}
+
 /** Certificates the store recorded for an identity, read on a connection of the test's own. */
 function certificatesOf(idHex: string): number {
   const db = new Database(storePath, { readonly: true });
@@ -178,7 +207,10 @@ describe('token enrollment on the worker pool', { timeout: Math.ceil(240_000 * S
       const N = 48;
       const reqs = await Promise.all(Array.from({ length: N }, (_, i) => newRequest(`kill-${i}`)));
       const started = pool.started;
-      const runs = reqs.map((r) => enroll(r.jwt, r.csr));
+      const held = reqs.map((r) => enrollHeld(r.jwt, r.csr));
+      await Promise.all(held.map((h) => h.connected));
+      for (const h of held) h.send();
+      const runs = held.map((h) => h.answer);
       // Chosen in the same turn of the event loop that sees its jobs in flight (pool.test.ts).
       let victim: number | undefined;
       const deadline = Date.now() + Math.ceil(60_000 * SLOW);
