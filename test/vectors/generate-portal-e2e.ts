@@ -7,28 +7,14 @@
  * test/portal/e2e.test.ts checks that, then re-encodes each vector from its fields with a
  * writer of its own.
  */
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { isEnrollError } from '../../src/errors.js';
 import { encodeDeviceOutlets, decodeDeviceOutlets } from '../../src/protocol/portal/device-outlets.js';
 import { decodeRelayOpen, E2eDeframer, e2ePrologue, encodeE2e, encodePeer, encodeRelayOpen } from '../../src/protocol/portal/e2e.js';
 import { REPO_ROOT } from '../helpers/paths.js';
 import { isMain } from '../helpers/is-main.js';
+import { failsWith, hex, seq, writeVectors } from './kit.js';
 
 export const E2E_VECTOR_FILE = join(REPO_ROOT, 'test', 'vectors', 'portal-e2e.json');
-
-const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
-const seq = (start: number, n = 32) => Uint8Array.from({ length: n }, (_, i) => (start + i) & 0xff);
-
-function failsWith(f: () => unknown): string {
-  try {
-    f();
-  } catch (e) {
-    if (isEnrollError(e)) return e.code;
-    throw e;
-  }
-  throw new Error('expected a failure');
-}
 
 export function renderPortalE2e(): string {
   const id = seq(0x10);
@@ -74,5 +60,5 @@ export function renderPortalE2e(): string {
 }
 
 if (isMain(import.meta.url)) {
-  writeFileSync(E2E_VECTOR_FILE, renderPortalE2e());
+  writeVectors(E2E_VECTOR_FILE, renderPortalE2e());
 }

@@ -8,13 +8,13 @@
  * from its fields with a DataView of its own, so the file pins the layout rather than
  * echoing the code.
  */
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isEnrollError } from '../../src/errors.js';
 import { decodeHeader, encodeData, encodeHeader, Flag, FrameType, GoAwayCode, MAX_DATA_LEN, type FrameHeader } from '../../src/protocol/portal/frame.js';
 import { Mux } from '../../src/protocol/portal/mux.js';
 import { REPO_ROOT } from '../helpers/paths.js';
 import { isMain } from '../helpers/is-main.js';
+import { hex, writeVectors } from './kit.js';
 
 export const VECTOR_FILE = join(REPO_ROOT, 'test', 'vectors', 'portal-mux.json');
 
@@ -34,8 +34,6 @@ export interface BadVector {
   frame: string;
   error: string;
 }
-
-const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 
 function frame(comment: string, h: FrameHeader, body?: Buffer): FrameVector {
   const bytes = h.type === FrameType.DATA ? encodeData(h.streamId, h.flags, body ?? Buffer.alloc(0)) : encodeHeader(h);
@@ -124,5 +122,5 @@ export function renderPortalMux(): string {
 }
 
 if (isMain(import.meta.url)) {
-  writeFileSync(VECTOR_FILE, renderPortalMux());
+  writeVectors(VECTOR_FILE, renderPortalMux());
 }

@@ -7,28 +7,14 @@
  * test/portal/replica-link.test.ts checks that, then re-encodes each vector from its fields
  * with a writer of its own.
  */
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { isEnrollError } from '../../src/errors.js';
 import { encodeRelayOpen } from '../../src/protocol/portal/e2e.js';
 import { decodeForward, decodeReplicaHello, encodeForward, encodeReplicaHello, PROLOGUE_REPLICA_REPLICA } from '../../src/protocol/portal/replica-link.js';
 import { REPO_ROOT } from '../helpers/paths.js';
 import { isMain } from '../helpers/is-main.js';
+import { failsWith, hex, seq, writeVectors } from './kit.js';
 
 export const REPLICA_LINK_VECTOR_FILE = join(REPO_ROOT, 'test', 'vectors', 'replica-link.json');
-
-const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
-const seq = (start: number, n = 32) => Uint8Array.from({ length: n }, (_, i) => (start + i) & 0xff);
-
-function failsWith(f: () => unknown): string {
-  try {
-    f();
-  } catch (e) {
-    if (isEnrollError(e)) return e.code;
-    throw e;
-  }
-  throw new Error('expected a failure');
-}
 
 export function renderReplicaLink(): string {
   const device = seq(0x20);
@@ -58,6 +44,5 @@ export function renderReplicaLink(): string {
 }
 
 if (isMain(import.meta.url)) {
-  writeFileSync(REPLICA_LINK_VECTOR_FILE, renderReplicaLink());
-  console.log(`wrote ${REPLICA_LINK_VECTOR_FILE}`);
+  writeVectors(REPLICA_LINK_VECTOR_FILE, renderReplicaLink());
 }
