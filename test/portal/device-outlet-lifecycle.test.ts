@@ -12,10 +12,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Server } from 'node:http';
-import { assertFailure, ok, run, setupWorld, sleep, spawnCli, startService, type Background, type Enrollee, type World } from '../helpers/cli.js';
-import { approve, EXIT, join } from '../helpers/lifecycle.js';
-import { freePort } from '../helpers/ports.js';
-import { patience } from '../helpers/pace.js';
+import { setupWorld, startService, type Background, type Enrollee, type World } from '../helpers/cli.js';
+import { enroll, revokeDuringTransfer, startInlet, startOutlet, waitFor } from './portal-cli.js';
 import { curl as curlBytes, Payload, startTarget } from './target.js';
 
 let w: World;
@@ -29,29 +27,7 @@ const procs: Background[] = [];
 
 const curl = (args: readonly string[]) => curlBytes(args, { maxTimeS: 60 });
 
-async function enroll(e: Enrollee): Promise<void> {
-  const r = await join(e, await approve(w, e));
-  assert.equal(r.code, 0, r.stderr);
-}
-
-const count = (bg: Background, re: RegExp) => `${bg.stdout()}\n${bg.lines.join('\n')}`.split('\n').filter((l) => re.test(l)).length;
-
-async function waitFor(bg: Background, what: RegExp, label: string, times = 1): Promise<void> {
-  const end = Date.now() + (await patience(20_000));
-  while (count(bg, what) < times) {
-    if (!bg.running()) throw new Error(`${label} exited:\n${bg.lines.join('\n')}`);
-    if (Date.now() > end) throw new Error(`${label}: no ${what} (×${times}) in:\n${bg.stdout()}\n${bg.lines.join('\n')}`);
-    await sleep(25);
-  }
-}
-
-async function inlet(e: Enrollee, target: string): Promise<{ bg: Background; port: number }> {
-  const port = await freePort();
-  const bg = spawnCli(['enrollee', 'inlet', '--from', `127.0.0.1:${port}`, '--to', target, '--json'], { home: e.home });
-  procs.push(bg);
-  await waitFor(bg, /"event":"ready"/, 'inlet');
-  return { bg, port };
-}
+const inlet = (e: Enrollee, target: string) => startInlet(e, target, procs);
 
 before(async () => {
   ({ server: http, port: httpPort } = await startTarget('hello from behind the device', new Payload('lifecycle:')));
@@ -59,12 +35,10 @@ before(async () => {
   axiom = w.enrollee;
   lex = await w.newEnrollee('lex-2');
   pump = await w.newEnrollee('pump-7');
-  await enroll(axiom);
-  await enroll(lex);
-  await enroll(pump);
-  out = spawnCli(['enrollee', 'outlet', '--name', 'web', '--to', `127.0.0.1:${httpPort}`, '--json'], { home: pump.home });
-  procs.push(out);
-  await waitFor(out, /"event":"ready"/, 'outlet');
+  await enroll(w, axiom);
+  await enroll(w, lex);
+  await enroll(w, pump);
+  out = await startOutlet(pump, 'web', `127.0.0.1:${httpPort}`, procs);
 });
 
 after(async () => {
@@ -97,26 +71,7 @@ describe('device outlets: restart and revocation', () => {
 
   test('revoking the inlet\'s enrollee during a transfer through a device outlet closes the stream within 1 s (scaled), and new streams are refused', async () => {
     const p = await inlet(lex, 'pump-7/web');
-    const slow = curl([`http://127.0.0.1:${p.port}/slow`]);
-    const end = Date.now() + (await patience(5000));
-    while (!w.service.decisions('stream-opened').some((l) => l.includes(lex.id) && l.includes('relayed'))) {
-      assert.ok(Date.now() < end, w.service.lines.join('\n'));
-      await sleep(20);
-    }
-    await sleep(200);
-    await ok(['service', 'enrollee', 'revoke', lex.id], { home: w.serviceHome });
-    const t0 = Date.now();
-    const r = await slow;
-    const took = Date.now() - t0;
-    assert.notEqual(r.exitCode, 0, 'the transfer was cut');
-    assert.ok(r.stdout.length > 0, 'bytes flowed before the revocation');
-    assert.ok(took <= (await patience(1000)), `the stream closed ${took} ms after the revocation`);
-    const done = await p.bg.done();
-    assert.equal(done.code, EXIT.REJECTED, done.stderr);
-    assert.match(done.stderr, /the service revoked this enrollee: the inlet stops/);
-    assert.notEqual((await curl([`http://127.0.0.1:${p.port}/hello`])).exitCode, 0);
-    const again = await run(['enrollee', 'inlet', '--from', `127.0.0.1:${p.port}`, '--to', 'pump-7/web'], { home: lex.home });
-    assertFailure(again, EXIT.REJECTED, /revoked/);
+    await revokeDuringTransfer(w, lex, p, 'pump-7/web', (l) => l.includes(lex.id) && l.includes('relayed'), curl);
     // The device outlet itself is untouched: another device still reaches it.
     const x = await inlet(axiom, 'pump-7/web');
     const still = await curl([`http://127.0.0.1:${x.port}/hello`]);

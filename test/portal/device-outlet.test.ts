@@ -10,10 +10,8 @@ import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join as joinPath } from 'node:path';
 import type { Server } from 'node:http';
-import { ok, run, setupWorld, sleep, spawnCli, type Background, type Enrollee, type World } from '../helpers/cli.js';
-import { approve, join } from '../helpers/lifecycle.js';
-import { freePort } from '../helpers/ports.js';
-import { patience } from '../helpers/pace.js';
+import { ok, run, setupWorld, sleep, type Background, type Enrollee, type World } from '../helpers/cli.js';
+import { enroll, startInlet, startOutlet, waitFor } from './portal-cli.js';
 import { BIG, curl as curlBytes, Payload, startTarget } from './target.js';
 
 const PAYLOAD = new Payload('device:');
@@ -28,34 +26,8 @@ let http: Server;
 let httpPort: number;
 const procs: Background[] = [];
 
-async function enroll(e: Enrollee): Promise<void> {
-  const r = await join(e, await approve(w, e));
-  assert.equal(r.code, 0, r.stderr);
-}
-
-async function waitFor(bg: Background, what: RegExp, label: string): Promise<void> {
-  const end = Date.now() + (await patience(20_000));
-  while (!what.test(`${bg.stdout()}\n${bg.lines.join('\n')}`)) {
-    if (!bg.running()) throw new Error(`${label} exited:\n${bg.lines.join('\n')}`);
-    if (Date.now() > end) throw new Error(`${label}: no ${what} in:\n${bg.lines.join('\n')}`);
-    await sleep(25);
-  }
-}
-
-async function outlet(e: Enrollee, name: string, to: string, extra: string[] = []): Promise<Background> {
-  const bg = spawnCli(['enrollee', 'outlet', '--name', name, '--to', to, '--json', ...extra], { home: e.home });
-  procs.push(bg);
-  await waitFor(bg, /"event":"ready"/, 'outlet');
-  return bg;
-}
-
-async function inlet(e: Enrollee, target: string): Promise<{ bg: Background; port: number }> {
-  const port = await freePort();
-  const bg = spawnCli(['enrollee', 'inlet', '--from', `127.0.0.1:${port}`, '--to', target, '--json'], { home: e.home });
-  procs.push(bg);
-  await waitFor(bg, /"event":"ready"/, 'inlet');
-  return { bg, port };
-}
+const outlet = (e: Enrollee, name: string, to: string, extra: readonly string[] = []) => startOutlet(e, name, to, procs, extra);
+const inlet = (e: Enrollee, target: string) => startInlet(e, target, procs);
 
 const curl = (args: readonly string[]) => curlBytes(args, { maxTimeS: 60 });
 
@@ -65,9 +37,9 @@ before(async () => {
   axiom = w.enrollee;
   pump = await w.newEnrollee('pump-7');
   idle = await w.newEnrollee('idle-3');
-  await enroll(axiom);
-  await enroll(pump);
-  await enroll(idle);
+  await enroll(w, axiom);
+  await enroll(w, pump);
+  await enroll(w, idle);
   await outlet(pump, 'web', `127.0.0.1:${httpPort}`);
   // Admits only a device called "operator-1": Robot Axiom is enrolled but not admitted.
   await outlet(pump, 'private', `127.0.0.1:${httpPort}`, ['--allow', 'subject.name == "operator-1"']);

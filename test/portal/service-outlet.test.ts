@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import type { Server } from 'node:http';
 import { assertFailure, okJson, ok, run, spawnCli, setupWorld, sleep, startService, type Background, type Enrollee, type World } from '../helpers/cli.js';
-import { approve, EXIT, join } from '../helpers/lifecycle.js';
+import { EXIT } from '../helpers/lifecycle.js';
+import { enroll, revokeDuringTransfer } from './portal-cli.js';
 import { freePort } from '../helpers/ports.js';
 import { patience } from '../helpers/pace.js';
 import { BIG, curl, Payload, startTarget } from './target.js';
@@ -22,11 +23,6 @@ let pump: Enrollee;
 let http: Server;
 let httpPort: number;
 const inlets: Background[] = [];
-
-async function enroll(e: Enrollee): Promise<void> {
-  const r = await join(e, await approve(w, e));
-  assert.equal(r.code, 0, r.stderr);
-}
 
 /** `enrollee inlet` for `e`; resolves once its ready line (JSON) is on stdout. */
 async function inlet(e: Enrollee, target: string): Promise<{ bg: Background; port: number }> {
@@ -49,8 +45,8 @@ before(async () => {
   w = await setupWorld({ bundles: 3 });
   axiom = w.enrollee;
   pump = await w.newEnrollee('pump-7');
-  await enroll(axiom);
-  await enroll(pump);
+  await enroll(w, axiom);
+  await enroll(w, pump);
   await ok(['service', 'outlet', 'add', 'web', '--to', `127.0.0.1:${httpPort}`], { home: w.serviceHome });
 });
 
@@ -194,27 +190,7 @@ describe('enrollee inlet to a service outlet', () => {
 
   test('revoking the enrollee during a transfer closes the stream within 1 s (scaled), refuses new ones, and ends the inlet with exit 3', async () => {
     const p = await inlet(pump, 'service/web');
-    const slow = curl([`http://127.0.0.1:${p.port}/slow`]);
-    const end = Date.now() + (await patience(5000));
-    while (!w.service.decisions('stream-opened').some((l) => l.includes(pump.id) && l.includes('service/web'))) {
-      assert.ok(Date.now() < end);
-      await sleep(20);
-    }
-    await sleep(200);
-    await ok(['service', 'enrollee', 'revoke', pump.id], { home: w.serviceHome });
-    const t0 = Date.now();
-    const r = await slow;
-    const took = Date.now() - t0;
-    assert.notEqual(r.exitCode, 0, 'the transfer was cut');
-    assert.ok(r.stdout.length > 0, 'bytes flowed before the revocation');
-    assert.ok(took <= (await patience(1000)), `the stream closed ${took} ms after the revocation`);
-    const done = await p.bg.done();
-    assert.equal(done.code, EXIT.REJECTED, done.stderr);
-    assert.match(done.stderr, /the service revoked this enrollee: the inlet stops/);
-    // A new stream is refused: the inlet is gone and a new one cannot open a session.
-    assert.notEqual((await curl([`http://127.0.0.1:${p.port}/hello`])).exitCode, 0);
-    const again = await run(['enrollee', 'inlet', '--from', `127.0.0.1:${p.port}`, '--to', 'service/web'], { home: pump.home });
-    assertFailure(again, EXIT.REJECTED, /revoked/);
+    await revokeDuringTransfer(w, pump, p, 'service/web', (l) => l.includes(pump.id) && l.includes('service/web'), curl);
     assert.ok(w.service.decisions('channel-closed').some((l) => l.includes(pump.id)));
   });
 });
