@@ -4,10 +4,11 @@
  * its own Sealer. No I/O: the sealed records come from the caller.
  */
 import type { KeyObject } from 'node:crypto';
-import { equalBytes } from '../crypto/bytes.js';
+import { equalBytes, toHex } from '../crypto/bytes.js';
 import { mlKem768Decapsulator, mlKem768Keygen, type MlKemDecapsulator } from '../crypto/mlkem.js';
 import { importX25519Private } from '../crypto/x25519.js';
 import { EnrollError } from '../errors.js';
+import { cskFromSeed, type CskCertificate } from '../protocol/credential-v2.js';
 import type { Sealer } from '../store/sealing.js';
 import type { SignedPrekeyRecord } from '../store/types.js';
 
@@ -76,3 +77,38 @@ export function kemSecretKey(sealer: Sealer, spk: SignedPrekeyRecord): { hash: U
   }
 }
 
+
+/**
+ * The CSK (roles/service/csk.ts) as a worker is sent it: IK_A's certificate of it (public)
+ * and its seed sealed under the store key (purpose `csk`, row id the CSK's public key).
+ */
+export interface PoolCsk {
+  certificate: CskCertificate;
+  seedSealed: Uint8Array;
+}
+
+/** A CSK prepared for signing: its certificate and its private KeyObject. */
+export interface PreparedCsk {
+  certificate: CskCertificate;
+  privateKey: KeyObject;
+}
+
+/**
+ * Unseals a sent CSK's seed and imports it (once per CSK, in each worker), checking that the
+ * seed gives the certified public key, so a worker never signs a credential that cannot verify.
+ */
+export function loadCsk(sealer: Sealer, c: PoolCsk): PreparedCsk {
+  const seed = sealer.open(c.seedSealed, 'csk', c.certificate.csk);
+  try {
+    const { privateKey, publicKey } = cskFromSeed(seed);
+    if (!equalBytes(publicKey, c.certificate.csk)) throw new EnrollError('ERR_STORE', 'the sealed CSK seed does not give the certified CSK');
+    return { certificate: { csk: Uint8Array.from(c.certificate.csk), cskSig: Uint8Array.from(c.certificate.cskSig) }, privateKey };
+  } finally {
+    seed.fill(0);
+  }
+}
+
+/** How a pool tells CSKs apart: the public key and IK_A's signature of it. */
+export function cskKey(cert: CskCertificate): string {
+  return `${toHex(cert.csk)}:${toHex(cert.cskSig)}`;
+}

@@ -10,7 +10,11 @@
  * Keys: IK_A and the store key reach each worker once, in workerData. An SPK reaches every
  * worker (sealed, as the store holds it) the first time a message needs it, at start or
  * after `service prekey rotate`, posted on the worker's port before that message's job: a
- * port delivers in order, so no job can arrive before its SPK.
+ * port delivers in order, so no job can arrive before its SPK. The credential-signing key
+ * (CSK, roles/service/csk.ts), which signs version 2 credentials (attributes, §4.6), reaches
+ * every worker the same way: its seed sealed under the store key, posted at start, first
+ * thing to a replacement, and to every worker that has not seen it before a job that names
+ * it (a job names its CSK by certificate; the CSK does not change within a process today).
  *
  * A worker that dies (a crash, or terminate()): its jobs in flight fail with ERR_INTERNAL,
  * which the server answers UNAVAILABLE; nothing was committed for them, since commits
@@ -23,10 +27,13 @@ import { Worker } from 'node:worker_threads';
 import { toHex } from '../crypto/bytes.js';
 import { xeddsaSigner } from '../crypto/xeddsa.js';
 import { EnrollError } from '../errors.js';
+import type { Attributes } from '../protocol/codec/attributes.js';
 import { deriveStoreKey, type ServiceHome } from '../roles/service/home.js';
+import { serviceCsk } from '../roles/service/csk.js';
 import type { SignedPrekeyRecord } from '../store/types.js';
 import { runCertJob, type CertJob, type CertKeys, type CertResult } from './cert-job.js';
 import { runOpenJob, type JobKeys, type OpenJob, type OpenResult } from './job.js';
+import { cskKey, loadCsk, type PoolCsk } from './keys.js';
 import type { PoolPki, PoolReply, PoolRequest } from './worker.js';
 
 export const MAX_WORKERS = 64;
@@ -46,6 +53,8 @@ interface Slot {
   earlyDeaths: number;
   /** SPKs this worker was sent, as `id:publicKey`. */
   spks: Set<string>;
+  /** CSKs this worker was sent, by cskKey. */
+  csks: Set<string>;
   pending: Map<number, { resolve(r: OpenResult | CertResult): void; reject(err: unknown): void }>;
   batch: (OpenJob | CertJob)[];
 }
@@ -58,6 +67,8 @@ export class EnrollPool {
   /** Token enrollment's keys (setPki): the sealed form each worker is sent, and this thread's own for the fallback. */
   #pki: PoolPki | undefined;
   #localCert: CertKeys | undefined;
+  /** The CSK last given (open): what a replacement worker is sent first. */
+  #csk: PoolCsk;
   #next = 1;
   #closed = false;
   /** Workers started in all (replacements included), and jobs run on workers, for tests and the log. */
@@ -67,7 +78,9 @@ export class EnrollPool {
   private constructor(svc: ServiceHome, onError: (reason: string) => void) {
     this.#ikAPrivate = svc.ikA.privateKey;
     this.#onError = onError;
-    this.#local = { ikAPublic: svc.ikA.publicKey, ikAPrivate: svc.ikAPrivate, sign: xeddsaSigner(svc.ikA.privateKey), sealer: svc.sealer, spks: new Map() };
+    this.#local = { ikAPublic: svc.ikA.publicKey, ikAPrivate: svc.ikAPrivate, sign: xeddsaSigner(svc.ikA.privateKey), sealer: svc.sealer, spks: new Map(), csks: new Map() };
+    const csk = serviceCsk(svc);
+    this.#csk = { certificate: csk.certificate, seedSealed: csk.seedSealed };
   }
 
   /** Starts `workers` threads (default: one per available core). */
@@ -76,7 +89,7 @@ export class EnrollPool {
     if (!Number.isSafeInteger(n) || n < 1 || n > MAX_WORKERS) throw new EnrollError('ERR_INVALID_ARG', `"workers" must be 1..${MAX_WORKERS}`);
     const pool = new EnrollPool(svc, opts.onError);
     for (let i = 0; i < n; i++) {
-      const slot: Slot = { index: i, worker: undefined, ready: false, earlyDeaths: 0, spks: new Set(), pending: new Map(), batch: [] };
+      const slot: Slot = { index: i, worker: undefined, ready: false, earlyDeaths: 0, spks: new Set(), csks: new Set(), pending: new Map(), batch: [] };
       pool.#slots.push(slot);
       pool.#spawn(slot);
     }
@@ -115,6 +128,7 @@ export class EnrollPool {
   #spawn(slot: Slot): void {
     slot.ready = false;
     slot.spks = new Set();
+    slot.csks = new Set();
     const ikAPrivate = Uint8Array.from(this.#ikAPrivate);
     const storeKey = deriveStoreKey(ikAPrivate);
     let w: Worker;
@@ -134,6 +148,8 @@ export class EnrollPool {
     slot.worker = w;
     // Before any job: a port delivers in order, so a replacement has the CA key before its first certificate.
     if (this.#pki !== undefined) w.postMessage({ type: 'pki', pki: this.#pki } satisfies PoolRequest);
+    w.postMessage({ type: 'csk', csk: this.#csk } satisfies PoolRequest);
+    slot.csks.add(cskKey(this.#csk.certificate));
     w.on('message', (m: PoolReply) => {
       if (m.type === 'ready') {
         slot.ready = true;
@@ -172,13 +188,36 @@ export class EnrollPool {
   /**
    * Runs one job on the least busy worker. `spk` is the approval's SPK record as the store
    * returned it; a worker that has not seen it (nor any other worker) is sent it first.
+   * `credential`: a version 2 credential with these attributes, signed with `csk` (the
+   * service's, serviceCsk), which likewise reaches every worker that has not seen it first.
    */
-  open(job: Omit<OpenJob, 'id' | 'spkId' | 'spkPublicKey'>, spk: SignedPrekeyRecord): Promise<OpenResult> {
+  open(job: Omit<OpenJob, 'id' | 'spkId' | 'spkPublicKey' | 'v2'>, spk: SignedPrekeyRecord, credential?: { attributes: Attributes; csk: PoolCsk }): Promise<OpenResult> {
+    const cskId = credential === undefined ? undefined : cskKey(credential.csk.certificate);
     const full: OpenJob = { ...job, id: this.#next++, spkId: spk.id, spkPublicKey: spk.publicKey };
+    if (credential !== undefined) full.v2 = { attributes: credential.attributes, csk: cskId! };
     const live = this.#slots.filter((s) => s.worker !== undefined);
     if (live.length === 0 || this.#closed) {
       this.#local.spks.set(spk.id, spk);
+      if (credential !== undefined && !this.#local.csks.has(cskId!)) {
+        try {
+          this.#local.csks.clear();
+          this.#local.csks.set(cskId!, loadCsk(this.#local.sealer, credential.csk));
+        } catch (err) {
+          return Promise.reject(err);
+        }
+      }
       return Promise.resolve(runOpenJob(this.#local, full));
+    }
+    if (credential !== undefined) {
+      // A CSK not seen yet (none changes within a process today) goes to every worker now,
+      // and to replacements from now on, before any job that needs it.
+      if (cskId !== cskKey(this.#csk.certificate)) this.#csk = credential.csk;
+      for (const s of live) {
+        if (!s.csks.has(cskId!)) {
+          s.csks.add(cskId!);
+          s.worker!.postMessage({ type: 'csk', csk: credential.csk } satisfies PoolRequest);
+        }
+      }
     }
     const key = `${spk.id}:${toHex(spk.publicKey)}`;
     // A new SPK (a rotation) goes to every worker now, before any job that needs it.

@@ -1,8 +1,8 @@
 /**
  * One thread of the enrollment pool (pool.ts). It receives IK_A's private key and the store
  * key once, in workerData (never in a message), prepares IK_A as a KeyObject and a signer,
- * and wipes its copies of the bytes. Later messages carry nothing secret: SPK records are
- * sealed under the store key, jobs are public bytes (job.ts).
+ * and wipes its copies of the bytes. Later messages carry nothing secret: SPK records and
+ * the CSK's seed are sealed under the store key, jobs are public bytes (job.ts).
  */
 import { createHash, createPrivateKey, createPublicKey } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
@@ -14,6 +14,7 @@ import { xeddsaSigner } from '../crypto/xeddsa.js';
 import { Sealer } from '../store/sealing.js';
 import type { SignedPrekeyRecord } from '../store/types.js';
 import { runOpenJob, type JobKeys, type OpenJob, type OpenResult } from './job.js';
+import { cskKey, loadCsk, type PoolCsk } from './keys.js';
 
 /**
  * Token enrollment's keys as a worker is sent them (pool.ts setPki): the CA key as the
@@ -34,6 +35,8 @@ export type PoolRequest =
   | { type: 'spk'; spk: SignedPrekeyRecord }
   /** Token enrollment's keys: at the HTTPS listener's start, and first thing to a replacement. */
   | { type: 'pki'; pki: PoolPki }
+  /** The credential-signing key (its seed sealed): at start, first thing to a replacement, and before any job that names one not sent yet. */
+  | { type: 'csk'; csk: PoolCsk }
   | { type: 'jobs'; jobs: (OpenJob | CertJob)[] };
 export type PoolReply = { type: 'ready' } | { type: 'results'; results: (OpenResult | CertResult)[] };
 
@@ -44,7 +47,11 @@ const keys: JobKeys = {
   sign: xeddsaSigner(data.ikAPrivate),
   sealer: new Sealer(Uint8Array.from(data.storeKey)),
   spks: new Map(),
+  csks: new Map(),
 };
+/** CSKs are one per process in practice (roles/service/csk.ts); bounded anyway. */
+const MAX_CSKS = 8;
+let cskError: string | undefined;
 data.ikAPrivate.fill(0);
 data.storeKey.fill(0);
 
@@ -71,12 +78,26 @@ function runJob(job: OpenJob | CertJob): OpenResult | CertResult {
     if (certKeys === undefined) return { id: job.id, ok: false, code: 'ERR_INTERNAL', message: pkiError ?? 'this pool worker was sent no token keys' };
     return runCertJob(certKeys, job);
   }
-  return runOpenJob(keys, job as OpenJob);
+  const open = job as OpenJob;
+  if (open.v2 !== undefined && !keys.csks.has(open.v2.csk) && cskError !== undefined) return { id: open.id, ok: false, code: 'ERR_INTERNAL', message: cskError };
+  return runOpenJob(keys, open);
 }
 
 parentPort!.on('message', (req: PoolRequest) => {
   if (req.type === 'spk') {
     keys.spks.set(req.spk.id, req.spk);
+    return;
+  }
+  if (req.type === 'csk') {
+    // As for the CA key below: a seed that does not open fails each v2 job, not the worker.
+    try {
+      const csk = loadCsk(keys.sealer, req.csk);
+      if (keys.csks.size >= MAX_CSKS) keys.csks.clear();
+      keys.csks.set(cskKey(csk.certificate), csk);
+      cskError = undefined;
+    } catch (err) {
+      cskError = `this pool worker could not load the credential-signing key: ${(err as Error)?.message ?? String(err)}`;
+    }
     return;
   }
   if (req.type === 'pki') {

@@ -8,6 +8,17 @@
  * one from its first start after this release, whether it was made before or after; every
  * replica of a service (`service init --from`) signs with the same CSK; nothing new is written
  * to disk; and the CSK changes with IK_A. HKDF is one-way: the CSK's seed does not give IK_A.
+ *
+ * Rotation: the CSK changes only with IK_A, and a running service never changes IK_A
+ * (ServiceHome.ikA is fixed for the process), so within one process the CSK and its
+ * certificate are fixed; a restart certifies the same CSK again (a new csk_sig, XEdDSA being
+ * randomised). The pool (src/pool) is nonetheless told the CSK per job by its public key and
+ * sends a CSK a worker has not seen before that job, as it does SPKs, so a CSK that did change
+ * would reach every worker before the first message that needs it.
+ *
+ * The pool's workers get the CSK as `seedSealed`: its seed sealed under the store key
+ * (purpose `csk`, row id the CSK's public key), as SPK and OPK private keys are; nothing secret
+ * travels in the clear in a message.
  */
 import type { KeyObject } from 'node:crypto';
 import { utf8 } from '../../crypto/bytes.js';
@@ -19,6 +30,8 @@ import type { ServiceHome } from './home.js';
 export interface ServiceCsk {
   privateKey: KeyObject;
   certificate: CskCertificate;
+  /** The seed, sealed under the store key (purpose `csk`, row id the CSK's public key): what a pool worker is sent. */
+  seedSealed: Uint8Array;
 }
 
 const csks = new WeakMap<ServiceHome, ServiceCsk>();
@@ -29,8 +42,9 @@ export function serviceCsk(svc: ServiceHome): ServiceCsk {
   if (c === undefined) {
     const seed = hkdfSha256(svc.ikA.privateKey, new Uint8Array(32), utf8('ockam-enroll/v2/csk-seed'), 32);
     const { privateKey, publicKey } = cskFromSeed(seed);
+    const seedSealed = svc.sealer.seal(seed, 'csk', publicKey);
     seed.fill(0);
-    c = { privateKey, certificate: certifyCsk(svc.ikA.publicKey, publicKey, xeddsaSigner(svc.ikA.privateKey)) };
+    c = { privateKey, certificate: certifyCsk(svc.ikA.publicKey, publicKey, xeddsaSigner(svc.ikA.privateKey)), seedSealed };
     csks.set(svc, c);
   }
   return c;

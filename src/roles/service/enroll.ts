@@ -30,7 +30,8 @@ import type { EnrollPool } from '../../pool/pool.js';
 import type { BundleRecord, EnrolleeRecord, SignedPrekeyRecord } from '../../store/types.js';
 import { commitQueueFor } from './commits.js';
 import { credentialTtl, credentialVersion, issueCredential } from './credentials.js';
-import { sameAttributes } from '../../protocol/codec/attributes.js';
+import { sameAttributes, type Attributes } from '../../protocol/codec/attributes.js';
+import { serviceCsk } from './csk.js';
 import type { ServiceHome } from './home.js';
 import { beforeCommit, enrollLifecycleFor } from './hooks.js';
 import { DEFAULT_FAIL_RATE_PER_IP, parseRate, peerIpKey, TokenBuckets } from './limits.js';
@@ -176,11 +177,11 @@ export async function handleEnrollment(
   if (bundleEka !== eka) {
     return reject(ENROLL_STATUS.REJECTED, `ERR_EKA_VERSION: an EKA v${eka} message for a v${bundleEka} bundle`, { ...who, eka });
   }
+  // With a pool (service start --workers N ≥ 1), checks 4 and 5, the credential of either
+  // version (§4.4 with IK_A, §4.6 with the CSK and the attributes) and the sealed acceptance
+  // run on its workers; without one (--workers 0, library use), here.
   const pool = enrollLifecycleFor(svc)?.pool;
-  // The pool's workers sign version 1 credentials (XEdDSA with IK_A, §4.4); an enrollee whose
-  // credential is version 2 (attributes, §4.6: Ed25519 with the CSK, cheap on this thread) is
-  // enrolled here, so its attributes are never left out of what it is given.
-  if (pool !== undefined && credentialVersion(svc, found.pending.enrollee.attributes) === 1) return enrollOnPool(svc, pool, { message, eka, ekB, enrolleeId, id, found: found.pending, who, now, log, peer, opts });
+  if (pool !== undefined) return enrollOnPool(svc, pool, { message, eka, ekB, enrolleeId, id, found: found.pending, who, now, log, peer, opts });
   // The lockout counts only failures past decryption (check 5), with those still being
   // recorded: only a holder of EIK_B's private key and of the bundle can make a message that
   // decrypts, so whoever has merely seen the card cannot consume this enrollee's attempts.
@@ -398,11 +399,18 @@ async function enrollOnPool(svc: ServiceHome, pool: EnrollPool, e: PoolEnrollmen
     petName: enrollee.petName ?? '',
     addr: svc.settings.address,
   };
+  // The credential's version and attributes, as issueCredential decides them in this thread.
+  const credentialFor = (attributes: Attributes | undefined) => {
+    if (credentialVersion(svc, attributes) !== 2) return undefined;
+    const csk = serviceCsk(svc);
+    return { attributes: attributes ?? {}, csk: { certificate: csk.certificate, seedSealed: csk.seedSealed } };
+  };
+  const credential = credentialFor(enrollee.attributes);
   op.ids.enter(id);
   op.sources.enter(source);
   let r: OpenResult;
   try {
-    r = await pool.open(job, spk);
+    r = await pool.open(job, spk, credential);
   } finally {
     op.ids.leave(id);
     op.sources.leave(source);
@@ -439,13 +447,17 @@ async function enrollOnPool(svc: ServiceHome, pool: EnrollPool, e: PoolEnrollmen
     if (status === undefined) throw err;
     return reject(status, `${(err as EnrollError).code}: ${(err as EnrollError).message} (lost a race)`, who);
   }
-  // The acceptance carries the committed pet name and the address now in force; if either
-  // moved since the job was sent, the job runs again with them (the first answer is dropped
-  // unsent). Committed by now, so a worker lost meanwhile is retried once on its replacement.
+  // The acceptance carries the committed pet name, the committed attributes (a set-attr may
+  // have landed meanwhile, docs/policies.md) and the address now in force; if any moved since
+  // the job was sent, the job runs again with them (the first answer is dropped unsent).
+  // Committed by now, so a worker lost meanwhile is retried once on its replacement.
   let response = r.response;
-  if ((enrolled.petName ?? '') !== job.petName || svc.settings.address !== job.addr) {
+  const committedCredential = enrolled.attributes === undefined ? credential : credentialFor(enrolled.attributes);
+  const sameCredential =
+    committedCredential === undefined ? credential === undefined : credential !== undefined && sameAttributes(credential.attributes, committedCredential.attributes);
+  if ((enrolled.petName ?? '') !== job.petName || svc.settings.address !== job.addr || !sameCredential) {
     const redo = { ...job, petName: enrolled.petName ?? '', addr: svc.settings.address };
-    const r2 = await pool.open(redo, spk).catch((err: unknown) => (isEnrollError(err, 'ERR_INTERNAL') ? pool.open(redo, spk) : Promise.reject(err)));
+    const r2 = await pool.open(redo, spk, committedCredential).catch((err: unknown) => (isEnrollError(err, 'ERR_INTERNAL') ? pool.open(redo, spk, committedCredential) : Promise.reject(err)));
     if (!r2.ok) throw jobFailure(r2);
     response = r2.response;
   }
