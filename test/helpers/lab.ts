@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { concat, equalBytes, toHex } from '../../src/crypto/bytes.js';
 import { generateX25519, type KeyPair } from '../../src/crypto/x25519.js';
 import { signBundle, type Bundle } from '../../src/protocol/codec/bundle.js';
+import type { Attributes } from '../../src/protocol/codec/attributes.js';
 import { bundleToText, cardFromText } from '../../src/protocol/codec/text.js';
 import { composeMessage, enrolleeId, enrolleeSession, initiate, type InitiateResult } from '../../src/protocol/enrollment/index.js';
 import { x3dhInitiatorDh, x3dhKdf, x3dhStateHash } from '../../src/protocol/enrollment/x3dh.js';
@@ -101,8 +102,8 @@ export async function issueBundles(svc: ServiceHome, enroller: Uint8Array, n: nu
   return bundles;
 }
 
-/** Issues one bundle per enrollee and approves each (as an enroller's APPROVE would). */
-export async function approveEnrollees(svc: ServiceHome, enroller: Uint8Array, n: number, label = 'lab'): Promise<LabEnrollee[]> {
+/** Issues one bundle per enrollee and approves each (as an enroller's APPROVE would), with `attributes` if given. */
+export async function approveEnrollees(svc: ServiceHome, enroller: Uint8Array, n: number, label = 'lab', attributes?: Attributes): Promise<LabEnrollee[]> {
   const bundles = await issueBundles(svc, enroller, n);
   const out: LabEnrollee[] = [];
   const now = nowSeconds();
@@ -110,7 +111,7 @@ export async function approveEnrollees(svc: ServiceHome, enroller: Uint8Array, n
     const eikB = generateX25519();
     const id = enrolleeId(eikB.publicKey);
     const e: LabEnrollee = { eikB, id, hex: toHex(id), bundle: bundles[i]!, petName: `${label}-${i}` };
-    await svc.store.approve({ enrolleeId: id, eikB: eikB.publicKey, bundleId: e.bundle.bundleId, petName: e.petName, enroller, now, expiresAt: now + 3600 });
+    await svc.store.approve({ enrolleeId: id, eikB: eikB.publicKey, bundleId: e.bundle.bundleId, petName: e.petName, enroller, now, expiresAt: now + 3600, attributes });
     out.push(e);
   }
   return out;
