@@ -25,8 +25,8 @@ interface AuditReader {
 
 async function openAudit(home: string, opts: Record<string, unknown>): Promise<AuditReader> {
   const dir = join(home, 'service');
-  const { roleSettings } = await import('./settings.js');
-  const settings = existsSync(join(dir, 'settings.json')) ? (roleSettings(dir, {}).store as Partial<ServiceSettings>) : {};
+  const { readRoleSettings } = await import('./settings.js');
+  const settings = readRoleSettings(dir) as Partial<ServiceSettings>;
   const location = resolveStoreLocation(settings, typeof opts.store === 'string' ? opts.store : undefined);
   if (location.kind === 'postgres') {
     const { PgDatabase } = await import('../store/pg/database.js');

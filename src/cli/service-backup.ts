@@ -32,8 +32,8 @@ export function register(service: Command): void {
         if (!existsSync(join(dir, 'ik_a.key'))) {
           throw new EnrollError('ERR_KEY_MISSING', `no service is initialised in ${dir}`, { hint: 'run `ockam-enroll service init` first, or pass the right --home' });
         }
-        const { roleSettings } = await import('./settings.js');
-        const location = resolveStoreLocation(roleSettings(dir, {}).store as Partial<ServiceSettings>, typeof opts.store === 'string' ? opts.store : undefined);
+        const { readRoleSettings } = await import('./settings.js');
+        const location = resolveStoreLocation(readRoleSettings(dir) as Partial<ServiceSettings>, typeof opts.store === 'string' ? opts.store : undefined);
         if (location.kind === 'postgres') {
           throw new EnrollError('ERR_USAGE', `the store is PostgreSQL (${location.masked}): back it up with pg_dump`, {
             hint: 'pg_dump --format=custom --file=enroll.dump "$URL" (docs/operations.md "Backup and restore")',

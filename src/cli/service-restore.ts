@@ -35,8 +35,8 @@ export function register(service: Command): void {
             hint: `put the service's ${IK_A_FILE} and settings.json (from your copy of the home) in ${dir} first, then restore`,
           });
         }
-        const { roleSettings } = await import('./settings.js');
-        const location = resolveStoreLocation(roleSettings(dir, {}).store as Partial<ServiceSettings>, typeof opts.store === 'string' ? opts.store : undefined);
+        const { readRoleSettings } = await import('./settings.js');
+        const location = resolveStoreLocation(readRoleSettings(dir) as Partial<ServiceSettings>, typeof opts.store === 'string' ? opts.store : undefined);
         if (location.kind === 'postgres') {
           throw new EnrollError('ERR_USAGE', `the store is PostgreSQL (${location.masked}): restore it with pg_restore`, {
             hint: 'pg_restore --dbname="$URL" enroll.dump into an empty database (docs/operations.md "Backup and restore")',

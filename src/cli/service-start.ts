@@ -7,7 +7,7 @@ import { DEFAULT_FAIL_RATE_PER_IP, DEFAULT_MAX_FRAME_LEN, DEFAULT_RATE_PER_ENROL
 import type { RunningHttpsServer } from '../roles/service/https.js';
 import { HTTPS_ADDRESS_CHECKS, INIT_FORCE_DESTROYS, type HttpsAddressCheck } from '../roles/service/https-announce.js';
 import { LOG_LEVELS, makeDecisionLog, type DecisionLog, type LogLevel } from '../roles/service/log.js';
-import { ServiceMetrics } from '../ops/metrics.js';
+import type { ServiceMetrics } from '../ops/metrics.js';
 import { startMetricsListener, type MetricsListener } from '../ops/listener.js';
 import { markRunning } from '../ops/running.js';
 import { hostname } from 'node:os';
@@ -165,9 +165,11 @@ export function register(service: Command): void {
             throw err;
           }
           // Every decision is also appended to the audit log, by a thread of its own (src/audit).
-          // Every decision line is also counted (src/ops/metrics.ts), whether or not it is scraped.
-          const metrics = new ServiceMetrics();
-          const plainLog = metrics.tap(svc.pg ? storeHealthLog(makeDecisionLog({ json: out.json, level: logLevel }), svc.pg) : makeDecisionLog({ json: out.json, level: logLevel }));
+          // With --metrics-listen every decision line is also counted (src/ops/metrics.ts); without
+          // it nothing could read the counts, so none are kept and prom-client is not loaded.
+          const metrics: ServiceMetrics | undefined = metricsAt ? new (await import('../ops/metrics.js')).ServiceMetrics() : undefined;
+          const decisionLog = svc.pg ? storeHealthLog(makeDecisionLog({ json: out.json, level: logLevel }), svc.pg) : makeDecisionLog({ json: out.json, level: logLevel });
+          const plainLog = metrics ? metrics.tap(decisionLog) : decisionLog;
           const onAuditError = (reason: string) => plainLog('error', { reason: `audit: ${reason}` });
           // PostgreSQL: appends are network round trips, batched on this thread (audit/pg-sink.ts).
           const sink = svc.pg
@@ -194,7 +196,7 @@ export function register(service: Command): void {
               host: listen.host,
               port: listen.port,
               log,
-              metrics,
+              ...(metrics ? { metrics } : {}),
               ...limits,
             });
           } catch (err) {
@@ -261,7 +263,7 @@ export function register(service: Command): void {
           let stopping = false;
           let metricsListener: MetricsListener | undefined;
           let closeStock = async (): Promise<void> => undefined;
-          if (metricsAt) {
+          if (metricsAt && metrics) {
             const running = server;
             const pg = svc.pg;
             // Bundles are counted on a read-only connection of their own (SQLite), or the pool.

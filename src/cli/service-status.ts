@@ -70,8 +70,8 @@ export function register(service: Command): void {
       if (!existsSync(join(dir, 'ik_a.key'))) {
         throw new EnrollError('ERR_KEY_MISSING', `no service is initialised in ${dir}`, { hint: 'run `ockam-enroll service init` first, or pass the right --home' });
       }
-      const { roleSettings } = await import('./settings.js');
-      const settings = { ...DEFAULT_SERVICE_SETTINGS, ...(roleSettings(dir, {}).store as Partial<ServiceSettings>) };
+      const { readRoleSettings } = await import('./settings.js');
+      const settings = { ...DEFAULT_SERVICE_SETTINGS, ...(readRoleSettings(dir) as Partial<ServiceSettings>) };
       const location = resolveStoreLocation(settings, typeof opts.store === 'string' ? opts.store : undefined);
       let source: StatusSource;
       let where: string;

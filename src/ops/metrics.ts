@@ -10,25 +10,15 @@
  * PostgreSQL pool) are read when scraped, through `gauge sources` set by `service start`.
  * Portal streams and their bytes are counted from the decision log too, by service outlet
  * (the operator's configured name: bounded).
+ *
+ * Loaded only by a service with --metrics-listen: counts that are never served cannot be
+ * read, and prom-client (with @opentelemetry/api) is about a tenth of a start-up (issue 24).
+ * The labels that the enrollment path computes live in ./labels.ts, free of prom-client.
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { isErrorCode } from '../errors.js';
-import { ENROLL_STATUS } from '../protocol/messages/service.js';
+import { codeLabel } from './labels.js';
 import { OPEN_STATUS_NAMES } from '../protocol/portal/open.js';
 import type { DecisionLog } from '../roles/service/log.js';
-
-/** `result` label of an enrollment: `accepted`, or the refusal's status in lower case. */
-const STATUS_NAMES: ReadonlyMap<number, string> = new Map(Object.entries(ENROLL_STATUS).map(([k, v]) => [v, k.toLowerCase()]));
-
-export function enrollResult(status: number): string {
-  return STATUS_NAMES.get(status) ?? 'other';
-}
-
-/** A bounded `code` label: an error code of src/errors.ts, else `other`. */
-export function codeLabel(reason: unknown): string {
-  const code = typeof reason === 'string' ? reason.split(':', 1)[0]!.trim() : '';
-  return isErrorCode(code) ? code : 'other';
-}
 
 /** A stream's `outlet` label: a service outlet's name (opened ones only exist), else `device`. */
 function outletLabel(fields: Record<string, unknown>): string {

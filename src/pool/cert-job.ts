@@ -20,6 +20,8 @@ import { verifyTokenSync } from '../protocol/token/jwt.js';
 import { attributesExtension } from '../x509/attributes-ext.js';
 import type { IssuedCertificate } from '../x509/ca.js';
 import { buildClientCertificate, type ClientCertTemplate } from '../x509/cert-template.js';
+// For the pool's workers, which load this module at their first token job (worker.ts).
+export { clientCertTemplate } from '../x509/cert-template.js';
 import { parseCsrDer } from '../x509/csr-der.js';
 import { checkCsrIdentity } from '../x509/csr.js';
 import { encodeBase64Body, encodeCertsOnlyDer } from '../x509/pkcs7.js';

@@ -37,7 +37,7 @@ export async function announceAddress(svc: ServiceHome, address: string, now: nu
     // After the store: settings.json only tells a service started later where to begin; a
     // crash in between leaves the store's announcement, which the watcher applies anyway.
     const { roleSettings } = await import('../../cli/settings.js');
-    roleSettings(svc.keystore.dir, { ...DEFAULT_SERVICE_SETTINGS }).set('address', addr);
+    (await roleSettings(svc.keystore.dir, { ...DEFAULT_SERVICE_SETTINGS })).set('address', addr);
     svc.settings.address = addr;
     // After the commit, as src/audit asks of decisions made outside `service start`.
     await audit(svc, 'address-set', { address: addr, previous, seq: announcement.seq });

@@ -116,6 +116,8 @@ export class CredentialSigner {
   readonly #fallback: XEdDSASigner;
   readonly #onError: (reason: string) => void;
   #worker: Worker | undefined;
+  /** IK_A's private key (the service home's own buffer), until the thread is started or the signer closed. */
+  #ikAPrivate: Uint8Array | undefined;
   #next = 1;
   readonly #pending = new Map<number, { message: Uint8Array; resolve(sig: Uint8Array): void; reject(err: unknown): void }>();
   /** Requests of this turn, posted together at its end. */
@@ -126,29 +128,43 @@ export class CredentialSigner {
     this.#onError = onError;
   }
 
+  /**
+   * The signer of `service start`. Its thread is started by the first signature, not here:
+   * with the enrollment pool (the default) the workers sign every enrollment's credential,
+   * and this thread signs only the reissues of `enrollee status`, `renew` and `rotate`, so a
+   * service that makes none does not pay a thread's start-up (issue 24: the suite's time is
+   * mostly start-ups). IK_A still reaches the thread once, when it starts.
+   */
   static start(svc: ServiceHome, onError: (reason: string) => void): CredentialSigner {
     const s = new CredentialSigner(localSigner(svc), onError);
+    s.#ikAPrivate = svc.ikA.privateKey;
+    return s;
+  }
+
+  /** Starts the thread (the first signature does); on failure signing stays in this thread. */
+  #spawn(ikAPrivate: Uint8Array): Worker | undefined {
     try {
       // The worker gets its own copy of IK_A's private key (a structured clone) and wipes it once prepared.
-      const w = new Worker(new URL('./credential-worker.js', import.meta.url), { workerData: { ikAPrivate: Uint8Array.from(svc.ikA.privateKey) } });
+      const w = new Worker(new URL('./credential-worker.js', import.meta.url), { workerData: { ikAPrivate: Uint8Array.from(ikAPrivate) } });
       w.unref();
       w.on('message', (m: SignReply) => {
         for (const r of m.results) {
-          const p = s.#pending.get(r.id);
+          const p = this.#pending.get(r.id);
           if (p === undefined) continue;
-          s.#pending.delete(r.id);
+          this.#pending.delete(r.id);
           if ('signature' in r) p.resolve(r.signature);
           else p.reject(new EnrollError('ERR_INTERNAL', `credential signing failed: ${r.error}`));
         }
-        if (s.#pending.size === 0) w.unref();
+        if (this.#pending.size === 0) w.unref();
       });
-      w.on('error', (err) => s.#lost(w, `the credential signing thread failed: ${err.message}`));
-      w.on('exit', (code) => s.#lost(w, `the credential signing thread exited (${code})`));
-      s.#worker = w;
+      w.on('error', (err) => this.#lost(w, `the credential signing thread failed: ${err.message}`));
+      w.on('exit', (code) => this.#lost(w, `the credential signing thread exited (${code})`));
+      this.#worker = w;
+      return w;
     } catch (err) {
-      onError(`cannot start the credential signing thread: ${(err as Error).message}; signing on the main thread`);
+      this.#onError(`cannot start the credential signing thread: ${(err as Error).message}; signing on the main thread`);
+      return undefined;
     }
-    return s;
   }
 
   #lost(w: Worker, reason: string): void {
@@ -167,7 +183,9 @@ export class CredentialSigner {
   }
 
   sign(message: Uint8Array): Promise<Uint8Array> {
-    const w = this.#worker;
+    const ikAPrivate = this.#ikAPrivate;
+    this.#ikAPrivate = undefined;
+    const w = this.#worker ?? (ikAPrivate !== undefined ? this.#spawn(ikAPrivate) : undefined);
     if (w === undefined) return Promise.resolve(this.#fallback(message));
     return new Promise((resolve, reject) => {
       const id = this.#next++;
@@ -188,6 +206,7 @@ export class CredentialSigner {
 
   /** Stops the thread; later signatures are made in this thread. */
   async close(): Promise<void> {
+    this.#ikAPrivate = undefined;
     const w = this.#worker;
     if (w === undefined) return;
     // Whatever is still in flight is signed here.

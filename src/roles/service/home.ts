@@ -196,7 +196,7 @@ export class ServiceHome {
       throw err;
     }
     const { roleSettings } = await import('../../cli/settings.js');
-    const conf = roleSettings(keystore.dir, { ...DEFAULT_SERVICE_SETTINGS });
+    const conf = await roleSettings(keystore.dir, { ...DEFAULT_SERVICE_SETTINGS });
     conf.set({
       ...DEFAULT_SERVICE_SETTINGS,
       address,
@@ -242,8 +242,8 @@ export class ServiceHome {
         hint: 'use --force to replace it with the identity of the service in --from',
       });
     }
-    const { roleSettings } = await import('../../cli/settings.js');
-    const settings = { ...DEFAULT_SERVICE_SETTINGS, ...(roleSettings(source, { ...DEFAULT_SERVICE_SETTINGS }).store as Partial<ServiceSettings>) };
+    const { readRoleSettings, roleSettings } = await import('../../cli/settings.js');
+    const settings = { ...DEFAULT_SERVICE_SETTINGS, ...(readRoleSettings(source) as Partial<ServiceSettings>) };
     const location = resolveStoreLocation(settings, opts.store);
     if (location.kind !== 'postgres') {
       throw new EnrollError('ERR_USAGE', 'a replica shares a PostgreSQL store: the service in --from has none, and --store names none', {
@@ -256,7 +256,7 @@ export class ServiceHome {
       if (!existsSync(file)) continue; // a home made before token enrollment has no CA
       keystore.writeBytes(name, readFileSync(file), { secret, overwrite: true });
     }
-    roleSettings(keystore.dir, { ...DEFAULT_SERVICE_SETTINGS }).set({
+    (await roleSettings(keystore.dir, { ...DEFAULT_SERVICE_SETTINGS })).set({
       ...settings,
       ...(opts.store !== undefined ? { store: withoutSecrets(location.url) } : {}),
     });
@@ -287,8 +287,8 @@ export class ServiceHome {
     }
     const keystore = Keystore.open(home, 'service', opts.passphrase ? { passphrase: opts.passphrase } : {});
     const ikA = await keystore.loadKeyPair(IK_A_FILE);
-    const { roleSettings } = await import('../../cli/settings.js');
-    const settings = { ...DEFAULT_SERVICE_SETTINGS, ...(roleSettings(keystore.dir, { ...DEFAULT_SERVICE_SETTINGS }).store as Partial<ServiceSettings>) };
+    const { readRoleSettings } = await import('../../cli/settings.js');
+    const settings = { ...DEFAULT_SERVICE_SETTINGS, ...(readRoleSettings(keystore.dir) as Partial<ServiceSettings>) };
     const location = resolveStoreLocation(settings, opts.store);
     if (location.kind === 'postgres') {
       const pg = await openPg(location, opts.applicationName);

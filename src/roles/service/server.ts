@@ -44,7 +44,7 @@ import { serveSession } from './session.js';
 import { endPortalLinks } from '../../portal/service-outlets.js';
 import { startLifecycle, stopLifecycle } from './lifecycle.js';
 import type { ServiceMetrics } from '../../ops/metrics.js';
-import { enrollResult } from '../../ops/metrics.js';
+import { enrollResult } from '../../ops/labels.js';
 import { ENROLLMENT_MESSAGE_V2_LEN } from '../../protocol/enrollment/constants.js';
 import { enrollLifecycleFor } from './hooks.js';
 
